@@ -1,0 +1,1 @@
+"""Per-call orchestration and product logic: events, sessions, the event hub, settings."""

@@ -1,0 +1,135 @@
+"""In-process event hub: per-call ordered history plus live fan-out to bounded subscriber queues."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+from assist.events import Event, now_iso
+
+
+class CallActiveError(RuntimeError):
+    """A call id that is already streaming."""
+
+
+class Subscription:
+    """A screen's view of one call. `overflowed` is set when it fell too far behind."""
+
+    def __init__(self, feed: CallFeed, backlog: int) -> None:
+        self.feed = feed
+        self.queue: asyncio.Queue[Event | None] = asyncio.Queue(maxsize=backlog + 1)
+        self.backlog = backlog
+        self.overflowed = False
+        self.last_seq = 0
+
+    def _offer(self, event: Event | None) -> None:
+        if self.overflowed:
+            return
+        if event is not None and self.queue.qsize() >= self.backlog:
+            # The screen is not reading: cut it loose instead of stalling the call. It can
+            # reconnect with ?after_seq=N and continue from where it was.
+            self.overflowed = True
+            self.queue.put_nowait(None)
+            return
+        self.queue.put_nowait(event)
+
+    async def next(self) -> Event | None:
+        """The next event, or None once the call has ended (or the screen overflowed)."""
+        event = await self.queue.get()
+        if event is not None:
+            self.last_seq = event.seq
+        return event
+
+    def close(self) -> None:
+        self.feed.subscribers.discard(self)
+
+
+@dataclass(eq=False)
+class CallFeed:
+    call_id: str
+    history: list[Event] = field(default_factory=list)
+    subscribers: set[Subscription] = field(default_factory=set)
+    live: bool = False
+    ended: bool = False
+    touched: float = field(default_factory=time.monotonic)
+
+    @property
+    def seq(self) -> int:
+        return len(self.history)
+
+
+class EventHub:
+    """Stamps `seq`/`ts` on each call's events, keeps the history, and fans them out.
+
+    `subscribe` hands back the history after `after_seq` and registers the live queue in
+    the same step (no await between), so a late screen sees no gap and no duplicate.
+    Ended calls stay replayable until `keep_ended` newer calls have ended.
+    """
+
+    def __init__(self, backlog: int = 2000, keep_ended: int = 500) -> None:
+        self.backlog = backlog
+        self.keep_ended = keep_ended
+        self._feeds: OrderedDict[str, CallFeed] = OrderedDict()
+
+    def open(self, call_id: str) -> CallFeed:
+        feed = self._feeds.get(call_id)
+        if feed is not None and feed.live:
+            raise CallActiveError(call_id)
+        if feed is None or feed.ended:
+            # a reused id starts a fresh call; screens of the old one have had call.ended
+            feed = CallFeed(call_id)
+            self._feeds[call_id] = feed
+        feed.live = True
+        self._feeds.move_to_end(call_id)
+        return feed
+
+    def publish(self, event: Event) -> Event:
+        feed = self._feeds[event.call_id]
+        stamped = dataclasses.replace(event, seq=feed.seq + 1, ts=now_iso())
+        feed.history.append(stamped)
+        feed.touched = time.monotonic()
+        for sub in list(feed.subscribers):
+            sub._offer(stamped)
+        return stamped
+
+    def end(self, call_id: str) -> None:
+        feed = self._feeds.get(call_id)
+        if feed is None:
+            return
+        feed.live = False
+        feed.ended = True
+        for sub in list(feed.subscribers):
+            sub._offer(None)
+        self._evict()
+
+    def subscribe(self, call_id: str, after_seq: int = 0) -> tuple[list[Event], Subscription]:
+        """History after `after_seq` plus a live subscription (a call may not have begun yet)."""
+        feed = self._feeds.get(call_id)
+        if feed is None:
+            feed = CallFeed(call_id)
+            self._feeds[call_id] = feed
+            self._feeds.move_to_end(call_id, last=False)  # waiting screens are evicted first
+        sub = Subscription(feed, self.backlog)
+        backlog = feed.history[after_seq:] if after_seq >= 0 else list(feed.history)
+        if backlog:
+            sub.last_seq = backlog[-1].seq
+        if feed.ended:
+            sub.queue.put_nowait(None)
+        else:
+            feed.subscribers.add(sub)
+        return backlog, sub
+
+    def feed(self, call_id: str) -> CallFeed | None:
+        return self._feeds.get(call_id)
+
+    def live_calls(self) -> list[CallFeed]:
+        return [feed for feed in self._feeds.values() if feed.live]
+
+    def _evict(self) -> None:
+        ended = [cid for cid, feed in self._feeds.items() if feed.ended or
+                 (not feed.live and not feed.history and not feed.subscribers)]
+        for call_id in ended[: max(0, len(ended) - self.keep_ended)]:
+            del self._feeds[call_id]

@@ -1,0 +1,66 @@
+"""The event stream for screens: `/v1/calls/{call_id}/events`, history first, then live."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from assist.ingest import Connection
+from assist.session import Services
+from audio.protocols.native import CALL_ID, CLOSE_NORMAL, CLOSE_POLICY
+
+
+async def serve_call_events(ws: WebSocket, services: Services, call_id: str) -> None:
+    await ws.accept()
+    conn = Connection(ws)
+    raw = ws.query_params.get("after_seq", "0")
+    if not CALL_ID.match(call_id) or not raw.isdigit():
+        problem = "call id" if not CALL_ID.match(call_id) else f"after_seq {raw!r}"
+        await conn.send_json({"type": "error", "code": "bad_request",
+                              "message": f"invalid {problem}; after_seq must be a whole number"})
+        await conn.close(CLOSE_POLICY, "bad_request")
+        return
+    backlog, sub = services.hub.subscribe(call_id, int(raw))
+    reader = asyncio.create_task(_drain_client(ws))
+    try:
+        for event in backlog:
+            await conn.send_text(event.to_json())
+        while conn.open:
+            next_event = asyncio.ensure_future(sub.next())
+            done, _ = await asyncio.wait({next_event, reader}, return_when=asyncio.FIRST_COMPLETED)
+            if next_event not in done:
+                next_event.cancel()
+                return  # the screen went away
+            event = next_event.result()
+            if event is None:
+                break
+            await conn.send_text(event.to_json())
+        if sub.overflowed:
+            await conn.send_json({
+                "type": "error", "code": "slow_consumer",
+                "message": f"this screen fell {sub.backlog} events behind and was disconnected; "
+                           f"reconnect with ?after_seq={sub.last_seq} to resume",
+            })
+            await conn.close(CLOSE_POLICY, "slow_consumer")
+        else:
+            await conn.close(CLOSE_NORMAL, "call ended")
+    finally:
+        sub.close()
+        reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reader
+
+
+async def _drain_client(ws: WebSocket) -> None:
+    """Read what the screen sends (feedback arrives here later); returns when it disconnects."""
+    with contextlib.suppress(WebSocketDisconnect, RuntimeError):
+        while True:
+            message = await ws.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            if message.get("text"):
+                with contextlib.suppress(json.JSONDecodeError):
+                    json.loads(message["text"])

@@ -1,0 +1,197 @@
+"""A live call: decodes its audio, runs one streaming transcriber per channel, emits events."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from assist.events import (
+    CallEnded,
+    CallStarted,
+    Event,
+    TranscriptFinal,
+    TranscriptPartial,
+    Word,
+)
+from assist.hub import EventHub
+from assist.settings import Settings
+from audio.codec import TARGET_RATE, AudioFormat, StreamDecoder
+from audio.vad import VadOptions, VadSegmenter
+from models.asr import Final, Partial, StreamingOptions, StreamingTranscriber
+from models.scheduler import RecognitionScheduler
+from models.vad import SileroVad
+from models.whisper import WhisperEngine
+
+log = logging.getLogger("callcue.session")
+
+
+@dataclass
+class Services:
+    """What every call shares: the Whisper engine and its scheduler, VAD, hub, thread pool."""
+
+    engine: WhisperEngine
+    scheduler: RecognitionScheduler
+    vad_model: SileroVad
+    vad_options: VadOptions
+    streaming: StreamingOptions
+    hub: EventHub
+    executor: ThreadPoolExecutor
+    max_calls: int = 200
+    sessions: dict[str, CallSession] = field(default_factory=dict)
+    warmup_seconds: float = 0.0
+
+    @classmethod
+    def load(cls, settings: Settings, *, warmup: bool = True) -> Services:
+        """Load and warm every model (blocking: call it before the port opens)."""
+        engine = WhisperEngine(settings.whisper)
+        warm = engine.warmup() if warmup else 0.0
+        scheduler = RecognitionScheduler(engine, workers=settings.asr_workers)
+        scheduler.start()
+        return cls(
+            engine=engine,
+            scheduler=scheduler,
+            vad_model=SileroVad(),
+            vad_options=settings.vad,
+            streaming=settings.streaming,
+            hub=EventHub(backlog=settings.events_backlog),
+            executor=ThreadPoolExecutor(
+                max_workers=min(8, (os.cpu_count() or 2)), thread_name_prefix="callcue-vad"
+            ),
+            max_calls=settings.max_calls,
+            warmup_seconds=warm,
+        )
+
+    def close(self) -> None:
+        self.scheduler.close()
+        self.executor.shutdown(wait=True, cancel_futures=True)
+
+
+class CallSession:
+    """One call from `start` to `finish`. Audio in; transcript events out through the hub."""
+
+    def __init__(
+        self,
+        services: Services,
+        call_id: str,
+        fmt: AudioFormat,
+        channels: tuple[str, ...],
+        metadata: dict[str, Any] | None = None,
+        source: str = "native",
+        streaming: StreamingOptions | None = None,
+    ) -> None:
+        self.services = services
+        self.call_id = call_id
+        self.format = fmt
+        self.channels = channels
+        self.metadata = metadata or {}
+        self.source = source
+        self.decoder = StreamDecoder(fmt)
+        self.started_at = time.time()
+        self.finished = False
+        self._finishing: asyncio.Task[None] | None = None
+        self.finals: list[TranscriptFinal] = []
+        options = streaming or services.streaming
+        self.transcribers = [
+            StreamingTranscriber(
+                key=f"{call_id}/{channel}",
+                engine=services.engine,
+                scheduler=services.scheduler,
+                vad=VadSegmenter(services.vad_model, services.vad_options),
+                executor=services.executor,
+                on_partial=lambda p, ch=channel: self._on_partial(ch, p),
+                on_final=lambda f, ch=channel: self._on_final(ch, f),
+                options=options,
+            )
+            for channel in channels
+        ]
+
+    @property
+    def audio_seconds(self) -> float:
+        return self.decoder.input_samples / self.format.sample_rate
+
+    def publish(self, event: Event) -> Event:
+        return self.services.hub.publish(event)
+
+    def start(self) -> None:
+        self.services.hub.open(self.call_id)
+        self.services.sessions[self.call_id] = self
+        self.publish(
+            CallStarted(
+                call_id=self.call_id, channels=self.channels, source=self.source,
+                encoding=self.format.encoding, sample_rate=self.format.sample_rate,
+                metadata=self.metadata,
+            )
+        )
+
+    async def feed(self, data: bytes) -> None:
+        """Decode one frame and hand each channel its samples (returns once VAD has run)."""
+        await self._push(self.decoder.decode(data))
+
+    async def _push(self, audio: Any) -> None:
+        if audio.shape[1] == 0:
+            return
+        await asyncio.gather(*(t.push(audio[i]) for i, t in enumerate(self.transcribers)))
+
+    async def finish(self, reason: str = "stop") -> None:
+        """Flush every pending final, then emit `call.ended`. Safe to call more than once."""
+        if self._finishing is None:
+            self._finishing = asyncio.ensure_future(self._finish(reason))
+        await asyncio.shield(self._finishing)
+
+    async def _finish(self, reason: str) -> None:
+        try:
+            await self._push(self.decoder.flush())
+        except Exception:  # a broken tail must not cost the finals already decoded
+            log.exception("flushing the audio of %s failed", self.call_id)
+        await asyncio.gather(*(t.close() for t in self.transcribers), return_exceptions=True)
+        self.finished = True
+        self.publish(
+            CallEnded(call_id=self.call_id, reason=reason, duration=round(self.audio_seconds, 3))
+        )
+        self.services.hub.end(self.call_id)
+        self.services.sessions.pop(self.call_id, None)
+        log.info("call %s ended (%s) after %.1fs of audio", self.call_id, reason,
+                 self.audio_seconds)
+
+    def _on_partial(self, channel: str, partial: Partial) -> None:
+        if self.finished:
+            return
+        self.publish(
+            TranscriptPartial(
+                call_id=self.call_id, channel=channel, utterance=partial.utterance,
+                start=partial.start, end=partial.end, text=partial.text, stable=partial.stable,
+            )
+        )
+
+    def _on_final(self, channel: str, final: Final) -> None:
+        if not final.text:
+            # nothing was said after all: withdraw a partial that may be on screen
+            self.publish(
+                TranscriptPartial(
+                    call_id=self.call_id, channel=channel, utterance=final.utterance,
+                    start=final.start, end=final.end, text="", stable="",
+                )
+            )
+            return
+        words = tuple(Word(w.word, w.start, w.end, w.probability) for w in final.words)
+        confidence = (
+            round(sum(w.probability for w in words) / len(words), 4) if words else 0.0
+        )
+        event = self.publish(
+            TranscriptFinal(
+                call_id=self.call_id, channel=channel, utterance=final.utterance,
+                start=final.start, end=final.end, text=final.text, words=words,
+                confidence=confidence,
+            )
+        )
+        assert isinstance(event, TranscriptFinal)
+        self.finals.append(event)
+
+
+def transcript_seconds(samples: int) -> float:
+    return samples / TARGET_RATE

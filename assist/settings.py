@@ -1,0 +1,180 @@
+"""Settings: read once from flags and CALLCUE_* environment variables, validated, frozen."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from audio.vad import VadOptions
+from models.asr import StreamingOptions
+from models.resolve import ModelNotFoundError, resolve_whisper_model
+from models.whisper import WhisperOptions
+
+
+class SettingsError(ValueError):
+    """A setting with a bad value; the message names the setting and the value."""
+
+
+@dataclass(frozen=True, slots=True)
+class Setting:
+    name: str  # flag name without dashes, also the key in overrides
+    env: str
+    default: Any
+    parse: Callable[[str], Any]
+    check: Callable[[Any], str | None]
+    help: str
+
+
+def _int(text: str) -> int:
+    return int(text)
+
+
+def _float(text: str) -> float:
+    return float(text)
+
+
+def _bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("expected true/false")
+
+
+def _range(lo: float, hi: float) -> Callable[[Any], str | None]:
+    return lambda v: None if lo <= v <= hi else f"must be between {lo} and {hi}"
+
+
+def _choice(*options: str) -> Callable[[Any], str | None]:
+    return lambda v: None if v in options else f"must be one of {', '.join(options)}"
+
+
+def _windows(text: str) -> tuple[float, ...]:
+    return tuple(sorted(float(part) for part in text.split(",") if part.strip()))
+
+
+def _windows_ok(value: Any) -> str | None:
+    if not value or any(not 1.0 <= w <= 30.0 for w in value) or value[-1] != 30.0:
+        return "must be sizes from 1 to 30 seconds, the largest being 30"
+    return None
+
+
+def _ok(_: Any) -> str | None:
+    return None
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("host", "CALLCUE_HOST", "127.0.0.1", str, _ok, "address to listen on"),
+    Setting("port", "CALLCUE_PORT", 8080, _int, _range(0, 65535), "TCP port (0: any free port)"),
+    Setting("model", "CALLCUE_MODEL", "embedded:tiny.en", str, _ok,
+            "Whisper model: embedded:tiny.en, a CTranslate2 model directory, or a model name "
+            "(needs a reachable model hub)"),
+    Setting("device", "CALLCUE_DEVICE", "cpu", str, _choice("cpu", "cuda", "auto"),
+            "where Whisper runs"),
+    Setting("compute_type", "CALLCUE_COMPUTE_TYPE", "int8", str,
+            _choice("default", "auto", "int8", "int8_float32", "int8_float16", "int8_bfloat16",
+                    "int16", "float16", "bfloat16", "float32"),
+            "CTranslate2 quantization"),
+    Setting("cpu_threads", "CALLCUE_CPU_THREADS", 0, _int, _range(0, 256),
+            "threads per Whisper decode (0: one per core)"),
+    Setting("beam_size", "CALLCUE_BEAM_SIZE", 5, _int, _range(1, 10),
+            "beam size for finals (partials are greedy)"),
+    Setting("encoder_windows", "CALLCUE_ENCODER_WINDOWS", (3.0, 6.0, 10.0, 15.0, 20.0, 30.0),
+            _windows, _windows_ok,
+            "encoder window sizes (s) for partials, comma-separated; 30 alone is the classic "
+            "full window"),
+    Setting("final_windows", "CALLCUE_FINAL_WINDOWS", (30.0,), _windows, _windows_ok,
+            "encoder window sizes (s) for finals"),
+    Setting("asr_workers", "CALLCUE_ASR_WORKERS", 1, _int, _range(1, 64),
+            "decodes run at once across all calls"),
+    Setting("partial_interval_ms", "CALLCUE_PARTIAL_INTERVAL_MS", 400, _int, _range(100, 1000),
+            "new audio between two partials of a channel"),
+    Setting("max_utterance_s", "CALLCUE_MAX_UTTERANCE_S", 15.0, _float, _range(2.0, 28.0),
+            "longest utterance before a final is forced"),
+    Setting("vad_threshold", "CALLCUE_VAD_THRESHOLD", 0.5, _float, _range(0.05, 0.95),
+            "speech probability that starts an utterance"),
+    Setting("vad_min_silence_ms", "CALLCUE_VAD_MIN_SILENCE_MS", 400, _int, _range(100, 5000),
+            "silence that ends an utterance (the hangover before a final)"),
+    Setting("max_frame_bytes", "CALLCUE_MAX_FRAME_BYTES", 1_048_576, _int,
+            _range(1024, 16 * 1_048_576), "largest binary audio frame accepted"),
+    Setting("max_calls", "CALLCUE_MAX_CALLS", 200, _int, _range(1, 100_000),
+            "concurrent calls accepted before new ones are refused"),
+    Setting("events_backlog", "CALLCUE_EVENTS_BACKLOG", 2000, _int, _range(10, 1_000_000),
+            "events a slow screen may lag behind before it is disconnected"),
+    Setting("log_level", "CALLCUE_LOG_LEVEL", "info", str,
+            _choice("debug", "info", "warning", "error"), "log verbosity"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    model: str = "embedded:tiny.en"
+    device: str = "cpu"
+    compute_type: str = "int8"
+    cpu_threads: int = 0
+    beam_size: int = 5
+    encoder_windows: tuple[float, ...] = (3.0, 6.0, 10.0, 15.0, 20.0, 30.0)
+    final_windows: tuple[float, ...] = (30.0,)
+    asr_workers: int = 1
+    partial_interval_ms: int = 400
+    max_utterance_s: float = 15.0
+    vad_threshold: float = 0.5
+    vad_min_silence_ms: int = 400
+    max_frame_bytes: int = 1_048_576
+    max_calls: int = 200
+    events_backlog: int = 2000
+    log_level: str = "info"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def load(
+        cls, env: Mapping[str, str] | None = None, overrides: Mapping[str, Any] | None = None
+    ) -> Settings:
+        """Flags (overrides) win over environment variables, which win over defaults."""
+        env = os.environ if env is None else env
+        overrides = overrides or {}
+        values: dict[str, Any] = {}
+        for setting in SETTINGS:
+            source = f"--{setting.name.replace('_', '-')}"
+            raw: Any = overrides.get(setting.name)
+            if raw is None and setting.env in env:
+                raw, source = env[setting.env], setting.env
+            if raw is None:
+                values[setting.name] = setting.default
+                continue
+            try:
+                value = setting.parse(raw) if isinstance(raw, str) else raw
+            except ValueError as exc:
+                raise SettingsError(f"{source}={raw!r}: {exc}") from None
+            problem = setting.check(value)
+            if problem:
+                raise SettingsError(f"{source}={raw!r}: {problem}")
+            values[setting.name] = value
+        try:
+            resolve_whisper_model(values["model"])
+        except ModelNotFoundError as exc:
+            raise SettingsError(f"CALLCUE_MODEL/--model={values['model']!r}: {exc}") from None
+        return cls(**values)
+
+    @property
+    def whisper(self) -> WhisperOptions:
+        return WhisperOptions(
+            model=self.model, device=self.device, compute_type=self.compute_type,
+            cpu_threads=self.cpu_threads, beam_size=self.beam_size,
+            windows=self.encoder_windows, final_windows=self.final_windows,
+        )
+
+    @property
+    def vad(self) -> VadOptions:
+        return VadOptions(threshold=self.vad_threshold, min_silence_ms=self.vad_min_silence_ms)
+
+    @property
+    def streaming(self) -> StreamingOptions:
+        return StreamingOptions(
+            partial_interval_ms=self.partial_interval_ms, max_utterance_s=self.max_utterance_s
+        )

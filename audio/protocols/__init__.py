@@ -1,0 +1,1 @@
+"""Wire protocols as sans-I/O state machines: messages in, typed events out."""

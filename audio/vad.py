@@ -1,0 +1,124 @@
+"""Streaming voice-activity state machine; the speech-probability model is injected."""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from audio.codec import TARGET_RATE, Float32Array
+
+WINDOW = 512  # samples at 16 kHz (32 ms): Silero's window size
+
+
+class SpeechModel(Protocol):
+    """Gives one speech probability per 512-sample window, carrying its own state."""
+
+    def new_state(self) -> object: ...
+
+    def probabilities(self, windows: Float32Array, state: object) -> tuple[Float32Array, object]:
+        """`windows` has shape (k, 512); returns k probabilities and the next state."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class VadOptions:
+    """Voice activity thresholds. `min_silence_ms` is the hangover before an utterance ends."""
+
+    threshold: float = 0.5
+    min_silence_ms: int = 400
+    min_speech_ms: int = 200
+    speech_pad_ms: int = 200
+
+    @property
+    def neg_threshold(self) -> float:
+        return max(self.threshold - 0.15, 0.01)
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechStarted:
+    sample: int
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechEnded:
+    start: int
+    end: int  # first sample of the silence that ended the utterance
+
+
+VadEvent = SpeechStarted | SpeechEnded
+
+
+class VadSegmenter:
+    """Turns a stream of 16 kHz samples into speech start/end events for one channel.
+
+    Model state, the partial window and the speech state are carried across `feed` calls,
+    so any chunking of the same audio yields the same events.
+    """
+
+    def __init__(self, model: SpeechModel, options: VadOptions | None = None) -> None:
+        self.model = model
+        self.options = options or VadOptions()
+        self._state = model.new_state()
+        self._pending = np.zeros(0, dtype=np.float32)
+        self.samples_seen = 0  # samples already run through the model
+        self.in_speech = False
+        self.speech_start = 0
+        self._silence_start: int | None = None
+        # (window start sample, probability) for the last 30 s, for choosing cut points
+        self._history: deque[tuple[int, float]] = deque(maxlen=30 * TARGET_RATE // WINDOW)
+        self._min_silence = self.options.min_silence_ms * TARGET_RATE // 1000
+
+    def feed(self, samples: Float32Array) -> list[VadEvent]:
+        audio = np.concatenate([self._pending, samples]) if self._pending.size else samples
+        n_windows = audio.size // WINDOW
+        self._pending = audio[n_windows * WINDOW :].copy()
+        if n_windows == 0:
+            return []
+        windows = audio[: n_windows * WINDOW].reshape(n_windows, WINDOW)
+        probs, self._state = self.model.probabilities(windows, self._state)
+        events: list[VadEvent] = []
+        for prob in probs.tolist():
+            start = self.samples_seen
+            self.samples_seen += WINDOW
+            self._history.append((start, prob))
+            event = self._step(start, prob)
+            if event is not None:
+                events.append(event)
+        return events
+
+    def _step(self, position: int, prob: float) -> VadEvent | None:
+        opts = self.options
+        if not self.in_speech:
+            if prob >= opts.threshold:
+                self.in_speech = True
+                self.speech_start = position
+                self._silence_start = None
+                return SpeechStarted(position)
+            return None
+        if prob >= opts.threshold:
+            self._silence_start = None
+        elif prob < opts.neg_threshold:
+            if self._silence_start is None:
+                self._silence_start = position
+            if position + WINDOW - self._silence_start >= self._min_silence:
+                self.in_speech = False
+                return SpeechEnded(self.speech_start, self._silence_start)
+        return None
+
+    def split(self, at: int) -> None:
+        """Start a new utterance at sample `at` while speech goes on (max utterance length)."""
+        self.speech_start = at
+
+    def quietest(self, lo: int, hi: int) -> int:
+        """Start of the least speech-like window in [lo, hi), a good place to cut a long utterance."""
+        best, best_prob = hi, 2.0
+        for start, prob in self._history:
+            if lo <= start < hi and prob < best_prob:
+                best, best_prob = start, prob
+        return best
+
+    def probabilities_since(self, lo: int) -> list[tuple[int, float]]:
+        return [(s, p) for s, p in self._history if s >= lo]

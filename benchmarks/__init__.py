@@ -1,0 +1,1 @@
+"""Reproducible measurements that write JSON results (see README, "Benchmarks")."""

@@ -1,0 +1,154 @@
+"""The `callcue` command: serve, stream a recording as a live call, transcribe in-process."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from audio.files import AudioFileError, CallAudio, load_call_audio
+
+
+def _channel_names(value: str | None, audio_channels: int) -> list[str]:
+    if value:
+        return [c.strip() for c in value.split(",") if c.strip()]
+    return ["customer", "agent"] if audio_channels >= 2 else ["customer"]
+
+
+def _load(files: list[str], channels: str | None) -> tuple[CallAudio, list[str]]:
+    probe = load_call_audio(list(files))
+    names = _channel_names(channels, probe.channels)
+    audio = probe if len(names) == probe.channels else load_call_audio(list(files), len(names))
+    return audio, names
+
+
+def cmd_stream(args: argparse.Namespace) -> int:
+    from assist.client import stream_call
+
+    try:
+        audio, names = _load(args.files, args.channels)
+    except AudioFileError as exc:
+        print(f"callcue stream: {exc}", file=sys.stderr)
+        return 2
+    metadata: dict[str, Any] = json.loads(args.metadata) if args.metadata else {}
+
+    def show(event: dict[str, Any]) -> None:
+        print(json.dumps(event, ensure_ascii=False), flush=True)
+
+    try:
+        result = asyncio.run(stream_call(
+            args.url, audio, names, realtime=not args.fast, chunk_ms=args.chunk_ms,
+            encoding=args.encoding, call_id=args.call_id, metadata=metadata, on_event=show,
+        ))
+    except OSError as exc:
+        print(f"callcue stream: cannot connect to {args.url}: {exc}", file=sys.stderr)
+        return 1
+    errors = [e for e in result.events if e.get("type") == "error"]
+    return 1 if errors else 0
+
+
+def cmd_transcribe(args: argparse.Namespace) -> int:
+    from assist.settings import Settings, SettingsError
+
+    try:
+        audio, names = _load(args.files, args.channels)
+        settings = Settings.load(overrides={
+            k: v for k, v in vars(args).items() if k in Settings.__dataclass_fields__ and v
+        })
+    except (AudioFileError, SettingsError) as exc:
+        print(f"callcue transcribe: {exc}", file=sys.stderr)
+        return 2
+    call = asyncio.run(transcribe_call(settings, audio, names, Path(args.files[0]).stem,
+                                       progress=sys.stderr.isatty() and not args.quiet))
+    if args.json:
+        print(json.dumps(call, ensure_ascii=False, indent=2))
+    else:
+        for u in call["utterances"]:
+            print(f"[{u['start']:8.2f} – {u['end']:8.2f}] {u['channel']:>8}: {u['text']}")
+    return 0
+
+
+async def transcribe_call(
+    settings: Any, audio: CallAudio, channels: list[str], call_id: str, *, progress: bool = False
+) -> dict[str, Any]:
+    """Run the live pipeline in-process over a recording, as fast as the machine allows."""
+    from dataclasses import replace
+
+    from tqdm import tqdm
+
+    from assist.session import CallSession, Services
+    from audio.codec import AudioFormat
+
+    services = await asyncio.to_thread(Services.load, settings, warmup=False)
+    try:
+        fmt = AudioFormat("pcm16", audio.sample_rate, len(channels))
+        session = CallSession(services, call_id, fmt, tuple(channels), source="file",
+                              streaming=replace(services.streaming, partials=False))
+        session.start()
+        step = audio.sample_rate  # one second per frame
+        with tqdm(total=round(audio.duration, 1), unit="s", disable=not progress,
+                  desc="transcribing", file=sys.stderr) as bar:
+            for lo in range(0, audio.samples.shape[0], step):
+                chunk = audio.samples[lo : lo + step]
+                await session.feed(chunk.reshape(-1).astype("<i2").tobytes())
+                bar.update(round(chunk.shape[0] / audio.sample_rate, 1))
+            await session.finish("stop")
+        utterances = sorted(
+            ({"channel": f.channel, "start": f.start, "end": f.end, "text": f.text,
+              "words": [w.__dict__ if hasattr(w, "__dict__") else _word(w) for w in f.words]}
+             for f in session.finals),
+            key=lambda u: (u["start"], u["channel"]),
+        )
+        return {"call_id": call_id, "duration": round(audio.duration, 3),
+                "channels": channels, "utterances": utterances}
+    finally:
+        services.close()
+
+
+def _word(w: Any) -> dict[str, Any]:
+    return {"word": w.word, "start": w.start, "end": w.end, "probability": w.probability}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(prog="callcue", description="Real-time agent assist.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("serve", help="run the server (see `callcue serve --help`)", add_help=False)
+
+    stream = sub.add_parser("stream", help="stream a recording to a server as a live call")
+    stream.add_argument("files", nargs="+", metavar="FILE", help="a mono/stereo file, or two "
+                        "mono files as two channels")
+    stream.add_argument("--url", default="ws://127.0.0.1:8080")
+    stream.add_argument("--channels", help="channel names in order, e.g. customer,agent")
+    pace = stream.add_mutually_exclusive_group()
+    pace.add_argument("--realtime", action="store_true", default=True,
+                      help="send at the speed of speech (default)")
+    pace.add_argument("--fast", action="store_true", help="send as fast as the server reads")
+    stream.add_argument("--encoding", default="pcm16", choices=["pcm16", "mulaw", "alaw"])
+    stream.add_argument("--chunk-ms", type=int, default=100)
+    stream.add_argument("--call-id")
+    stream.add_argument("--metadata", help="JSON object sent as the call's metadata")
+
+    tr = sub.add_parser("transcribe", help="run the pipeline in-process on a recording")
+    tr.add_argument("files", nargs="+", metavar="FILE")
+    tr.add_argument("--channels")
+    tr.add_argument("--json", action="store_true", help="print the finished call as JSON")
+    tr.add_argument("--quiet", action="store_true", help="no progress bar")
+    for name in ("model", "device", "compute_type", "beam_size", "cpu_threads"):
+        tr.add_argument(f"--{name.replace('_', '-')}", dest=name)
+
+    if argv and argv[0] == "serve":
+        import server
+
+        return server.main(argv[1:])
+    args = parser.parse_args(argv)
+    if args.command == "stream":
+        return cmd_stream(args)
+    return cmd_transcribe(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

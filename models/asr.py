@@ -1,0 +1,287 @@
+"""Streaming recognition of one channel: VAD-gated utterances, stable partials, timed finals."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Callable
+from concurrent.futures import Executor
+from concurrent.futures import Future as ThreadFuture
+from dataclasses import dataclass
+
+import numpy as np
+
+from audio.codec import TARGET_RATE, Float32Array
+from audio.vad import SpeechEnded, SpeechStarted, VadSegmenter
+from models.scheduler import RecognitionJob, RecognitionScheduler
+from models.whisper import Hypothesis, WhisperEngine, WordTiming
+
+log = logging.getLogger("callcue.asr")
+
+
+@dataclass(frozen=True, slots=True)
+class StreamingOptions:
+    """Cadence and segmentation of one channel's recognition."""
+
+    partials: bool = True
+    partial_interval_ms: int = 400  # new audio between two partial decodes
+    min_partial_ms: int = 300  # speech needed before the first partial
+    max_utterance_s: float = 15.0  # a final is forced at the quietest point before this
+    pad_ms: int = 200  # audio kept before speech starts and after it ends
+    prompt_words: int = 60  # previous finals of the channel given to Whisper as context
+
+
+@dataclass(frozen=True, slots=True)
+class Partial:
+    utterance: int
+    start: float
+    end: float
+    text: str
+    stable: str  # prefix agreed by two consecutive hypotheses: it will not change again
+
+
+@dataclass(frozen=True, slots=True)
+class Final:
+    utterance: int
+    start: float
+    end: float
+    text: str
+    words: tuple[WordTiming, ...]
+    avg_logprob: float
+    no_speech_prob: float
+
+
+_NORM = re.compile(r"[^\w']+")
+
+
+def _norm(word: str) -> str:
+    return _NORM.sub("", word.lower())
+
+
+def agreed_prefix(a: list[str], b: list[str]) -> int:
+    """Length of the common word prefix of two hypotheses (LocalAgreement-2)."""
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if _norm(x) != _norm(y):
+            break
+        n += 1
+    return n
+
+
+class StreamingTranscriber:
+    """Recognizes one channel of one call.
+
+    `push` audio as it arrives; `on_partial` and `on_final` are called on the event loop.
+    Finals come out in utterance order. Partials are decoded with the agreed words forced
+    as a prefix, so the stable part of a partial never changes until its final replaces it.
+    """
+
+    def __init__(
+        self,
+        key: str,
+        engine: WhisperEngine,
+        scheduler: RecognitionScheduler,
+        vad: VadSegmenter,
+        executor: Executor,
+        on_partial: Callable[[Partial], None],
+        on_final: Callable[[Final], None],
+        options: StreamingOptions | None = None,
+    ) -> None:
+        self.key = key
+        self.engine = engine
+        self.scheduler = scheduler
+        self.vad = vad
+        self.executor = executor
+        self.on_partial = on_partial
+        self.on_final = on_final
+        self.options = options or StreamingOptions()
+        self._pad = self.options.pad_ms * TARGET_RATE // 1000
+        self._buf = np.zeros(0, dtype=np.float32)
+        self._buf_start = 0
+        self.total = 0  # samples pushed
+        self._utt_id = 0
+        self._utt_start: int | None = None  # None: not inside an utterance
+        self._floor = 0  # first sample not yet given to a final
+        self._last_partial_at = 0
+        self._partial_no = 0
+        self._partial_shown = -1  # last utterance that had a partial on screen
+        self._partial_number = 0  # number of the newest partial shown
+        self._prev_words: list[str] = []
+        self._stable: list[str] = []
+        self._history: list[str] = []
+        self._finals: asyncio.Queue[tuple[int, int, int, asyncio.Future[Hypothesis | None]] | None]
+        self._finals = asyncio.Queue()
+        self._emitter: asyncio.Task[None] | None = None
+        self._closed = False
+
+    # -- input --------------------------------------------------------------------------
+    async def push(self, samples: Float32Array) -> None:
+        if self._closed or samples.size == 0:
+            return
+        if self._emitter is None:
+            self._emitter = asyncio.create_task(self._emit_finals(), name=f"finals:{self.key}")
+        self._buf = np.concatenate([self._buf, samples]) if self._buf.size else samples.copy()
+        self.total += samples.size
+        loop = asyncio.get_running_loop()
+        events = await loop.run_in_executor(self.executor, self.vad.feed, samples)
+        for event in events:
+            if isinstance(event, SpeechStarted):
+                self._begin(max(event.sample - self._pad, self._floor, self._buf_start))
+            elif isinstance(event, SpeechEnded) and self._utt_start is not None:
+                speech_ms = (event.end - event.start) * 1000 // TARGET_RATE
+                end = min(event.end + self._pad, self.total)
+                if speech_ms >= self.vad.options.min_speech_ms or self._partial_shown == self._utt_id:
+                    self._finalize(self._utt_start, end)
+                else:
+                    self._utt_start = None
+                    self._floor = end
+        if self._utt_start is not None and self.vad.in_speech:
+            self._maybe_cut_or_partial()
+        self._trim()
+
+    def _begin(self, start: int) -> None:
+        self._utt_id += 1
+        self._utt_start = start
+        self._last_partial_at = start
+        self._prev_words = []
+        self._stable = []
+
+    def _maybe_cut_or_partial(self) -> None:
+        assert self._utt_start is not None
+        opts = self.options
+        length = self.total - self._utt_start
+        if length >= opts.max_utterance_s * TARGET_RATE:
+            lo = self.total - 3 * TARGET_RATE
+            cut = self.vad.quietest(max(lo, self._utt_start + TARGET_RATE), self.total - TARGET_RATE // 4)
+            cut = min(cut, self.total)
+            self._finalize(self._utt_start, cut)
+            self._begin(cut)
+            self.vad.split(cut)
+            return
+        if not opts.partials:
+            return
+        speech = self.total - self.vad.speech_start
+        due = self.total - self._last_partial_at >= opts.partial_interval_ms * TARGET_RATE // 1000
+        if due and speech >= opts.min_partial_ms * TARGET_RATE // 1000:
+            self._submit_partial()
+
+    def _slice(self, start: int, end: int) -> Float32Array:
+        lo = max(start - self._buf_start, 0)
+        return self._buf[lo : end - self._buf_start].copy()
+
+    def _trim(self) -> None:
+        keep_from = self._utt_start if self._utt_start is not None else self.total - self._pad
+        keep_from = max(keep_from, self._buf_start)
+        if keep_from > self._buf_start:
+            self._buf = self._buf[keep_from - self._buf_start :]
+            self._buf_start = keep_from
+
+    def _prompt(self) -> tuple[int, ...]:
+        words = " ".join(self._history).split()[-self.options.prompt_words :]
+        return tuple(self.engine.encode_text(" ".join(words)))
+
+    # -- partials -----------------------------------------------------------------------
+    def _submit_partial(self) -> None:
+        assert self._utt_start is not None
+        self._partial_no += 1
+        self._last_partial_at = self.total
+        job = RecognitionJob(
+            key=self.key,
+            audio=self._slice(self._utt_start, self.total),
+            final=False,
+            prompt=self._prompt(),
+            prefix=tuple(self.engine.encode_text(" ".join(self._stable))),
+        )
+        future = asyncio.wrap_future(self.scheduler.submit(job))
+        utt, number, start, end = self._utt_id, self._partial_no, self._utt_start, self.total
+        future.add_done_callback(lambda f: self._partial_done(f, utt, number, start, end))
+
+    def _partial_done(
+        self, future: asyncio.Future[Hypothesis | None], utt: int, number: int, start: int, end: int
+    ) -> None:
+        if future.cancelled() or future.exception() is not None:
+            return
+        hyp = future.result()
+        if hyp is None or utt != self._utt_id or self._utt_start is None or number <= self._partial_number:
+            return
+        words = hyp.text.split() if hyp.ok else []
+        if agreed_prefix(words, self._stable) < len(self._stable):
+            self._stable = words[: agreed_prefix(words, self._stable)]
+        agreed = agreed_prefix(words, self._prev_words)
+        if agreed > len(self._stable):
+            self._stable = words[:agreed]
+        self._prev_words = words
+        if not words:
+            return
+        self._partial_shown = utt
+        self._partial_number = number
+        self.on_partial(
+            Partial(
+                utterance=utt,
+                start=round(start / TARGET_RATE, 3),
+                end=round(end / TARGET_RATE, 3),
+                text=hyp.text,
+                stable=" ".join(self._stable),
+            )
+        )
+
+    # -- finals -------------------------------------------------------------------------
+    def _finalize(self, start: int, end: int) -> None:
+        utt = self._utt_id
+        self._utt_start = None
+        self._floor = end
+        self.scheduler.cancel_partial(self.key)
+        audio = self._slice(start, end)
+        if audio.size < TARGET_RATE // 10:
+            return
+        job = RecognitionJob(key=self.key, audio=audio, final=True, prompt=self._prompt())
+        future: ThreadFuture[Hypothesis | None] = self.scheduler.submit(job)
+        self._finals.put_nowait((utt, start, end, asyncio.wrap_future(future)))
+
+    async def _emit_finals(self) -> None:
+        while (item := await self._finals.get()) is not None:
+            utt, start, end, future = item
+            try:
+                hyp = await future
+            except Exception:
+                log.exception("final decode failed for %s utterance %d", self.key, utt)
+                continue
+            if hyp is None:
+                continue
+            offset = start / TARGET_RATE
+            words = tuple(
+                WordTiming(
+                    word=w.word,
+                    start=round(offset + w.start, 3),
+                    end=round(offset + max(w.end, w.start), 3),
+                    probability=w.probability,
+                )
+                for w in hyp.words
+            )
+            text = hyp.text if hyp.ok else ""
+            if text:
+                self._history.append(text)
+                del self._history[:-8]
+            self.on_final(
+                Final(
+                    utterance=utt,
+                    start=words[0].start if words else round(offset, 3),
+                    end=words[-1].end if words else round(end / TARGET_RATE, 3),
+                    text=text,
+                    words=words if text else (),
+                    avg_logprob=round(hyp.avg_logprob, 4),
+                    no_speech_prob=round(hyp.no_speech_prob, 4),
+                )
+            )
+
+    async def close(self) -> None:
+        """Finalize the utterance in progress and wait until every final has been emitted."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._utt_start is not None:
+            self._finalize(self._utt_start, self.total)
+        self._finals.put_nowait(None)
+        if self._emitter is not None:
+            await self._emitter

@@ -1,0 +1,137 @@
+"""One queue for all recognition work across calls: finals first, stale partials replaced."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict, deque
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+
+from audio.codec import Float32Array
+from models.whisper import Hypothesis, WhisperEngine
+
+log = logging.getLogger("callcue.scheduler")
+
+
+@dataclass(eq=False)
+class RecognitionJob:
+    """Decode `audio` for channel `key`. A partial's future gets None when it is superseded."""
+
+    key: str
+    audio: Float32Array
+    final: bool
+    prompt: tuple[int, ...] = ()
+    prefix: tuple[int, ...] = ()
+    submitted: float = field(default_factory=time.monotonic)
+    future: Future[Hypothesis | None] = field(default_factory=Future)
+
+
+@dataclass
+class SchedulerStats:
+    finals_done: int = 0
+    partials_done: int = 0
+    partials_dropped: int = 0
+    final_wait_seconds: float = 0.0
+
+
+class RecognitionScheduler:
+    """Runs every call's decodes on a few worker threads sharing one `WhisperEngine`.
+
+    Finals are served first and in order of arrival and are never dropped. Each channel
+    holds at most one waiting partial: a newer partial replaces the waiting one (whose
+    future resolves to None and is counted as dropped), so partials never pile up.
+    """
+
+    def __init__(self, engine: WhisperEngine, workers: int = 1) -> None:
+        self.engine = engine
+        self.workers = max(1, workers)
+        self._finals: deque[RecognitionJob] = deque()
+        self._partials: OrderedDict[str, RecognitionJob] = OrderedDict()
+        self._cond = threading.Condition()
+        self._threads: list[threading.Thread] = []
+        self._closed = False
+        self.busy = 0
+        self.stats = SchedulerStats()
+
+    def start(self) -> None:
+        for i in range(self.workers):
+            thread = threading.Thread(target=self._run, name=f"callcue-asr-{i}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        for thread in self._threads:
+            thread.join(timeout=30)
+        with self._cond:
+            pending = list(self._finals) + list(self._partials.values())
+            self._finals.clear()
+            self._partials.clear()
+        for job in pending:
+            if not job.future.done():
+                job.future.set_exception(RuntimeError("recognition scheduler closed"))
+
+    @property
+    def depths(self) -> tuple[int, int]:
+        """(finals waiting, partials waiting)."""
+        return len(self._finals), len(self._partials)
+
+    def submit(self, job: RecognitionJob) -> Future[Hypothesis | None]:
+        with self._cond:
+            if self._closed:
+                raise RuntimeError("recognition scheduler closed")
+            if job.final:
+                self._finals.append(job)
+                stale = self._partials.pop(job.key, None)  # its utterance is being finalized
+            else:
+                stale = self._partials.pop(job.key, None)
+                self._partials[job.key] = job
+            if stale is not None:
+                self.stats.partials_dropped += 1
+            self._cond.notify()
+        if stale is not None:
+            stale.future.set_result(None)
+        return job.future
+
+    def cancel_partial(self, key: str) -> None:
+        with self._cond:
+            stale = self._partials.pop(key, None)
+        if stale is not None:
+            stale.future.set_result(None)
+
+    def _next(self) -> RecognitionJob | None:
+        with self._cond:
+            while not self._closed and not self._finals and not self._partials:
+                self._cond.wait()
+            if self._closed:
+                return None
+            self.busy += 1
+            if self._finals:
+                return self._finals.popleft()
+            return self._partials.popitem(last=False)[1]
+
+    def _run(self) -> None:
+        while (job := self._next()) is not None:
+            try:
+                if job.future.set_running_or_notify_cancel():
+                    waited = time.monotonic() - job.submitted
+                    result = self.engine.decode(
+                        job.audio, prompt=job.prompt, prefix=job.prefix, final=job.final
+                    )
+                    job.future.set_result(result)
+                    if job.final:
+                        self.stats.finals_done += 1
+                        self.stats.final_wait_seconds += waited
+                    else:
+                        self.stats.partials_done += 1
+            except Exception as exc:  # a decode failure fails that job, not the worker
+                log.exception("decode failed for %s", job.key)
+                if not job.future.done():
+                    job.future.set_exception(exc)
+            finally:
+                with self._cond:
+                    self.busy -= 1

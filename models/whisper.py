@@ -1,0 +1,338 @@
+"""One Whisper engine shared by every call: cut encoder windows, guarded decoding, word timings."""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+import zlib
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from audio.codec import TARGET_RATE, Float32Array
+from models.resolve import resolve_whisper_model
+
+log = logging.getLogger("callcue.whisper")
+
+FRAMES_PER_SECOND = 100  # log-mel frames
+MAX_WINDOW_S = 30.0
+PREPEND_PUNCTUATIONS = "\"'“¿([{-"
+APPEND_PUNCTUATIONS = "\"'.。,，!！?？:：”)]}、"
+
+
+@dataclass(frozen=True, slots=True)
+class WhisperOptions:
+    """Model and decoding settings (the `CALLCUE_MODEL`, `CALLCUE_DEVICE`, ... settings)."""
+
+    model: str = "embedded:tiny.en"
+    device: str = "cpu"
+    compute_type: str = "int8"
+    cpu_threads: int = 0  # 0: one per core
+    beam_size: int = 5  # finals; partials are always greedy
+    language: str = "en"
+    # Encoder windows in seconds: an utterance is encoded in the smallest one that holds it
+    # (plus `window_margin_s`). Partials favour speed; finals favour accuracy.
+    windows: tuple[float, ...] = (3.0, 6.0, 10.0, 15.0, 20.0, 30.0)
+    final_windows: tuple[float, ...] = (30.0,)
+    window_margin_s: float = 1.0
+    no_speech_threshold: float = 0.6
+    log_prob_threshold: float = -1.0
+    compression_ratio_threshold: float = 2.4
+    final_temperatures: tuple[float, ...] = (0.0, 0.4)
+    max_tokens_per_second: float = 6.0
+
+
+@dataclass(frozen=True, slots=True)
+class WordTiming:
+    word: str
+    start: float
+    end: float
+    probability: float
+
+
+@dataclass(frozen=True, slots=True)
+class Hypothesis:
+    """What one decode of one window produced (times relative to the window start)."""
+
+    text: str
+    tokens: tuple[int, ...]
+    words: tuple[WordTiming, ...] = ()
+    avg_logprob: float = 0.0
+    no_speech_prob: float = 0.0
+    compression_ratio: float = 0.0
+    temperature: float = 0.0
+    window_s: float = 0.0
+    rejected: str | None = None  # why the text was thrown away (no_speech, repetition, ...)
+    seconds: float = 0.0  # wall time spent decoding
+
+    @property
+    def ok(self) -> bool:
+        return self.rejected is None and bool(self.text)
+
+
+@dataclass
+class EngineStats:
+    decodes: int = 0
+    audio_seconds: float = 0.0
+    busy_seconds: float = 0.0
+    windows: dict[float, int] = field(default_factory=dict)
+
+
+def compression_ratio(text: str) -> float:
+    data = text.encode("utf-8")
+    return len(data) / len(zlib.compress(data)) if data else 0.0
+
+
+_WORD = re.compile(r"\S+")
+
+
+def cut_repetition(text: str, max_period: int = 8) -> tuple[str, bool]:
+    """Cut a looping tail: from some word on, the text repeats one phrase until it ends.
+
+    "and so my fellow Americans and so my fellow Americans and" becomes "and so my fellow
+    Americans". A phrase of 3+ words must come back once, of 2 words twice, a single word
+    three times (so "no, no" and "very very" survive).
+    """
+    words = _WORD.findall(text)
+    keys = [w.lower().strip(".,!?;:") for w in words]
+    for start in range(len(keys)):
+        tail = keys[start:]
+        for period in range(1, max_period + 1):
+            need = 2 * period if period >= 3 else (3 * period if period == 2 else 4)
+            if len(tail) < need:
+                break
+            if all(tail[i] == tail[i % period] for i in range(len(tail))):
+                return " ".join(words[: start + period]), True
+    return text, False
+
+
+class WhisperEngine:
+    """faster-whisper's model with callcue's streaming decode on top.
+
+    Thread-safe: CTranslate2 runs concurrent calls on its own workers; the feature extractor
+    holds no state across calls.
+    """
+
+    def __init__(self, options: WhisperOptions | None = None) -> None:
+        from faster_whisper import WhisperModel
+        from faster_whisper.tokenizer import Tokenizer
+
+        self.options = options or WhisperOptions()
+        opts = self.options
+        self.model_path = resolve_whisper_model(opts.model)
+        started = time.perf_counter()
+        self.model = WhisperModel(
+            self.model_path,
+            device=opts.device,
+            compute_type=opts.compute_type,
+            cpu_threads=opts.cpu_threads,
+            num_workers=1,
+            local_files_only=False,
+        )
+        multilingual = self.model.model.is_multilingual
+        self.tokenizer = Tokenizer(
+            self.model.hf_tokenizer,
+            multilingual,
+            task="transcribe",
+            language=opts.language if multilingual else "en",
+        )
+        from faster_whisper.transcribe import get_suppressed_tokens
+
+        self._suppress = list(get_suppressed_tokens(self.tokenizer, (-1,)) or [])
+        self.load_seconds = time.perf_counter() - started
+        self.stats = EngineStats()
+        self._stats_lock = threading.Lock()
+        log.info("loaded Whisper %s on %s/%s in %.1fs", self.model_path, opts.device,
+                 opts.compute_type, self.load_seconds)
+
+    # -- tokens -------------------------------------------------------------------------
+    def encode_text(self, text: str) -> list[int]:
+        return list(self.tokenizer.encode(" " + text.strip())) if text.strip() else []
+
+    def window_for(self, seconds: float, *, final: bool = False) -> float:
+        """Smallest window leaving `window_margin_s` of padding: Whisper was trained on audio
+        followed by silence, and without that margin it tends to run on past the end."""
+        for window in self.options.final_windows if final else self.options.windows:
+            if seconds + self.options.window_margin_s <= window:
+                return window
+        return MAX_WINDOW_S
+
+    # -- decoding -----------------------------------------------------------------------
+    def decode(
+        self,
+        audio: Float32Array,
+        *,
+        prompt: list[int] | tuple[int, ...] = (),
+        prefix: list[int] | tuple[int, ...] = (),
+        final: bool = False,
+    ) -> Hypothesis:
+        """Decode one utterance (≤ 30 s). Partials: greedy, no fallback, no word timings."""
+        import ctranslate2
+
+        started = time.perf_counter()
+        opts = self.options
+        audio = audio[: int(MAX_WINDOW_S * TARGET_RATE)]
+        seconds = audio.size / TARGET_RATE
+        window = self.window_for(seconds, final=final)
+        n_frames = int(window * FRAMES_PER_SECOND)
+        features = self.model.feature_extractor(audio, padding=160)
+        content_frames = min(features.shape[-1] - 1, n_frames)
+        if features.shape[-1] >= n_frames:
+            features = features[:, :n_frames]
+        else:
+            features = np.pad(features, ((0, 0), (0, n_frames - features.shape[-1])))
+        storage = ctranslate2.StorageView.from_array(
+            np.ascontiguousarray(features[None, :, :], dtype=np.float32)
+        )
+        encoder_output = self.model.model.encode(storage, to_cpu=False)
+
+        tk = self.tokenizer
+        full_prompt: list[int] = []
+        if prompt:
+            full_prompt += [tk.sot_prev, *list(prompt)[-(self.model.max_length // 2 - 1) :]]
+        full_prompt += [*tk.sot_sequence, tk.no_timestamps, *prefix]
+        max_new = int(seconds * opts.max_tokens_per_second) + 8
+        max_length = min(len(full_prompt) + max_new, self.model.max_length)
+
+        temperatures = opts.final_temperatures if final else (0.0,)
+        best: Hypothesis | None = None
+        for temperature in temperatures:
+            kwargs: dict[str, object]
+            if temperature > 0:
+                kwargs = {"beam_size": 1, "sampling_topk": 0, "sampling_temperature": temperature}
+            else:
+                kwargs = {"beam_size": opts.beam_size if final else 1}
+            result = self.model.model.generate(
+                encoder_output,
+                [full_prompt],
+                max_length=max_length,
+                return_scores=True,
+                return_no_speech_prob=True,
+                suppress_blank=not prefix,
+                suppress_tokens=self._suppress,
+                **kwargs,
+            )[0]
+            out = list(prefix) + [t for t in result.sequences_ids[0] if t < tk.eot]
+            n_new = max(len(result.sequences_ids[0]), 1)
+            avg_logprob = result.scores[0] * n_new / (n_new + 1)
+            text = tk.decode(out).strip()
+            ratio = compression_ratio(text)
+            hyp = Hypothesis(
+                text=text, tokens=tuple(out), avg_logprob=avg_logprob,
+                no_speech_prob=result.no_speech_prob, compression_ratio=ratio,
+                temperature=temperature, window_s=window,
+            )
+            if (
+                hyp.no_speech_prob > opts.no_speech_threshold
+                and avg_logprob < opts.log_prob_threshold
+            ):
+                hyp = _rejected(hyp, "no_speech")
+                best = hyp
+                break
+            needs_fallback = ratio > opts.compression_ratio_threshold or (
+                avg_logprob < opts.log_prob_threshold
+            )
+            if best is None or best.rejected or hyp.avg_logprob > best.avg_logprob:
+                best = hyp
+            if not needs_fallback:
+                best = hyp
+                break
+        assert best is not None
+        if best.rejected is None:
+            text, cut = cut_repetition(best.text)
+            if best.compression_ratio > opts.compression_ratio_threshold and not cut:
+                best = _rejected(best, "repetition")
+            elif cut:
+                best = _replace_text(best, text, self.encode_text(text))
+        if best.ok:
+            # Words aligned at the very end of the audio were invented after it ended (a short
+            # window lets Whisper "continue" the utterance); cut them. Finals keep the timings.
+            words = self._align(best.tokens, encoder_output, content_frames)
+            content_end = content_frames / FRAMES_PER_SECOND - 0.03
+            keep = len(words)
+            while keep and words[keep - 1].start >= content_end:
+                keep -= 1
+            if keep < len(words):
+                text = " ".join(w.word for w in words[:keep])
+                best = _replace_text(best, text, self.encode_text(text))
+                words = words[:keep]
+                if not words:
+                    best = _rejected(best, "beyond_audio")
+            if final:
+                best = _with_words(best, words)
+        elapsed = time.perf_counter() - started
+        with self._stats_lock:
+            self.stats.decodes += 1
+            self.stats.audio_seconds += seconds
+            self.stats.busy_seconds += elapsed
+            self.stats.windows[window] = self.stats.windows.get(window, 0) + 1
+        return _with_seconds(best, elapsed)
+
+    def _align(
+        self, tokens: tuple[int, ...], encoder_output: object, num_frames: int
+    ) -> tuple[WordTiming, ...]:
+        from faster_whisper.transcribe import merge_punctuations
+
+        if not tokens:
+            return ()
+        alignment = self.model.find_alignment(
+            self.tokenizer, [list(tokens)], encoder_output, num_frames
+        )[0]
+        merge_punctuations(alignment, PREPEND_PUNCTUATIONS, APPEND_PUNCTUATIONS)
+        words = []
+        for item in alignment:
+            word = str(item["word"])
+            if not word.strip():
+                continue
+            words.append(
+                WordTiming(
+                    word=word.strip(),
+                    start=round(float(item["start"]), 3),
+                    end=round(float(item["end"]), 3),
+                    probability=round(float(item["probability"]), 4),
+                )
+            )
+        return tuple(words)
+
+    def warmup(self) -> float:
+        """Run every encoder window once so the first call pays no first-use cost."""
+        started = time.perf_counter()
+        rng = np.random.default_rng(0)
+        for window in sorted(set(self.options.windows) | set(self.options.final_windows)):
+            noise = (rng.standard_normal(int(window * TARGET_RATE)) * 0.01).astype(np.float32)
+            self.decode(noise, final=True)
+        self.stats = EngineStats()
+        return time.perf_counter() - started
+
+
+def _rejected(hyp: Hypothesis, reason: str) -> Hypothesis:
+    return Hypothesis(
+        text="", tokens=(), avg_logprob=hyp.avg_logprob, no_speech_prob=hyp.no_speech_prob,
+        compression_ratio=hyp.compression_ratio, temperature=hyp.temperature,
+        window_s=hyp.window_s, rejected=reason,
+    )
+
+
+def _replace_text(hyp: Hypothesis, text: str, tokens: list[int]) -> Hypothesis:
+    return Hypothesis(
+        text=text, tokens=tuple(tokens), avg_logprob=hyp.avg_logprob,
+        no_speech_prob=hyp.no_speech_prob, compression_ratio=compression_ratio(text),
+        temperature=hyp.temperature, window_s=hyp.window_s,
+    )
+
+
+def _with_words(hyp: Hypothesis, words: tuple[WordTiming, ...]) -> Hypothesis:
+    return Hypothesis(
+        text=hyp.text, tokens=hyp.tokens, words=words, avg_logprob=hyp.avg_logprob,
+        no_speech_prob=hyp.no_speech_prob, compression_ratio=hyp.compression_ratio,
+        temperature=hyp.temperature, window_s=hyp.window_s, rejected=hyp.rejected,
+    )
+
+
+def _with_seconds(hyp: Hypothesis, seconds: float) -> Hypothesis:
+    from dataclasses import replace
+
+    return replace(hyp, seconds=round(seconds, 4))
+

@@ -1,0 +1,139 @@
+"""The callcue process: settings, models loaded before the port opens, routes. No business logic."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+import sys
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket
+
+from assist.ingest import serve_native_ingest
+from assist.screens import serve_call_events
+from assist.session import Services
+from assist.settings import SETTINGS, Settings, SettingsError
+
+log = logging.getLogger("callcue")
+__version__ = "0.1.0"
+
+
+def build_app(services: Services, settings: Settings) -> Starlette:
+    async def healthz(request: Request) -> JSONResponse:
+        finals, partials = services.scheduler.depths
+        return JSONResponse({
+            "status": "ok",
+            "version": __version__,
+            "model": services.engine.model_path,
+            "device": settings.device,
+            "compute_type": settings.compute_type,
+            "active_calls": len(services.sessions),
+            "queue": {"finals": finals, "partials": partials},
+        })
+
+    async def index(request: Request) -> HTMLResponse:
+        calls = "".join(
+            f"<li><code>{feed.call_id}</code> — ws://{request.url.netloc}/v1/calls/"
+            f"{feed.call_id}/events</li>"
+            for feed in services.hub.live_calls()
+        ) or "<li>none</li>"
+        return HTMLResponse(
+            "<!doctype html><meta charset=utf-8><title>callcue</title>"
+            "<h1>callcue</h1><p>Real-time agent assist. Stream a call to "
+            f"<code>ws://{request.url.netloc}/v1/ingest</code> (see README) and watch its "
+            f"events at <code>/v1/calls/CALL_ID/events</code>.</p><h2>Live calls</h2><ul>{calls}</ul>"
+        )
+
+    async def ingest(ws: WebSocket) -> None:
+        await serve_native_ingest(ws, services, settings.max_frame_bytes)
+
+    async def events(ws: WebSocket) -> None:
+        await serve_call_events(ws, services, ws.path_params["call_id"])
+
+    return Starlette(
+        routes=[
+            Route("/", index),
+            Route("/healthz", healthz),
+            WebSocketRoute("/v1/ingest", ingest),
+            WebSocketRoute("/v1/calls/{call_id}/events", events),
+        ]
+    )
+
+
+def add_setting_flags(parser: argparse.ArgumentParser) -> None:
+    for setting in SETTINGS:
+        parser.add_argument(
+            f"--{setting.name.replace('_', '-')}", dest=setting.name, default=None,
+            help=f"{setting.help} (env {setting.env}, default {setting.default!r})",
+        )
+
+
+def serve(settings: Settings) -> int:
+    import uvicorn
+
+    logging.basicConfig(
+        level=settings.log_level.upper(), stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    log.info("loading models (%s, %s/%s)...", settings.model, settings.device,
+             settings.compute_type)
+    services = Services.load(settings)
+    log.info("Whisper loaded in %.1fs, warmed up in %.1fs", services.engine.load_seconds,
+             services.warmup_seconds)
+    app = build_app(services, settings)
+    config = uvicorn.Config(
+        app, host=settings.host, port=settings.port, ws="websockets-sansio",
+        ws_max_size=settings.max_frame_bytes + 65_536, ws_per_message_deflate=False,
+        lifespan="off", log_level=settings.log_level, access_log=False,
+    )
+    server = uvicorn.Server(config)
+
+    async def announce() -> None:
+        # printed once the socket is bound so scripts can wait for this line
+        import asyncio
+
+        while not server.started:
+            await asyncio.sleep(0.05)
+        for sock in server.servers[0].sockets if server.servers else []:
+            host, port = sock.getsockname()[:2]
+            print(f"callcue ready on http://{host}:{port}  "
+                  f"(ingest ws://{host}:{port}/v1/ingest, "
+                  f"events ws://{host}:{port}/v1/calls/CALL_ID/events)", flush=True)
+            break
+
+    async def run() -> None:
+        import asyncio
+
+        task = asyncio.create_task(announce())
+        await server.serve()
+        task.cancel()
+
+    import asyncio
+
+    try:
+        asyncio.run(run())
+    finally:
+        services.close()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="callcue serve", description="Run the callcue server.")
+    add_setting_flags(parser)
+    args = parser.parse_args(argv)
+    try:
+        settings = Settings.load(overrides={k: v for k, v in vars(args).items() if v is not None})
+    except SettingsError as exc:
+        print(f"callcue: bad setting: {exc}", file=sys.stderr)
+        return 2
+    return serve(settings)
+
+
+
+if __name__ == "__main__":
+    sys.exit(main())
