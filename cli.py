@@ -39,10 +39,19 @@ def cmd_stream(args: argparse.Namespace) -> int:
         print(json.dumps(event, ensure_ascii=False), flush=True)
 
     try:
-        result = asyncio.run(stream_call(
-            args.url, audio, names, realtime=not args.fast, chunk_ms=args.chunk_ms,
-            encoding=args.encoding, call_id=args.call_id, metadata=metadata, on_event=show,
-        ))
+        result = asyncio.run(
+            stream_call(
+                args.url,
+                audio,
+                names,
+                realtime=not args.fast,
+                chunk_ms=args.chunk_ms,
+                encoding=args.encoding,
+                call_id=args.call_id,
+                metadata=metadata,
+                on_event=show,
+            )
+        )
     except OSError as exc:
         print(f"callcue stream: cannot connect to {args.url}: {exc}", file=sys.stderr)
         return 1
@@ -55,14 +64,23 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
 
     try:
         audio, names = _load(args.files, args.channels)
-        settings = Settings.load(overrides={
-            k: v for k, v in vars(args).items() if k in Settings.__dataclass_fields__ and v
-        })
+        settings = Settings.load(
+            overrides={
+                k: v for k, v in vars(args).items() if k in Settings.__dataclass_fields__ and v
+            }
+        )
     except (AudioFileError, SettingsError) as exc:
         print(f"callcue transcribe: {exc}", file=sys.stderr)
         return 2
-    call = asyncio.run(transcribe_call(settings, audio, names, Path(args.files[0]).stem,
-                                       progress=sys.stderr.isatty() and not args.quiet))
+    call = asyncio.run(
+        transcribe_call(
+            settings,
+            audio,
+            names,
+            Path(args.files[0]).stem,
+            progress=sys.stderr.isatty() and not args.quiet,
+        )
+    )
     if args.json:
         print(json.dumps(call, ensure_ascii=False, indent=2))
     else:
@@ -85,25 +103,48 @@ async def transcribe_call(
     services = await asyncio.to_thread(Services.load, settings, warmup=False)
     try:
         fmt = AudioFormat("pcm16", audio.sample_rate, len(channels))
-        session = CallSession(services, call_id, fmt, tuple(channels), source="file",
-                              streaming=replace(services.streaming, partials=False))
+        session = CallSession(
+            services,
+            call_id,
+            fmt,
+            tuple(channels),
+            source="file",
+            streaming=replace(services.streaming, partials=False),
+        )
         session.start()
         step = audio.sample_rate  # one second per frame
-        with tqdm(total=round(audio.duration, 1), unit="s", disable=not progress,
-                  desc="transcribing", file=sys.stderr) as bar:
+        with tqdm(
+            total=round(audio.duration, 1),
+            unit="s",
+            disable=not progress,
+            desc="transcribing",
+            file=sys.stderr,
+        ) as bar:
             for lo in range(0, audio.samples.shape[0], step):
                 chunk = audio.samples[lo : lo + step]
                 await session.feed(chunk.reshape(-1).astype("<i2").tobytes())
+                await session.settle()  # each utterance gets the previous ones as its prompt
                 bar.update(round(chunk.shape[0] / audio.sample_rate, 1))
             await session.finish("stop")
         utterances = sorted(
-            ({"channel": f.channel, "start": f.start, "end": f.end, "text": f.text,
-              "words": [w.__dict__ if hasattr(w, "__dict__") else _word(w) for w in f.words]}
-             for f in session.finals),
+            (
+                {
+                    "channel": f.channel,
+                    "start": f.start,
+                    "end": f.end,
+                    "text": f.text,
+                    "words": [w.__dict__ if hasattr(w, "__dict__") else _word(w) for w in f.words],
+                }
+                for f in session.finals
+            ),
             key=lambda u: (u["start"], u["channel"]),
         )
-        return {"call_id": call_id, "duration": round(audio.duration, 3),
-                "channels": channels, "utterances": utterances}
+        return {
+            "call_id": call_id,
+            "duration": round(audio.duration, 3),
+            "channels": channels,
+            "utterances": utterances,
+        }
     finally:
         services.close()
 
@@ -119,13 +160,21 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("serve", help="run the server (see `callcue serve --help`)", add_help=False)
 
     stream = sub.add_parser("stream", help="stream a recording to a server as a live call")
-    stream.add_argument("files", nargs="+", metavar="FILE", help="a mono/stereo file, or two "
-                        "mono files as two channels")
+    stream.add_argument(
+        "files",
+        nargs="+",
+        metavar="FILE",
+        help="a mono/stereo file, or two mono files as two channels",
+    )
     stream.add_argument("--url", default="ws://127.0.0.1:8080")
     stream.add_argument("--channels", help="channel names in order, e.g. customer,agent")
     pace = stream.add_mutually_exclusive_group()
-    pace.add_argument("--realtime", action="store_true", default=True,
-                      help="send at the speed of speech (default)")
+    pace.add_argument(
+        "--realtime",
+        action="store_true",
+        default=True,
+        help="send at the speed of speech (default)",
+    )
     pace.add_argument("--fast", action="store_true", help="send as fast as the server reads")
     stream.add_argument("--encoding", default="pcm16", choices=["pcm16", "mulaw", "alaw"])
     stream.add_argument("--chunk-ms", type=int, default=100)

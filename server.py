@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
-
 import sys
-from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -26,27 +24,33 @@ __version__ = "0.1.0"
 def build_app(services: Services, settings: Settings) -> Starlette:
     async def healthz(request: Request) -> JSONResponse:
         finals, partials = services.scheduler.depths
-        return JSONResponse({
-            "status": "ok",
-            "version": __version__,
-            "model": services.engine.model_path,
-            "device": settings.device,
-            "compute_type": settings.compute_type,
-            "active_calls": len(services.sessions),
-            "queue": {"finals": finals, "partials": partials},
-        })
+        return JSONResponse(
+            {
+                "status": "ok",
+                "version": __version__,
+                "model": services.engine.model_path,
+                "device": settings.device,
+                "compute_type": settings.compute_type,
+                "active_calls": len(services.sessions),
+                "queue": {"finals": finals, "partials": partials},
+            }
+        )
 
     async def index(request: Request) -> HTMLResponse:
-        calls = "".join(
-            f"<li><code>{feed.call_id}</code> — ws://{request.url.netloc}/v1/calls/"
-            f"{feed.call_id}/events</li>"
-            for feed in services.hub.live_calls()
-        ) or "<li>none</li>"
+        calls = (
+            "".join(
+                f"<li><code>{feed.call_id}</code> — ws://{request.url.netloc}/v1/calls/"
+                f"{feed.call_id}/events</li>"
+                for feed in services.hub.live_calls()
+            )
+            or "<li>none</li>"
+        )
         return HTMLResponse(
             "<!doctype html><meta charset=utf-8><title>callcue</title>"
             "<h1>callcue</h1><p>Real-time agent assist. Stream a call to "
             f"<code>ws://{request.url.netloc}/v1/ingest</code> (see README) and watch its "
-            f"events at <code>/v1/calls/CALL_ID/events</code>.</p><h2>Live calls</h2><ul>{calls}</ul>"
+            "events at <code>/v1/calls/CALL_ID/events</code>.</p>"
+            f"<h2>Live calls</h2><ul>{calls}</ul>"
         )
 
     async def ingest(ws: WebSocket) -> None:
@@ -68,7 +72,9 @@ def build_app(services: Services, settings: Settings) -> Starlette:
 def add_setting_flags(parser: argparse.ArgumentParser) -> None:
     for setting in SETTINGS:
         parser.add_argument(
-            f"--{setting.name.replace('_', '-')}", dest=setting.name, default=None,
+            f"--{setting.name.replace('_', '-')}",
+            dest=setting.name,
+            default=None,
             help=f"{setting.help} (env {setting.env}, default {setting.default!r})",
         )
 
@@ -77,19 +83,32 @@ def serve(settings: Settings) -> int:
     import uvicorn
 
     logging.basicConfig(
-        level=settings.log_level.upper(), stream=sys.stderr,
+        level=settings.log_level.upper(),
+        stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    log.info("loading models (%s, %s/%s)...", settings.model, settings.device,
-             settings.compute_type)
+    log.info(
+        "loading models (%s, %s/%s)...", settings.model, settings.device, settings.compute_type
+    )
     services = Services.load(settings)
-    log.info("Whisper loaded in %.1fs, warmed up in %.1fs", services.engine.load_seconds,
-             services.warmup_seconds)
+    log.info(
+        "Whisper loaded in %.1fs, warmed up in %.1fs",
+        services.engine.load_seconds,
+        services.warmup_seconds,
+    )
     app = build_app(services, settings)
     config = uvicorn.Config(
-        app, host=settings.host, port=settings.port, ws="websockets-sansio",
-        ws_max_size=settings.max_frame_bytes + 65_536, ws_per_message_deflate=False,
-        lifespan="off", log_level=settings.log_level, access_log=False,
+        app,
+        host=settings.host,
+        port=settings.port,
+        ws="websockets-sansio",
+        # Frames up to 4x the limit still reach the protocol, which answers them with a clear
+        # `frame_too_large` error; beyond that the websocket layer closes with 1009 by itself.
+        ws_max_size=settings.max_frame_bytes * 4 + 65_536,
+        ws_per_message_deflate=False,
+        lifespan="off",
+        log_level=settings.log_level,
+        access_log=False,
     )
     server = uvicorn.Server(config)
 
@@ -97,13 +116,16 @@ def serve(settings: Settings) -> int:
         # printed once the socket is bound so scripts can wait for this line
         import asyncio
 
-        while not server.started:
+        while not server.started:  # noqa: ASYNC110 - uvicorn offers a flag, not an event
             await asyncio.sleep(0.05)
         for sock in server.servers[0].sockets if server.servers else []:
             host, port = sock.getsockname()[:2]
-            print(f"callcue ready on http://{host}:{port}  "
-                  f"(ingest ws://{host}:{port}/v1/ingest, "
-                  f"events ws://{host}:{port}/v1/calls/CALL_ID/events)", flush=True)
+            print(
+                f"callcue ready on http://{host}:{port}  "
+                f"(ingest ws://{host}:{port}/v1/ingest, "
+                f"events ws://{host}:{port}/v1/calls/CALL_ID/events)",
+                flush=True,
+            )
             break
 
     async def run() -> None:
@@ -132,7 +154,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"callcue: bad setting: {exc}", file=sys.stderr)
         return 2
     return serve(settings)
-
 
 
 if __name__ == "__main__":

@@ -72,10 +72,18 @@ async def stream_call(
     frame = encode_frames(audio, encoding)
     step = max(1, audio.sample_rate * chunk_ms // 1000)
     async with connect(endpoint, max_size=None, open_timeout=30, close_timeout=60) as ws:
-        await ws.send(json.dumps({
-            "type": "start", "call_id": call_id, "encoding": encoding,
-            "sample_rate": audio.sample_rate, "channels": channels, "metadata": metadata or {},
-        }))
+        await ws.send(
+            json.dumps(
+                {
+                    "type": "start",
+                    "call_id": call_id,
+                    "encoding": encoding,
+                    "sample_rate": audio.sample_rate,
+                    "channels": channels,
+                    "metadata": metadata or {},
+                }
+            )
+        )
 
         async def receive() -> None:
             try:

@@ -88,5 +88,9 @@ class ErrorEvent(Event):
 
 
 EVENT_TYPES: tuple[type[Event], ...] = (
-    CallStarted, TranscriptPartial, TranscriptFinal, CallEnded, ErrorEvent,
+    CallStarted,
+    TranscriptPartial,
+    TranscriptFinal,
+    CallEnded,
+    ErrorEvent,
 )

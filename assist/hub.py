@@ -129,7 +129,10 @@ class EventHub:
         return [feed for feed in self._feeds.values() if feed.live]
 
     def _evict(self) -> None:
-        ended = [cid for cid, feed in self._feeds.items() if feed.ended or
-                 (not feed.live and not feed.history and not feed.subscribers)]
+        ended = [
+            cid
+            for cid, feed in self._feeds.items()
+            if feed.ended or (not feed.live and not feed.history and not feed.subscribers)
+        ]
         for call_id in ended[: max(0, len(ended) - self.keep_ended)]:
             del self._feeds[call_id]

@@ -61,8 +61,8 @@ async def forward_events(services: Services, call_id: str, conn: Connection) -> 
     """Send every event of the call to the ingest client until `call.ended`."""
     backlog, sub = services.hub.subscribe(call_id)
     try:
-        for event in backlog:
-            await conn.send_text(event.to_json())
+        for past in backlog:
+            await conn.send_text(past.to_json())
         while (event := await sub.next()) is not None:
             await conn.send_text(event.to_json())
     finally:
@@ -91,10 +91,15 @@ async def serve_native_ingest(ws: WebSocket, services: Services, max_frame_bytes
                     await session.feed(event.data)
                 elif isinstance(event, StartCall):
                     if len(services.sessions) >= services.max_calls:
-                        await _refuse(conn, ProtocolError(
-                            "capacity", f"this server is at its limit of {services.max_calls} "
-                            "concurrent calls (CALLCUE_MAX_CALLS); try again later",
-                            CLOSE_TRY_AGAIN))
+                        await _refuse(
+                            conn,
+                            ProtocolError(
+                                "capacity",
+                                f"this server is at its limit of {services.max_calls} "
+                                "concurrent calls (CALLCUE_MAX_CALLS); try again later",
+                                CLOSE_TRY_AGAIN,
+                            ),
+                        )
                         return
                     session = CallSession(
                         services, event.call_id, event.format, event.channels, event.metadata
@@ -103,17 +108,27 @@ async def serve_native_ingest(ws: WebSocket, services: Services, max_frame_bytes
                         session.start()
                     except CallActiveError:
                         session = None
-                        await _refuse(conn, ProtocolError(
-                            "call_active", f"call {event.call_id!r} is already streaming on "
-                            "another connection", CLOSE_POLICY))
+                        await _refuse(
+                            conn,
+                            ProtocolError(
+                                "call_active",
+                                f"call {event.call_id!r} is already streaming on "
+                                "another connection",
+                                CLOSE_POLICY,
+                            ),
+                        )
                         return
                     await conn.send_json({"type": "started", "call_id": event.call_id})
                     forwarder = asyncio.create_task(
                         forward_events(services, event.call_id, conn), name=f"fwd:{event.call_id}"
                     )
-                    log.info("call %s started: %s %d Hz, channels %s", event.call_id,
-                             event.format.encoding, event.format.sample_rate,
-                             ",".join(event.channels))
+                    log.info(
+                        "call %s started: %s %d Hz, channels %s",
+                        event.call_id,
+                        event.format.encoding,
+                        event.format.sample_rate,
+                        ",".join(event.channels),
+                    )
                 elif isinstance(event, StopCall):
                     assert session is not None
                     reason = "stop"
@@ -125,9 +140,12 @@ async def serve_native_ingest(ws: WebSocket, services: Services, max_frame_bytes
                     return
                 elif isinstance(event, ProtocolError):
                     reason = "error"
-                    log.warning("ingest error on %s: %s: %s",
-                                session.call_id if session else "(no call)", event.code,
-                                event.message)
+                    log.warning(
+                        "ingest error on %s: %s: %s",
+                        session.call_id if session else "(no call)",
+                        event.code,
+                        event.message,
+                    )
                     if session is not None:
                         # keep what the client had already sent: flush it before closing
                         await session.finish("error")
@@ -140,8 +158,14 @@ async def serve_native_ingest(ws: WebSocket, services: Services, max_frame_bytes
     except Exception:
         reason = "error"
         log.exception("ingest connection failed")
-        await _refuse(conn, ProtocolError("internal", "internal server error; the call was "
-                                          "ended and its transcript kept", CLOSE_INTERNAL))
+        await _refuse(
+            conn,
+            ProtocolError(
+                "internal",
+                "internal server error; the call was ended and its transcript kept",
+                CLOSE_INTERNAL,
+            ),
+        )
     finally:
         if session is not None and not session.finished:
             # abrupt disconnect: finals of what was received still reach screens and storage

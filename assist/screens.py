@@ -19,8 +19,13 @@ async def serve_call_events(ws: WebSocket, services: Services, call_id: str) -> 
     raw = ws.query_params.get("after_seq", "0")
     if not CALL_ID.match(call_id) or not raw.isdigit():
         problem = "call id" if not CALL_ID.match(call_id) else f"after_seq {raw!r}"
-        await conn.send_json({"type": "error", "code": "bad_request",
-                              "message": f"invalid {problem}; after_seq must be a whole number"})
+        await conn.send_json(
+            {
+                "type": "error",
+                "code": "bad_request",
+                "message": f"invalid {problem}; after_seq must be a whole number",
+            }
+        )
         await conn.close(CLOSE_POLICY, "bad_request")
         return
     backlog, sub = services.hub.subscribe(call_id, int(raw))
@@ -34,16 +39,19 @@ async def serve_call_events(ws: WebSocket, services: Services, call_id: str) -> 
             if next_event not in done:
                 next_event.cancel()
                 return  # the screen went away
-            event = next_event.result()
-            if event is None:
+            live = next_event.result()
+            if live is None:
                 break
-            await conn.send_text(event.to_json())
+            await conn.send_text(live.to_json())
         if sub.overflowed:
-            await conn.send_json({
-                "type": "error", "code": "slow_consumer",
-                "message": f"this screen fell {sub.backlog} events behind and was disconnected; "
-                           f"reconnect with ?after_seq={sub.last_seq} to resume",
-            })
+            await conn.send_json(
+                {
+                    "type": "error",
+                    "code": "slow_consumer",
+                    "message": f"this screen fell {sub.backlog} events behind and was "
+                    f"disconnected; reconnect with ?after_seq={sub.last_seq} to resume",
+                }
+            )
             await conn.close(CLOSE_POLICY, "slow_consumer")
         else:
             await conn.close(CLOSE_NORMAL, "call ended")

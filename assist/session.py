@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import time
@@ -103,8 +104,8 @@ class CallSession:
                 scheduler=services.scheduler,
                 vad=VadSegmenter(services.vad_model, services.vad_options),
                 executor=services.executor,
-                on_partial=lambda p, ch=channel: self._on_partial(ch, p),
-                on_final=lambda f, ch=channel: self._on_final(ch, f),
+                on_partial=functools.partial(self._on_partial, channel),
+                on_final=functools.partial(self._on_final, channel),
                 options=options,
             )
             for channel in channels
@@ -122,8 +123,11 @@ class CallSession:
         self.services.sessions[self.call_id] = self
         self.publish(
             CallStarted(
-                call_id=self.call_id, channels=self.channels, source=self.source,
-                encoding=self.format.encoding, sample_rate=self.format.sample_rate,
+                call_id=self.call_id,
+                channels=self.channels,
+                source=self.source,
+                encoding=self.format.encoding,
+                sample_rate=self.format.sample_rate,
                 metadata=self.metadata,
             )
         )
@@ -131,6 +135,10 @@ class CallSession:
     async def feed(self, data: bytes) -> None:
         """Decode one frame and hand each channel its samples (returns once VAD has run)."""
         await self._push(self.decoder.decode(data))
+
+    async def settle(self) -> None:
+        """Wait for every final submitted so far (batch transcription, not live calls)."""
+        await asyncio.gather(*(t.settle() for t in self.transcribers))
 
     async def _push(self, audio: Any) -> None:
         if audio.shape[1] == 0:
@@ -155,16 +163,22 @@ class CallSession:
         )
         self.services.hub.end(self.call_id)
         self.services.sessions.pop(self.call_id, None)
-        log.info("call %s ended (%s) after %.1fs of audio", self.call_id, reason,
-                 self.audio_seconds)
+        log.info(
+            "call %s ended (%s) after %.1fs of audio", self.call_id, reason, self.audio_seconds
+        )
 
     def _on_partial(self, channel: str, partial: Partial) -> None:
         if self.finished:
             return
         self.publish(
             TranscriptPartial(
-                call_id=self.call_id, channel=channel, utterance=partial.utterance,
-                start=partial.start, end=partial.end, text=partial.text, stable=partial.stable,
+                call_id=self.call_id,
+                channel=channel,
+                utterance=partial.utterance,
+                start=partial.start,
+                end=partial.end,
+                text=partial.text,
+                stable=partial.stable,
             )
         )
 
@@ -173,19 +187,27 @@ class CallSession:
             # nothing was said after all: withdraw a partial that may be on screen
             self.publish(
                 TranscriptPartial(
-                    call_id=self.call_id, channel=channel, utterance=final.utterance,
-                    start=final.start, end=final.end, text="", stable="",
+                    call_id=self.call_id,
+                    channel=channel,
+                    utterance=final.utterance,
+                    start=final.start,
+                    end=final.end,
+                    text="",
+                    stable="",
                 )
             )
             return
         words = tuple(Word(w.word, w.start, w.end, w.probability) for w in final.words)
-        confidence = (
-            round(sum(w.probability for w in words) / len(words), 4) if words else 0.0
-        )
+        confidence = round(sum(w.probability for w in words) / len(words), 4) if words else 0.0
         event = self.publish(
             TranscriptFinal(
-                call_id=self.call_id, channel=channel, utterance=final.utterance,
-                start=final.start, end=final.end, text=final.text, words=words,
+                call_id=self.call_id,
+                channel=channel,
+                utterance=final.utterance,
+                start=final.start,
+                end=final.end,
+                text=final.text,
+                words=words,
                 confidence=confidence,
             )
         )

@@ -69,43 +69,142 @@ def _ok(_: Any) -> str | None:
 SETTINGS: tuple[Setting, ...] = (
     Setting("host", "CALLCUE_HOST", "127.0.0.1", str, _ok, "address to listen on"),
     Setting("port", "CALLCUE_PORT", 8080, _int, _range(0, 65535), "TCP port (0: any free port)"),
-    Setting("model", "CALLCUE_MODEL", "embedded:tiny.en", str, _ok,
-            "Whisper model: embedded:tiny.en, a CTranslate2 model directory, or a model name "
-            "(needs a reachable model hub)"),
-    Setting("device", "CALLCUE_DEVICE", "cpu", str, _choice("cpu", "cuda", "auto"),
-            "where Whisper runs"),
-    Setting("compute_type", "CALLCUE_COMPUTE_TYPE", "int8", str,
-            _choice("default", "auto", "int8", "int8_float32", "int8_float16", "int8_bfloat16",
-                    "int16", "float16", "bfloat16", "float32"),
-            "CTranslate2 quantization"),
-    Setting("cpu_threads", "CALLCUE_CPU_THREADS", 0, _int, _range(0, 256),
-            "threads per Whisper decode (0: one per core)"),
-    Setting("beam_size", "CALLCUE_BEAM_SIZE", 5, _int, _range(1, 10),
-            "beam size for finals (partials are greedy)"),
-    Setting("encoder_windows", "CALLCUE_ENCODER_WINDOWS", (3.0, 6.0, 10.0, 15.0, 20.0, 30.0),
-            _windows, _windows_ok,
-            "encoder window sizes (s) for partials, comma-separated; 30 alone is the classic "
-            "full window"),
-    Setting("final_windows", "CALLCUE_FINAL_WINDOWS", (30.0,), _windows, _windows_ok,
-            "encoder window sizes (s) for finals"),
-    Setting("asr_workers", "CALLCUE_ASR_WORKERS", 1, _int, _range(1, 64),
-            "decodes run at once across all calls"),
-    Setting("partial_interval_ms", "CALLCUE_PARTIAL_INTERVAL_MS", 400, _int, _range(100, 1000),
-            "new audio between two partials of a channel"),
-    Setting("max_utterance_s", "CALLCUE_MAX_UTTERANCE_S", 15.0, _float, _range(2.0, 28.0),
-            "longest utterance before a final is forced"),
-    Setting("vad_threshold", "CALLCUE_VAD_THRESHOLD", 0.5, _float, _range(0.05, 0.95),
-            "speech probability that starts an utterance"),
-    Setting("vad_min_silence_ms", "CALLCUE_VAD_MIN_SILENCE_MS", 400, _int, _range(100, 5000),
-            "silence that ends an utterance (the hangover before a final)"),
-    Setting("max_frame_bytes", "CALLCUE_MAX_FRAME_BYTES", 1_048_576, _int,
-            _range(1024, 16 * 1_048_576), "largest binary audio frame accepted"),
-    Setting("max_calls", "CALLCUE_MAX_CALLS", 200, _int, _range(1, 100_000),
-            "concurrent calls accepted before new ones are refused"),
-    Setting("events_backlog", "CALLCUE_EVENTS_BACKLOG", 2000, _int, _range(10, 1_000_000),
-            "events a slow screen may lag behind before it is disconnected"),
-    Setting("log_level", "CALLCUE_LOG_LEVEL", "info", str,
-            _choice("debug", "info", "warning", "error"), "log verbosity"),
+    Setting(
+        "model",
+        "CALLCUE_MODEL",
+        "embedded:tiny.en",
+        str,
+        _ok,
+        "Whisper model: embedded:tiny.en, a CTranslate2 model directory, or a model name "
+        "(needs a reachable model hub)",
+    ),
+    Setting(
+        "device", "CALLCUE_DEVICE", "cpu", str, _choice("cpu", "cuda", "auto"), "where Whisper runs"
+    ),
+    Setting(
+        "compute_type",
+        "CALLCUE_COMPUTE_TYPE",
+        "int8",
+        str,
+        _choice(
+            "default",
+            "auto",
+            "int8",
+            "int8_float32",
+            "int8_float16",
+            "int8_bfloat16",
+            "int16",
+            "float16",
+            "bfloat16",
+            "float32",
+        ),
+        "CTranslate2 quantization",
+    ),
+    Setting(
+        "cpu_threads",
+        "CALLCUE_CPU_THREADS",
+        0,
+        _int,
+        _range(0, 256),
+        "threads per Whisper decode (0: one per core)",
+    ),
+    Setting(
+        "beam_size",
+        "CALLCUE_BEAM_SIZE",
+        5,
+        _int,
+        _range(1, 10),
+        "beam size for finals (partials are greedy)",
+    ),
+    Setting(
+        "encoder_windows",
+        "CALLCUE_ENCODER_WINDOWS",
+        (3.0, 6.0, 10.0, 15.0, 20.0, 30.0),
+        _windows,
+        _windows_ok,
+        "encoder window sizes (s) for partials, comma-separated; 30 alone is the classic "
+        "full window",
+    ),
+    Setting(
+        "final_windows",
+        "CALLCUE_FINAL_WINDOWS",
+        (30.0,),
+        _windows,
+        _windows_ok,
+        "encoder window sizes (s) for finals",
+    ),
+    Setting(
+        "asr_workers",
+        "CALLCUE_ASR_WORKERS",
+        1,
+        _int,
+        _range(1, 64),
+        "decodes run at once across all calls",
+    ),
+    Setting(
+        "partial_interval_ms",
+        "CALLCUE_PARTIAL_INTERVAL_MS",
+        400,
+        _int,
+        _range(100, 1000),
+        "new audio between two partials of a channel",
+    ),
+    Setting(
+        "max_utterance_s",
+        "CALLCUE_MAX_UTTERANCE_S",
+        10.0,
+        _float,
+        _range(2.0, 28.0),
+        "longest utterance before a final is forced",
+    ),
+    Setting(
+        "vad_threshold",
+        "CALLCUE_VAD_THRESHOLD",
+        0.5,
+        _float,
+        _range(0.05, 0.95),
+        "speech probability that starts an utterance",
+    ),
+    Setting(
+        "vad_min_silence_ms",
+        "CALLCUE_VAD_MIN_SILENCE_MS",
+        400,
+        _int,
+        _range(100, 5000),
+        "silence that ends an utterance (the hangover before a final)",
+    ),
+    Setting(
+        "max_frame_bytes",
+        "CALLCUE_MAX_FRAME_BYTES",
+        1_048_576,
+        _int,
+        _range(1024, 16 * 1_048_576),
+        "largest binary audio frame accepted",
+    ),
+    Setting(
+        "max_calls",
+        "CALLCUE_MAX_CALLS",
+        200,
+        _int,
+        _range(1, 100_000),
+        "concurrent calls accepted before new ones are refused",
+    ),
+    Setting(
+        "events_backlog",
+        "CALLCUE_EVENTS_BACKLOG",
+        2000,
+        _int,
+        _range(10, 1_000_000),
+        "events a slow screen may lag behind before it is disconnected",
+    ),
+    Setting(
+        "log_level",
+        "CALLCUE_LOG_LEVEL",
+        "info",
+        str,
+        _choice("debug", "info", "warning", "error"),
+        "log verbosity",
+    ),
 )
 
 
@@ -122,7 +221,7 @@ class Settings:
     final_windows: tuple[float, ...] = (30.0,)
     asr_workers: int = 1
     partial_interval_ms: int = 400
-    max_utterance_s: float = 15.0
+    max_utterance_s: float = 10.0
     vad_threshold: float = 0.5
     vad_min_silence_ms: int = 400
     max_frame_bytes: int = 1_048_576
@@ -164,9 +263,13 @@ class Settings:
     @property
     def whisper(self) -> WhisperOptions:
         return WhisperOptions(
-            model=self.model, device=self.device, compute_type=self.compute_type,
-            cpu_threads=self.cpu_threads, beam_size=self.beam_size,
-            windows=self.encoder_windows, final_windows=self.final_windows,
+            model=self.model,
+            device=self.device,
+            compute_type=self.compute_type,
+            cpu_threads=self.cpu_threads,
+            beam_size=self.beam_size,
+            windows=self.encoder_windows,
+            final_windows=self.final_windows,
         )
 
     @property

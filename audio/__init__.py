@@ -1,1 +1,1 @@
-"""Pure audio code: codecs, resampling, wire protocols and the VAD state machine (no asyncio, no models)."""
+"""Pure audio code: codecs, resampling, wire protocols, the VAD state machine (no asyncio)."""

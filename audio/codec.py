@@ -73,7 +73,7 @@ def encode_mulaw(samples: npt.NDArray[np.int16]) -> bytes:
     exponent = np.floor(np.log2(magnitude)).astype(np.int32) - 7
     exponent = np.clip(exponent, 0, 7)
     mantissa = (magnitude >> (exponent + 3)) & 0x0F
-    return (~(sign | (exponent << 4) | mantissa) & 0xFF).astype(np.uint8).tobytes()
+    return bytes((~(sign | (exponent << 4) | mantissa) & 0xFF).astype(np.uint8).tobytes())
 
 
 def encode_alaw(samples: npt.NDArray[np.int16]) -> bytes:
@@ -83,7 +83,7 @@ def encode_alaw(samples: npt.NDArray[np.int16]) -> bytes:
     magnitude = np.minimum(np.abs(x), 32767)
     exponent = np.clip(np.floor(np.log2(np.maximum(magnitude, 1))).astype(np.int32) - 7, 0, 7)
     mantissa = np.where(exponent == 0, magnitude >> 4, magnitude >> (exponent + 3)) & 0x0F
-    return ((sign | (exponent << 4) | mantissa) ^ 0x55).astype(np.uint8).tobytes()
+    return bytes(((sign | (exponent << 4) | mantissa) ^ 0x55).astype(np.uint8).tobytes())
 
 
 def pcm16_to_float(samples: npt.NDArray[np.int16]) -> Float32Array:
@@ -91,7 +91,8 @@ def pcm16_to_float(samples: npt.NDArray[np.int16]) -> Float32Array:
 
 
 def float_to_pcm16(samples: npt.NDArray[np.floating]) -> npt.NDArray[np.int16]:
-    return (np.clip(samples, -1.0, 1.0 - 1 / 32768) * 32768.0).astype(np.int16)
+    clipped = np.clip(samples, -1.0, 1.0 - 1 / 32768) * 32768.0
+    return np.asarray(clipped, dtype=np.float64).astype(np.int16)
 
 
 @dataclass(frozen=True, slots=True)

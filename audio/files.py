@@ -26,7 +26,7 @@ class CallAudio:
 
     @property
     def duration(self) -> float:
-        return self.samples.shape[0] / self.sample_rate
+        return float(self.samples.shape[0] / self.sample_rate)
 
 
 def load_call_audio(paths: list[str | Path], channels: int | None = None) -> CallAudio:

@@ -29,6 +29,10 @@ class VadOptions:
 
     threshold: float = 0.5
     min_silence_ms: int = 400
+    # Once an utterance is this long, a shorter pause ends it: long monologues get cut at
+    # sentence pauses instead of running to the maximum utterance length.
+    long_speech_ms: int = 5000
+    long_min_silence_ms: int = 200
     min_speech_ms: int = 200
     speech_pad_ms: int = 200
 
@@ -70,6 +74,10 @@ class VadSegmenter:
         # (window start sample, probability) for the last 30 s, for choosing cut points
         self._history: deque[tuple[int, float]] = deque(maxlen=30 * TARGET_RATE // WINDOW)
         self._min_silence = self.options.min_silence_ms * TARGET_RATE // 1000
+        self._long_speech = self.options.long_speech_ms * TARGET_RATE // 1000
+        self._long_min_silence = min(
+            self.options.long_min_silence_ms * TARGET_RATE // 1000, self._min_silence
+        )
 
     def feed(self, samples: Float32Array) -> list[VadEvent]:
         audio = np.concatenate([self._pending, samples]) if self._pending.size else samples
@@ -103,17 +111,24 @@ class VadSegmenter:
         elif prob < opts.neg_threshold:
             if self._silence_start is None:
                 self._silence_start = position
-            if position + WINDOW - self._silence_start >= self._min_silence:
+            long = self._silence_start - self.speech_start >= self._long_speech
+            hangover = self._long_min_silence if long else self._min_silence
+            if position + WINDOW - self._silence_start >= hangover:
                 self.in_speech = False
                 return SpeechEnded(self.speech_start, self._silence_start)
         return None
+
+    @property
+    def silence_start(self) -> int | None:
+        """Inside speech: where the current run of silence began (None while speech goes on)."""
+        return self._silence_start if self.in_speech else None
 
     def split(self, at: int) -> None:
         """Start a new utterance at sample `at` while speech goes on (max utterance length)."""
         self.speech_start = at
 
     def quietest(self, lo: int, hi: int) -> int:
-        """Start of the least speech-like window in [lo, hi), a good place to cut a long utterance."""
+        """Start of the least speech-like window in [lo, hi): where to cut a long utterance."""
         best, best_prob = hi, 2.0
         for start, prob in self._history:
             if lo <= start < hi and prob < best_prob:

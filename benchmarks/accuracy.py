@@ -22,8 +22,9 @@ def offline(files: tuple[str, ...], beam_size: int) -> dict[str, Any]:
 
     from models.resolve import resolve_whisper_model
 
-    model = WhisperModel(resolve_whisper_model("embedded:tiny.en"), device="cpu",
-                         compute_type="int8")
+    model = WhisperModel(
+        resolve_whisper_model("embedded:tiny.en"), device="cpu", compute_type="int8"
+    )
     per_file, errors, total, seconds = {}, 0, 0, 0.0
     for name in files:
         started = time.perf_counter()
@@ -52,8 +53,12 @@ async def streaming(files: tuple[str, ...], windows: str, beam_size: int) -> dic
         e, n = word_errors(reference_text(name), text)
         errors, total = errors + e, total + n
         per_file[name] = {"wer": round(e / n, 4), "text": text}
-    return {"windows": windows, "wer": round(errors / total, 4), "seconds": round(seconds, 2),
-            "files": per_file}
+    return {
+        "windows": windows,
+        "wer": round(errors / total, 4),
+        "seconds": round(seconds, 2),
+        "files": per_file,
+    }
 
 
 def main() -> None:
@@ -67,14 +72,21 @@ def main() -> None:
     runs = [asyncio.run(streaming(files, w, args.beam_size)) for w in args.windows]
     for run in runs:
         run["relative_to_offline"] = round(run["wer"] / base["wer"], 3) if base["wer"] else None
-    path = write_result("accuracy", {
-        "model": "embedded:tiny.en int8 cpu", "streaming_beam_size": args.beam_size,
-        "offline": {"beam_size": args.offline_beam_size, **base}, "streaming": runs,
-    })
+    path = write_result(
+        "accuracy",
+        {
+            "model": "embedded:tiny.en int8 cpu",
+            "streaming_beam_size": args.beam_size,
+            "offline": {"beam_size": args.offline_beam_size, **base},
+            "streaming": runs,
+        },
+    )
     print(f"offline WER {base['wer']:.3f}")
     for run in runs:
-        print(f"streaming windows={run['windows']:<18} WER {run['wer']:.3f} "
-              f"({run['relative_to_offline']}x offline) in {run['seconds']}s")
+        print(
+            f"streaming windows={run['windows']:<18} WER {run['wer']:.3f} "
+            f"({run['relative_to_offline']}x offline) in {run['seconds']}s"
+        )
     print(f"wrote {path}")
 
 

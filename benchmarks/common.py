@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -81,19 +82,32 @@ def machine() -> dict[str, Any]:
     except (OSError, ValueError, IndexError):
         mem = 0
     commit = ""
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
-                                capture_output=True, text=True, check=False).stdout.strip()
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "memory_mib": mem,
-            "python": sys.version.split()[0], "platform": platform.platform(), "commit": commit}
+    with contextlib.suppress(OSError):
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.strip()
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_mib": mem,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "commit": commit,
+    }
 
 
 def write_result(name: str, payload: dict[str, Any]) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
-    payload = {"benchmark": name, "when": datetime.now(UTC).isoformat(timespec="seconds"),
-               "machine": machine(), **payload}
+    payload = {
+        "benchmark": name,
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine(),
+        **payload,
+    }
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(payload, indent=2) + "\n")
     return path

@@ -57,8 +57,13 @@ def workloads(pair_seconds: float) -> list[Workload]:
     ]
     pair = load_call_audio([DATA / PAIR[0], DATA / PAIR[1]])
     cut = int(pair_seconds * pair.sample_rate)
-    loads.append(Workload("aws_auto_repairs_40 (2ch)", CallAudio(pair.samples[:cut],
-                          pair.sample_rate), ["customer", "agent"]))
+    loads.append(
+        Workload(
+            "aws_auto_repairs_40 (2ch)",
+            CallAudio(pair.samples[:cut], pair.sample_rate),
+            ["customer", "agent"],
+        )
+    )
     return loads
 
 
@@ -72,28 +77,41 @@ class Measured:
     ref_words: int = 0
     audio_seconds: float = 0.0
     per_file: dict[str, Any] = field(default_factory=dict)
+    per_load: dict[str, dict[str, list[float]]] = field(default_factory=dict)
 
 
 def measure(result: StreamResult, load: Workload, into: Measured) -> None:
     events = list(zip(result.events, result.received_at, strict=True))
     finals = [(e, t) for e, t in events if e["type"] == "transcript.final"]
     partials = [(e, t) for e, t in events if e["type"] == "transcript.partial"]
+    mine_load = into.per_load.setdefault(load.name, {"partial": [], "final": []})
     for final, received in finals:
         sent = result.sent_time(final["end"])
         if sent is not None:
             into.final.append(received - sent)
-        mine = [(p, t) for p, t in partials
-                if p["channel"] == final["channel"] and p["utterance"] == final["utterance"]]
+            mine_load["final"].append(received - sent)
+        mine = [
+            (p, t)
+            for p, t in partials
+            if p["channel"] == final["channel"] and p["utterance"] == final["utterance"]
+        ]
         for i, word in enumerate(final["words"]):
             into.words += 1
             sent = result.sent_time(word["end"])
             key = _key(word["word"])
-            hit = next((t for p, t in mine if key in
-                        [_key(w) for w in p["text"].split()][max(0, i - 2) : i + 3]), None)
+            hit = next(
+                (
+                    t
+                    for p, t in mine
+                    if key in [_key(w) for w in p["text"].split()][max(0, i - 2) : i + 3]
+                ),
+                None,
+            )
             if hit is None or sent is None:
                 into.words_without_partial += 1
             else:
                 into.partial.append(hit - sent)
+                mine_load["partial"].append(hit - sent)
     into.audio_seconds += load.audio.duration
     if load.reference:
         text = " ".join(e["text"] for e, _ in finals)
@@ -135,10 +153,16 @@ class Sampler:
 async def run(url: str, calls: int, loads: list[Workload], stagger: float) -> Measured:
     measured = Measured()
     for load in loads:
+
         async def one(i: int, load: Workload = load) -> tuple[StreamResult, Workload]:
             await asyncio.sleep(i * stagger)
-            result = await stream_call(url, load.audio, load.channels, realtime=True,
-                                       call_id=f"bench-{i}-{int(time.time() * 1000)}")
+            result = await stream_call(
+                url,
+                load.audio,
+                load.channels,
+                realtime=True,
+                call_id=f"bench-{i}-{int(time.time() * 1000)}",
+            )
             return result, load
 
         for result, done in await asyncio.gather(*(one(i) for i in range(calls))):
@@ -151,10 +175,16 @@ async def run(url: str, calls: int, loads: list[Workload], stagger: float) -> Me
 def summarize(m: Measured, calls: int, cpu: float | None, rss: int) -> dict[str, Any]:
     return {
         "concurrent_calls": calls,
-        "partial_latency_s": {"p50": percentile(m.partial, 50), "p95": percentile(m.partial, 95),
-                              "n": len(m.partial)},
-        "final_latency_s": {"p50": percentile(m.final, 50), "p95": percentile(m.final, 95),
-                            "n": len(m.final)},
+        "partial_latency_s": {
+            "p50": percentile(m.partial, 50),
+            "p95": percentile(m.partial, 95),
+            "n": len(m.partial),
+        },
+        "final_latency_s": {
+            "p50": percentile(m.final, 50),
+            "p95": percentile(m.final, 95),
+            "n": len(m.final),
+        },
         "final_words": m.words,
         "final_words_never_in_a_partial": m.words_without_partial,
         "audio_seconds_streamed": round(m.audio_seconds * calls, 1),
@@ -163,12 +193,20 @@ def summarize(m: Measured, calls: int, cpu: float | None, rss: int) -> dict[str,
         "peak_rss_mib": round(rss / 2**20, 1) if rss else None,
         "wer": round(m.errors / m.ref_words, 4) if m.ref_words else None,
         "wer_per_file": m.per_file,
+        "per_workload": {
+            name: {
+                kind: {"p50": percentile(v, 50), "p95": percentile(v, 95), "n": len(v)}
+                for kind, v in lists.items()
+            }
+            for name, lists in m.per_load.items()
+        },
     }
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--calls", type=int, nargs="+", default=[1])
     parser.add_argument("--url", help="a running server (default: start one)")
     parser.add_argument("--server-pid", type=int, help="its pid, for CPU and RSS")
@@ -189,19 +227,26 @@ def main() -> None:
             cpu = sampler.stop()
             summary = summarize(measured, calls, cpu, sampler.peak_rss)
             results.append(summary)
-            print(f"{calls} call(s): partial p50 {summary['partial_latency_s']['p50']}s "
-                  f"p95 {summary['partial_latency_s']['p95']}s | final p50 "
-                  f"{summary['final_latency_s']['p50']}s p95 {summary['final_latency_s']['p95']}s"
-                  f" | RTF {summary['cpu_real_time_factor']} | RSS {summary['peak_rss_mib']} MiB"
-                  f" | WER {summary['wer']}", flush=True)
+            print(
+                f"{calls} call(s): partial p50 {summary['partial_latency_s']['p50']}s "
+                f"p95 {summary['partial_latency_s']['p95']}s | final p50 "
+                f"{summary['final_latency_s']['p50']}s p95 {summary['final_latency_s']['p95']}s"
+                f" | RTF {summary['cpu_real_time_factor']} | RSS {summary['peak_rss_mib']} MiB"
+                f" | WER {summary['wer']}",
+                flush=True,
+            )
     finally:
         if server:
             server.stop()
-    path = write_result(args.out, {
-        "model": "embedded:tiny.en int8 cpu (unless server_args say otherwise)",
-        "server_args": args.server_args, "workload": [w.name for w in loads],
-        "runs": results,
-    })
+    path = write_result(
+        args.out,
+        {
+            "model": "embedded:tiny.en int8 cpu (unless server_args say otherwise)",
+            "server_args": args.server_args,
+            "workload": [w.name for w in loads],
+            "runs": results,
+        },
+    )
     print(f"wrote {Path(path)}")
 
 

@@ -21,7 +21,10 @@ class ServerProcess:
         self.log: list[str] = []
         self.proc = subprocess.Popen(
             [sys.executable, "-u", str(ROOT / "server.py"), "--port", "0", *args],
-            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
             env={**os.environ, **(env or {})},
         )
         self.pid = self.proc.pid
@@ -53,3 +56,5 @@ class ServerProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()

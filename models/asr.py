@@ -27,8 +27,11 @@ class StreamingOptions:
     partials: bool = True
     partial_interval_ms: int = 400  # new audio between two partial decodes
     min_partial_ms: int = 300  # speech needed before the first partial
-    max_utterance_s: float = 15.0  # a final is forced at the quietest point before this
+    max_utterance_s: float = 10.0  # a final is forced at the quietest point before this
     pad_ms: int = 200  # audio kept before speech starts and after it ends
+    # Start decoding the final this long into a pause, before the VAD hangover confirms the
+    # end of the utterance; if speech resumes the early result is thrown away.
+    speculative_final_ms: int = 200
     prompt_words: int = 60  # previous finals of the channel given to Whisper as context
 
 
@@ -113,6 +116,14 @@ class StreamingTranscriber:
         self._finals: asyncio.Queue[tuple[int, int, int, asyncio.Future[Hypothesis | None]] | None]
         self._finals = asyncio.Queue()
         self._emitter: asyncio.Task[None] | None = None
+        # (utterance, silence start, end sample, future) of an early final decode
+        self._speculative: tuple[int, int, int, ThreadFuture[Hypothesis | None]] | None = None
+        self._submitted = 0
+        self._emitted = 0
+        self._settled = asyncio.Event()
+        self._settled.set()
+        self.speculative_used = 0
+        self.speculative_wasted = 0
         self._closed = False
 
     # -- input --------------------------------------------------------------------------
@@ -131,14 +142,44 @@ class StreamingTranscriber:
             elif isinstance(event, SpeechEnded) and self._utt_start is not None:
                 speech_ms = (event.end - event.start) * 1000 // TARGET_RATE
                 end = min(event.end + self._pad, self.total)
-                if speech_ms >= self.vad.options.min_speech_ms or self._partial_shown == self._utt_id:
-                    self._finalize(self._utt_start, end)
+                if (
+                    speech_ms >= self.vad.options.min_speech_ms
+                    or self._partial_shown == self._utt_id
+                ):
+                    self._finalize(self._utt_start, end, silence=event.end)
                 else:
+                    self._drop_speculative()
                     self._utt_start = None
                     self._floor = end
         if self._utt_start is not None and self.vad.in_speech:
+            self._maybe_speculate()
             self._maybe_cut_or_partial()
         self._trim()
+
+    def _maybe_speculate(self) -> None:
+        assert self._utt_start is not None
+        silence = self.vad.silence_start
+        spec = self._speculative
+        if spec is not None and (silence is None or spec[1] != silence or spec[0] != self._utt_id):
+            self._drop_speculative()  # speech resumed: that early final is stale
+            spec = None
+        if silence is None or spec is not None or self.options.speculative_final_ms <= 0:
+            return
+        if self.total - silence < self.options.speculative_final_ms * TARGET_RATE // 1000:
+            return
+        end = min(silence + self._pad, self.total)
+        if (silence - self._utt_start) * 1000 < self.vad.options.min_speech_ms * TARGET_RATE:
+            return
+        job = RecognitionJob(
+            key=self.key, audio=self._slice(self._utt_start, end), final=True, prompt=self._prompt()
+        )
+        self._speculative = (self._utt_id, silence, end, self.scheduler.submit(job))
+
+    def _drop_speculative(self) -> None:
+        if self._speculative is not None:
+            self._speculative[3].cancel()  # no-op if already decoding; its result is ignored
+            self._speculative = None
+            self.speculative_wasted += 1
 
     def _begin(self, start: int) -> None:
         self._utt_id += 1
@@ -153,7 +194,9 @@ class StreamingTranscriber:
         length = self.total - self._utt_start
         if length >= opts.max_utterance_s * TARGET_RATE:
             lo = self.total - 3 * TARGET_RATE
-            cut = self.vad.quietest(max(lo, self._utt_start + TARGET_RATE), self.total - TARGET_RATE // 4)
+            cut = self.vad.quietest(
+                max(lo, self._utt_start + TARGET_RATE), self.total - TARGET_RATE // 4
+            )
             cut = min(cut, self.total)
             self._finalize(self._utt_start, cut)
             self._begin(cut)
@@ -203,7 +246,12 @@ class StreamingTranscriber:
         if future.cancelled() or future.exception() is not None:
             return
         hyp = future.result()
-        if hyp is None or utt != self._utt_id or self._utt_start is None or number <= self._partial_number:
+        if (
+            hyp is None
+            or utt != self._utt_id
+            or self._utt_start is None
+            or number <= self._partial_number
+        ):
             return
         words = hyp.text.split() if hyp.ok else []
         if agreed_prefix(words, self._stable) < len(self._stable):
@@ -227,53 +275,78 @@ class StreamingTranscriber:
         )
 
     # -- finals -------------------------------------------------------------------------
-    def _finalize(self, start: int, end: int) -> None:
+    def _finalize(self, start: int, end: int, *, silence: int | None = None) -> None:
         utt = self._utt_id
         self._utt_start = None
-        self._floor = end
         self.scheduler.cancel_partial(self.key)
+        spec = self._speculative
+        self._speculative = None
+        if spec is not None and spec[0] == utt and spec[1] == silence and not spec[3].cancelled():
+            self.speculative_used += 1
+            self._floor = spec[2]
+            self._queue_final(utt, start, spec[2], spec[3])
+            return
+        if spec is not None:
+            spec[3].cancel()
+            self.speculative_wasted += 1
+        self._floor = end
         audio = self._slice(start, end)
         if audio.size < TARGET_RATE // 10:
             return
         job = RecognitionJob(key=self.key, audio=audio, final=True, prompt=self._prompt())
-        future: ThreadFuture[Hypothesis | None] = self.scheduler.submit(job)
+        self._queue_final(utt, start, end, self.scheduler.submit(job))
+
+    def _queue_final(
+        self, utt: int, start: int, end: int, future: ThreadFuture[Hypothesis | None]
+    ) -> None:
+        self._submitted += 1
+        self._settled.clear()
         self._finals.put_nowait((utt, start, end, asyncio.wrap_future(future)))
+
+    async def settle(self) -> None:
+        """Wait until every final submitted so far has been emitted (batch transcription uses
+        this so that each utterance is decoded with the previous ones as its prompt)."""
+        await self._settled.wait()
 
     async def _emit_finals(self) -> None:
         while (item := await self._finals.get()) is not None:
-            utt, start, end, future = item
             try:
-                hyp = await future
+                self._emit_final(item[0], item[1], item[2], await item[3])
             except Exception:
-                log.exception("final decode failed for %s utterance %d", self.key, utt)
-                continue
-            if hyp is None:
-                continue
-            offset = start / TARGET_RATE
-            words = tuple(
-                WordTiming(
-                    word=w.word,
-                    start=round(offset + w.start, 3),
-                    end=round(offset + max(w.end, w.start), 3),
-                    probability=w.probability,
-                )
-                for w in hyp.words
+                log.exception("final decode failed for %s utterance %d", self.key, item[0])
+            finally:
+                self._emitted += 1
+                if self._emitted == self._submitted:
+                    self._settled.set()
+
+    def _emit_final(self, utt: int, start: int, end: int, hyp: Hypothesis | None) -> None:
+        if hyp is None:
+            return
+        offset = start / TARGET_RATE
+        words = tuple(
+            WordTiming(
+                word=w.word,
+                start=round(offset + w.start, 3),
+                end=round(offset + max(w.end, w.start), 3),
+                probability=w.probability,
             )
-            text = hyp.text if hyp.ok else ""
-            if text:
-                self._history.append(text)
-                del self._history[:-8]
-            self.on_final(
-                Final(
-                    utterance=utt,
-                    start=words[0].start if words else round(offset, 3),
-                    end=words[-1].end if words else round(end / TARGET_RATE, 3),
-                    text=text,
-                    words=words if text else (),
-                    avg_logprob=round(hyp.avg_logprob, 4),
-                    no_speech_prob=round(hyp.no_speech_prob, 4),
-                )
+            for w in hyp.words
+        )
+        text = hyp.text if hyp.ok else ""
+        if text:
+            self._history.append(text)
+            del self._history[:-8]
+        self.on_final(
+            Final(
+                utterance=utt,
+                start=words[0].start if words else round(offset, 3),
+                end=words[-1].end if words else round(end / TARGET_RATE, 3),
+                text=text,
+                words=words if text else (),
+                avg_logprob=round(hyp.avg_logprob, 4),
+                no_speech_prob=round(hyp.no_speech_prob, 4),
             )
+        )
 
     async def close(self) -> None:
         """Finalize the utterance in progress and wait until every final has been emitted."""

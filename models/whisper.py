@@ -144,8 +144,13 @@ class WhisperEngine:
         self.load_seconds = time.perf_counter() - started
         self.stats = EngineStats()
         self._stats_lock = threading.Lock()
-        log.info("loaded Whisper %s on %s/%s in %.1fs", self.model_path, opts.device,
-                 opts.compute_type, self.load_seconds)
+        log.info(
+            "loaded Whisper %s on %s/%s in %.1fs",
+            self.model_path,
+            opts.device,
+            opts.compute_type,
+            self.load_seconds,
+        )
 
     # -- tokens -------------------------------------------------------------------------
     def encode_text(self, text: str) -> list[int]:
@@ -220,9 +225,13 @@ class WhisperEngine:
             text = tk.decode(out).strip()
             ratio = compression_ratio(text)
             hyp = Hypothesis(
-                text=text, tokens=tuple(out), avg_logprob=avg_logprob,
-                no_speech_prob=result.no_speech_prob, compression_ratio=ratio,
-                temperature=temperature, window_s=window,
+                text=text,
+                tokens=tuple(out),
+                avg_logprob=avg_logprob,
+                no_speech_prob=result.no_speech_prob,
+                compression_ratio=ratio,
+                temperature=temperature,
+                window_s=window,
             )
             if (
                 hyp.no_speech_prob > opts.no_speech_threshold
@@ -309,25 +318,40 @@ class WhisperEngine:
 
 def _rejected(hyp: Hypothesis, reason: str) -> Hypothesis:
     return Hypothesis(
-        text="", tokens=(), avg_logprob=hyp.avg_logprob, no_speech_prob=hyp.no_speech_prob,
-        compression_ratio=hyp.compression_ratio, temperature=hyp.temperature,
-        window_s=hyp.window_s, rejected=reason,
+        text="",
+        tokens=(),
+        avg_logprob=hyp.avg_logprob,
+        no_speech_prob=hyp.no_speech_prob,
+        compression_ratio=hyp.compression_ratio,
+        temperature=hyp.temperature,
+        window_s=hyp.window_s,
+        rejected=reason,
     )
 
 
 def _replace_text(hyp: Hypothesis, text: str, tokens: list[int]) -> Hypothesis:
     return Hypothesis(
-        text=text, tokens=tuple(tokens), avg_logprob=hyp.avg_logprob,
-        no_speech_prob=hyp.no_speech_prob, compression_ratio=compression_ratio(text),
-        temperature=hyp.temperature, window_s=hyp.window_s,
+        text=text,
+        tokens=tuple(tokens),
+        avg_logprob=hyp.avg_logprob,
+        no_speech_prob=hyp.no_speech_prob,
+        compression_ratio=compression_ratio(text),
+        temperature=hyp.temperature,
+        window_s=hyp.window_s,
     )
 
 
 def _with_words(hyp: Hypothesis, words: tuple[WordTiming, ...]) -> Hypothesis:
     return Hypothesis(
-        text=hyp.text, tokens=hyp.tokens, words=words, avg_logprob=hyp.avg_logprob,
-        no_speech_prob=hyp.no_speech_prob, compression_ratio=hyp.compression_ratio,
-        temperature=hyp.temperature, window_s=hyp.window_s, rejected=hyp.rejected,
+        text=hyp.text,
+        tokens=hyp.tokens,
+        words=words,
+        avg_logprob=hyp.avg_logprob,
+        no_speech_prob=hyp.no_speech_prob,
+        compression_ratio=hyp.compression_ratio,
+        temperature=hyp.temperature,
+        window_s=hyp.window_s,
+        rejected=hyp.rejected,
     )
 
 
@@ -335,4 +359,3 @@ def _with_seconds(hyp: Hypothesis, seconds: float) -> Hypothesis:
     from dataclasses import replace
 
     return replace(hyp, seconds=round(seconds, 4))
-

@@ -76,22 +76,33 @@ class NativeIngestProtocol:
         if self.state in ("failed", "stopped"):
             return []
         if len(text) > MAX_TEXT_BYTES:
-            return self._fail("message_too_large",
-                              f"text message of {len(text)} characters exceeds {MAX_TEXT_BYTES}",
-                              CLOSE_TOO_BIG)
+            return self._fail(
+                "message_too_large",
+                f"text message of {len(text)} characters exceeds {MAX_TEXT_BYTES}",
+                CLOSE_TOO_BIG,
+            )
         try:
             message = json.loads(text)
         except json.JSONDecodeError as exc:
-            return self._fail("bad_json", f"message is not valid JSON: {exc.msg} at "
-                              f"line {exc.lineno} column {exc.colno}", CLOSE_INVALID_DATA)
+            return self._fail(
+                "bad_json",
+                f"message is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
+                CLOSE_INVALID_DATA,
+            )
         if not isinstance(message, dict):
-            return self._fail("bad_message", f"message must be a JSON object, got "
-                              f"{type(message).__name__}", CLOSE_INVALID_DATA)
+            return self._fail(
+                "bad_message",
+                f"message must be a JSON object, got {type(message).__name__}",
+                CLOSE_INVALID_DATA,
+            )
         kind = message.get("type")
         if kind == "start":
             if self.state != "idle":
-                return self._fail("already_started", "a call was already started on this "
-                                  "connection; open a new connection for another call")
+                return self._fail(
+                    "already_started",
+                    "a call was already started on this "
+                    "connection; open a new connection for another call",
+                )
             return self._start(message)
         if kind == "stop":
             if self.state != "streaming":
@@ -100,24 +111,35 @@ class NativeIngestProtocol:
             return [StopCall()]
         if kind is None:
             return self._fail("missing_field", "message has no 'type' (expected 'start' or 'stop')")
-        return self._fail("unknown_type", f"unknown message type {kind!r} "
-                          "(expected 'start' or 'stop')")
+        return self._fail(
+            "unknown_type", f"unknown message type {kind!r} (expected 'start' or 'stop')"
+        )
 
     def receive_bytes(self, data: bytes) -> list[NativeEvent]:
         if self.state in ("failed", "stopped"):
             return []
         if self.state == "idle" or self.start is None:
-            return self._fail("audio_before_start", "binary audio received before the 'start' "
-                              "message; send {\"type\": \"start\", ...} first")
+            return self._fail(
+                "audio_before_start",
+                "binary audio received before the 'start' "
+                'message; send {"type": "start", ...} first',
+            )
         if len(data) > self.max_frame_bytes:
-            return self._fail("frame_too_large", f"audio frame of {len(data)} bytes exceeds the "
-                              f"limit of {self.max_frame_bytes} bytes (CALLCUE_MAX_FRAME_BYTES); "
-                              "send smaller frames", CLOSE_TOO_BIG)
+            return self._fail(
+                "frame_too_large",
+                f"audio frame of {len(data)} bytes exceeds the "
+                f"limit of {self.max_frame_bytes} bytes (CALLCUE_MAX_FRAME_BYTES); "
+                "send smaller frames",
+                CLOSE_TOO_BIG,
+            )
         width = self.start.format.bytes_per_sample
         if len(data) % width:
-            return self._fail("bad_audio", f"{self.start.format.encoding} frame of {len(data)} "
-                              f"bytes is not a whole number of {width}-byte samples",
-                              CLOSE_INVALID_DATA)
+            return self._fail(
+                "bad_audio",
+                f"{self.start.format.encoding} frame of {len(data)} "
+                f"bytes is not a whole number of {width}-byte samples",
+                CLOSE_INVALID_DATA,
+            )
         self.bytes_received += len(data)
         return [AudioData(data)] if data else []
 
@@ -128,23 +150,34 @@ class NativeIngestProtocol:
     def _start(self, message: dict[str, Any]) -> list[NativeEvent]:
         unknown = sorted(set(message) - START_FIELDS)
         if unknown:
-            return self._fail("unknown_field", f"unknown field(s) in 'start': {', '.join(unknown)}"
-                              f" (allowed: {', '.join(sorted(START_FIELDS))})")
+            return self._fail(
+                "unknown_field",
+                f"unknown field(s) in 'start': {', '.join(unknown)}"
+                f" (allowed: {', '.join(sorted(START_FIELDS))})",
+            )
         missing = [name for name in REQUIRED if name not in message]
         if missing:
             return self._fail("missing_field", f"'start' is missing {', '.join(missing)}")
         call_id = message["call_id"]
         if not isinstance(call_id, str) or not CALL_ID.match(call_id):
-            return self._fail("bad_call_id", "call_id must be 1-128 characters of letters, "
-                              f"digits and ._:@+- starting with a letter or digit, got {call_id!r}")
+            return self._fail(
+                "bad_call_id",
+                "call_id must be 1-128 characters of letters, "
+                f"digits and ._:@+- starting with a letter or digit, got {call_id!r}",
+            )
         encoding = message["encoding"]
         if encoding not in ENCODINGS:
-            return self._fail("unsupported_encoding", f"encoding {encoding!r} is not supported "
-                              f"(use one of {', '.join(ENCODINGS)})", CLOSE_UNSUPPORTED)
+            return self._fail(
+                "unsupported_encoding",
+                f"encoding {encoding!r} is not supported (use one of {', '.join(ENCODINGS)})",
+                CLOSE_UNSUPPORTED,
+            )
         rate = message["sample_rate"]
         if isinstance(rate, bool) or not isinstance(rate, int) or not MIN_RATE <= rate <= MAX_RATE:
-            return self._fail("bad_sample_rate", f"sample_rate must be an integer from {MIN_RATE} "
-                              f"to {MAX_RATE} Hz, got {rate!r}")
+            return self._fail(
+                "bad_sample_rate",
+                f"sample_rate must be an integer from {MIN_RATE} to {MAX_RATE} Hz, got {rate!r}",
+            )
         channels = message.get("channels", ["customer"])
         if (
             not isinstance(channels, list)
@@ -152,9 +185,12 @@ class NativeIngestProtocol:
             or not all(isinstance(c, str) and CHANNEL.match(c) for c in channels)
             or len(set(channels)) != len(channels)
         ):
-            return self._fail("bad_channels", "channels must be a list of 1 to "
-                              f"{MAX_CHANNELS} distinct lowercase names such as "
-                              f"[\"customer\", \"agent\"], got {channels!r}")
+            return self._fail(
+                "bad_channels",
+                "channels must be a list of 1 to "
+                f"{MAX_CHANNELS} distinct lowercase names such as "
+                f'["customer", "agent"], got {channels!r}',
+            )
         metadata = message.get("metadata", {})
         if not isinstance(metadata, dict):
             return self._fail("bad_metadata", "metadata must be a JSON object")

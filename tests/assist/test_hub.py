@@ -1,0 +1,87 @@
+"""The event hub: ordered history, late joiners without gap or duplicate, slow screens cut."""
+
+import json
+
+from assist.events import CallStarted, TranscriptFinal, TranscriptPartial, Word
+from assist.hub import CallActiveError, EventHub
+
+
+def partial(i: int) -> TranscriptPartial:
+    return TranscriptPartial(
+        call_id="c", channel="customer", utterance=1, start=0, end=i, text=f"word {i}"
+    )
+
+
+async def test_late_joiner_gets_history_then_live() -> None:
+    hub = EventHub()
+    hub.open("c")
+    hub.publish(CallStarted(call_id="c", channels=("customer",)))
+    for i in range(5):
+        hub.publish(partial(i))
+    backlog, sub = hub.subscribe("c")
+    for i in range(5, 8):
+        hub.publish(partial(i))
+    hub.end("c")
+    live = []
+    while (event := await sub.next()) is not None:
+        live.append(event)
+    seqs = [e.seq for e in backlog + live]
+    assert seqs == list(range(1, 10))
+    assert backlog[0].type == "call.started" and all(e.ts for e in backlog + live)
+
+
+async def test_resume_after_seq_and_ended_call_replay() -> None:
+    hub = EventHub()
+    hub.open("c")
+    for i in range(6):
+        hub.publish(partial(i))
+    hub.end("c")
+    backlog, sub = hub.subscribe("c", after_seq=4)
+    assert [e.seq for e in backlog] == [5, 6]
+    assert await sub.next() is None  # ended: nothing more will come
+
+
+async def test_slow_screen_is_cut_loose_not_the_call() -> None:
+    hub = EventHub(backlog=3)
+    hub.open("c")
+    _, slow = hub.subscribe("c")
+    for i in range(10):
+        hub.publish(partial(i))  # never blocks
+    assert slow.overflowed
+    got = []
+    while (event := await slow.next()) is not None:
+        got.append(event.seq)
+    assert got == [1, 2, 3]
+    assert hub.feed("c").seq == 10  # type: ignore[union-attr]
+
+
+def test_duplicate_live_call_is_refused() -> None:
+    hub = EventHub()
+    hub.open("c")
+    try:
+        hub.open("c")
+    except CallActiveError:
+        pass
+    else:
+        raise AssertionError("a second open of a live call must fail")
+    hub.end("c")
+    hub.open("c")  # a finished id may be reused
+
+
+def test_event_json_shape() -> None:
+    event = TranscriptFinal(
+        call_id="c",
+        seq=3,
+        ts="t",
+        channel="agent",
+        utterance=2,
+        start=1.0,
+        end=2.0,
+        text="hi there",
+        words=(Word("hi", 1.0, 1.4, 0.9),),
+        confidence=0.9,
+    )
+    d = json.loads(event.to_json())
+    assert d["type"] == "transcript.final" and d["seq"] == 3 and d["channel"] == "agent"
+    assert d["words"] == [{"word": "hi", "start": 1.0, "end": 1.4, "probability": 0.9}]
+    assert event.to_dict()["text"] == "hi there"

@@ -1,0 +1,42 @@
+import pytest
+
+from assist.settings import Settings, SettingsError
+
+
+def test_defaults() -> None:
+    s = Settings.load(env={})
+    assert (s.host, s.port, s.model, s.compute_type) == (
+        "127.0.0.1",
+        8080,
+        "embedded:tiny.en",
+        "int8",
+    )
+
+
+def test_env_and_flags() -> None:
+    s = Settings.load(
+        env={"CALLCUE_PORT": "9000", "CALLCUE_HOST": "0.0.0.0"}, overrides={"port": "9100"}
+    )
+    assert (s.host, s.port) == ("0.0.0.0", 9100)
+    assert Settings.load(env={"CALLCUE_ENCODER_WINDOWS": "30,5,10"}).encoder_windows == (5, 10, 30)
+
+
+@pytest.mark.parametrize(
+    ("env", "words"),
+    [
+        ({"CALLCUE_PORT": "http"}, "CALLCUE_PORT='http'"),
+        ({"CALLCUE_PORT": "70000"}, "CALLCUE_PORT='70000': must be between"),
+        ({"CALLCUE_DEVICE": "tpu"}, "CALLCUE_DEVICE='tpu': must be one of"),
+        ({"CALLCUE_VAD_THRESHOLD": "2"}, "CALLCUE_VAD_THRESHOLD"),
+        ({"CALLCUE_ENCODER_WINDOWS": "5,10"}, "largest being 30"),
+        ({"CALLCUE_MODEL": "./missing-model"}, "does not exist"),
+    ],
+)
+def test_errors_name_the_setting(env: dict[str, str], words: str) -> None:
+    with pytest.raises(SettingsError, match=words.replace("(", r"\(")):
+        Settings.load(env=env)
+
+
+def test_flag_errors_name_the_flag() -> None:
+    with pytest.raises(SettingsError, match="--beam-size='0'"):
+        Settings.load(env={}, overrides={"beam_size": "0"})

@@ -1,0 +1,57 @@
+"""Shared fixtures: the real recordings, one real server on loopback, one real engine."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import soxr
+
+from benchmarks.server import ServerProcess
+
+DATA = Path(os.environ.get("CALLCUE_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+AUDIO = DATA / "audio"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if not AUDIO.is_dir():
+        raise pytest.UsageError(
+            f"test recordings not found at {AUDIO}; check out ../shared beside the repo "
+            "or set CALLCUE_DATA to the shared data folder"
+        )
+
+
+def load_16k(name: str) -> np.ndarray:
+    """A recording as mono float32 at 16 kHz."""
+    data, rate = sf.read(str(AUDIO / name), dtype="float32", always_2d=True)
+    mono = data.mean(axis=1)
+    return mono if rate == 16000 else soxr.resample(mono, rate, 16000).astype(np.float32)
+
+
+def reference(name: str) -> str:
+    return (AUDIO / (Path(name).stem + ".txt")).read_text().strip()
+
+
+@pytest.fixture(scope="session")
+def server() -> Iterator[ServerProcess]:
+    proc = ServerProcess()
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture(scope="session")
+def engine():  # type: ignore[no-untyped-def]
+    from models.whisper import WhisperEngine
+
+    return WhisperEngine()
+
+
+@pytest.fixture(scope="session")
+def vad_model():  # type: ignore[no-untyped-def]
+    from models.vad import SileroVad
+
+    return SileroVad()

@@ -1,0 +1,64 @@
+"""The Whisper engine on real audio with the embedded tiny.en model."""
+
+import numpy as np
+import pytest
+
+from benchmarks.common import wer
+from models.resolve import EMBEDDED_WHISPER, ModelNotFoundError, resolve_whisper_model
+from models.whisper import cut_repetition
+from tests.conftest import load_16k, reference
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "ls_test-clean_2830-3980-0043.wav",
+        "ls_test-clean_4507-16021-0012.wav",
+        "ls_test-clean_8455-210777-0068.wav",
+    ],
+)
+def test_final_decode_matches_reference(engine, name: str) -> None:  # type: ignore[no-untyped-def]
+    hyp = engine.decode(load_16k(name), final=True)
+    assert hyp.ok, hyp
+    assert wer(reference(name), hyp.text) <= 0.2, hyp.text
+    assert hyp.words and all(0 <= w.start <= w.end <= 3.5 for w in hyp.words)
+    assert all(0.0 < w.probability <= 1.0 for w in hyp.words)
+    assert " ".join(w.word for w in hyp.words) == hyp.text
+
+
+def test_partial_uses_short_window_and_prefix(engine) -> None:  # type: ignore[no-untyped-def]
+    audio = load_16k("wb_jfk_inaugural_1961.flac")[: 16000 * 3]
+    first = engine.decode(audio)
+    assert first.window_s < 30 and first.ok and not first.words
+    prefix = engine.encode_text(first.text.split()[0])
+    again = engine.decode(audio, prefix=prefix)
+    assert again.text.split()[0] == first.text.split()[0]
+
+
+def test_silence_is_not_transcribed(engine) -> None:  # type: ignore[no-untyped-def]
+    rng = np.random.default_rng(3)
+    for audio in (
+        np.zeros(16000 * 2, np.float32),
+        (rng.standard_normal(16000 * 2) * 0.002).astype(np.float32),
+    ):
+        hyp = engine.decode(audio, final=True)
+        assert not hyp.ok, hyp.text
+
+
+def test_cut_repetition() -> None:
+    looped = "and so my fellow Americans and so my fellow Americans and"
+    assert cut_repetition(looped) == ("and so my fellow Americans", True)
+    assert cut_repetition("thanks thanks thanks thanks thanks") == ("thanks", True)
+    for fine in ("no, no, I said no", "very very good", "I want to, I want to cancel"):
+        assert cut_repetition(fine) == (fine, False)
+
+
+def test_model_resolution(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    assert resolve_whisper_model(EMBEDDED_WHISPER).endswith("model")
+    with pytest.raises(ModelNotFoundError, match=r"no model\.bin"):
+        resolve_whisper_model(str(tmp_path))
+    with pytest.raises(ModelNotFoundError, match="does not exist"):
+        resolve_whisper_model("/no/such/model")
+    with pytest.raises(ModelNotFoundError, match="unknown embedded"):
+        resolve_whisper_model("embedded:large-v3")
+    assert resolve_whisper_model("small.en") == "small.en"  # a hub name, passed through

@@ -1,0 +1,99 @@
+"""The `callcue` command as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from benchmarks.common import wer
+from tests.conftest import AUDIO, reference
+
+CLI = [sys.executable, "-m", "cli"]
+
+
+def test_transcribe_json() -> None:
+    name = "ls_test-clean_4507-16021-0012.wav"
+    out = subprocess.run(
+        [*CLI, "transcribe", str(AUDIO / name), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    call = json.loads(out.stdout)
+    assert call["channels"] == ["customer"] and call["duration"] > 2
+    text = " ".join(u["text"] for u in call["utterances"])
+    assert wer(reference(name), text) <= 0.2
+    for u in call["utterances"]:
+        assert set(u) >= {"channel", "start", "end", "text", "words"}
+
+
+def test_transcribe_two_files_as_two_channels() -> None:
+    out = subprocess.run(
+        [
+            *CLI,
+            "transcribe",
+            str(AUDIO / "ls_test-clean_2830-3980-0043.wav"),
+            str(AUDIO / "wb_timit_LDC93S1.wav"),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    call = json.loads(out.stdout)
+    by_channel = {
+        ch: " ".join(u["text"] for u in call["utterances"] if u["channel"] == ch)
+        for ch in ("customer", "agent")
+    }
+    assert "experience" in by_channel["customer"].lower()
+    assert "suit" in by_channel["agent"].lower() and "suit" not in by_channel["customer"].lower()
+
+
+def test_transcribe_bad_file(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    bad = tmp_path / "not-audio.wav"
+    bad.write_text("hello")
+    out = subprocess.run([*CLI, "transcribe", str(bad)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "cannot read" in out.stderr
+
+
+def test_stream_prints_every_event_as_json_lines(server) -> None:  # type: ignore[no-untyped-def]
+    name = "wb_timit_LDC93S1.wav"
+    out = subprocess.run(
+        [*CLI, "stream", str(AUDIO / name), "--url", server.url, "--fast", "--call-id", "cli-1"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    events = [json.loads(line) for line in out.stdout.splitlines()]
+    assert events[0] == {"type": "started", "call_id": "cli-1"}
+    assert events[-1]["type"] == "stopped"
+    text = " ".join(e["text"] for e in events if e["type"] == "transcript.final")
+    assert wer(reference(name), text) <= 0.3
+
+
+def test_stream_unreachable_server() -> None:
+    out = subprocess.run(
+        [
+            *CLI,
+            "stream",
+            str(AUDIO / "wb_timit_LDC93S1.wav"),
+            "--url",
+            "ws://127.0.0.1:9",
+            "--fast",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 1 and "cannot connect" in out.stderr
+
+
+def test_serve_rejects_bad_setting() -> None:
+    out = subprocess.run(
+        [*CLI, "serve", "--port", "http"], capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 2 and "--port='http'" in out.stderr
