@@ -18,7 +18,8 @@ class CallActiveError(RuntimeError):
 class Subscription:
     """A screen's view of one call. `overflowed` is set when it fell too far behind."""
 
-    def __init__(self, feed: CallFeed, backlog: int) -> None:
+    def __init__(self, hub: EventHub, feed: CallFeed, backlog: int) -> None:
+        self.hub = hub
         self.feed = feed
         self.queue: asyncio.Queue[Event | None] = asyncio.Queue(maxsize=backlog + 1)
         self.backlog = backlog
@@ -45,6 +46,7 @@ class Subscription:
 
     def close(self) -> None:
         self.feed.subscribers.discard(self)
+        self.hub._forget_if_unused(self.feed)
 
 
 @dataclass(eq=False)
@@ -112,7 +114,7 @@ class EventHub:
             feed = CallFeed(call_id)
             self._feeds[call_id] = feed
             self._feeds.move_to_end(call_id, last=False)  # waiting screens are evicted first
-        sub = Subscription(feed, self.backlog)
+        sub = Subscription(self, feed, self.backlog)
         backlog = feed.history[after_seq:] if after_seq >= 0 else list(feed.history)
         if backlog:
             sub.last_seq = backlog[-1].seq
@@ -127,6 +129,12 @@ class EventHub:
 
     def live_calls(self) -> list[CallFeed]:
         return [feed for feed in self._feeds.values() if feed.live]
+
+    def _forget_if_unused(self, feed: CallFeed) -> None:
+        """A screen that waited for a call that never started leaves nothing behind."""
+        unused = not feed.live and not feed.history and not feed.subscribers
+        if unused and self._feeds.get(feed.call_id) is feed:
+            del self._feeds[feed.call_id]
 
     def _evict(self) -> None:
         ended = [

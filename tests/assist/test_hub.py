@@ -85,3 +85,21 @@ def test_event_json_shape() -> None:
     assert d["type"] == "transcript.final" and d["seq"] == 3 and d["channel"] == "agent"
     assert d["words"] == [{"word": "hi", "start": 1.0, "end": 1.4, "probability": 0.9}]
     assert event.to_dict()["text"] == "hi there"
+
+
+async def test_waiting_screen_for_unknown_call_leaves_nothing_behind() -> None:
+    hub = EventHub()
+    backlog, sub = hub.subscribe("never-started")
+    assert backlog == [] and hub.feed("never-started") is not None
+    sub.close()
+    assert hub.feed("never-started") is None
+
+
+async def test_screen_waiting_before_the_call_starts_gets_it_all() -> None:
+    hub = EventHub()
+    _, sub = hub.subscribe("c")
+    hub.open("c")
+    hub.publish(CallStarted(call_id="c", channels=("customer",)))
+    hub.end("c")
+    first = await sub.next()
+    assert first is not None and first.type == "call.started" and await sub.next() is None
