@@ -2,8 +2,8 @@
 
 Streams recordings in real time (N concurrent calls of each) and writes
 benchmarks/results/latency.json with:
-- partial latency: for each final word, first partial containing it − wall time its audio
-  (the word's end) had been sent; p50/p95;
+- partial latency: for each final word, first partial containing it (found by aligning the
+  partial's words with the final's) − wall time its audio (the word's end) had been sent;
 - final latency: final received − wall time the end of its last word had been sent; p50/p95;
 - CPU real-time factor of the server process (CPU seconds / seconds of call audio), peak RSS;
 - WER of the finals on the recordings with references.
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import difflib
 import re
 import threading
 import time
@@ -95,23 +96,24 @@ def measure(result: StreamResult, load: Workload, into: Measured) -> None:
             for p, t in partials
             if p["channel"] == final["channel"] and p["utterance"] == final["utterance"]
         ]
+        # which final words each partial already had, by aligning the two word sequences
+        final_keys = [_key(w["word"]) for w in final["words"]]
+        first_seen: dict[int, float] = {}
+        for p, t in mine:
+            matcher = difflib.SequenceMatcher(
+                a=final_keys, b=[_key(w) for w in p["text"].split()], autojunk=False
+            )
+            for block in matcher.get_matching_blocks():
+                for i in range(block.a, block.a + block.size):
+                    first_seen.setdefault(i, t)
         for i, word in enumerate(final["words"]):
             into.words += 1
             sent = result.sent_time(word["end"])
-            key = _key(word["word"])
-            hit = next(
-                (
-                    t
-                    for p, t in mine
-                    if key in [_key(w) for w in p["text"].split()][max(0, i - 2) : i + 3]
-                ),
-                None,
-            )
-            if hit is None or sent is None:
+            if i not in first_seen or sent is None:
                 into.words_without_partial += 1
             else:
-                into.partial.append(hit - sent)
-                mine_load["partial"].append(hit - sent)
+                into.partial.append(first_seen[i] - sent)
+                mine_load["partial"].append(first_seen[i] - sent)
     into.audio_seconds += load.audio.duration
     if load.reference:
         text = " ".join(e["text"] for e, _ in finals)
