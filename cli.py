@@ -59,6 +59,51 @@ def cmd_stream(args: argparse.Namespace) -> int:
     return 1 if errors else 0
 
 
+def cmd_simulate(args: argparse.Namespace) -> int:
+    """Stream a recording the way Genesys AudioHook or Twilio would, and print the replies."""
+    from assist.simulators import simulate_audiohook, simulate_twilio
+
+    try:
+        audio = load_call_audio(list(args.files))
+    except AudioFileError as exc:
+        print(f"callcue simulate: {exc}", file=sys.stderr)
+        return 2
+    try:
+        if args.platform == "audiohook":
+            result = asyncio.run(
+                simulate_audiohook(
+                    args.url,
+                    audio,
+                    conversation_id=args.call_id,
+                    api_key=args.api_key or "test",
+                    secret_b64=args.secret,
+                    realtime=not args.fast,
+                )
+            )
+        else:
+            result = asyncio.run(
+                simulate_twilio(
+                    args.url, audio, call_id=args.call_id, token=args.token, realtime=not args.fast
+                )
+            )
+    except OSError as exc:
+        print(f"callcue simulate: cannot connect to {args.url}: {exc}", file=sys.stderr)
+        return 1
+    for message in result.received:
+        print(json.dumps(message, ensure_ascii=False))
+    if result.http_status:
+        print(
+            f"callcue simulate: the server refused the connection with HTTP {result.http_status}",
+            file=sys.stderr,
+        )
+        return 1
+    print(
+        f"call {result.call_id}: closed with {result.close_code} {result.close_reason}",
+        file=sys.stderr,
+    )
+    return 0 if result.close_code == 1000 else 1
+
+
 def cmd_transcribe(args: argparse.Namespace) -> int:
     from assist.settings import Settings, SettingsError
 
@@ -181,6 +226,16 @@ def main(argv: list[str] | None = None) -> int:
     stream.add_argument("--call-id")
     stream.add_argument("--metadata", help="JSON object sent as the call's metadata")
 
+    sim = sub.add_parser("simulate", help="stream a recording as Genesys AudioHook or Twilio")
+    sim.add_argument("platform", choices=["audiohook", "twilio"])
+    sim.add_argument("files", nargs="+", metavar="FILE")
+    sim.add_argument("--url", default="ws://127.0.0.1:8080")
+    sim.add_argument("--call-id", help="conversationId (AudioHook) or call_id parameter (Twilio)")
+    sim.add_argument("--api-key", help="AudioHook X-API-KEY")
+    sim.add_argument("--secret", help="AudioHook client secret (base64) to sign the request")
+    sim.add_argument("--token", help="Twilio customParameters.token")
+    sim.add_argument("--fast", action="store_true", help="send as fast as possible")
+
     tr = sub.add_parser("transcribe", help="run the pipeline in-process on a recording")
     tr.add_argument("files", nargs="+", metavar="FILE")
     tr.add_argument("--channels")
@@ -196,6 +251,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "stream":
         return cmd_stream(args)
+    if args.command == "simulate":
+        return cmd_simulate(args)
     return cmd_transcribe(args)
 
 

@@ -13,6 +13,7 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
 from assist.ingest import serve_native_ingest
+from assist.integrations import make_authenticator, serve_audiohook, serve_twilio
 from assist.screens import serve_call_events
 from assist.session import Services
 from assist.settings import SETTINGS, Settings, SettingsError
@@ -36,6 +37,21 @@ def build_app(services: Services, settings: Settings) -> Starlette:
             }
         )
 
+    async def live_calls(request: Request) -> JSONResponse:
+        calls = []
+        for call_id, session in list(services.sessions.items()):
+            calls.append(
+                {
+                    "call_id": call_id,
+                    "source": session.source,
+                    "channels": list(session.channels),
+                    "started_at": session.started_at,
+                    "audio_seconds": round(session.audio_seconds, 2),
+                    "metadata": session.metadata,
+                }
+            )
+        return JSONResponse({"calls": calls})
+
     async def index(request: Request) -> HTMLResponse:
         calls = (
             "".join(
@@ -56,6 +72,14 @@ def build_app(services: Services, settings: Settings) -> Starlette:
     async def ingest(ws: WebSocket) -> None:
         await serve_native_ingest(ws, services, settings.max_frame_bytes)
 
+    auth = make_authenticator(settings)
+
+    async def audiohook(ws: WebSocket) -> None:
+        await serve_audiohook(ws, services, settings, auth)
+
+    async def twilio(ws: WebSocket) -> None:
+        await serve_twilio(ws, services, settings)
+
     async def events(ws: WebSocket) -> None:
         await serve_call_events(ws, services, ws.path_params["call_id"])
 
@@ -63,7 +87,10 @@ def build_app(services: Services, settings: Settings) -> Starlette:
         routes=[
             Route("/", index),
             Route("/healthz", healthz),
+            Route("/v1/calls/live", live_calls),
             WebSocketRoute("/v1/ingest", ingest),
+            WebSocketRoute("/v1/audiohook", audiohook),
+            WebSocketRoute("/v1/twilio", twilio),
             WebSocketRoute("/v1/calls/{call_id}/events", events),
         ]
     )

@@ -92,6 +92,8 @@ class CallSession:
         self.metadata = metadata or {}
         self.source = source
         self.decoder = StreamDecoder(fmt)
+        # platforms that send each party separately (Twilio) get one mono decoder a track
+        self.track_decoders: dict[int, StreamDecoder] = {}
         self.started_at = time.time()
         self.finished = False
         self._finishing: asyncio.Task[None] | None = None
@@ -113,7 +115,10 @@ class CallSession:
 
     @property
     def audio_seconds(self) -> float:
-        return self.decoder.input_samples / self.format.sample_rate
+        samples = max(
+            [self.decoder.input_samples, *(d.input_samples for d in self.track_decoders.values())]
+        )
+        return samples / self.format.sample_rate
 
     def publish(self, event: Event) -> Event:
         return self.services.hub.publish(event)
@@ -136,6 +141,16 @@ class CallSession:
         """Decode one frame and hand each channel its samples (returns once VAD has run)."""
         await self._push(self.decoder.decode(data))
 
+    async def feed_track(self, index: int, data: bytes) -> None:
+        """Decode one frame of a single channel (sent on its own, not interleaved)."""
+        decoder = self.track_decoders.get(index)
+        if decoder is None:
+            mono = AudioFormat(self.format.encoding, self.format.sample_rate, 1)
+            decoder = self.track_decoders[index] = StreamDecoder(mono)
+        audio = decoder.decode(data)
+        if audio.shape[1]:
+            await self.transcribers[index].push(audio[0])
+
     async def settle(self) -> None:
         """Wait for every final submitted so far (batch transcription, not live calls)."""
         await asyncio.gather(*(t.settle() for t in self.transcribers))
@@ -154,6 +169,10 @@ class CallSession:
     async def _finish(self, reason: str) -> None:
         try:
             await self._push(self.decoder.flush())
+            for index, decoder in self.track_decoders.items():
+                tail = decoder.flush()
+                if tail.shape[1]:
+                    await self.transcribers[index].push(tail[0])
         except Exception:  # a broken tail must not cost the finals already decoded
             log.exception("flushing the audio of %s failed", self.call_id)
         await asyncio.gather(*(t.close() for t in self.transcribers), return_exceptions=True)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,6 +28,7 @@ class Setting:
     parse: Callable[[str], Any]
     check: Callable[[Any], str | None]
     help: str
+    secret: bool = False  # never echoed in errors or logs
 
 
 def _int(text: str) -> int:
@@ -59,6 +63,51 @@ def _windows(text: str) -> tuple[float, ...]:
 def _windows_ok(value: Any) -> str | None:
     if not value or any(not 1.0 <= w <= 30.0 for w in value) or value[-1] != 30.0:
         return "must be sizes from 1 to 30 seconds, the largest being 30"
+    return None
+
+
+def parse_roles(text: str) -> dict[str, str]:
+    """`external=customer,internal=agent` → {"external": "customer", "internal": "agent"}."""
+    pairs = [part.split("=", 1) for part in text.split(",") if part.strip()]
+    return {k.strip(): v.strip() for k, v in pairs}
+
+
+def _roles_ok(*names: str) -> Callable[[Any], str | None]:
+    def check(value: Any) -> str | None:
+        parts = [p for p in str(value).split(",") if p.strip()]
+        if not all("=" in p for p in parts):
+            return "must look like " + ",".join(f"{n}=ROLE" for n in names)
+        roles = parse_roles(value)
+        if set(roles) != set(names) or not all(
+            re.fullmatch(r"[a-z][a-z0-9_-]{0,31}", r) for r in roles.values()
+        ):
+            return "must map " + " and ".join(names) + " to lowercase role names"
+        if len(set(roles.values())) != len(roles):
+            return "two sources may not share a role"
+        return None
+
+    return check
+
+
+def parse_keys(text: str) -> dict[str, str]:
+    """`KEY1:SECRET1,KEY2` → {"KEY1": "SECRET1", "KEY2": ""}."""
+    keys = {}
+    for part in text.split(","):
+        if part.strip():
+            key, _, secret = part.strip().partition(":")
+            keys[key] = secret
+    return keys
+
+
+def _keys_ok(value: Any) -> str | None:
+    for key, secret in parse_keys(str(value)).items():
+        if not key:
+            return "an API key is empty"
+        try:
+            if secret:
+                base64.b64decode(secret, validate=True)
+        except binascii.Error:
+            return f"the client secret of key {key[:4]}... is not base64"
     return None
 
 
@@ -198,6 +247,50 @@ SETTINGS: tuple[Setting, ...] = (
         "events a slow screen may lag behind before it is disconnected",
     ),
     Setting(
+        "audiohook_keys",
+        "CALLCUE_AUDIOHOOK_KEYS",
+        "",
+        str,
+        _keys_ok,
+        "AudioHook credentials, comma-separated API_KEY:BASE64_CLIENT_SECRET (a key without "
+        "a secret is checked without signature); empty: AudioHook accepts any client",
+        secret=True,
+    ),
+    Setting(
+        "audiohook_channels",
+        "CALLCUE_AUDIOHOOK_CHANNELS",
+        "external=customer,internal=agent",
+        str,
+        _roles_ok("external", "internal"),
+        "AudioHook channel to role mapping",
+    ),
+    Setting(
+        "audiohook_transcripts",
+        "CALLCUE_AUDIOHOOK_TRANSCRIPTS",
+        True,
+        _bool,
+        _ok,
+        "send transcripts back to Genesys as AudioHook event messages",
+    ),
+    Setting(
+        "twilio_tokens",
+        "CALLCUE_TWILIO_TOKENS",
+        "",
+        str,
+        _ok,
+        "comma-separated tokens a Twilio stream must carry in customParameters.token; "
+        "empty: Twilio streams need no token",
+        secret=True,
+    ),
+    Setting(
+        "twilio_tracks",
+        "CALLCUE_TWILIO_TRACKS",
+        "inbound=customer,outbound=agent",
+        str,
+        _roles_ok("inbound", "outbound"),
+        "Twilio track to role mapping",
+    ),
+    Setting(
         "log_level",
         "CALLCUE_LOG_LEVEL",
         "info",
@@ -227,6 +320,11 @@ class Settings:
     max_frame_bytes: int = 1_048_576
     max_calls: int = 200
     events_backlog: int = 2000
+    audiohook_keys: str = field(default="", repr=False)
+    audiohook_channels: str = "external=customer,internal=agent"
+    audiohook_transcripts: bool = True
+    twilio_tokens: str = field(default="", repr=False)
+    twilio_tracks: str = "inbound=customer,outbound=agent"
     log_level: str = "info"
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -249,10 +347,12 @@ class Settings:
             try:
                 value = setting.parse(raw) if isinstance(raw, str) else raw
             except ValueError as exc:
-                raise SettingsError(f"{source}={raw!r}: {exc}") from None
+                shown = "(hidden)" if setting.secret else repr(raw)
+                raise SettingsError(f"{source}={shown}: {exc}") from None
             problem = setting.check(value)
             if problem:
-                raise SettingsError(f"{source}={raw!r}: {problem}")
+                shown = "(hidden)" if setting.secret else repr(raw)
+                raise SettingsError(f"{source}={shown}: {problem}")
             values[setting.name] = value
         try:
             resolve_whisper_model(values["model"])

@@ -36,9 +36,19 @@ def reference(name: str) -> str:
     return (AUDIO / (Path(name).stem + ".txt")).read_text().strip()
 
 
+AUDIOHOOK_KEY = "ah-test-key"
+AUDIOHOOK_SECRET = "TXlTdXBlclNlY3JldEtleVRlbGxOby0xITJAMyM0JDU="
+TWILIO_TOKEN = "twilio-test-token"
+
+
 @pytest.fixture(scope="session")
 def server() -> Iterator[ServerProcess]:
-    proc = ServerProcess()
+    proc = ServerProcess(
+        env={
+            "CALLCUE_AUDIOHOOK_KEYS": f"{AUDIOHOOK_KEY}:{AUDIOHOOK_SECRET}",
+            "CALLCUE_TWILIO_TOKENS": TWILIO_TOKEN,
+        }
+    )
     yield proc
     proc.stop()
 

@@ -97,3 +97,57 @@ def test_serve_rejects_bad_setting() -> None:
         [*CLI, "serve", "--port", "http"], capture_output=True, text=True, timeout=60
     )
     assert out.returncode == 2 and "--port='http'" in out.stderr
+
+
+def test_simulate_audiohook(server) -> None:  # type: ignore[no-untyped-def]
+    from tests.conftest import AUDIOHOOK_KEY, AUDIOHOOK_SECRET
+
+    out = subprocess.run(
+        [
+            *CLI,
+            "simulate",
+            "audiohook",
+            str(AUDIO / "wb_timit_LDC93S1.wav"),
+            "--url",
+            server.url,
+            "--fast",
+            "--api-key",
+            AUDIOHOOK_KEY,
+            "--secret",
+            AUDIOHOOK_SECRET,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    messages = [json.loads(line) for line in out.stdout.splitlines()]
+    assert messages[0]["type"] == "opened" and messages[-1]["type"] == "closed"
+    texts = [
+        m["parameters"]["entities"][0]["data"]["alternatives"][0]["interpretations"][0][
+            "transcript"
+        ]
+        for m in messages
+        if m["type"] == "event"
+    ]
+    assert "suit" in " ".join(texts).lower()
+
+
+def test_simulate_refused(server) -> None:  # type: ignore[no-untyped-def]
+    out = subprocess.run(
+        [
+            *CLI,
+            "simulate",
+            "audiohook",
+            str(AUDIO / "wb_timit_LDC93S1.wav"),
+            "--url",
+            server.url,
+            "--fast",
+            "--api-key",
+            "wrong",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 1 and "HTTP 401" in out.stderr

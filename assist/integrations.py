@@ -1,0 +1,324 @@
+"""Contact-center platforms: Genesys AudioHook and Twilio Media Streams connections.
+
+Each maps its platform's protocol (sans-I/O, in audio/protocols/) onto the same CallSession
+as the native protocol, with the source stored on the call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import json
+import logging
+import uuid
+from typing import Any
+
+from starlette.responses import PlainTextResponse
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from assist.hub import CallActiveError
+from assist.ingest import Connection
+from assist.session import CallSession, Services
+from assist.settings import Settings, parse_keys, parse_roles
+from audio.codec import AudioFormat
+from audio.protocols.audiohook import (
+    AudioHookAudio,
+    AudioHookClientError,
+    AudioHookClose,
+    AudioHookDiscarded,
+    AudioHookFailed,
+    AudioHookOpen,
+    AudioHookProtocol,
+    AudioHookResumed,
+    AudioHookUpdate,
+)
+from audio.protocols.httpsig import AudioHookAuthenticator
+from audio.protocols.native import CALL_ID, CLOSE_NORMAL, CLOSE_POLICY, CLOSE_TRY_AGAIN
+from audio.protocols.twilio import (
+    TwilioDtmf,
+    TwilioFailed,
+    TwilioMedia,
+    TwilioProtocol,
+    TwilioStart,
+    TwilioStop,
+)
+
+log = logging.getLogger("callcue.integrations")
+
+
+def _start_session(
+    services: Services,
+    call_id: str,
+    fmt: AudioFormat,
+    channels: tuple[str, ...],
+    metadata: dict[str, Any],
+    source: str,
+) -> CallSession | tuple[int, str]:
+    """A started CallSession, or (close code, reason) why it could not be started."""
+    if not CALL_ID.match(call_id):
+        return CLOSE_POLICY, f"call id {call_id[:40]!r} is not a valid call id"
+    if len(services.sessions) >= services.max_calls:
+        return CLOSE_TRY_AGAIN, f"at the limit of {services.max_calls} concurrent calls"
+    session = CallSession(services, call_id, fmt, channels, metadata, source=source)
+    try:
+        session.start()
+    except CallActiveError:
+        return CLOSE_POLICY, f"call {call_id!r} is already streaming"
+    return session
+
+
+# -- Genesys AudioHook ---------------------------------------------------------------------
+
+
+async def serve_audiohook(
+    ws: WebSocket, services: Services, settings: Settings, auth: AudioHookAuthenticator | None
+) -> None:
+    headers = {k.lower(): v for k, v in ws.headers.items()}
+    session_id = headers.get("audiohook-session-id", "")
+    if auth is not None:
+        target = ws.url.path + (f"?{ws.url.query}" if ws.url.query else "")
+        verdict = auth.verify(headers, target, headers.get("host", ""))
+        if not verdict.ok:
+            # The AudioHook client reports a refused upgrade to the Genesys admin as is.
+            log.warning("AudioHook session %s refused: %s", session_id or "?", verdict.reason)
+            await ws.send_denial_response(
+                PlainTextResponse(f"Unauthorized: {verdict.reason}", status_code=401)
+            )
+            return
+    if not session_id:
+        await ws.send_denial_response(
+            PlainTextResponse("Bad Request: missing Audiohook-Session-Id header", status_code=400)
+        )
+        return
+    await ws.accept()
+    conn = Connection(ws)
+    proto = AudioHookProtocol(session_id)
+    roles = parse_roles(settings.audiohook_channels)
+    session: CallSession | None = None
+    forwarder: asyncio.Task[None] | None = None
+    send_lock = asyncio.Lock()
+
+    async def flush() -> None:
+        async with send_lock:
+            for message in proto.data_to_send():
+                await conn.send_text(json.dumps(message))
+
+    async def end_session(reason: str) -> None:
+        if session is not None and not session.finished:
+            await session.finish(reason)
+        if forwarder is not None:
+            await forwarder
+
+    try:
+        while True:
+            message = await ws.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            if message.get("text") is not None:
+                events = proto.receive_text(message["text"])
+            else:
+                events = proto.receive_bytes(message.get("bytes") or b"")
+            for event in events:
+                if isinstance(event, AudioHookAudio):
+                    if session is not None:
+                        await session.feed(event.data)
+                elif isinstance(event, AudioHookOpen):
+                    if not event.probe:
+                        fmt = AudioFormat(
+                            "mulaw" if event.media.format == "PCMU" else "pcm16",
+                            8000,
+                            len(event.media.channels),
+                        )
+                        channels = tuple(roles[c] for c in event.media.channels)
+                        metadata = {
+                            "organization_id": event.organization_id,
+                            "participant": event.participant,
+                            "audiohook_session_id": session_id,
+                            "language": event.language,
+                            **(
+                                {"custom_config": event.custom_config}
+                                if event.custom_config
+                                else {}
+                            ),
+                        }
+                        started = _start_session(
+                            services, event.conversation_id, fmt, channels, metadata, "audiohook"
+                        )
+                        if isinstance(started, tuple):
+                            proto.disconnect(
+                                "error", f"callcue cannot take this call: {started[1]}"
+                            )
+                        else:
+                            session = started
+                            if settings.audiohook_transcripts:
+                                forwarder = asyncio.create_task(
+                                    _transcripts_to_genesys(
+                                        services, session.call_id, proto, roles, flush
+                                    )
+                                )
+                            log.info(
+                                "AudioHook call %s started (%s, %s)",
+                                session.call_id,
+                                event.media.format,
+                                ",".join(event.media.channels),
+                            )
+                elif isinstance(event, AudioHookClose):
+                    # flush every final (and send them to Genesys) before `closed`
+                    await end_session("stop")
+                    proto.send_closed()
+                elif isinstance(event, AudioHookFailed):
+                    log.warning("AudioHook session %s: %s", session_id, event.info)
+                    await flush()
+                    await end_session("error")
+                elif isinstance(event, AudioHookClientError):
+                    log.warning("AudioHook client error %s: %s", event.code, event.message)
+                elif isinstance(event, AudioHookDiscarded | AudioHookResumed):
+                    log.info(
+                        "AudioHook session %s: %.2fs of audio discarded by the client",
+                        session_id,
+                        event.discarded,
+                    )
+                elif isinstance(event, AudioHookUpdate):
+                    log.info("AudioHook session %s: language now %s", session_id, event.language)
+            await flush()
+            if proto.state == "closed":
+                # Genesys closes the websocket after `closed`; don't wait forever for it
+                with contextlib.suppress(asyncio.TimeoutError, WebSocketDisconnect):
+                    await asyncio.wait_for(ws.receive(), timeout=10)
+                await conn.close(CLOSE_NORMAL)
+                return
+    except WebSocketDisconnect:
+        pass
+    finally:
+        if session is not None and not session.finished:
+            await session.finish("disconnect")
+        if forwarder is not None and not forwarder.done():
+            forwarder.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await forwarder
+
+
+async def _transcripts_to_genesys(
+    services: Services,
+    call_id: str,
+    proto: AudioHookProtocol,
+    roles: dict[str, str],
+    flush: Any,
+) -> None:
+    """Send each final transcript back to Genesys as an AudioHook `transcript` entity."""
+    source_of = {role: source for source, role in roles.items()}
+    backlog, sub = services.hub.subscribe(call_id)
+    try:
+        pending = list(backlog)
+        while True:
+            for event in pending:
+                data = event.to_dict()
+                if data["type"] == "transcript.final" and data["channel"] in source_of:
+                    proto.send_transcript(
+                        source_of[data["channel"]],
+                        True,
+                        data["start"],
+                        data["end"],
+                        data["text"],
+                        data["confidence"],
+                        data["words"],
+                        transcript_id=str(
+                            uuid.uuid5(
+                                uuid.NAMESPACE_URL,
+                                f"{call_id}/{data['channel']}/{data['utterance']}",
+                            )
+                        ),
+                    )
+                    await flush()
+            nxt = await sub.next()
+            if nxt is None:
+                return
+            pending = [nxt]
+    finally:
+        sub.close()
+
+
+# -- Twilio Media Streams ------------------------------------------------------------------
+
+
+async def serve_twilio(ws: WebSocket, services: Services, settings: Settings) -> None:
+    await ws.accept()
+    conn = Connection(ws)
+    proto = TwilioProtocol()
+    tokens = [t for t in settings.twilio_tokens.split(",") if t]
+    roles = parse_roles(settings.twilio_tracks)
+    session: CallSession | None = None
+    track_index: dict[str, int] = {}
+    reason = "disconnect"
+    try:
+        while True:
+            message = await ws.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            if message.get("text") is not None:
+                events = proto.receive_text(message["text"])
+            else:
+                events = proto.receive_bytes(message.get("bytes") or b"")
+            for event in events:
+                if isinstance(event, TwilioMedia):
+                    if session is not None:
+                        await session.feed_track(track_index[event.track], event.data)
+                elif isinstance(event, TwilioStart):
+                    params = dict(event.custom_parameters)
+                    token = params.pop("token", "")
+                    if tokens and not any(hmac.compare_digest(token, t) for t in tokens):
+                        log.warning(
+                            "Twilio stream %s refused: bad or missing token", event.stream_sid
+                        )
+                        reason = "error"
+                        await conn.close(CLOSE_POLICY, "unauthorized: bad or missing token")
+                        return
+                    call_id = params.pop("call_id", "") or event.call_sid
+                    track_index = {t: i for i, t in enumerate(event.tracks)}
+                    channels = tuple(roles[t] for t in event.tracks)
+                    metadata = {
+                        "call_sid": event.call_sid,
+                        "stream_sid": event.stream_sid,
+                        "account_sid": event.account_sid,
+                        **params,
+                    }
+                    started = _start_session(
+                        services,
+                        call_id,
+                        AudioFormat("mulaw", 8000, 1),
+                        channels,
+                        metadata,
+                        "twilio",
+                    )
+                    if isinstance(started, tuple):
+                        log.warning("Twilio stream %s refused: %s", event.stream_sid, started[1])
+                        await conn.close(*started)
+                        return
+                    session = started
+                    log.info("Twilio call %s started (tracks %s)", call_id, ",".join(event.tracks))
+                elif isinstance(event, TwilioDtmf):
+                    log.info("Twilio DTMF %s on %s", event.digit, event.track)
+                elif isinstance(event, TwilioStop):
+                    reason = "stop"
+                    if session is not None:
+                        await session.finish("stop")
+                    await conn.close(CLOSE_NORMAL)
+                    return
+                elif isinstance(event, TwilioFailed):
+                    reason = "error"
+                    log.warning("Twilio stream error %s: %s", event.code, event.message)
+                    if session is not None:
+                        await session.finish("error")
+                    await conn.close(event.close_code, f"{event.code}: {event.message}")
+                    return
+    except WebSocketDisconnect:
+        pass
+    finally:
+        if session is not None and not session.finished:
+            await session.finish(reason)
+
+
+def make_authenticator(settings: Settings) -> AudioHookAuthenticator | None:
+    keys = parse_keys(settings.audiohook_keys)
+    return AudioHookAuthenticator(keys) if keys else None
