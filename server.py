@@ -8,7 +8,7 @@ import sys
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
@@ -35,6 +35,11 @@ def build_app(services: Services, settings: Settings) -> Starlette:
                 "active_calls": len(services.sessions),
                 "queue": {"finals": finals, "partials": partials},
             }
+        )
+
+    async def metrics(request: Request) -> PlainTextResponse:
+        return PlainTextResponse(
+            services.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8"
         )
 
     async def live_calls(request: Request) -> JSONResponse:
@@ -87,6 +92,7 @@ def build_app(services: Services, settings: Settings) -> Starlette:
         routes=[
             Route("/", index),
             Route("/healthz", healthz),
+            Route("/metrics", metrics),
             Route("/v1/calls/live", live_calls),
             WebSocketRoute("/v1/ingest", ingest),
             WebSocketRoute("/v1/audiohook", audiohook),

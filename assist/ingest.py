@@ -16,7 +16,6 @@ from audio.protocols.native import (
     CLOSE_INTERNAL,
     CLOSE_NORMAL,
     CLOSE_POLICY,
-    CLOSE_TRY_AGAIN,
     AudioData,
     NativeIngestProtocol,
     ProtocolError,
@@ -90,16 +89,9 @@ async def serve_native_ingest(ws: WebSocket, services: Services, max_frame_bytes
                     assert session is not None
                     await session.feed(event.data)
                 elif isinstance(event, StartCall):
-                    if len(services.sessions) >= services.max_calls:
-                        await _refuse(
-                            conn,
-                            ProtocolError(
-                                "capacity",
-                                f"this server is at its limit of {services.max_calls} "
-                                "concurrent calls (CALLCUE_MAX_CALLS); try again later",
-                                CLOSE_TRY_AGAIN,
-                            ),
-                        )
+                    refusal = services.admit()
+                    if refusal is not None:
+                        await _refuse(conn, ProtocolError("capacity", refusal[1], refusal[0]))
                         return
                     session = CallSession(
                         services, event.call_id, event.format, event.channels, event.metadata

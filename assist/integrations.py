@@ -34,7 +34,7 @@ from audio.protocols.audiohook import (
     AudioHookUpdate,
 )
 from audio.protocols.httpsig import AudioHookAuthenticator
-from audio.protocols.native import CALL_ID, CLOSE_NORMAL, CLOSE_POLICY, CLOSE_TRY_AGAIN
+from audio.protocols.native import CALL_ID, CLOSE_NORMAL, CLOSE_POLICY
 from audio.protocols.twilio import (
     TwilioDtmf,
     TwilioFailed,
@@ -58,8 +58,9 @@ def _start_session(
     """A started CallSession, or (close code, reason) why it could not be started."""
     if not CALL_ID.match(call_id):
         return CLOSE_POLICY, f"call id {call_id[:40]!r} is not a valid call id"
-    if len(services.sessions) >= services.max_calls:
-        return CLOSE_TRY_AGAIN, f"at the limit of {services.max_calls} concurrent calls"
+    refusal = services.admit()
+    if refusal is not None:
+        return refusal
     session = CallSession(services, call_id, fmt, channels, metadata, source=source)
     try:
         session.start()

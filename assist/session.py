@@ -20,13 +20,14 @@ from assist.events import (
     Word,
 )
 from assist.hub import EventHub
+from assist.metrics import Metrics
 from assist.settings import Settings
 from audio.codec import TARGET_RATE, AudioFormat, StreamDecoder
 from audio.vad import VadOptions, VadSegmenter
 from models.asr import Final, Partial, StreamingOptions, StreamingTranscriber
-from models.scheduler import RecognitionScheduler
+from models.scheduler import OVERLOADED, RecognitionJob, RecognitionScheduler
 from models.vad import SileroVad
-from models.whisper import WhisperEngine
+from models.whisper import Hypothesis, WhisperEngine
 
 log = logging.getLogger("callcue.session")
 
@@ -45,6 +46,63 @@ class Services:
     max_calls: int = 200
     sessions: dict[str, CallSession] = field(default_factory=dict)
     warmup_seconds: float = 0.0
+    metrics: Metrics = field(default_factory=Metrics)
+    audio_seconds_in: float = 0.0  # call audio received, all channels
+
+    def __post_init__(self) -> None:
+        m = self.metrics
+        self.scheduler.observer = self._observe_decode
+        m.gauge("callcue_active_calls", "Calls in progress", lambda: len(self.sessions))
+        m.gauge(
+            "callcue_active_channels",
+            "Channels in progress",
+            lambda: sum(len(s.channels) for s in list(self.sessions.values())),
+        )
+        m.labelled_gauge(
+            "callcue_queue_depth",
+            "Recognition jobs waiting",
+            ("kind",),
+            lambda: [
+                (("final",), self.scheduler.depths[0]),
+                (("partial",), self.scheduler.depths[1]),
+            ],
+        )
+        m.gauge(
+            "callcue_scheduler_pressure", "0 idle, 1 busy, 2 overloaded", self.scheduler.pressure
+        )
+        m.gauge(
+            "callcue_real_time_factor",
+            "Whisper decode seconds per second of call audio received (all channels)",
+            lambda: self.engine.stats.busy_seconds / max(self.audio_seconds_in, 1e-9),
+        )
+        m.gauge(
+            "callcue_finals_overdue",
+            "Finals that waited past their budget (total)",
+            lambda: self.scheduler.stats.finals_overdue,
+        )
+
+    def _observe_decode(
+        self, job: RecognitionJob, hyp: Hypothesis, waited: float, seconds: float
+    ) -> None:
+        kind = "final" if job.final else "partial"
+        self.metrics.decode.observe(seconds, kind)
+        self.metrics.batch.observe(1, kind)
+
+    def admit(self) -> tuple[int, str] | None:
+        """None if a new call can start; else (close code, reason), counted as refused."""
+        if len(self.sessions) >= self.max_calls:
+            self.metrics.refused.inc(1, "max_calls")
+            return 1013, (
+                f"this server is at its limit of {self.max_calls} concurrent calls "
+                "(CALLCUE_MAX_CALLS); try again later"
+            )
+        if self.scheduler.pressure() == OVERLOADED:
+            self.metrics.refused.inc(1, "overloaded")
+            return 1013, (
+                "this server cannot keep up with the calls it has (finals are "
+                "waiting); new calls are refused until it catches up"
+            )
+        return None
 
     @classmethod
     def load(cls, settings: Settings, *, warmup: bool = True) -> Services:
@@ -126,6 +184,7 @@ class CallSession:
     def start(self) -> None:
         self.services.hub.open(self.call_id)
         self.services.sessions[self.call_id] = self
+        self.services.metrics.calls.inc(1, self.source)
         self.publish(
             CallStarted(
                 call_id=self.call_id,
@@ -149,6 +208,7 @@ class CallSession:
             decoder = self.track_decoders[index] = StreamDecoder(mono)
         audio = decoder.decode(data)
         if audio.shape[1]:
+            self.services.audio_seconds_in += audio.shape[1] / TARGET_RATE
             await self.transcribers[index].push(audio[0])
 
     async def settle(self) -> None:
@@ -158,6 +218,7 @@ class CallSession:
     async def _push(self, audio: Any) -> None:
         if audio.shape[1] == 0:
             return
+        self.services.audio_seconds_in += audio.shape[1] * audio.shape[0] / TARGET_RATE
         await asyncio.gather(*(t.push(audio[i]) for i, t in enumerate(self.transcribers)))
 
     async def finish(self, reason: str = "stop") -> None:
@@ -189,6 +250,7 @@ class CallSession:
     def _on_partial(self, channel: str, partial: Partial) -> None:
         if self.finished:
             return
+        self.services.metrics.latency.observe(time.monotonic() - partial.received_at, "partial")
         self.publish(
             TranscriptPartial(
                 call_id=self.call_id,
@@ -216,6 +278,7 @@ class CallSession:
                 )
             )
             return
+        self.services.metrics.latency.observe(time.monotonic() - final.received_at, "final")
         words = tuple(Word(w.word, w.start, w.end, w.probability) for w in final.words)
         confidence = round(sum(w.probability for w in words) / len(words), 4) if words else 0.0
         event = self.publish(

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Executor
 from concurrent.futures import Future as ThreadFuture
@@ -14,7 +16,7 @@ import numpy as np
 
 from audio.codec import TARGET_RATE, Float32Array
 from audio.vad import SpeechEnded, SpeechStarted, VadSegmenter
-from models.scheduler import RecognitionJob, RecognitionScheduler
+from models.scheduler import BUSY, OVERLOADED, RecognitionJob, RecognitionScheduler
 from models.whisper import Hypothesis, WhisperEngine, WordTiming
 
 log = logging.getLogger("callcue.asr")
@@ -42,6 +44,7 @@ class Partial:
     end: float
     text: str
     stable: str  # prefix agreed by two consecutive hypotheses: it will not change again
+    received_at: float = 0.0  # monotonic time the last audio it covers had arrived
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +56,7 @@ class Final:
     words: tuple[WordTiming, ...]
     avg_logprob: float
     no_speech_prob: float
+    received_at: float = 0.0  # monotonic time the audio of its last word had arrived
 
 
 _NORM = re.compile(r"[^\w']+")
@@ -116,6 +120,8 @@ class StreamingTranscriber:
         self._finals: asyncio.Queue[tuple[int, int, int, asyncio.Future[Hypothesis | None]] | None]
         self._finals = asyncio.Queue()
         self._emitter: asyncio.Task[None] | None = None
+        self._arrivals: deque[tuple[int, float]] = deque()  # (total samples, monotonic time)
+        self.partials_skipped = 0
         # (utterance, silence start, end sample, future) of an early final decode
         self._speculative: tuple[int, int, int, ThreadFuture[Hypothesis | None]] | None = None
         self._submitted = 0
@@ -134,6 +140,9 @@ class StreamingTranscriber:
             self._emitter = asyncio.create_task(self._emit_finals(), name=f"finals:{self.key}")
         self._buf = np.concatenate([self._buf, samples]) if self._buf.size else samples.copy()
         self.total += samples.size
+        self._arrivals.append((self.total, time.monotonic()))
+        while len(self._arrivals) > 2 and self._arrivals[0][0] < self._buf_start - TARGET_RATE:
+            self._arrivals.popleft()
         loop = asyncio.get_running_loop()
         events = await loop.run_in_executor(self.executor, self.vad.feed, samples)
         for event in events:
@@ -205,9 +214,23 @@ class StreamingTranscriber:
         if not opts.partials:
             return
         speech = self.total - self.vad.speech_start
-        due = self.total - self._last_partial_at >= opts.partial_interval_ms * TARGET_RATE // 1000
+        # Under pressure partials come less often (finals first); overloaded: none at all.
+        pressure = self.scheduler.pressure()
+        interval = opts.partial_interval_ms * (2 if pressure == BUSY else 1)
+        due = self.total - self._last_partial_at >= interval * TARGET_RATE // 1000
         if due and speech >= opts.min_partial_ms * TARGET_RATE // 1000:
+            if pressure == OVERLOADED:
+                self.partials_skipped += 1
+                self._last_partial_at = self.total
+                return
             self._submit_partial()
+
+    def arrival(self, sample: int) -> float:
+        """Monotonic time at which audio up to `sample` had been received."""
+        for total, at in self._arrivals:
+            if total >= sample:
+                return at
+        return self._arrivals[-1][1] if self._arrivals else time.monotonic()
 
     def _slice(self, start: int, end: int) -> Float32Array:
         lo = max(start - self._buf_start, 0)
@@ -271,6 +294,7 @@ class StreamingTranscriber:
                 end=round(end / TARGET_RATE, 3),
                 text=hyp.text,
                 stable=" ".join(self._stable),
+                received_at=self.arrival(end),
             )
         )
 
@@ -345,6 +369,9 @@ class StreamingTranscriber:
                 words=words if text else (),
                 avg_logprob=round(hyp.avg_logprob, 4),
                 no_speech_prob=round(hyp.no_speech_prob, 4),
+                received_at=self.arrival(
+                    int((words[-1].end if words else end / TARGET_RATE) * TARGET_RATE)
+                ),
             )
         )
 

@@ -6,6 +6,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
@@ -33,7 +34,14 @@ class SchedulerStats:
     finals_done: int = 0
     partials_done: int = 0
     partials_dropped: int = 0
+    finals_overdue: int = 0
     final_wait_seconds: float = 0.0
+
+
+# Called after every decode: (job, result, seconds waited in the queue, seconds decoding).
+DecodeObserver = Callable[[RecognitionJob, Hypothesis, float, float], None]
+
+IDLE, BUSY, OVERLOADED = 0, 1, 2
 
 
 class RecognitionScheduler:
@@ -44,9 +52,17 @@ class RecognitionScheduler:
     future resolves to None and is counted as dropped), so partials never pile up.
     """
 
-    def __init__(self, engine: WhisperEngine, workers: int = 1) -> None:
+    def __init__(
+        self,
+        engine: WhisperEngine,
+        workers: int = 1,
+        final_budget: float = 1.0,
+        observer: DecodeObserver | None = None,
+    ) -> None:
         self.engine = engine
         self.workers = max(1, workers)
+        self.final_budget = final_budget  # queue wait a final may have before it is overdue
+        self.observer = observer
         self._finals: deque[RecognitionJob] = deque()
         self._partials: OrderedDict[str, RecognitionJob] = OrderedDict()
         self._cond = threading.Condition()
@@ -79,6 +95,19 @@ class RecognitionScheduler:
     def depths(self) -> tuple[int, int]:
         """(finals waiting, partials waiting)."""
         return len(self._finals), len(self._partials)
+
+    def pressure(self) -> int:
+        """IDLE, BUSY (finals waiting or partials piling up) or OVERLOADED (a final is waiting
+        past half its budget, or more finals wait than workers can clear in one budget)."""
+        with self._cond:
+            finals = list(self._finals)
+            partials = len(self._partials)
+        if finals:
+            oldest = time.monotonic() - finals[0].submitted
+            if oldest > self.final_budget / 2 or len(finals) > 2 * self.workers:
+                return OVERLOADED
+            return BUSY
+        return BUSY if partials > 2 * self.workers else IDLE
 
     def submit(self, job: RecognitionJob) -> Future[Hypothesis | None]:
         with self._cond:
@@ -118,7 +147,17 @@ class RecognitionScheduler:
         while (job := self._next()) is not None:
             try:
                 if job.future.set_running_or_notify_cancel():
-                    waited = time.monotonic() - job.submitted
+                    started = time.monotonic()
+                    waited = started - job.submitted
+                    if job.final and waited > self.final_budget:
+                        self.stats.finals_overdue += 1
+                        log.warning(
+                            "final for %s waited %.2fs in the queue (budget %.2fs): "
+                            "the machine is overloaded",
+                            job.key,
+                            waited,
+                            self.final_budget,
+                        )
                     result = self.engine.decode(
                         job.audio, prompt=job.prompt, prefix=job.prefix, final=job.final
                     )
@@ -128,6 +167,8 @@ class RecognitionScheduler:
                         self.stats.final_wait_seconds += waited
                     else:
                         self.stats.partials_done += 1
+                    if self.observer is not None:
+                        self.observer(job, result, waited, time.monotonic() - started)
             except Exception as exc:  # a decode failure fails that job, not the worker
                 log.exception("decode failed for %s", job.key)
                 if not job.future.done():

@@ -241,3 +241,31 @@ async def test_duplicate_call_id_is_refused(server) -> None:  # type: ignore[no-
     received, close_code = await raw_exchange(server.url, [start])
     assert received[-1]["code"] == "call_active" and close_code == 1008
     check_stream_shape(await first)
+
+
+def metric(text: str, name: str) -> float:
+    """The value of one sample (`name` with its labels, exactly as exported)."""
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"{name} not in /metrics")
+
+
+async def test_metrics_after_calls(server) -> None:  # type: ignore[no-untyped-def]
+    audio = load_call_audio([AUDIO / "wb_timit_LDC93S1.wav"], 1)
+    await stream_call(server.url, audio, ["customer"], realtime=True, speed=2.0)
+    body = await asyncio.to_thread(
+        lambda: urllib.request.urlopen(server.http + "/metrics", timeout=10).read().decode()
+    )
+    assert metric(body, 'callcue_latency_seconds_count{stage="final"}') >= 1
+    assert metric(body, 'callcue_latency_seconds_count{stage="partial"}') >= 1
+    assert metric(body, 'callcue_calls_total{source="native"}') >= 1
+    assert metric(body, 'callcue_decode_seconds_count{kind="final"}') >= 1
+    assert 0 < metric(body, "callcue_real_time_factor") < 10
+    for name in (
+        "callcue_active_calls",
+        'callcue_queue_depth{kind="final"}',
+        'callcue_model_batch_size_count{kind="final"}',
+    ):
+        metric(body, name)
+    assert "# TYPE callcue_latency_seconds histogram" in body

@@ -33,3 +33,25 @@ def test_finals_first_and_stale_partials_dropped(engine) -> None:  # type: ignor
     assert order == ["p1", "p3", "f1", "f2", "p2"]
     assert scheduler.stats.partials_dropped == 2
     assert scheduler.stats.finals_done == 2 and scheduler.stats.partials_done == 1
+
+
+def test_pressure_levels(engine) -> None:  # type: ignore[no-untyped-def]
+    import time
+
+    from models.scheduler import BUSY, IDLE, OVERLOADED
+
+    audio = load_16k("ls_test-clean_2830-3980-0043.wav")
+    scheduler = RecognitionScheduler(engine, workers=1, final_budget=0.2)  # not started
+    assert scheduler.pressure() == IDLE
+    scheduler.submit(RecognitionJob(key="a", audio=audio, final=True))
+    assert scheduler.pressure() == BUSY  # a final is waiting, but not for long
+    time.sleep(0.15)
+    assert scheduler.pressure() == OVERLOADED  # waiting past half its budget
+    time.sleep(0.1)
+    scheduler.start()
+    deadline = time.monotonic() + 30
+    while scheduler.depths != (0, 0) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    scheduler.close()
+    assert scheduler.pressure() == IDLE
+    assert scheduler.stats.finals_overdue == 1  # it was picked up after its budget
