@@ -63,9 +63,11 @@ class Gauge(_Metric):
         help: str,
         read: Callable[[], Iterable[tuple[tuple[str, ...], float]]],
         labels: tuple[str, ...] = (),
+        kind: str = "gauge",
     ) -> None:
         super().__init__(name, help, labels)
         self.read = read
+        self.kind = kind  # "counter" for totals kept elsewhere and read at scrape time
 
     def render(self) -> list[str]:
         return self.header() + [
@@ -131,14 +133,6 @@ class Metrics:
             BATCH_BUCKETS,
             labels=("kind",),
         )
-        self.partials_dropped = Counter(
-            "callcue_partials_dropped_total",
-            "Partials not decoded: superseded while queued, or skipped under load",
-            ("reason",),
-        )
-        self.finals_overdue = Counter(
-            "callcue_finals_overdue_total", "Finals that waited in the queue past their budget"
-        )
         self.gauges: list[Gauge] = []
 
     def gauge(self, name: str, help: str, read: Callable[[], float]) -> None:
@@ -150,8 +144,9 @@ class Metrics:
         help: str,
         labels: tuple[str, ...],
         read: Callable[[], Iterable[tuple[tuple[str, ...], float]]],
+        kind: str = "gauge",
     ) -> None:
-        self.gauges.append(Gauge(name, help, read, labels))
+        self.gauges.append(Gauge(name, help, read, labels, kind))
 
     def render(self) -> str:
         lines: list[str] = []
@@ -161,8 +156,6 @@ class Metrics:
             self.latency,
             self.decode,
             self.batch,
-            self.partials_dropped,
-            self.finals_overdue,
             *self.gauges,
         ):
             lines += metric.render()

@@ -75,10 +75,23 @@ class Services:
             "Whisper decode seconds per second of call audio received (all channels)",
             lambda: self.engine.stats.busy_seconds / max(self.audio_seconds_in, 1e-9),
         )
-        m.gauge(
-            "callcue_finals_overdue",
-            "Finals that waited past their budget (total)",
-            lambda: self.scheduler.stats.finals_overdue,
+        stats = self.scheduler.stats
+        m.labelled_gauge(
+            "callcue_finals_overdue_total",
+            "Finals that waited in the queue past their budget",
+            (),
+            lambda: [((), stats.finals_overdue)],
+            kind="counter",
+        )
+        m.labelled_gauge(
+            "callcue_partials_dropped_total",
+            "Partials not decoded: superseded while queued, or skipped under load",
+            ("reason",),
+            lambda: [
+                (("superseded",), stats.partials_dropped),
+                (("load",), stats.partials_skipped),
+            ],
+            kind="counter",
         )
 
     def _observe_decode(

@@ -221,6 +221,7 @@ class StreamingTranscriber:
         if due and speech >= opts.min_partial_ms * TARGET_RATE // 1000:
             if pressure == OVERLOADED:
                 self.partials_skipped += 1
+                self.scheduler.stats.partials_skipped += 1
                 self._last_partial_at = self.total
                 return
             self._submit_partial()

@@ -33,7 +33,8 @@ class RecognitionJob:
 class SchedulerStats:
     finals_done: int = 0
     partials_done: int = 0
-    partials_dropped: int = 0
+    partials_dropped: int = 0  # superseded by a newer partial while waiting
+    partials_skipped: int = 0  # never submitted: the scheduler was overloaded
     finals_overdue: int = 0
     final_wait_seconds: float = 0.0
 

@@ -1,0 +1,191 @@
+"""How many concurrent two-channel calls one machine holds at the latency budget.
+
+For each N, streams N copies of the AWS auto-repair call pair (first `--pair-seconds`, real
+time, starts staggered) plus one WER probe call (the Asterisk telephone prompt, which has a
+reference), all at once, through a real server. Writes benchmarks/results/capacity.json with,
+per N: partial and final latency p50/p95 (client side), server CPU use, peak RSS, partials the
+server dropped or skipped, and the probe's WER. Reports the largest N that holds final
+p95 ≤ 1.5 s and partial p50 ≤ 1 s with WER within 5 % of the single-call run.
+
+The same ramp runs against a peer-style configuration of the same server (every step decodes
+a full 30 s window, no cut windows) as the baseline.
+
+    .venv/bin/python -m benchmarks.capacity [--calls 1 2 4 6 8] [--pair-seconds 60]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+import urllib.request
+from typing import Any
+
+from assist.client import stream_call
+from audio.files import CallAudio, load_call_audio
+from benchmarks.common import DATA, percentile, reference_text, write_result
+from benchmarks.latency import PAIR, Measured, Sampler, Workload, measure
+from benchmarks.server import ServerProcess
+
+PROBE = "tel_asterisk_allison_demo-instruct.wav"
+CONFIGS = {
+    "callcue": [],
+    "peer_full_window": ["--encoder-windows", "30", "--final-windows", "30"],
+}
+
+
+def scrape(http: str) -> dict[str, float]:
+    body = urllib.request.urlopen(http + "/metrics", timeout=10).read().decode()
+    values = {}
+    for line in body.splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            values[name] = float(value)
+    return values
+
+
+async def one_level(
+    url: str, n: int, pair: Workload, probe: Workload, stagger: float
+) -> tuple[Measured, Measured]:
+    calls, probe_m = Measured(), Measured()
+
+    async def pair_call(i: int) -> None:
+        await asyncio.sleep(i * stagger)
+        result = await stream_call(
+            url, pair.audio, pair.channels, realtime=True, call_id=f"cap-{n}-{i}-{int(time.time())}"
+        )
+        measure(result, pair, calls)
+
+    async def probe_call() -> None:
+        result = await stream_call(
+            url,
+            probe.audio,
+            probe.channels,
+            realtime=True,
+            call_id=f"cap-probe-{n}-{int(time.time())}",
+        )
+        measure(result, probe, probe_m)
+
+    await asyncio.gather(probe_call(), *(pair_call(i) for i in range(n)))
+    return calls, probe_m
+
+
+def run_config(
+    name: str, args: list[str], levels: list[int], pair: Workload, probe: Workload, stagger: float
+) -> list[dict[str, Any]]:
+    server = ServerProcess(*args)
+    rows = []
+    try:
+        for n in levels:
+            before = scrape(server.http)
+            sampler = Sampler(server.pid)
+            started = time.monotonic()
+            calls, probe_m = asyncio.run(one_level(server.url, n, pair, probe, stagger))
+            wall = time.monotonic() - started
+            cpu = sampler.stop() or 0.0
+            after = scrape(server.http)
+
+            def delta(key: str, a: dict[str, float] = after, b: dict[str, float] = before) -> float:
+                return a.get(key, 0.0) - b.get(key, 0.0)
+
+            partial = calls.partial + probe_m.partial
+            final = calls.final + probe_m.final
+            row: dict[str, Any] = {
+                "config": name,
+                "concurrent_calls": n,
+                "plus_probe_call": 1,
+                "partial_latency_s": {
+                    "p50": percentile(partial, 50),
+                    "p95": percentile(partial, 95),
+                    "n": len(partial),
+                },
+                "final_latency_s": {
+                    "p50": percentile(final, 50),
+                    "p95": percentile(final, 95),
+                    "n": len(final),
+                },
+                "cpu_cores_busy": round(cpu / wall, 2),
+                "peak_rss_mib": round(sampler.peak_rss / 2**20, 1),
+                "partials_decoded": int(delta('callcue_decode_seconds_count{kind="partial"}')),
+                "partials_dropped": int(
+                    delta('callcue_partials_dropped_total{reason="superseded"}')
+                ),
+                "partials_skipped_under_load": int(
+                    delta('callcue_partials_dropped_total{reason="load"}')
+                ),
+                "finals_overdue": int(delta("callcue_finals_overdue_total")),
+                "probe_wer": round(probe_m.errors / probe_m.ref_words, 4)
+                if probe_m.ref_words
+                else None,
+            }
+            rows.append(row)
+            print(
+                f"[{name}] N={n}: partial p50 {row['partial_latency_s']['p50']} "
+                f"p95 {row['partial_latency_s']['p95']} | final p50 "
+                f"{row['final_latency_s']['p50']} p95 {row['final_latency_s']['p95']} | "
+                f"CPU {row['cpu_cores_busy']} cores | RSS {row['peak_rss_mib']} MiB | "
+                f"WER {row['probe_wer']} | overdue {row['finals_overdue']}",
+                flush=True,
+            )
+    finally:
+        server.stop()
+    return rows
+
+
+def holds(row: dict[str, Any], single_wer: float | None) -> bool:
+    p95 = row["final_latency_s"]["p95"]
+    p50 = row["partial_latency_s"]["p50"]
+    wer_ok = (
+        single_wer is None
+        or row["probe_wer"] is None
+        or (row["probe_wer"] <= single_wer * 1.05 + 1e-9)
+    )
+    return p95 is not None and p95 <= 1.5 and p50 is not None and p50 <= 1.0 and wer_ok
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--calls", type=int, nargs="+", default=[1, 2, 4, 6, 8])
+    parser.add_argument("--pair-seconds", type=float, default=60.0)
+    parser.add_argument("--stagger", type=float, default=1.0)
+    parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    args = parser.parse_args()
+    full = load_call_audio([DATA / PAIR[0], DATA / PAIR[1]])
+    cut = int(args.pair_seconds * full.sample_rate)
+    pair = Workload(
+        "aws_auto_repairs_40",
+        CallAudio(full.samples[:cut], full.sample_rate),
+        ["customer", "agent"],
+    )
+    probe = Workload(PROBE, load_call_audio([DATA / PROBE], 1), ["customer"], reference_text(PROBE))
+    results: dict[str, Any] = {}
+    for name in args.configs:
+        rows = run_config(name, CONFIGS[name], args.calls, pair, probe, args.stagger)
+        single = next((r["probe_wer"] for r in rows if r["concurrent_calls"] == 1), None)
+        held = [r["concurrent_calls"] for r in rows if holds(r, single)]
+        results[name] = {
+            "server_args": CONFIGS[name],
+            "levels": rows,
+            "max_calls_within_budget": max(held) if held else 0,
+        }
+    summary = {k: v["max_calls_within_budget"] for k, v in results.items()}
+    if summary.get("peer_full_window"):
+        summary["ratio"] = round(summary["callcue"] / summary["peer_full_window"], 2)
+    path = write_result(
+        "capacity",
+        {
+            "model": "embedded:tiny.en int8 cpu",
+            "pair_seconds": args.pair_seconds,
+            "budget": {"final_p95_s": 1.5, "partial_p50_s": 1.0, "wer_vs_single_call": 1.05},
+            "summary": summary,
+            "configs": results,
+        },
+    )
+    print("largest N within budget:", summary)
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
