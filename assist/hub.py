@@ -71,7 +71,7 @@ class EventHub:
     Ended calls stay replayable until `keep_ended` newer calls have ended.
     """
 
-    def __init__(self, backlog: int = 2000, keep_ended: int = 500) -> None:
+    def __init__(self, backlog: int = 2000, keep_ended: int = 50) -> None:
         self.backlog = backlog
         self.keep_ended = keep_ended
         self._feeds: OrderedDict[str, CallFeed] = OrderedDict()

@@ -183,6 +183,14 @@ SETTINGS: tuple[Setting, ...] = (
         "encoder window sizes (s) for finals",
     ),
     Setting(
+        "final_windows_busy",
+        "CALLCUE_FINAL_WINDOWS_BUSY",
+        (10.0, 20.0, 30.0),
+        _windows,
+        _windows_ok,
+        "encoder window sizes (s) for finals decoded while other work waits",
+    ),
+    Setting(
         "asr_workers",
         "CALLCUE_ASR_WORKERS",
         1,
@@ -312,6 +320,7 @@ class Settings:
     beam_size: int = 5
     encoder_windows: tuple[float, ...] = (3.0, 6.0, 10.0, 15.0, 20.0, 30.0)
     final_windows: tuple[float, ...] = (30.0,)
+    final_windows_busy: tuple[float, ...] = (10.0, 20.0, 30.0)
     asr_workers: int = 1
     partial_interval_ms: int = 400
     max_utterance_s: float = 10.0
@@ -370,6 +379,7 @@ class Settings:
             beam_size=self.beam_size,
             windows=self.encoder_windows,
             final_windows=self.final_windows,
+            final_windows_busy=self.final_windows_busy,
         )
 
     @property

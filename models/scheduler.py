@@ -159,8 +159,14 @@ class RecognitionScheduler:
                             waited,
                             self.final_budget,
                         )
+                    finals_waiting, partials_waiting = self.depths
+                    busy = finals_waiting > 0 or partials_waiting > self.workers
                     result = self.engine.decode(
-                        job.audio, prompt=job.prompt, prefix=job.prefix, final=job.final
+                        job.audio,
+                        prompt=job.prompt,
+                        prefix=job.prefix,
+                        final=job.final,
+                        busy=busy,
                     )
                     job.future.set_result(result)
                     if job.final:

@@ -36,6 +36,9 @@ class WhisperOptions:
     # (plus `window_margin_s`). Partials favour speed; finals favour accuracy.
     windows: tuple[float, ...] = (3.0, 6.0, 10.0, 15.0, 20.0, 30.0)
     final_windows: tuple[float, ...] = (30.0,)
+    # Finals decoded while other work waits use these cheaper windows (load shedding that
+    # costs a little accuracy instead of latency).
+    final_windows_busy: tuple[float, ...] = (10.0, 20.0, 30.0)
     window_margin_s: float = 1.0
     no_speech_threshold: float = 0.6
     log_prob_threshold: float = -1.0
@@ -156,10 +159,12 @@ class WhisperEngine:
     def encode_text(self, text: str) -> list[int]:
         return list(self.tokenizer.encode(" " + text.strip())) if text.strip() else []
 
-    def window_for(self, seconds: float, *, final: bool = False) -> float:
+    def window_for(self, seconds: float, *, final: bool = False, busy: bool = False) -> float:
         """Smallest window leaving `window_margin_s` of padding: Whisper was trained on audio
         followed by silence, and without that margin it tends to run on past the end."""
-        for window in self.options.final_windows if final else self.options.windows:
+        opts = self.options
+        sizes = (opts.final_windows_busy if busy else opts.final_windows) if final else opts.windows
+        for window in sizes:
             if seconds + self.options.window_margin_s <= window:
                 return window
         return MAX_WINDOW_S
@@ -172,6 +177,7 @@ class WhisperEngine:
         prompt: list[int] | tuple[int, ...] = (),
         prefix: list[int] | tuple[int, ...] = (),
         final: bool = False,
+        busy: bool = False,
     ) -> Hypothesis:
         """Decode one utterance (≤ 30 s). Partials: greedy, no fallback, no word timings."""
         import ctranslate2
@@ -180,7 +186,7 @@ class WhisperEngine:
         opts = self.options
         audio = audio[: int(MAX_WINDOW_S * TARGET_RATE)]
         seconds = audio.size / TARGET_RATE
-        window = self.window_for(seconds, final=final)
+        window = self.window_for(seconds, final=final, busy=busy)
         n_frames = int(window * FRAMES_PER_SECOND)
         features = self.model.feature_extractor(audio, padding=160)
         content_frames = min(features.shape[-1] - 1, n_frames)
@@ -309,7 +315,10 @@ class WhisperEngine:
         """Run every encoder window once so the first call pays no first-use cost."""
         started = time.perf_counter()
         rng = np.random.default_rng(0)
-        for window in sorted(set(self.options.windows) | set(self.options.final_windows)):
+        opts = self.options
+        for window in sorted(
+            set(opts.windows) | set(opts.final_windows) | set(opts.final_windows_busy)
+        ):
             noise = (rng.standard_normal(int(window * TARGET_RATE)) * 0.01).astype(np.float32)
             self.decode(noise, final=True)
         self.stats = EngineStats()
