@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench bench-accuracy clean
+.PHONY: run test lint bench bench-accuracy bench-assist train clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,21 @@ bench: $(STAMP)
 
 bench-accuracy: $(STAMP)
 	$(BIN)/python -m benchmarks.accuracy
+
+# intent (CLINC150), sentiment (GoEmotions, UCI, MELD vs VADER), final→assist latency
+CLINC := ../shared/data/text/intent/clinc150
+SENT := ../shared/data/text/sentiment
+bench-assist: $(STAMP)
+	$(BIN)/python benchmarks/intent_eval.py --train $(CLINC)/train.csv --test $(CLINC)/test.csv $(CLINC)/oos_test.csv --save intent_clinc150_full
+	$(BIN)/python benchmarks/intent_eval.py --train $(CLINC)/train.csv --test $(CLINC)/test.csv $(CLINC)/oos_test.csv --shots 10 --save intent_clinc150_10shot
+	$(BIN)/python benchmarks/sentiment_eval.py --test $(SENT)/goemotions/normalized/test.csv --save sentiment_goemotions
+	$(BIN)/python benchmarks/sentiment_eval.py --test $(SENT)/uci_sentiment_sentences/normalized/all_test.csv --save sentiment_uci
+	$(BIN)/python benchmarks/sentiment_eval.py --test $(SENT)/meld/normalized/test.csv --save sentiment_meld
+	$(BIN)/python benchmarks/assist_latency.py --calls 1
+
+# retrain the shipped sentiment head (models/artifacts/sentiment.npz) from ../shared/data/text
+train: $(STAMP)
+	$(BIN)/python -m models.train_sentiment
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache *.egg-info

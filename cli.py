@@ -1,4 +1,5 @@
-"""The `callcue` command: serve, stream a recording as a live call, transcribe in-process."""
+"""The `callcue` command: serve, stream a recording as a live call, transcribe in-process,
+classify utterances."""
 
 from __future__ import annotations
 
@@ -194,6 +195,36 @@ async def transcribe_call(
         services.close()
 
 
+def cmd_classify(args: argparse.Namespace) -> int:
+    """One JSON line per utterance: intent, sentiment, entities (as the live engine reads it)."""
+    from assist.engine import AssistModels
+    from assist.entities import extract
+    from assist.playbook import PlaybookError
+
+    texts = args.texts or [line.strip() for line in sys.stdin if line.strip()]
+    try:
+        models = AssistModels.load(playbook_path=Path(args.playbook) if args.playbook else None)
+    except (PlaybookError, RuntimeError) as exc:
+        print(f"callcue classify: {exc}", file=sys.stderr)
+        return 2
+    label = {i.id: i.label for i in models.playbook.intents}
+    for start in range(0, len(texts), 64):
+        batch = texts[start : start + 64]
+        for text, (intent, sentiment) in zip(batch, models.classify_text(batch), strict=True):
+            line = {
+                "text": text,
+                "intent": intent.intent,
+                "label": label.get(intent.intent or "", ""),
+                "confidence": intent.confidence,
+                "top": [{"intent": s.intent, "confidence": s.confidence} for s in intent.top],
+                "sentiment": sentiment.label,
+                "sentiment_score": sentiment.score,
+                "entities": [e.to_json() for e in extract(text)],
+            }
+            print(json.dumps(line, ensure_ascii=False), flush=True)
+    return 0
+
+
 def _word(w: Any) -> dict[str, Any]:
     return {"word": w.word, "start": w.start, "end": w.end, "probability": w.probability}
 
@@ -244,6 +275,10 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("model", "device", "compute_type", "beam_size", "cpu_threads"):
         tr.add_argument(f"--{name.replace('_', '-')}", dest=name)
 
+    cl = sub.add_parser("classify", help="intent, sentiment and entities of utterances")
+    cl.add_argument("texts", nargs="*", metavar="TEXT", help="utterances (default: stdin lines)")
+    cl.add_argument("--playbook", help="playbook YAML (default: the shipped retail playbook)")
+
     if argv and argv[0] == "serve":
         import server
 
@@ -253,6 +288,8 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_stream(args)
     if args.command == "simulate":
         return cmd_simulate(args)
+    if args.command == "classify":
+        return cmd_classify(args)
     return cmd_transcribe(args)
 
 

@@ -14,6 +14,7 @@ from starlette.websockets import WebSocket
 
 from assist.ingest import serve_native_ingest
 from assist.integrations import make_authenticator, serve_audiohook, serve_twilio
+from assist.playbook import PlaybookError
 from assist.screens import serve_call_events
 from assist.session import Services
 from assist.settings import SETTINGS, Settings, SettingsError
@@ -123,7 +124,11 @@ def serve(settings: Settings) -> int:
     log.info(
         "loading models (%s, %s/%s)...", settings.model, settings.device, settings.compute_type
     )
-    services = Services.load(settings)
+    try:
+        services = Services.load(settings)
+    except (PlaybookError, ValueError, RuntimeError) as exc:
+        print(f"callcue: cannot start: {exc}", file=sys.stderr)
+        return 2
     log.info(
         "Whisper loaded in %.1fs, warmed up in %.1fs",
         services.engine.load_seconds,

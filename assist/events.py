@@ -44,6 +44,8 @@ class CallStarted(Event):
     encoding: str = "pcm16"
     sample_rate: int = 16000
     metadata: dict[str, Any] = field(default_factory=dict)
+    # the caller from the customer directory, with `predicted_reason` (None: not found)
+    customer: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -87,10 +89,112 @@ class ErrorEvent(Event):
     message: str
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class IntentEvent(Event):
+    """What the customer wants: this utterance's intent (None: out of scope) and the call's."""
+
+    type: ClassVar[str] = "intent"
+    channel: str
+    utterance: int
+    intent: str | None
+    label: str
+    confidence: float
+    top: tuple[dict[str, Any], ...]
+    current: str | None
+    current_label: str
+    stage: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SentimentEvent(Event):
+    type: ClassVar[str] = "sentiment"
+    channel: str
+    utterance: int
+    label: str  # negative | neutral | positive
+    score: float  # p(positive) - p(negative)
+    probabilities: dict[str, float]
+    trend: float  # rolling score of this party
+    negative_streak: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EntitiesEvent(Event):
+    type: ClassVar[str] = "entities"
+    channel: str
+    utterance: int
+    entities: tuple[dict[str, Any], ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SuggestionEvent(Event):
+    """A reply to say (`kind` reply: `text`) or an article to read (`title`, `body`, `link`)."""
+
+    type: ClassVar[str] = "suggestion"
+    kind: str
+    id: str
+    channel: str  # of the final it was read from (with `utterance`)
+    utterance: int
+    score: float
+    intent: str | None
+    reason: str
+    text: str = ""
+    title: str = ""
+    body: str = ""
+    link: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ActionEvent(Event):
+    type: ClassVar[str] = "action"
+    id: str
+    action: str
+    reason: str
+    priority: int
+    channel: str  # of the final after which the rule started to hold
+    utterance: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChecklistEvent(Event):
+    type: ClassVar[str] = "checklist"
+    items: tuple[dict[str, Any], ...]
+    changed: tuple[str, ...]
+    stage: str
+    final: bool = False  # the result at the end of the call
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AlertEvent(Event):
+    type: ClassVar[str] = "alert"
+    code: str
+    severity: str  # info | warning | critical
+    message: str
+    channel: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FeedbackEvent(Event):
+    """What a screen did with a suggestion or action (recorded, and shown to other screens)."""
+
+    type: ClassVar[str] = "feedback"
+    target: str
+    kind: str  # reply | article | action
+    action: str  # shown | copied | accepted | dismissed | done
+    source: str = "screen"
+
+
 EVENT_TYPES: tuple[type[Event], ...] = (
     CallStarted,
     TranscriptPartial,
     TranscriptFinal,
+    IntentEvent,
+    SentimentEvent,
+    EntitiesEvent,
+    SuggestionEvent,
+    ActionEvent,
+    ChecklistEvent,
+    AlertEvent,
+    FeedbackEvent,
     CallEnded,
     ErrorEvent,
 )

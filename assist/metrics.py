@@ -121,7 +121,8 @@ class Metrics:
         self.refused = Counter("callcue_calls_refused_total", "Calls refused", ("reason",))
         self.latency = Histogram(
             "callcue_latency_seconds",
-            "Server-side latency: audio received to partial/final emitted (stage=partial|final)",
+            "Server-side latency: audio received to partial/final emitted (stage=partial|final); "
+            "final published to its assist events published (stage=assist)",
             labels=("stage",),
         )
         self.decode = Histogram(
@@ -129,9 +130,16 @@ class Metrics:
         )
         self.batch = Histogram(
             "callcue_model_batch_size",
-            "Channels decoded in one model call",
+            "Channels decoded in one model call (kind=final|partial); utterances encoded in one "
+            "assist batch (kind=assist)",
             BATCH_BUCKETS,
             labels=("kind",),
+        )
+        self.assist_errors = Counter(
+            "callcue_assist_errors_total", "Assist batches that failed (their calls go on)"
+        )
+        self.feedback = Counter(
+            "callcue_feedback_total", "Feedback from screens", ("kind", "action")
         )
         self.gauges: list[Gauge] = []
 
@@ -156,6 +164,8 @@ class Metrics:
             self.latency,
             self.decode,
             self.batch,
+            self.assist_errors,
+            self.feedback,
             *self.gauges,
         ):
             lines += metric.render()

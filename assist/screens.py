@@ -29,7 +29,7 @@ async def serve_call_events(ws: WebSocket, services: Services, call_id: str) -> 
         await conn.close(CLOSE_POLICY, "bad_request")
         return
     backlog, sub = services.hub.subscribe(call_id, int(raw))
-    reader = asyncio.create_task(_drain_client(ws))
+    reader = asyncio.create_task(_read_screen(ws, conn, services, call_id))
     try:
         for event in backlog:
             await conn.send_text(event.to_json())
@@ -62,13 +62,31 @@ async def serve_call_events(ws: WebSocket, services: Services, call_id: str) -> 
             await reader
 
 
-async def _drain_client(ws: WebSocket) -> None:
-    """Read what the screen sends (feedback arrives here later); returns when it disconnects."""
+async def _read_screen(ws: WebSocket, conn: Connection, services: Services, call_id: str) -> None:
+    """Read what the screen sends: `feedback` messages; returns when it disconnects.
+
+    A bad message gets an `error` reply naming the problem; the screen stays connected.
+    """
     with contextlib.suppress(WebSocketDisconnect, RuntimeError):
         while True:
             message = await ws.receive()
             if message["type"] == "websocket.disconnect":
                 return
-            if message.get("text"):
-                with contextlib.suppress(json.JSONDecodeError):
-                    json.loads(message["text"])
+            problem = None
+            text = message.get("text")
+            try:
+                data = json.loads(text) if text else None
+            except json.JSONDecodeError as exc:
+                data, problem = None, f"not valid JSON ({exc.msg} at position {exc.pos})"
+            if problem is None:
+                if not isinstance(data, dict) or data.get("type") != "feedback":
+                    problem = 'screens send only {"type":"feedback",...} text messages'
+                elif (session := services.sessions.get(call_id)) is None:
+                    problem = f"call {call_id} is not live; feedback is taken during the call"
+                else:
+                    try:
+                        session.feedback(data)
+                    except ValueError as exc:
+                        problem = str(exc)
+            if problem is not None:
+                await conn.send_json({"type": "error", "code": "bad_feedback", "message": problem})

@@ -11,9 +11,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from assist.engine import AssistModels, CallAssist
+from assist.entities import Entity
 from assist.events import (
     CallEnded,
     CallStarted,
+    ErrorEvent,
     Event,
     TranscriptFinal,
     TranscriptPartial,
@@ -48,10 +51,14 @@ class Services:
     warmup_seconds: float = 0.0
     metrics: Metrics = field(default_factory=Metrics)
     audio_seconds_in: float = 0.0  # call audio received, all channels
+    assist: AssistModels | None = None
+    assist_worker: AssistWorker | None = None
 
     def __post_init__(self) -> None:
         m = self.metrics
         self.scheduler.observer = self._observe_decode
+        if self.assist is not None and self.assist_worker is None:
+            self.assist_worker = AssistWorker(self.assist, self.metrics)
         m.gauge("callcue_active_calls", "Calls in progress", lambda: len(self.sessions))
         m.gauge(
             "callcue_active_channels",
@@ -122,9 +129,17 @@ class Services:
         """Load and warm every model (blocking: call it before the port opens)."""
         engine = WhisperEngine(settings.whisper)
         warm = engine.warmup() if warmup else 0.0
+        assist = None
+        if settings.assist:
+            assist = AssistModels.load(
+                playbook_path=settings.playbook_path,
+                customers_path=settings.customers_path,
+                options=settings.assist_options,
+            )
         scheduler = RecognitionScheduler(engine, workers=settings.asr_workers)
         scheduler.start()
         return cls(
+            assist=assist,
             engine=engine,
             scheduler=scheduler,
             vad_model=SileroVad(),
@@ -141,6 +156,99 @@ class Services:
     def close(self) -> None:
         self.scheduler.close()
         self.executor.shutdown(wait=True, cancel_futures=True)
+        if self.assist_worker is not None:
+            self.assist_worker.close()
+
+
+@dataclass
+class _AssistItem:
+    session: CallSession
+    channel: str
+    utterance: int
+    text: str
+    end: float
+    entities: list[Entity]
+    published_at: float
+
+
+class AssistWorker:
+    """Runs assist for the finals of every call in one thread, a batch at a time.
+
+    Finals are queued as they are published; the worker takes everything waiting (up to
+    `max_batch`), encodes it in one model call, then applies each call's rules and publishes the
+    events. Transcripts never wait for it; a failing batch sends an `error` event to the calls in
+    it, is counted in `callcue_assist_errors_total`, and the next batch goes on.
+    """
+
+    def __init__(self, models: AssistModels, metrics: Metrics, max_batch: int = 32) -> None:
+        self.models = models
+        self.metrics = metrics
+        self.max_batch = max_batch
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="callcue-assist")
+        self._queue: asyncio.Queue[_AssistItem] | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def submit(self, item: _AssistItem) -> None:
+        if self._queue is None:
+            self._queue = asyncio.Queue()
+            self._task = asyncio.get_running_loop().create_task(self._run())
+        item.session.assist_pending += 1
+        item.session.assist_idle.clear()
+        self._queue.put_nowait(item)
+
+    async def _run(self) -> None:
+        assert self._queue is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < self.max_batch and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            requests = [
+                i.session.assist_state.request(i.channel, i.text)
+                for i in batch
+                if i.session.assist_state is not None
+            ]
+            try:
+                analyses = await loop.run_in_executor(self.executor, self.models.analyze, requests)
+            except Exception as exc:
+                log.exception("assist failed for a batch of %d utterances", len(batch))
+                self.metrics.assist_errors.inc()
+                for item in batch:
+                    item.session.publish(
+                        ErrorEvent(
+                            call_id=item.session.call_id,
+                            code="assist_failed",
+                            message=f"assist could not read utterance {item.utterance} "
+                            f"({type(exc).__name__}); transcripts go on",
+                        )
+                    )
+                    item.session.assist_done()
+                continue
+            self.metrics.batch.observe(len(batch), "assist")
+            for item, analysis in zip(batch, analyses, strict=True):
+                state = item.session.assist_state
+                try:
+                    if state is not None:
+                        for event in state.on_final(
+                            item.channel,
+                            item.utterance,
+                            item.text,
+                            item.end,
+                            analysis,
+                            item.entities,
+                        ):
+                            item.session.publish(event)
+                        self.metrics.latency.observe(time.monotonic() - item.published_at, "assist")
+                except Exception:
+                    log.exception("assist rules failed on %s", item.session.call_id)
+                    self.metrics.assist_errors.inc()
+                finally:
+                    item.session.assist_done()
+
+    def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+        self.executor.shutdown(wait=False, cancel_futures=True)
 
 
 class CallSession:
@@ -169,6 +277,18 @@ class CallSession:
         self.finished = False
         self._finishing: asyncio.Task[None] | None = None
         self.finals: list[TranscriptFinal] = []
+        self.assist_state: CallAssist | None = None
+        self.assist_pending = 0
+        self.assist_idle = asyncio.Event()
+        self.assist_idle.set()
+        if services.assist is not None:
+            agent = self.metadata.get("agent_name") or self.metadata.get("agent") or ""
+            self.assist_state = CallAssist(
+                services.assist,
+                call_id,
+                customer=services.assist.lookup(self.metadata),
+                agent_name=str(agent) if isinstance(agent, str) else "",
+            )
         options = streaming or services.streaming
         self.transcribers = [
             StreamingTranscriber(
@@ -206,8 +326,25 @@ class CallSession:
                 encoding=self.format.encoding,
                 sample_rate=self.format.sample_rate,
                 metadata=self.metadata,
+                customer=self.assist_state.customer_card() if self.assist_state else None,
             )
         )
+        if self.assist_state is not None and self.assist_state.checklist:
+            self.publish(self.assist_state.checklist_event())
+
+    def assist_done(self) -> None:
+        self.assist_pending -= 1
+        if self.assist_pending <= 0:
+            self.assist_pending = 0
+            self.assist_idle.set()
+
+    def feedback(self, message: dict[str, Any]) -> Event:
+        """Record feedback from a screen; ValueError names what is wrong with it."""
+        if self.assist_state is None:
+            raise ValueError("assist is off on this server (CALLCUE_ASSIST=false)")
+        event = self.assist_state.on_feedback(message)
+        self.services.metrics.feedback.inc(1, event.kind, event.action)
+        return self.publish(event)
 
     async def feed(self, data: bytes) -> None:
         """Decode one frame and hand each channel its samples (returns once VAD has run)."""
@@ -251,6 +388,13 @@ class CallSession:
             log.exception("flushing the audio of %s failed", self.call_id)
         await asyncio.gather(*(t.close() for t in self.transcribers), return_exceptions=True)
         self.finished = True
+        if self.assist_state is not None:
+            try:  # the last finals' suggestions and the checklist result come before call.ended
+                await asyncio.wait_for(self.assist_idle.wait(), timeout=10.0)
+            except TimeoutError:
+                log.warning("assist for %s did not finish in 10 s", self.call_id)
+            if self.assist_state.checklist:
+                self.publish(self.assist_state.checklist_event(final=True))
         self.publish(
             CallEnded(call_id=self.call_id, reason=reason, duration=round(self.audio_seconds, 3))
         )
@@ -264,6 +408,10 @@ class CallSession:
         if self.finished:
             return
         self.services.metrics.latency.observe(time.monotonic() - partial.received_at, "partial")
+        text, stable = partial.text, partial.stable
+        if self.assist_state is not None:  # a card number must not flash up while spoken
+            text = self.assist_state.scan(text)[0]
+            stable = self.assist_state.scan(stable)[0] if stable else stable
         self.publish(
             TranscriptPartial(
                 call_id=self.call_id,
@@ -271,8 +419,8 @@ class CallSession:
                 utterance=partial.utterance,
                 start=partial.start,
                 end=partial.end,
-                text=partial.text,
-                stable=partial.stable,
+                text=text,
+                stable=stable,
             )
         )
 
@@ -294,6 +442,12 @@ class CallSession:
         self.services.metrics.latency.observe(time.monotonic() - final.received_at, "final")
         words = tuple(Word(w.word, w.start, w.end, w.probability) for w in final.words)
         confidence = round(sum(w.probability for w in words) / len(words), 4) if words else 0.0
+        text: str = final.text
+        entities: list[Entity] = []
+        if self.assist_state is not None:
+            text, entities = self.assist_state.scan(final.text)
+            if text != final.text:
+                words = mask_words(words, final.text, text)
         event = self.publish(
             TranscriptFinal(
                 call_id=self.call_id,
@@ -301,13 +455,44 @@ class CallSession:
                 utterance=final.utterance,
                 start=final.start,
                 end=final.end,
-                text=final.text,
+                text=text,
                 words=words,
                 confidence=confidence,
             )
         )
         assert isinstance(event, TranscriptFinal)
         self.finals.append(event)
+        worker = self.services.assist_worker
+        if worker is not None and self.assist_state is not None:
+            worker.submit(
+                _AssistItem(
+                    self, channel, final.utterance, text, final.end, entities, time.monotonic()
+                )
+            )
+
+
+def mask_words(words: tuple[Word, ...], original: str, masked: str) -> tuple[Word, ...]:
+    """Blank the timed words that a masked span covered (keeps times, drops the secret)."""
+    import difflib
+
+    spans = []
+    matcher = difflib.SequenceMatcher(a=original, b=masked, autojunk=False)
+    for tag, a0, a1, _, _ in matcher.get_opcodes():
+        if tag != "equal":
+            spans.append((a0, a1))
+    out, pos = [], 0
+    for word in words:
+        token = word.word.strip()
+        at = original.find(token, pos) if token else -1
+        if at < 0:
+            out.append(word)
+            continue
+        pos = at + len(token)
+        if any(a0 < pos and at < a1 for a0, a1 in spans):
+            out.append(Word("•••", word.start, word.end, word.probability))
+        else:
+            out.append(word)
+    return tuple(out)
 
 
 def transcript_seconds(samples: int) -> float:

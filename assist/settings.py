@@ -8,6 +8,7 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from audio.vad import VadOptions
@@ -64,6 +65,33 @@ def _windows_ok(value: Any) -> str | None:
     if not value or any(not 1.0 <= w <= 30.0 for w in value) or value[-1] != 30.0:
         return "must be sizes from 1 to 30 seconds, the largest being 30"
     return None
+
+
+def _file_ok(value: Any) -> str | None:
+    if value and not os.path.isfile(value):
+        return "no such file"
+    return None
+
+
+def _customers_ok(value: Any) -> str | None:
+    return None if value in ("sample", "none", "") else _file_ok(value)
+
+
+def mask_kinds(value: str) -> frozenset[str]:
+    if value.strip().lower() in ("", "none"):
+        return frozenset()
+    return frozenset(part.strip() for part in value.split(",") if part.strip())
+
+
+def _mask_ok(value: Any) -> str | None:
+    from assist.entities import KINDS
+
+    unknown = mask_kinds(str(value)) - set(KINDS)
+    return (
+        f"unknown entity kinds {', '.join(sorted(unknown))} (kinds: {', '.join(KINDS)})"
+        if unknown
+        else None
+    )
 
 
 def parse_roles(text: str) -> dict[str, str]:
@@ -299,6 +327,64 @@ SETTINGS: tuple[Setting, ...] = (
         "Twilio track to role mapping",
     ),
     Setting(
+        "assist",
+        "CALLCUE_ASSIST",
+        True,
+        _bool,
+        _ok,
+        "run the assist engine (intent, sentiment, suggestions); off: transcripts only",
+    ),
+    Setting(
+        "playbook",
+        "CALLCUE_PLAYBOOK",
+        "",
+        str,
+        _file_ok,
+        "playbook YAML (empty: the shipped online-retail playbook)",
+    ),
+    Setting(
+        "customers",
+        "CALLCUE_CUSTOMERS",
+        "sample",
+        str,
+        _customers_ok,
+        "customer directory JSON file; 'sample' the shipped demo customers; 'none' no lookup",
+    ),
+    Setting(
+        "intent_threshold",
+        "CALLCUE_INTENT_THRESHOLD",
+        0.0,
+        _float,
+        _range(0.0, 0.99),
+        "calibrated confidence below which an utterance has no intent (0: the playbook's "
+        "settings.intent_threshold, else 0.6)",
+    ),
+    Setting(
+        "pii_mask",
+        "CALLCUE_PII_MASK",
+        "card_number,ssn",
+        str,
+        _mask_ok,
+        "entity kinds masked in everything sent to screens and stored (comma-separated; "
+        "'none' masks nothing)",
+    ),
+    Setting(
+        "alert_negative_streak",
+        "CALLCUE_ALERT_NEGATIVE_STREAK",
+        2,
+        _int,
+        _range(1, 100),
+        "consecutive negative customer utterances that raise an alert",
+    ),
+    Setting(
+        "alert_trend_below",
+        "CALLCUE_ALERT_TREND_BELOW",
+        -0.35,
+        _float,
+        _range(-1.0, 1.0),
+        "rolling customer sentiment (-1..1) below which an alert is raised",
+    ),
+    Setting(
         "log_level",
         "CALLCUE_LOG_LEVEL",
         "info",
@@ -334,6 +420,13 @@ class Settings:
     audiohook_transcripts: bool = True
     twilio_tokens: str = field(default="", repr=False)
     twilio_tracks: str = "inbound=customer,outbound=agent"
+    assist: bool = True
+    playbook: str = ""
+    customers: str = "sample"
+    intent_threshold: float = 0.0
+    pii_mask: str = "card_number,ssn"
+    alert_negative_streak: int = 2
+    alert_trend_below: float = -0.35
     log_level: str = "info"
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -380,6 +473,29 @@ class Settings:
             windows=self.encoder_windows,
             final_windows=self.final_windows,
             final_windows_busy=self.final_windows_busy,
+        )
+
+    @property
+    def playbook_path(self) -> Path | None:
+        return Path(self.playbook) if self.playbook else None
+
+    @property
+    def customers_path(self) -> Path | None:
+        from assist.customers import SAMPLE_DIRECTORY
+
+        if self.customers in ("", "none"):
+            return None
+        return SAMPLE_DIRECTORY if self.customers == "sample" else Path(self.customers)
+
+    @property
+    def assist_options(self) -> Any:
+        from assist.engine import AssistOptions
+
+        return AssistOptions(
+            intent_threshold=self.intent_threshold or None,
+            mask_kinds=mask_kinds(self.pii_mask),
+            alert_negative_streak=self.alert_negative_streak,
+            alert_trend_below=self.alert_trend_below,
         )
 
     @property

@@ -65,3 +65,12 @@ def vad_model():  # type: ignore[no-untyped-def]
     from models.vad import SileroVad
 
     return SileroVad()
+
+
+@pytest.fixture(scope="session")
+def assist_models():  # type: ignore[no-untyped-def]
+    """The real encoder, the shipped sentiment model and playbook, the sample customers."""
+    from assist.customers import SAMPLE_DIRECTORY
+    from assist.engine import AssistModels
+
+    return AssistModels.load(customers_path=SAMPLE_DIRECTORY)

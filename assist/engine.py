@@ -1,0 +1,639 @@
+"""The assist engine: each final utterance → intent, sentiment, entities, replies, articles,
+next best actions, checklist and alerts.
+
+- `AssistModels` (one per server): encoder, intent head trained from the playbook at start,
+  sentiment head, playbook embeddings (articles, checklist examples), customer directory.
+  `analyze` is the only blocking, model-running call; it takes a batch of texts.
+- `CallAssist` (one per call): the call's state (current intent, sentiment trend, entities seen,
+  checklist, what was shown, dismissed or used) and the rules. Pure logic, no I/O: it turns an
+  analysed utterance into events.
+
+`assist.session` runs `analyze` in its own thread, batching the finals of all calls that are
+waiting, so assist work never holds up transcripts.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from assist.customers import Customer, CustomerDirectory, JsonDirectory, predict_reason
+from assist.entities import SENSITIVE_DEFAULT, Entity, extract, mask, mask_entities
+from assist.events import (
+    ActionEvent,
+    AlertEvent,
+    ChecklistEvent,
+    EntitiesEvent,
+    Event,
+    FeedbackEvent,
+    IntentEvent,
+    SentimentEvent,
+    SuggestionEvent,
+)
+from assist.playbook import ActionRule, Conditions, Playbook, Reply, load_playbook, template_slots
+from models.classifiers import IntentClassifier, IntentResult, SentimentModel, SentimentResult
+from models.encoder import Encoded, TextEncoder
+
+log = logging.getLogger("callcue.assist")
+
+SENTENCE = re.compile(r"(?<=[.?!])\s+")
+FEEDBACK_ACTIONS = ("shown", "copied", "accepted", "dismissed", "done")
+FEEDBACK_KINDS = ("reply", "article", "action")
+
+
+@dataclass(frozen=True, slots=True)
+class AssistOptions:
+    intent_threshold: float | None = None  # None: the playbook's, else the model default
+    mask_kinds: frozenset[str] = SENSITIVE_DEFAULT
+    alert_negative_streak: int = 2  # consecutive negative customer utterances → alert
+    alert_trend_below: float = -0.35  # customer rolling sentiment below this → alert
+    alert_drop: float = 0.8  # one utterance this far below the trend → alert
+    trend_weight: float = 0.4  # weight of the newest utterance in the rolling trend
+    replies_per_turn: int = 2
+    articles_per_turn: int = 1
+    article_min_similarity: float = 0.42
+    checklist_min_similarity: float = 0.7
+    resurface_after: int = 4  # customer turns before an ignored suggestion may come back
+
+
+@dataclass(frozen=True, slots=True)
+class Analysis:
+    embedding: np.ndarray
+    intent: IntentResult | None  # customer utterances only
+    context_intent: IntentResult | None  # with the previous customer utterance prepended
+    sentiment: SentimentResult
+    sentences: np.ndarray  # [S, 384] embeddings of the sentences (agent checklist)
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    channel: str
+    text: str
+    context: str = ""  # previous customer utterance (customer only)
+
+
+class AssistModels:
+    """Everything assist needs loaded, shared by all calls. Build with `load` (blocking)."""
+
+    def __init__(
+        self,
+        encoder: TextEncoder,
+        playbook: Playbook,
+        sentiment: SentimentModel,
+        directory: CustomerDirectory | None = None,
+        options: AssistOptions | None = None,
+    ) -> None:
+        started = time.perf_counter()
+        self.encoder = encoder
+        self.playbook = playbook
+        self.sentiment = sentiment
+        self.directory = directory
+        self.options = options or AssistOptions()
+        threshold = self.options.intent_threshold or playbook.intent_threshold
+        texts = [e for i in playbook.intents for e in i.examples]
+        labels = [i.id for i in playbook.intents for _ in i.examples]
+        self.intents = IntentClassifier.train(encoder, texts, labels)
+        if threshold is not None:
+            self.intents.threshold = threshold
+        self.articles = encoder.embed([f"{a.title}. {a.body}" for a in playbook.articles])
+        examples = [(item.id, e) for item in playbook.checklist for e in item.examples]
+        self.checklist_ids = [i for i, _ in examples]
+        self.checklist_examples = encoder.embed([e for _, e in examples])
+        self.ready_seconds = time.perf_counter() - started
+        log.info(
+            "assist ready: playbook %r (%d intents, %d replies, %d articles, %d actions, "
+            "%d checklist items) in %.1fs",
+            playbook.name,
+            len(playbook.intents),
+            len(playbook.replies),
+            len(playbook.articles),
+            len(playbook.actions),
+            len(playbook.checklist),
+            self.ready_seconds,
+        )
+
+    @classmethod
+    def load(
+        cls,
+        *,
+        playbook_path: Any = None,
+        customers_path: Any = None,
+        options: AssistOptions | None = None,
+        threads: int = 1,
+    ) -> AssistModels:
+        playbook = load_playbook(playbook_path)
+        directory = JsonDirectory(customers_path) if customers_path else None
+        return cls(
+            TextEncoder(threads=threads), playbook, SentimentModel.load(), directory, options
+        )
+
+    def lookup(self, metadata: dict[str, Any]) -> Customer | None:
+        if self.directory is None:
+            return None
+        try:
+            return self.directory.lookup(metadata)
+        except Exception:  # a broken CRM must not break the call
+            log.exception("customer lookup failed")
+            return None
+
+    def analyze(self, requests: Sequence[Request]) -> list[Analysis]:
+        """Encode every text (with contexts and agent sentences) in one batch. Blocking."""
+        texts: list[str] = []
+        slots: list[tuple[int, int, list[int]]] = []  # (text row, context row, sentence rows)
+        for request in requests:
+            row = len(texts)
+            texts.append(request.text)
+            context_row = -1
+            if request.context:
+                context_row = len(texts)
+                texts.append(f"{request.context} {request.text}")
+            sentence_rows = []
+            if request.channel == "agent":
+                parts = [p for p in SENTENCE.split(request.text) if p.strip()]
+                if len(parts) > 1:
+                    for part in parts:
+                        sentence_rows.append(len(texts))
+                        texts.append(part)
+            slots.append((row, context_row, sentence_rows))
+        encoded = self.encoder.encode(texts)
+        intents = self.intents.classify(encoded)
+        sentiments = self.sentiment.classify(encoded)
+        out = []
+        for request, (row, context_row, sentence_rows) in zip(requests, slots, strict=True):
+            customer = request.channel == "customer"
+            out.append(
+                Analysis(
+                    embedding=encoded.embedding[row],
+                    intent=intents[row] if customer else None,
+                    context_intent=intents[context_row] if customer and context_row >= 0 else None,
+                    sentiment=sentiments[row],
+                    sentences=encoded.embedding[sentence_rows or [row]],
+                )
+            )
+        return out
+
+    def classify_text(self, texts: Sequence[str]) -> list[tuple[IntentResult, SentimentResult]]:
+        encoded: Encoded = self.encoder.encode(list(texts))
+        return list(
+            zip(self.intents.classify(encoded), self.sentiment.classify(encoded), strict=True)
+        )
+
+
+@dataclass
+class ChecklistState:
+    done: bool = False
+    utterance: int | None = None
+    at: float | None = None
+
+
+@dataclass
+class Shown:
+    turn: int  # customer turn when last shown
+    feedback: str = "shown"
+
+
+@dataclass
+class CallAssist:
+    """Per-call assist state and rules. `on_final` returns the events to publish, in order."""
+
+    models: AssistModels
+    call_id: str
+    customer: Customer | None = None
+    agent_name: str = ""
+    intent: str | None = None
+    intent_confidence: float = 0.0
+    closing: bool = False
+    trend: dict[str, float] = field(default_factory=dict)
+    streak: dict[str, int] = field(default_factory=dict)
+    last_customer_text: str = ""
+    customer_turns: int = 0
+    entities: dict[str, str] = field(default_factory=dict)
+    checklist: dict[str, ChecklistState] = field(default_factory=dict)
+    shown: dict[str, Shown] = field(default_factory=dict)  # suggestion/action id → state
+    fired: set[str] = field(default_factory=set)
+    holding: set[str] = field(default_factory=set)  # action rules whose conditions held last
+    alerting: set[str] = field(default_factory=set)
+    recent: list[np.ndarray] = field(default_factory=list)  # customer embeddings, newest last
+    feedback: list[tuple[str, str, str]] = field(default_factory=list)
+    elapsed: float = 0.0
+
+    def __post_init__(self) -> None:
+        for item in self.models.playbook.checklist:
+            self.checklist.setdefault(item.id, ChecklistState())
+
+    @property
+    def options(self) -> AssistOptions:
+        return self.models.options
+
+    @property
+    def stage(self) -> str:
+        if self.closing:
+            return "closing"
+        return "middle" if self.intent else "opening"
+
+    def customer_card(self) -> dict[str, Any] | None:
+        if self.customer is None:
+            return None
+        card = self.customer.to_json()
+        reason = predict_reason(self.customer)
+        if reason is not None:
+            label = self._label(reason.intent)
+            card["predicted_reason"] = {
+                "intent": reason.intent,
+                "label": label,
+                "because": reason.because,
+                "case_id": reason.case_id,
+            }
+        else:
+            card["predicted_reason"] = None
+        return card
+
+    # ---------------------------------------------------------------- entities / PII (sync)
+    def scan(self, text: str) -> tuple[str, list[Entity]]:
+        """Entities of `text` and the text with secrets masked (fast: runs before publishing)."""
+        found = extract(text)
+        kinds = self.options.mask_kinds
+        if any(e.kind in kinds for e in found):
+            return mask(text, found, kinds), mask_entities(found, kinds)
+        return text, found
+
+    # ---------------------------------------------------------------- per utterance
+    def request(self, channel: str, text: str) -> Request:
+        context = self.last_customer_text if channel == "customer" else ""
+        return Request(channel, text, context)
+
+    def on_final(
+        self,
+        channel: str,
+        utterance: int,
+        text: str,
+        end: float,
+        analysis: Analysis,
+        entities: Sequence[Entity],
+    ) -> list[Event]:
+        self.elapsed = max(self.elapsed, end)
+        events: list[Event] = []
+        if entities:
+            for entity in entities:
+                self.entities[entity.kind] = entity.value
+            events.append(
+                EntitiesEvent(
+                    call_id=self.call_id,
+                    channel=channel,
+                    utterance=utterance,
+                    entities=tuple(e.to_json() for e in entities),
+                )
+            )
+        events += self._sentiment(channel, utterance, analysis.sentiment)
+        if channel == "customer":
+            self.customer_turns += 1
+            self.last_customer_text = text
+            self.recent = [*self.recent[-2:], analysis.embedding]
+            events += self._intent(channel, utterance, analysis)
+            events += self._replies(channel, utterance)
+            events += self._articles(channel, utterance)
+        elif channel == "agent":
+            events += self._checklist(utterance, text, analysis.sentences)
+        events += self._actions(channel, utterance)
+        return events
+
+    def _label(self, intent_id: str | None) -> str:
+        if not intent_id:
+            return ""
+        for intent in self.models.playbook.intents:
+            if intent.id == intent_id:
+                return intent.label
+        return intent_id
+
+    def _intent(self, channel: str, utterance: int, analysis: Analysis) -> list[Event]:
+        result = analysis.intent
+        assert result is not None
+        if result.intent is None and analysis.context_intent and analysis.context_intent.intent:
+            result = analysis.context_intent  # a short answer read with what came before
+        if result.intent is not None:
+            self.intent = result.intent
+            self.intent_confidence = result.confidence
+            if self.models.playbook.intent(result.intent).closing:
+                self.closing = True
+        return [
+            IntentEvent(
+                call_id=self.call_id,
+                channel=channel,
+                utterance=utterance,
+                intent=result.intent,
+                label=self._label(result.intent),
+                confidence=result.confidence,
+                top=tuple(
+                    {"intent": s.intent, "label": self._label(s.intent), "confidence": s.confidence}
+                    for s in result.top
+                ),
+                current=self.intent,
+                current_label=self._label(self.intent),
+                stage=self.stage,
+            )
+        ]
+
+    def _sentiment(self, channel: str, utterance: int, result: SentimentResult) -> list[Event]:
+        o = self.options
+        previous = self.trend.get(channel)
+        trend = (
+            result.score
+            if previous is None
+            else round(o.trend_weight * result.score + (1 - o.trend_weight) * previous, 4)
+        )
+        self.trend[channel] = trend
+        streak = self.streak.get(channel, 0) + 1 if result.label == "negative" else 0
+        self.streak[channel] = streak
+        events: list[Event] = [
+            SentimentEvent(
+                call_id=self.call_id,
+                channel=channel,
+                utterance=utterance,
+                label=result.label,
+                score=result.score,
+                probabilities=result.probabilities,
+                trend=trend,
+                negative_streak=streak,
+            )
+        ]
+        if channel != "customer":
+            return events
+        if previous is not None and result.score - previous <= -o.alert_drop:
+            events.append(
+                self._alert(
+                    "sentiment_drop",
+                    "warning",
+                    "Customer sentiment dropped sharply on the last utterance",
+                    channel,
+                )
+            )
+        negative = streak >= o.alert_negative_streak or trend < o.alert_trend_below
+        if negative and "negative_sentiment" not in self.alerting:
+            self.alerting.add("negative_sentiment")
+            why = (
+                f"{streak} negative utterances in a row"
+                if streak >= o.alert_negative_streak
+                else f"rolling sentiment {trend:+.2f}"
+            )
+            events.append(
+                self._alert(
+                    "negative_sentiment",
+                    "critical" if trend < -0.6 else "warning",
+                    f"Customer is upset ({why})",
+                    channel,
+                )
+            )
+        elif not negative and trend > 0 and "negative_sentiment" in self.alerting:
+            self.alerting.discard("negative_sentiment")  # re-armed once the customer recovers
+        return events
+
+    def _alert(self, code: str, severity: str, message: str, channel: str) -> AlertEvent:
+        return AlertEvent(
+            call_id=self.call_id, code=code, severity=severity, message=message, channel=channel
+        )
+
+    # ---------------------------------------------------------------- conditions and slots
+    def holds(self, when: Conditions) -> bool:
+        customer_trend = self.trend.get("customer", 0.0)
+        checks = (
+            not when.intent or self.intent in when.intent,
+            when.sentiment is None or self._last_label() == when.sentiment,
+            when.sentiment_trend_below is None
+            or ("customer" in self.trend and customer_trend < when.sentiment_trend_below),
+            when.negative_streak_at_least is None
+            or self.streak.get("customer", 0) >= when.negative_streak_at_least,
+            all(k in self.entities for k in when.entities),
+            not any(k in self.entities for k in when.missing_entities),
+            not when.stage or self.stage in when.stage,
+            all(self.checklist.get(i, ChecklistState()).done for i in when.checklist_done),
+            not any(self.checklist.get(i, ChecklistState()).done for i in when.checklist_missing),
+            not when.customer_tier
+            or (self.customer.tier if self.customer else "guest") in when.customer_tier,
+            when.has_open_case is None
+            or bool(self.customer and self.customer.open_cases) == when.has_open_case,
+            when.min_call_seconds is None or self.elapsed >= when.min_call_seconds,
+        )
+        return all(checks)
+
+    def _last_label(self) -> str | None:
+        streak = self.streak.get("customer")
+        if streak is None:
+            return None
+        if streak > 0:
+            return "negative"
+        trend = self.trend.get("customer", 0.0)
+        return "positive" if trend > 0.3 else "neutral"
+
+    def slot_values(self) -> dict[str, str]:
+        values = {k: v for k, v in self.entities.items()}
+        customer = self.customer
+        if customer is not None:
+            values.update(
+                preferred_name=customer.first_name, customer_name=customer.name, tier=customer.tier
+            )
+            if customer.account_id:
+                values.setdefault("account_id", customer.account_id)
+            if customer.email:
+                values.setdefault("email", customer.email)
+            if customer.open_cases:
+                case = max(customer.open_cases, key=lambda c: c.opened)
+                values["open_case"] = f"{case.id} ({case.summary})"
+        if self.agent_name:
+            values["agent_name"] = self.agent_name
+        if self.intent:
+            values["intent_label"] = self._label(self.intent)
+        return {k: v for k, v in values.items() if v}
+
+    def fill(self, text: str, fallback: str = "") -> str | None:
+        values = self.slot_values()
+        for template in (text, fallback):
+            if template and all(s in values for s in template_slots(template)):
+                return template.format(**values)
+        return None
+
+    # ---------------------------------------------------------------- suggestions
+    def _may_show(self, key: str) -> bool:
+        shown = self.shown.get(key)
+        if shown is None:
+            return True
+        if shown.feedback in ("dismissed", "accepted", "copied", "done"):
+            return False  # used or dismissed: never again in this call
+        return self.customer_turns - shown.turn >= self.options.resurface_after
+
+    def _replies(self, channel: str, utterance: int) -> list[Event]:
+        if not self.intent:
+            return []
+        ranked: list[tuple[float, Reply, str]] = []
+        for reply in self.models.playbook.replies:
+            if self.intent not in reply.intents or not self._may_show(f"reply:{reply.id}"):
+                continue
+            if not self.holds(reply.when):
+                continue
+            text = self.fill(reply.text, reply.fallback)
+            if text is None:
+                continue
+            score = self.intent_confidence * (1 + 0.1 * reply.when.specificity)
+            ranked.append((score, reply, text))
+        ranked.sort(key=lambda r: -r[0])
+        events: list[Event] = []
+        for score, reply, text in ranked[: self.options.replies_per_turn]:
+            self.shown[f"reply:{reply.id}"] = Shown(self.customer_turns)
+            events.append(
+                SuggestionEvent(
+                    call_id=self.call_id,
+                    kind="reply",
+                    id=reply.id,
+                    channel=channel,
+                    utterance=utterance,
+                    score=round(score, 4),
+                    intent=self.intent,
+                    reason=f"customer intent: {self._label(self.intent)}",
+                    text=text,
+                )
+            )
+        return events
+
+    def _articles(self, channel: str, utterance: int) -> list[Event]:
+        articles = self.models.playbook.articles
+        if not articles or not self.recent:
+            return []
+        query = np.mean(self.recent, axis=0)
+        query = query / max(float(np.linalg.norm(query)), 1e-9)
+        scores = self.models.articles @ query
+        ranked = []
+        for index in np.argsort(-scores):
+            article = articles[int(index)]
+            score = float(scores[index]) + (0.1 if self.intent in article.intents else 0.0)
+            if score < self.options.article_min_similarity:
+                continue
+            if self._may_show(f"article:{article.id}"):
+                ranked.append((score, article))
+        ranked.sort(key=lambda r: -r[0])
+        events: list[Event] = []
+        for score, article in ranked[: self.options.articles_per_turn]:
+            self.shown[f"article:{article.id}"] = Shown(self.customer_turns)
+            events.append(
+                SuggestionEvent(
+                    call_id=self.call_id,
+                    kind="article",
+                    id=article.id,
+                    channel=channel,
+                    utterance=utterance,
+                    score=round(score, 4),
+                    intent=self.intent,
+                    reason="matches what the customer said"
+                    + (f" ({self._label(self.intent)})" if self.intent in article.intents else ""),
+                    title=article.title,
+                    body=article.body,
+                    link=article.link,
+                )
+            )
+        return events
+
+    def _actions(self, channel: str, utterance: int) -> list[Event]:
+        fired: list[tuple[ActionRule, str, str]] = []
+        holding = set()
+        for rule in self.models.playbook.actions:
+            if not self.holds(rule.when):
+                continue
+            holding.add(rule.id)
+            key = f"action:{rule.id}"
+            if rule.once and rule.id in self.fired:
+                continue
+            if not rule.once and rule.id in self.holding:
+                continue  # still holding since it fired: not news
+            if not self._may_show(key) and self.shown[key].feedback in ("dismissed", "done"):
+                continue
+            action = self.fill(rule.action)
+            reason = self.fill(rule.reason)
+            if action is None or reason is None:
+                continue
+            fired.append((rule, action, reason))
+        self.holding = holding
+        events: list[Event] = []
+        for rule, action, reason in sorted(fired, key=lambda f: f[0].priority):
+            self.fired.add(rule.id)
+            self.shown[f"action:{rule.id}"] = Shown(self.customer_turns)
+            events.append(
+                ActionEvent(
+                    call_id=self.call_id,
+                    id=rule.id,
+                    action=action,
+                    reason=reason,
+                    priority=rule.priority,
+                    channel=channel,
+                    utterance=utterance,
+                )
+            )
+        return events
+
+    # ---------------------------------------------------------------- checklist
+    def _checklist(self, utterance: int, text: str, sentences: np.ndarray) -> list[Event]:
+        lowered = text.lower()
+        changed = []
+        similarity = sentences @ self.models.checklist_examples.T  # [S, examples]
+        best = similarity.max(axis=0) if similarity.size else np.zeros(0)
+        for item in self.models.playbook.checklist:
+            state = self.checklist[item.id]
+            if state.done or (item.due == "before_closing" and self.stage == "opening"):
+                continue  # a closing item said while the call is opening is not the closing
+            hit = any(k in lowered for k in item.keywords)
+            if not hit and best.size:
+                rows = [i for i, x in enumerate(self.models.checklist_ids) if x == item.id]
+                hit = (
+                    bool(rows) and float(best[rows].max()) >= self.options.checklist_min_similarity
+                )
+            if hit:
+                state.done, state.utterance, state.at = True, utterance, round(self.elapsed, 2)
+                changed.append(item.id)
+        if not changed:
+            return []
+        return [self.checklist_event(changed)]
+
+    def checklist_event(self, changed: Collection[str] = (), *, final: bool = False) -> Event:
+        items = []
+        for item in self.models.playbook.checklist:
+            state = self.checklist[item.id]
+            items.append(
+                {
+                    "id": item.id,
+                    "label": item.label,
+                    "due": item.due,
+                    "done": state.done,
+                    "utterance": state.utterance,
+                    "at": state.at,
+                }
+            )
+        return ChecklistEvent(
+            call_id=self.call_id,
+            items=tuple(items),
+            changed=tuple(changed),
+            stage=self.stage,
+            final=final,
+        )
+
+    # ---------------------------------------------------------------- feedback
+    def on_feedback(self, message: dict[str, Any]) -> FeedbackEvent:
+        """Record a screen's feedback; raises ValueError naming what is wrong with it."""
+        target = message.get("id")
+        kind = message.get("kind")
+        action = message.get("action")
+        if kind not in FEEDBACK_KINDS:
+            raise ValueError(f"feedback 'kind' must be one of {', '.join(FEEDBACK_KINDS)}")
+        if action not in FEEDBACK_ACTIONS:
+            raise ValueError(f"feedback 'action' must be one of {', '.join(FEEDBACK_ACTIONS)}")
+        if not isinstance(target, str) or not target:
+            raise ValueError("feedback needs the 'id' of the suggestion or action")
+        key = f"{kind}:{target}"
+        if key not in self.shown:
+            raise ValueError(f"no {kind} '{target}' was shown in this call")
+        if action != "shown":
+            self.shown[key].feedback = action
+        self.feedback.append((kind, target, action))
+        return FeedbackEvent(call_id=self.call_id, target=target, kind=kind, action=action)

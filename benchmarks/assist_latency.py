@@ -1,0 +1,100 @@
+"""Final transcript → assist events (suggestion/action), p50/p95, in the live server.
+
+    python benchmarks/assist_latency.py [--calls N] [--seconds S]
+
+Streams the AWS call pair (../shared/data/audio) in real time through a server on loopback, N
+calls at once, and measures on the client, per final, the time from the `transcript.final`
+event to the last assist event read from it (same `channel` and `utterance`: intent,
+sentiment, entities, suggestion, action). Also reads the server's own
+`callcue_latency_seconds{stage="assist"}` histogram from /metrics. Writes
+benchmarks/results/assist_latency.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from assist.client import stream_call
+from audio.files import CallAudio, load_call_audio
+from benchmarks.common import DATA, percentile, write_result
+from benchmarks.server import ServerProcess
+
+PAIR = ("cs_aws_auto_repairs_40_caller.wav", "cs_aws_auto_repairs_40_agent.wav")
+ASSIST = {"intent", "sentiment", "entities", "suggestion", "action"}
+
+
+async def one_call(url: str, audio: CallAudio, index: int) -> list[float]:
+    finals: dict[tuple[str, int], float] = {}
+    last: dict[tuple[str, int], float] = {}
+
+    def on_event(event: dict[str, Any]) -> None:
+        now = time.monotonic()
+        if event["type"] == "transcript.final":
+            finals[(event["channel"], event["utterance"])] = now
+        elif event["type"] in ASSIST and "utterance" in event and "channel" in event:
+            last[(event["channel"], event["utterance"])] = now
+
+    await asyncio.sleep(index * 1.0)
+    await stream_call(url, audio, ["customer", "agent"], on_event=on_event, call_id=f"al-{index}")
+    return [last[k] - finals[k] for k in last if k in finals]
+
+
+def server_histogram(http: str) -> dict[str, float]:
+    text = urllib.request.urlopen(http + "/metrics", timeout=10).read().decode()
+    out = {}
+    for line in text.splitlines():
+        for part in ("sum", "count"):
+            if line.startswith(f'callcue_latency_seconds_{part}{{stage="assist"}}'):
+                out[part] = float(line.rsplit(" ", 1)[1])
+    return out
+
+
+async def run(calls: int, seconds: float) -> dict[str, Any]:
+    full = load_call_audio([DATA / PAIR[0], DATA / PAIR[1]])
+    audio = CallAudio(full.samples[: int(seconds * full.sample_rate)], full.sample_rate)
+    server = ServerProcess()
+    try:
+        delays = [
+            d
+            for r in await asyncio.gather(*(one_call(server.url, audio, i) for i in range(calls)))
+            for d in r
+        ]
+        histogram = server_histogram(server.http)
+    finally:
+        server.stop()
+    total = histogram.get("count")
+    return {
+        "calls": calls,
+        "seconds_per_call": seconds,
+        "finals_with_assist": len(delays),
+        "final_to_assist_s": {
+            "p50": percentile(delays, 50),
+            "p95": percentile(delays, 95),
+            "max": round(max(delays), 4) if delays else None,
+        },
+        "server_assist_mean_s": round(histogram.get("sum", 0.0) / total, 4) if total else None,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--calls", type=int, default=1)
+    parser.add_argument("--seconds", type=float, default=120.0)
+    args = parser.parse_args()
+    result = asyncio.run(run(args.calls, args.seconds))
+    path = write_result("assist_latency", result)
+    print(result)
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

