@@ -158,8 +158,9 @@ def main() -> None:
     parser.add_argument("--calls", type=int, nargs="+", default=[1, 2, 4, 6, 8])
     parser.add_argument("--pair-seconds", type=float, default=60.0)
     parser.add_argument("--stagger", type=float, default=1.0)
-    parser.add_argument("--configs", nargs="+", default=["callcue", "peer_full_window"],
-                        choices=list(CONFIGS))
+    parser.add_argument(
+        "--configs", nargs="+", default=["callcue", "peer_full_window"], choices=list(CONFIGS)
+    )
     args = parser.parse_args()
     full = load_call_audio([DATA / PAIR[0], DATA / PAIR[1]])
     cut = int(args.pair_seconds * full.sample_rate)
