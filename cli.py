@@ -1,5 +1,5 @@
 """The `callcue` command: serve, stream a recording as a live call, transcribe in-process,
-classify utterances."""
+import recordings into the store, classify utterances."""
 
 from __future__ import annotations
 
@@ -136,9 +136,18 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
 
 
 async def transcribe_call(
-    settings: Any, audio: CallAudio, channels: list[str], call_id: str, *, progress: bool = False
+    settings: Any,
+    audio: CallAudio,
+    channels: list[str],
+    call_id: str,
+    *,
+    progress: bool = False,
+    services: Any = None,
+    source: str = "file",
+    metadata: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Run the live pipeline in-process over a recording, as fast as the machine allows."""
+    """Run the live pipeline in-process over a recording, as fast as the machine allows.
+    With `services` given (and its store), the call is stored like a live one."""
     from dataclasses import replace
 
     from tqdm import tqdm
@@ -146,7 +155,9 @@ async def transcribe_call(
     from assist.session import CallSession, Services
     from audio.codec import AudioFormat
 
-    services = await asyncio.to_thread(Services.load, settings, warmup=False)
+    own = services is None
+    if own:
+        services = await asyncio.to_thread(Services.load, settings, warmup=False, store=False)
     try:
         fmt = AudioFormat("pcm16", audio.sample_rate, len(channels))
         session = CallSession(
@@ -154,7 +165,8 @@ async def transcribe_call(
             call_id,
             fmt,
             tuple(channels),
-            source="file",
+            metadata=metadata,
+            source=source,
             streaming=replace(services.streaming, partials=False),
         )
         session.start()
@@ -192,7 +204,86 @@ async def transcribe_call(
             "utterances": utterances,
         }
     finally:
+        if own:
+            services.close()
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    """Run recordings through the live pipeline and store each as a call (for QA review)."""
+    from assist.session import Services
+    from assist.settings import Settings, SettingsError
+    from assist.store import StoreError
+
+    try:
+        settings = Settings.load(
+            overrides={
+                k: v for k, v in vars(args).items() if k in Settings.__dataclass_fields__ and v
+            }
+        )
+        calls = []
+        for name in args.files:
+            audio, names = _load([name], args.channels)
+            calls.append((name, audio, names))
+    except (AudioFileError, SettingsError) as exc:
+        print(f"callcue import: {exc}", file=sys.stderr)
+        return 2
+    try:
+        services = Services.load(settings, warmup=False)
+    except (StoreError, ValueError, RuntimeError) as exc:
+        print(f"callcue import: {exc}", file=sys.stderr)
+        return 2
+    assert services.store is not None
+    from tqdm import tqdm
+
+    imported = skipped = 0
+    try:
+        with tqdm(
+            total=len(calls), unit="call", disable=args.quiet, file=sys.stderr, desc="importing"
+        ) as bar:
+            for name, audio, names in calls:
+                call_id = (args.prefix + Path(name).stem)[:128]
+                if services.store.get_call(call_id) is not None and not args.replace:
+                    tqdm.write(
+                        f"{name}: already stored as {call_id} (--replace to redo)", file=sys.stderr
+                    )
+                    skipped += 1
+                    bar.update(1)
+                    continue
+                if args.replace:
+                    services.store.delete_call(call_id)
+                metadata = {"file": str(Path(name).name)}
+                if args.agent:
+                    metadata["agent"] = args.agent
+                call = asyncio.run(
+                    transcribe_call(
+                        settings,
+                        audio,
+                        names,
+                        call_id,
+                        services=services,
+                        source="import",
+                        metadata=metadata,
+                    )
+                )
+                tqdm.write(
+                    f"{name}: stored as {call_id} ({len(call['utterances'])} utterances, "
+                    f"{audio.duration:.0f} s)",
+                    file=sys.stderr,
+                )
+                imported += 1
+                bar.update(1)
+    finally:
         services.close()
+    print(
+        json.dumps(
+            {
+                "imported": imported,
+                "skipped": skipped,
+                "store": settings.database_url.split("@")[-1],
+            }
+        )
+    )
+    return 0
 
 
 def cmd_classify(args: argparse.Namespace) -> int:
@@ -275,6 +366,16 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("model", "device", "compute_type", "beam_size", "cpu_threads"):
         tr.add_argument(f"--{name.replace('_', '-')}", dest=name)
 
+    im = sub.add_parser("import", help="transcribe recordings and store each as a call")
+    im.add_argument("files", nargs="+", metavar="FILE", help="one recording per call")
+    im.add_argument("--channels", help="channel names of each file, e.g. customer,agent")
+    im.add_argument("--prefix", default="", help="prefix for the call ids (default: file name)")
+    im.add_argument("--agent", help="agent to record on the imported calls")
+    im.add_argument("--replace", action="store_true", help="re-import calls already stored")
+    im.add_argument("--quiet", action="store_true", help="no progress bar")
+    im.add_argument("--database-url", dest="database_url")
+    im.add_argument("--playbook")
+
     cl = sub.add_parser("classify", help="intent, sentiment and entities of utterances")
     cl.add_argument("texts", nargs="*", metavar="TEXT", help="utterances (default: stdin lines)")
     cl.add_argument("--playbook", help="playbook YAML (default: the shipped retail playbook)")
@@ -290,6 +391,8 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_simulate(args)
     if args.command == "classify":
         return cmd_classify(args)
+    if args.command == "import":
+        return cmd_import(args)
     return cmd_transcribe(args)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 
@@ -12,6 +13,8 @@ from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
+from assist.api import api_routes, error
+from assist.auth import READ, Authorizer, Denied
 from assist.ingest import serve_native_ingest
 from assist.integrations import make_authenticator, serve_audiohook, serve_twilio
 from assist.playbook import PlaybookError
@@ -23,7 +26,12 @@ log = logging.getLogger("callcue")
 __version__ = "0.1.0"
 
 
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
 def build_app(services: Services, settings: Settings) -> Starlette:
+    authorizer = Authorizer(settings.token_roles)
+
     async def healthz(request: Request) -> JSONResponse:
         finals, partials = services.scheduler.depths
         return JSONResponse(
@@ -44,6 +52,10 @@ def build_app(services: Services, settings: Settings) -> Starlette:
         )
 
     async def live_calls(request: Request) -> JSONResponse:
+        try:
+            authorizer.check(request.headers, request.query_params, READ, "list live calls")
+        except Denied as denied:
+            return error(denied.status, denied.code, denied.message)
         calls = []
         for call_id, session in list(services.sessions.items()):
             calls.append(
@@ -87,6 +99,15 @@ def build_app(services: Services, settings: Settings) -> Starlette:
         await serve_twilio(ws, services, settings)
 
     async def events(ws: WebSocket) -> None:
+        try:
+            authorizer.check(ws.headers, ws.query_params, READ, "watch calls")
+        except Denied as denied:
+            # accepted, then closed with a reason a browser can read (a refused handshake
+            # shows only "1006")
+            await ws.accept()
+            await ws.send_json({"type": "error", "code": denied.code, "message": denied.message})
+            await ws.close(4401 if denied.status == 401 else 4403, denied.code)
+            return
         await serve_call_events(ws, services, ws.path_params["call_id"])
 
     return Starlette(
@@ -95,6 +116,7 @@ def build_app(services: Services, settings: Settings) -> Starlette:
             Route("/healthz", healthz),
             Route("/metrics", metrics),
             Route("/v1/calls/live", live_calls),
+            *(api_routes(services.store, authorizer) if services.store is not None else []),
             WebSocketRoute("/v1/ingest", ingest),
             WebSocketRoute("/v1/audiohook", audiohook),
             WebSocketRoute("/v1/twilio", twilio),
@@ -124,11 +146,22 @@ def serve(settings: Settings) -> int:
     log.info(
         "loading models (%s, %s/%s)...", settings.model, settings.device, settings.compute_type
     )
+    if not settings.token_roles and settings.host not in LOOPBACK:
+        log.warning(
+            "no access token is configured (CALLCUE_ADMIN_TOKEN / CALLCUE_TOKENS): binding to "
+            "127.0.0.1 instead of %s; set a token to serve other machines",
+            settings.host,
+        )
+        settings = dataclasses.replace(settings, host="127.0.0.1")
+    elif not settings.token_roles:
+        log.info("no access token configured: REST and screens are open on loopback only")
     try:
         services = Services.load(settings)
     except (PlaybookError, ValueError, RuntimeError) as exc:
         print(f"callcue: cannot start: {exc}", file=sys.stderr)
         return 2
+    if services.store is not None:
+        log.info("call store: %s", services.store.describe())
     log.info(
         "Whisper loaded in %.1fs, warmed up in %.1fs",
         services.engine.load_seconds,
@@ -166,12 +199,24 @@ def serve(settings: Settings) -> int:
             )
             break
 
+    async def retention() -> None:
+        import asyncio
+
+        while settings.retention_days and services.store is not None:
+            try:
+                await asyncio.to_thread(services.store.purge, settings.retention_days)
+            except Exception:
+                log.exception("retention purge failed")
+            await asyncio.sleep(3600)
+
     async def run() -> None:
         import asyncio
 
         task = asyncio.create_task(announce())
+        purge = asyncio.create_task(retention())
         await server.serve()
         task.cancel()
+        purge.cancel()
 
     import asyncio
 

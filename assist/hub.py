@@ -57,10 +57,11 @@ class CallFeed:
     live: bool = False
     ended: bool = False
     touched: float = field(default_factory=time.monotonic)
+    base: int = 0  # events before this seq are in the store (a call resumed after a restart)
 
     @property
     def seq(self) -> int:
-        return len(self.history)
+        return self.base + len(self.history)
 
 
 class EventHub:
@@ -76,13 +77,20 @@ class EventHub:
         self.keep_ended = keep_ended
         self._feeds: OrderedDict[str, CallFeed] = OrderedDict()
 
-    def open(self, call_id: str) -> CallFeed:
+    def open(self, call_id: str, base: int = 0) -> CallFeed:
+        """Start publishing a call; `base`: the last seq already stored for this call id (its
+        events go on from there, so a resumed call keeps one gap-free sequence)."""
         feed = self._feeds.get(call_id)
         if feed is not None and feed.live:
             raise CallActiveError(call_id)
-        if feed is None or feed.ended:
-            # a reused id starts a fresh call; screens of the old one have had call.ended
-            feed = CallFeed(call_id)
+        if feed is None or feed.ended or base:
+            # a reused id starts a fresh feed; screens of the old one have had call.ended
+            old = feed
+            feed = CallFeed(call_id, base=max(base, old.seq if old is not None else 0))
+            if old is not None and not old.ended:
+                feed.subscribers = old.subscribers  # screens waiting for the call
+                for sub in feed.subscribers:
+                    sub.feed = feed
             self._feeds[call_id] = feed
         feed.live = True
         self._feeds.move_to_end(call_id)
@@ -115,7 +123,8 @@ class EventHub:
             self._feeds[call_id] = feed
             self._feeds.move_to_end(call_id, last=False)  # waiting screens are evicted first
         sub = Subscription(self, feed, self.backlog)
-        backlog = feed.history[after_seq:] if after_seq >= 0 else list(feed.history)
+        skip = max(0, after_seq - feed.base)
+        backlog = feed.history[skip:]
         if backlog:
             sub.last_seq = backlog[-1].seq
         if feed.ended:

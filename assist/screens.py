@@ -28,9 +28,23 @@ async def serve_call_events(ws: WebSocket, services: Services, call_id: str) -> 
         )
         await conn.close(CLOSE_POLICY, "bad_request")
         return
-    backlog, sub = services.hub.subscribe(call_id, int(raw))
+    after = int(raw)
+    store = services.store
+    feed = services.hub.feed(call_id)
+    if feed is None and store is not None and store.get_call(call_id) is not None:
+        # a call from before this process started: replay it from the store
+        for stored in store.events(call_id, after_seq=after):
+            await conn.send_json(stored)
+        await conn.close(CLOSE_NORMAL, "call ended")
+        return
+    backlog, sub = services.hub.subscribe(call_id, after)
     reader = asyncio.create_task(_read_screen(ws, conn, services, call_id))
     try:
+        if store is not None and after < sub.feed.base:
+            # the call resumed after a restart: its first part is in the store
+            for stored in store.events(call_id, after_seq=after):
+                if stored["seq"] <= sub.feed.base:
+                    await conn.send_json(stored)
         for event in backlog:
             await conn.send_text(event.to_json())
         while conn.open:

@@ -9,6 +9,7 @@ import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from assist.engine import AssistModels, CallAssist
@@ -24,7 +25,9 @@ from assist.events import (
 )
 from assist.hub import EventHub
 from assist.metrics import Metrics
+from assist.recording import Recorder
 from assist.settings import Settings
+from assist.store import CallStore
 from audio.codec import TARGET_RATE, AudioFormat, StreamDecoder
 from audio.vad import VadOptions, VadSegmenter
 from models.asr import Final, Partial, StreamingOptions, StreamingTranscriber
@@ -51,8 +54,11 @@ class Services:
     warmup_seconds: float = 0.0
     metrics: Metrics = field(default_factory=Metrics)
     audio_seconds_in: float = 0.0  # call audio received, all channels
+    store_errors: int = 0
     assist: AssistModels | None = None
     assist_worker: AssistWorker | None = None
+    store: CallStore | None = None
+    recordings_dir: Path | None = None  # set: each channel's audio is kept as WAV
 
     def __post_init__(self) -> None:
         m = self.metrics
@@ -60,6 +66,13 @@ class Services:
         if self.assist is not None and self.assist_worker is None:
             self.assist_worker = AssistWorker(self.assist, self.metrics)
         m.gauge("callcue_active_calls", "Calls in progress", lambda: len(self.sessions))
+        m.labelled_gauge(
+            "callcue_store_errors_total",
+            "Events the store failed to write (logged; the call goes on)",
+            (),
+            lambda: [((), self.store_errors)],
+            kind="counter",
+        )
         m.gauge(
             "callcue_active_channels",
             "Channels in progress",
@@ -125,8 +138,8 @@ class Services:
         return None
 
     @classmethod
-    def load(cls, settings: Settings, *, warmup: bool = True) -> Services:
-        """Load and warm every model (blocking: call it before the port opens)."""
+    def load(cls, settings: Settings, *, warmup: bool = True, store: bool = True) -> Services:
+        """Load and warm every model and open the store (blocking: before the port opens)."""
         engine = WhisperEngine(settings.whisper)
         warm = engine.warmup() if warmup else 0.0
         assist = None
@@ -136,9 +149,14 @@ class Services:
                 customers_path=settings.customers_path,
                 options=settings.assist_options,
             )
+        call_store = CallStore(settings.database_url) if store else None
         scheduler = RecognitionScheduler(engine, workers=settings.asr_workers)
         scheduler.start()
         return cls(
+            store=call_store,
+            recordings_dir=Path(settings.recordings_dir).expanduser()
+            if store and settings.record_audio
+            else None,
             assist=assist,
             engine=engine,
             scheduler=scheduler,
@@ -158,6 +176,8 @@ class Services:
         self.executor.shutdown(wait=True, cancel_futures=True)
         if self.assist_worker is not None:
             self.assist_worker.close()
+        if self.store is not None:
+            self.store.close()
 
 
 @dataclass
@@ -187,11 +207,14 @@ class AssistWorker:
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="callcue-assist")
         self._queue: asyncio.Queue[_AssistItem] | None = None
         self._task: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def submit(self, item: _AssistItem) -> None:
-        if self._queue is None:
+        loop = asyncio.get_running_loop()
+        if self._queue is None or self._loop is not loop:  # first use, or a new event loop
+            self._loop = loop
             self._queue = asyncio.Queue()
-            self._task = asyncio.get_running_loop().create_task(self._run())
+            self._task = loop.create_task(self._run())
         item.session.assist_pending += 1
         item.session.assist_idle.clear()
         self._queue.put_nowait(item)
@@ -277,6 +300,7 @@ class CallSession:
         self.finished = False
         self._finishing: asyncio.Task[None] | None = None
         self.finals: list[TranscriptFinal] = []
+        self.recorder: Recorder | None = None
         self.assist_state: CallAssist | None = None
         self.assist_pending = 0
         self.assist_idle = asyncio.Event()
@@ -312,10 +336,22 @@ class CallSession:
         return samples / self.format.sample_rate
 
     def publish(self, event: Event) -> Event:
-        return self.services.hub.publish(event)
+        """Stamp and fan out an event, and store it before any screen can have been sent it
+        (the hub only queues; sends happen after this returns)."""
+        stamped = self.services.hub.publish(event)
+        store = self.services.store
+        if store is not None:
+            try:
+                store.record(stamped)
+            except Exception:
+                self.services.store_errors += 1
+                log.exception("the store could not write %s #%d", self.call_id, stamped.seq)
+        return stamped
 
     def start(self) -> None:
-        self.services.hub.open(self.call_id)
+        store = self.services.store
+        base = store.last_seq(self.call_id) if store is not None else 0
+        self.services.hub.open(self.call_id, base=base)
         self.services.sessions[self.call_id] = self
         self.services.metrics.calls.inc(1, self.source)
         self.publish(
@@ -331,6 +367,10 @@ class CallSession:
         )
         if self.assist_state is not None and self.assist_state.checklist:
             self.publish(self.assist_state.checklist_event())
+        if self.services.recordings_dir is not None and store is not None:
+            self.recorder = Recorder(self.services.recordings_dir, self.call_id, self.channels)
+            for channel, path in self.recorder.paths.items():
+                store.add_recording(self.call_id, channel, path, TARGET_RATE)
 
     def assist_done(self) -> None:
         self.assist_pending -= 1
@@ -357,6 +397,8 @@ class CallSession:
             mono = AudioFormat(self.format.encoding, self.format.sample_rate, 1)
             decoder = self.track_decoders[index] = StreamDecoder(mono)
         audio = decoder.decode(data)
+        if audio.shape[1] and self.recorder is not None:
+            self.recorder.write_channel(index, audio[0])
         if audio.shape[1]:
             self.services.audio_seconds_in += audio.shape[1] / TARGET_RATE
             await self.transcribers[index].push(audio[0])
@@ -368,6 +410,8 @@ class CallSession:
     async def _push(self, audio: Any) -> None:
         if audio.shape[1] == 0:
             return
+        if self.recorder is not None:
+            self.recorder.write(audio)
         self.services.audio_seconds_in += audio.shape[1] * audio.shape[0] / TARGET_RATE
         await asyncio.gather(*(t.push(audio[i]) for i, t in enumerate(self.transcribers)))
 
@@ -400,6 +444,8 @@ class CallSession:
         )
         self.services.hub.end(self.call_id)
         self.services.sessions.pop(self.call_id, None)
+        if self.recorder is not None:
+            self.recorder.close()
         log.info(
             "call %s ended (%s) after %.1fs of audio", self.call_id, reason, self.audio_seconds
         )

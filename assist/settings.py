@@ -94,6 +94,42 @@ def _mask_ok(value: Any) -> str | None:
     )
 
 
+ROLES = ("agent", "supervisor", "qa", "admin")
+
+
+def _database_ok(value: Any) -> str | None:
+    if str(value).startswith(("sqlite:///", "postgresql://", "postgres://")) or value in (
+        "sqlite://",
+    ):
+        return None
+    return "must be sqlite:///PATH or postgresql://USER:PASSWORD@HOST:PORT/DB"
+
+
+def _token_ok(value: Any) -> str | None:
+    if value and (len(value) < 16 or any(c in value for c in " ,:")):
+        return "a token needs at least 16 characters and no spaces, commas or colons"
+    return None
+
+
+def parse_tokens(text: str) -> dict[str, str]:
+    """`TOKEN:ROLE,TOKEN:ROLE` → {token: role}."""
+    pairs = [part.strip().rsplit(":", 1) for part in text.split(",") if part.strip()]
+    return {token: role for token, role in pairs}
+
+
+def _tokens_ok(value: Any) -> str | None:
+    parts = [p.strip() for p in str(value).split(",") if p.strip()]
+    for part in parts:
+        if ":" not in part:
+            return "must look like TOKEN:ROLE,TOKEN:ROLE"
+        token, role = part.rsplit(":", 1)
+        if role not in ROLES:
+            return f"unknown role {role!r} (roles: {', '.join(ROLES)})"
+        if problem := _token_ok(token):
+            return problem
+    return None
+
+
 def parse_roles(text: str) -> dict[str, str]:
     """`external=customer,internal=agent` → {"external": "customer", "internal": "agent"}."""
     pairs = [part.split("=", 1) for part in text.split(",") if part.strip()]
@@ -385,6 +421,57 @@ SETTINGS: tuple[Setting, ...] = (
         "rolling customer sentiment (-1..1) below which an alert is raised",
     ),
     Setting(
+        "database_url",
+        "CALLCUE_DATABASE_URL",
+        "sqlite:///~/.local/share/callcue/callcue.db",
+        str,
+        _database_ok,
+        "the call store: sqlite:///PATH (WAL, FTS5) or postgresql://USER:PASS@HOST/DB",
+        secret=True,
+    ),
+    Setting(
+        "record_audio",
+        "CALLCUE_RECORD_AUDIO",
+        False,
+        _bool,
+        _ok,
+        "keep each channel's audio as a WAV file next to the store (16 kHz PCM16)",
+    ),
+    Setting(
+        "recordings_dir",
+        "CALLCUE_RECORDINGS_DIR",
+        "~/.local/share/callcue/recordings",
+        str,
+        _ok,
+        "where recordings are written",
+    ),
+    Setting(
+        "retention_days",
+        "CALLCUE_RETENTION_DAYS",
+        0,
+        _int,
+        _range(0, 36500),
+        "delete calls (and their audio) older than this many days, checked hourly; 0 keeps all",
+    ),
+    Setting(
+        "admin_token",
+        "CALLCUE_ADMIN_TOKEN",
+        "",
+        str,
+        _token_ok,
+        "bearer token with the admin role",
+        secret=True,
+    ),
+    Setting(
+        "tokens",
+        "CALLCUE_TOKENS",
+        "",
+        str,
+        _tokens_ok,
+        "more bearer tokens as TOKEN:ROLE,... (roles: agent, supervisor, qa, admin)",
+        secret=True,
+    ),
+    Setting(
         "log_level",
         "CALLCUE_LOG_LEVEL",
         "info",
@@ -427,6 +514,12 @@ class Settings:
     pii_mask: str = "card_number,ssn"
     alert_negative_streak: int = 2
     alert_trend_below: float = -0.35
+    database_url: str = field(default="sqlite:///~/.local/share/callcue/callcue.db", repr=False)
+    record_audio: bool = False
+    recordings_dir: str = "~/.local/share/callcue/recordings"
+    retention_days: int = 0
+    admin_token: str = field(default="", repr=False)
+    tokens: str = field(default="", repr=False)
     log_level: str = "info"
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -497,6 +590,13 @@ class Settings:
             alert_negative_streak=self.alert_negative_streak,
             alert_trend_below=self.alert_trend_below,
         )
+
+    @property
+    def token_roles(self) -> dict[str, str]:
+        roles = parse_tokens(self.tokens)
+        if self.admin_token:
+            roles[self.admin_token] = "admin"
+        return roles
 
     @property
     def vad(self) -> VadOptions:

@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -15,17 +16,29 @@ READY = re.compile(r"callcue ready on http://([\d.]+):(\d+)")
 
 
 class ServerProcess:
-    """`python server.py --port 0 ...`; waits for the ready line and keeps its log."""
+    """`python server.py --port 0 ...`; waits for the ready line and keeps its log.
+
+    Unless `env` names CALLCUE_DATABASE_URL, the server gets a store of its own in a temporary
+    folder (removed by `stop`), so tests and benchmarks never touch the user's call store."""
 
     def __init__(self, *args: str, env: dict[str, str] | None = None, timeout: float = 180) -> None:
         self.log: list[str] = []
+        env = dict(env or {})
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        if "CALLCUE_DATABASE_URL" not in env and not any(
+            a.startswith("--database-url") for a in args
+        ):
+            self._tmp = tempfile.TemporaryDirectory(prefix="callcue-store-")
+            env["CALLCUE_DATABASE_URL"] = f"sqlite:///{self._tmp.name}/callcue.db"
+            env.setdefault("CALLCUE_RECORDINGS_DIR", f"{self._tmp.name}/recordings")
+        self.database_url = env["CALLCUE_DATABASE_URL"]
         self.proc = subprocess.Popen(
             [sys.executable, "-u", str(ROOT / "server.py"), "--port", "0", *args],
             cwd=ROOT,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
-            env={**os.environ, **(env or {})},
+            env={**os.environ, **env},
         )
         self.pid = self.proc.pid
         self.url = ""
@@ -58,3 +71,11 @@ class ServerProcess:
                 self.proc.wait()
         if self.proc.stdout is not None:
             self.proc.stdout.close()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+    def kill9(self) -> None:
+        """SIGKILL: the process gets no chance to flush or close anything."""
+        self.proc.kill()
+        self.proc.wait()

@@ -74,3 +74,34 @@ def assist_models():  # type: ignore[no-untyped-def]
     from assist.engine import AssistModels
 
     return AssistModels.load(customers_path=SAMPLE_DIRECTORY)
+
+
+def postgres_url() -> str | None:
+    """CALLCUE_TEST_DATABASE_URL (set by .ci/run, which starts PostgreSQL), or None."""
+    url = os.environ.get("CALLCUE_TEST_DATABASE_URL")
+    if not url and os.environ.get("CALLCUE_REQUIRE_POSTGRES"):
+        raise pytest.UsageError(
+            "CALLCUE_REQUIRE_POSTGRES is set but CALLCUE_TEST_DATABASE_URL is not"
+        )
+    return url
+
+
+def fresh_postgres(url: str) -> str:
+    """Empty the test database (drop and recreate its public schema)."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("DROP SCHEMA IF EXISTS public CASCADE")
+        conn.execute("CREATE SCHEMA public")
+    return url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, empty store of each backend (PostgreSQL: a real server, see .ci/run)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/callcue.db"
+    url = postgres_url()
+    if url is None:
+        pytest.skip("no PostgreSQL: set CALLCUE_TEST_DATABASE_URL (.ci/run does)")
+    return fresh_postgres(url)

@@ -151,3 +151,50 @@ def test_simulate_refused(server) -> None:  # type: ignore[no-untyped-def]
         timeout=120,
     )
     assert out.returncode == 1 and "HTTP 401" in out.stderr
+
+
+def test_import_stores_recordings_as_calls(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from assist.store import CallQuery, CallStore
+
+    url = f"sqlite:///{tmp_path}/import.db"
+    files = [str(AUDIO / "wb_jfk_inaugural_1961.flac"), str(AUDIO / "wb_timit_LDC93S1.wav")]
+    command = [
+        *CLI,
+        "import",
+        *files,
+        "--channels",
+        "customer",
+        "--database-url",
+        url,
+        "--agent",
+        "qa-import",
+        "--quiet",
+    ]
+    out = subprocess.run(command, capture_output=True, text=True, timeout=600, check=True)
+    assert json.loads(out.stdout.splitlines()[-1])["imported"] == 2
+    store = CallStore(url)
+    calls, total = store.search(CallQuery(q="country"))
+    assert total == 1 and calls[0]["id"] == "wb_jfk_inaugural_1961"
+    assert calls[0]["source"] == "import" and calls[0]["agent"] == "qa-import"
+    assert calls[0]["outcome"] == "stop"
+    text = " ".join(u["text"] for u in store.utterances("wb_jfk_inaugural_1961"))
+    assert wer(reference("wb_jfk_inaugural_1961.flac"), text) <= 0.15
+    assert store.events("wb_timit_LDC93S1", ["sentiment"])  # assist ran on imports too
+    store.close()
+    again = subprocess.run(command, capture_output=True, text=True, timeout=600, check=True)
+    assert json.loads(again.stdout.splitlines()[-1]) == {
+        "imported": 0,
+        "skipped": 2,
+        "store": url.split("@")[-1],
+    }
+    assert "already stored" in again.stderr
+
+
+def test_import_bad_database_url(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    out = subprocess.run(
+        [*CLI, "import", str(AUDIO / "wb_timit_LDC93S1.wav"), "--database-url", "mysql://x"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 2 and "--database-url" in out.stderr and "sqlite:///PATH" in out.stderr

@@ -15,6 +15,7 @@ from websockets.exceptions import ConnectionClosed
 from assist.client import StreamResult, stream_call
 from audio.files import CallAudio, load_call_audio
 from benchmarks.common import wer
+from benchmarks.server import ServerProcess
 from tests.conftest import AUDIO, reference
 
 PAIR = [AUDIO / "cs_aws_auto_repairs_40_caller.wav", AUDIO / "cs_aws_auto_repairs_40_agent.wav"]
@@ -269,3 +270,12 @@ async def test_metrics_after_calls(server) -> None:  # type: ignore[no-untyped-d
     ):
         metric(body, name)
     assert "# TYPE callcue_latency_seconds histogram" in body
+
+
+def test_without_a_token_the_server_binds_to_loopback_and_says_so() -> None:
+    proc = ServerProcess("--host", "0.0.0.0")
+    try:
+        assert proc.http.startswith("http://127.0.0.1:")
+        assert any("binding to 127.0.0.1 instead of 0.0.0.0" in line for line in proc.log)
+    finally:
+        proc.stop()

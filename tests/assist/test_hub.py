@@ -2,7 +2,7 @@
 
 import json
 
-from assist.events import CallStarted, TranscriptFinal, TranscriptPartial, Word
+from assist.events import CallEnded, CallStarted, TranscriptFinal, TranscriptPartial, Word
 from assist.hub import CallActiveError, EventHub
 
 
@@ -103,3 +103,13 @@ async def test_screen_waiting_before_the_call_starts_gets_it_all() -> None:
     hub.end("c")
     first = await sub.next()
     assert first is not None and first.type == "call.started" and await sub.next() is None
+
+
+def test_resumed_call_continues_its_sequence() -> None:
+    hub = EventHub()
+    hub.open("c", base=7)  # 7 events of this call are already in the store
+    event = hub.publish(CallEnded(call_id="c", reason="stop", duration=1.0))
+    assert event.seq == 8
+    backlog, sub = hub.subscribe("c", after_seq=7)
+    assert [e.seq for e in backlog] == [8] and sub.feed.base == 7
+    assert [e.seq for e in hub.subscribe("c", after_seq=0)[0]] == [8]  # older ones: the store

@@ -1,0 +1,632 @@
+"""The call store: every call, final utterance, assist event, feedback and QA review.
+
+One interface (`CallStore`), two real backends chosen by `CALLCUE_DATABASE_URL`:
+
+- `sqlite:///path/to/callcue.db` (default): WAL journal, FTS5 index on utterance text;
+- `postgresql://user:pass@host/db`: `tsvector` + GIN index for full-text search (psycopg 3).
+
+Writes happen as events are published, synchronously and before any screen can have been sent
+the event (the hub only queues; sends run after the publishing code returns), so a `kill -9`
+loses nothing a screen saw. Schema migrations are numbered and run at start; a call still
+`in_progress` when the store opens belonged to a process that died and is marked `interrupted`.
+
+Everything is plain SQL both backends accept; the few differences (placeholders, full-text
+search, auto-increment) live in `_Dialect`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from assist.events import Event
+
+log = logging.getLogger("callcue.store")
+
+# events kept: everything but partials (which a final replaces)
+STORED_EVENTS = frozenset(
+    {
+        "call.started",
+        "transcript.final",
+        "intent",
+        "sentiment",
+        "entities",
+        "suggestion",
+        "action",
+        "checklist",
+        "alert",
+        "feedback",
+        "call.ended",
+        "error",
+    }
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (  # 1: calls, utterances, events, reviews, recordings
+        """CREATE TABLE calls (
+            id TEXT PRIMARY KEY,
+            started_at TEXT NOT NULL,
+            ended_at TEXT,
+            duration REAL,
+            channels TEXT NOT NULL,
+            source TEXT NOT NULL,
+            agent TEXT NOT NULL DEFAULT '',
+            customer_id TEXT NOT NULL DEFAULT '',
+            customer_name TEXT NOT NULL DEFAULT '',
+            metadata TEXT NOT NULL DEFAULT '{}',
+            outcome TEXT NOT NULL DEFAULT 'in_progress',
+            intent TEXT NOT NULL DEFAULT '',
+            intents TEXT NOT NULL DEFAULT '[]',
+            sentiment REAL,
+            sentiment_label TEXT NOT NULL DEFAULT '',
+            alerts INTEGER NOT NULL DEFAULT 0,
+            checklist_done INTEGER NOT NULL DEFAULT 0,
+            checklist_total INTEGER NOT NULL DEFAULT 0,
+            last_seq INTEGER NOT NULL DEFAULT 0
+        )""",
+        "CREATE INDEX calls_started ON calls (started_at)",
+        "CREATE INDEX calls_agent ON calls (agent)",
+        "CREATE INDEX calls_customer ON calls (customer_id)",
+        """CREATE TABLE utterances (
+            call_id TEXT NOT NULL REFERENCES calls (id) ON DELETE CASCADE,
+            channel TEXT NOT NULL,
+            utterance INTEGER NOT NULL,
+            seq INTEGER NOT NULL,
+            start_s REAL NOT NULL,
+            end_s REAL NOT NULL,
+            text TEXT NOT NULL,
+            words TEXT NOT NULL DEFAULT '[]',
+            confidence REAL NOT NULL DEFAULT 0,
+            PRIMARY KEY (call_id, channel, utterance)
+        )""",
+        """CREATE TABLE events (
+            call_id TEXT NOT NULL REFERENCES calls (id) ON DELETE CASCADE,
+            seq INTEGER NOT NULL,
+            type TEXT NOT NULL,
+            ts TEXT NOT NULL,
+            data TEXT NOT NULL,
+            PRIMARY KEY (call_id, seq)
+        )""",
+        "CREATE INDEX events_type ON events (call_id, type)",
+        """CREATE TABLE reviews (
+            id {autoincrement},
+            call_id TEXT NOT NULL REFERENCES calls (id) ON DELETE CASCADE,
+            reviewer TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            scores TEXT NOT NULL,
+            comments TEXT NOT NULL,
+            score REAL
+        )""",
+        "CREATE INDEX reviews_call ON reviews (call_id)",
+        """CREATE TABLE recordings (
+            call_id TEXT NOT NULL REFERENCES calls (id) ON DELETE CASCADE,
+            channel TEXT NOT NULL,
+            path TEXT NOT NULL,
+            sample_rate INTEGER NOT NULL,
+            PRIMARY KEY (call_id, channel)
+        )""",
+        "{fts}",
+    ),
+)
+
+SQLITE_FTS = (
+    "CREATE VIRTUAL TABLE utterances_fts USING fts5(text, content='utterances', "
+    "content_rowid='rowid', tokenize='porter unicode61')",
+    """CREATE TRIGGER utterances_ai AFTER INSERT ON utterances BEGIN
+        INSERT INTO utterances_fts (rowid, text) VALUES (new.rowid, new.text); END""",
+    """CREATE TRIGGER utterances_ad AFTER DELETE ON utterances BEGIN
+        INSERT INTO utterances_fts (utterances_fts, rowid, text)
+        VALUES ('delete', old.rowid, old.text); END""",
+    """CREATE TRIGGER utterances_au AFTER UPDATE ON utterances BEGIN
+        INSERT INTO utterances_fts (utterances_fts, rowid, text)
+        VALUES ('delete', old.rowid, old.text);
+        INSERT INTO utterances_fts (rowid, text) VALUES (new.rowid, new.text); END""",
+)
+POSTGRES_FTS = (
+    "ALTER TABLE utterances ADD COLUMN tsv tsvector "
+    "GENERATED ALWAYS AS (to_tsvector('english', text)) STORED",
+    "CREATE INDEX utterances_tsv ON utterances USING GIN (tsv)",
+)
+
+
+class StoreError(RuntimeError):
+    """The store cannot be opened or written; the message says what and where."""
+
+
+@dataclass(frozen=True, slots=True)
+class CallQuery:
+    q: str = ""
+    date_from: str = ""
+    date_to: str = ""
+    agent: str = ""
+    customer: str = ""
+    intent: str = ""
+    sentiment: str = ""  # negative | neutral | positive (the call's final customer mood)
+    has_alerts: bool | None = None
+    checklist_complete: bool | None = None
+    outcome: str = ""
+    limit: int = 50
+    offset: int = 0
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class _Dialect:
+    name = "sqlite"
+    param = "?"
+
+    def sql(self, text: str) -> str:
+        return text if self.param == "?" else text.replace("?", "%s")
+
+
+class _Postgres(_Dialect):
+    name = "postgresql"
+    param = "%s"
+
+
+class CallStore:
+    """Thread-safe (one connection behind a lock). Writes are small and run where they are
+    called; the server calls them from the event loop, right after an event is published."""
+
+    def __init__(self, url: str, *, recordings_dir: Path | None = None) -> None:
+        self.url = url
+        self.recordings_dir = recordings_dir
+        self._lock = threading.RLock()
+        self.dialect: _Dialect
+        self.interrupted_at_open: list[str] = []
+        if url.startswith("sqlite:"):
+            path = sqlite_path(url)
+            self.path = path
+            self.dialect = _Dialect()
+            try:
+                if self.path is not None:
+                    self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._conn: Any = sqlite3.connect(
+                    str(self.path) if self.path else ":memory:",
+                    check_same_thread=False,
+                    isolation_level=None,  # autocommit; explicit BEGIN for multi-statement work
+                )
+                self._conn.execute("PRAGMA journal_mode=WAL")
+                self._conn.execute("PRAGMA synchronous=NORMAL")
+                self._conn.execute("PRAGMA foreign_keys=ON")
+                self._conn.execute("PRAGMA busy_timeout=5000")
+            except (sqlite3.Error, OSError) as exc:
+                raise StoreError(
+                    f"cannot open the SQLite store at {path or ':memory:'}: {exc}"
+                ) from exc
+        elif url.startswith(("postgresql://", "postgres://")):
+            try:
+                import psycopg
+            except ImportError as exc:  # pragma: no cover - a dependency of callcue
+                raise StoreError("PostgreSQL needs the psycopg package") from exc
+            self.path = None
+            self.dialect = _Postgres()
+            try:
+                self._conn = psycopg.connect(url, autocommit=True, connect_timeout=10)
+            except psycopg.Error as exc:
+                raise StoreError(f"cannot connect to PostgreSQL at {_redact(url)}: {exc}") from exc
+        else:
+            raise StoreError(
+                f"CALLCUE_DATABASE_URL={_redact(url)!r}: use sqlite:///PATH or postgresql://..."
+            )
+        self.migrate()
+        self.interrupted_at_open = self.mark_interrupted()
+
+    # ------------------------------------------------------------------ plumbing
+    def _execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        with self._lock:
+            return self._conn.execute(self.dialect.sql(sql), tuple(params))
+
+    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        with self._lock:
+            cursor = self._conn.execute(self.dialect.sql(sql), tuple(params))
+            names = [d[0] for d in cursor.description or ()]
+            return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        with self._lock:
+            if self.dialect.name == "sqlite":
+                self._conn.execute("BEGIN")
+                try:
+                    yield
+                except BaseException:
+                    self._conn.execute("ROLLBACK")
+                    raise
+                self._conn.execute("COMMIT")
+            else:
+                with self._conn.transaction():
+                    yield
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def describe(self) -> str:
+        if self.dialect.name == "sqlite":
+            return f"SQLite at {self.path or ':memory:'}"
+        return f"PostgreSQL at {_redact(self.url)}"
+
+    # ------------------------------------------------------------------ schema
+    def schema_version(self) -> int:
+        self._execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations "
+            "(version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)"
+        )
+        rows = self._rows("SELECT MAX(version) AS v FROM schema_migrations")
+        return int(rows[0]["v"] or 0)
+
+    def migrate(self) -> None:
+        """Apply the migrations this database has not seen, each in one transaction."""
+        current = self.schema_version()
+        for version, statements in enumerate(MIGRATIONS, 1):
+            if version <= current:
+                continue
+            with self._transaction():
+                for statement in statements:
+                    for sql in self._expand(statement):
+                        self._conn.execute(sql)
+                self._conn.execute(
+                    self.dialect.sql("INSERT INTO schema_migrations VALUES (?, ?)"),
+                    (version, now_iso()),
+                )
+            log.info("store: applied migration %d", version)
+
+    def _expand(self, statement: str) -> list[str]:
+        postgres = self.dialect.name == "postgresql"
+        if statement == "{fts}":
+            return list(POSTGRES_FTS if postgres else SQLITE_FTS)
+        auto = "SERIAL PRIMARY KEY" if postgres else "INTEGER PRIMARY KEY AUTOINCREMENT"
+        return [statement.replace("{autoincrement}", auto)]
+
+    def mark_interrupted(self) -> list[str]:
+        """Calls left `in_progress` by a process that died: marked `interrupted`."""
+        rows = self._rows("SELECT id FROM calls WHERE outcome = 'in_progress'")
+        ids = [r["id"] for r in rows]
+        if ids:
+            self._execute(
+                "UPDATE calls SET outcome = 'interrupted', "
+                "ended_at = COALESCE(ended_at, ?) WHERE outcome = 'in_progress'",
+                (now_iso(),),
+            )
+            log.warning("store: %d call(s) were interrupted by a crash: %s", len(ids), ids[:10])
+        return ids
+
+    # ------------------------------------------------------------------ writes
+    def record(self, event: Event) -> None:
+        """Write one published event (and what it changes in the call's row)."""
+        if event.type not in STORED_EVENTS:
+            return
+        data = event.to_dict()
+        call_id = event.call_id
+        with self._transaction():
+            if event.type == "call.started":
+                metadata = data.get("metadata") or {}
+                customer = data.get("customer") or {}
+                agent = metadata.get("agent_name") or metadata.get("agent") or ""
+                self._conn.execute(
+                    self.dialect.sql(
+                        "INSERT INTO calls (id, started_at, channels, source, agent, customer_id,"
+                        " customer_name, metadata, outcome) VALUES (?, ?, ?, ?, ?, ?, ?, ?, "
+                        "'in_progress') ON CONFLICT (id) DO UPDATE SET outcome = 'in_progress',"
+                        " ended_at = NULL"
+                    ),
+                    (
+                        call_id,
+                        event.ts,
+                        json.dumps(list(data["channels"])),
+                        data["source"],
+                        str(agent),
+                        str(customer.get("id") or metadata.get("customer_id") or ""),
+                        str(customer.get("name") or ""),
+                        json.dumps(metadata, ensure_ascii=False),
+                    ),
+                )
+            self._conn.execute(
+                self.dialect.sql(
+                    "INSERT INTO events (call_id, seq, type, ts, data) VALUES (?, ?, ?, ?, ?) "
+                    "ON CONFLICT (call_id, seq) DO NOTHING"
+                ),
+                (call_id, event.seq, event.type, event.ts, json.dumps(data, ensure_ascii=False)),
+            )
+            self._conn.execute(
+                self.dialect.sql("UPDATE calls SET last_seq = ? WHERE id = ? AND last_seq < ?"),
+                (event.seq, call_id, event.seq),
+            )
+            self._apply(event.type, data)
+
+    def _apply(self, kind: str, data: dict[str, Any]) -> None:
+        call_id = data["call_id"]
+
+        def update(sql: str, *params: Any) -> None:
+            self._conn.execute(self.dialect.sql(sql), (*params, call_id))
+
+        if kind == "transcript.final":
+            self._conn.execute(
+                self.dialect.sql(
+                    "INSERT INTO utterances (call_id, channel, utterance, seq, start_s, end_s, "
+                    "text, words, confidence) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                    "ON CONFLICT (call_id, channel, utterance) DO UPDATE SET text = excluded.text,"
+                    " words = excluded.words, start_s = excluded.start_s, end_s = excluded.end_s,"
+                    " seq = excluded.seq, confidence = excluded.confidence"
+                ),
+                (
+                    call_id,
+                    data["channel"],
+                    data["utterance"],
+                    data["seq"],
+                    data["start"],
+                    data["end"],
+                    data["text"],
+                    json.dumps(data.get("words") or [], ensure_ascii=False),
+                    data.get("confidence") or 0.0,
+                ),
+            )
+        elif kind == "intent" and data.get("intent"):
+            rows = self._rows("SELECT intents FROM calls WHERE id = ?", (call_id,))
+            intents = json.loads(rows[0]["intents"]) if rows else []
+            if data["intent"] not in intents:
+                intents.append(data["intent"])
+            update(
+                "UPDATE calls SET intent = ?, intents = ? WHERE id = ?",
+                data["intent"],
+                json.dumps(intents),
+            )
+        elif kind == "sentiment" and data.get("channel") == "customer":
+            trend = float(data["trend"])
+            label = "negative" if trend < -0.2 else "positive" if trend > 0.2 else "neutral"
+            update("UPDATE calls SET sentiment = ?, sentiment_label = ? WHERE id = ?", trend, label)
+        elif kind == "alert":
+            update("UPDATE calls SET alerts = alerts + 1 WHERE id = ?")
+        elif kind == "checklist":
+            items = data.get("items") or []
+            update(
+                "UPDATE calls SET checklist_done = ?, checklist_total = ? WHERE id = ?",
+                sum(1 for i in items if i.get("done")),
+                len(items),
+            )
+        elif kind == "call.ended":
+            update(
+                "UPDATE calls SET ended_at = ?, duration = ?, outcome = ? WHERE id = ?",
+                data["ts"],
+                data["duration"],
+                data["reason"],
+            )
+
+    def add_recording(self, call_id: str, channel: str, path: Path, sample_rate: int) -> None:
+        self._execute(
+            "INSERT INTO recordings (call_id, channel, path, sample_rate) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (call_id, channel) DO UPDATE SET path = excluded.path",
+            (call_id, channel, str(path), sample_rate),
+        )
+
+    def add_review(
+        self,
+        call_id: str,
+        reviewer: str,
+        scores: dict[str, float],
+        comments: list[dict[str, Any]],
+    ) -> dict[str, Any]:
+        score = round(sum(scores.values()) / len(scores), 4) if scores else None
+        created = now_iso()
+        with self._transaction():
+            self._conn.execute(
+                self.dialect.sql(
+                    "INSERT INTO reviews (call_id, reviewer, created_at, scores, comments, score)"
+                    " VALUES (?, ?, ?, ?, ?, ?)"
+                ),
+                (
+                    call_id,
+                    reviewer,
+                    created,
+                    json.dumps(scores),
+                    json.dumps(comments, ensure_ascii=False),
+                    score,
+                ),
+            )
+        rows = self._rows(
+            "SELECT * FROM reviews WHERE call_id = ? ORDER BY id DESC LIMIT 1", (call_id,)
+        )
+        return _review(rows[0])
+
+    # ------------------------------------------------------------------ reads
+    def last_seq(self, call_id: str) -> int:
+        """The highest stored seq of a call (0: unknown call)."""
+        rows = self._rows("SELECT MAX(seq) AS n FROM events WHERE call_id = ?", (call_id,))
+        return int(rows[0]["n"] or 0) if rows else 0
+
+    def get_call(self, call_id: str) -> dict[str, Any] | None:
+        rows = self._rows("SELECT * FROM calls WHERE id = ?", (call_id,))
+        return _call(rows[0]) if rows else None
+
+    def utterances(self, call_id: str) -> list[dict[str, Any]]:
+        rows = self._rows(
+            "SELECT channel, utterance, seq, start_s, end_s, text, words, confidence "
+            "FROM utterances WHERE call_id = ? ORDER BY start_s, channel",
+            (call_id,),
+        )
+        return [
+            {
+                "channel": r["channel"],
+                "utterance": r["utterance"],
+                "seq": r["seq"],
+                "start": r["start_s"],
+                "end": r["end_s"],
+                "text": r["text"],
+                "words": json.loads(r["words"]),
+                "confidence": r["confidence"],
+            }
+            for r in rows
+        ]
+
+    def events(
+        self, call_id: str, types: Sequence[str] = (), after_seq: int = 0
+    ) -> list[dict[str, Any]]:
+        sql = "SELECT data FROM events WHERE call_id = ? AND seq > ?"
+        params: list[Any] = [call_id, after_seq]
+        if types:
+            sql += f" AND type IN ({', '.join('?' for _ in types)})"
+            params += list(types)
+        rows = self._rows(sql + " ORDER BY seq", params)
+        return [json.loads(r["data"]) for r in rows]
+
+    def reviews(self, call_id: str) -> list[dict[str, Any]]:
+        rows = self._rows("SELECT * FROM reviews WHERE call_id = ? ORDER BY id", (call_id,))
+        return [_review(r) for r in rows]
+
+    def recordings(self, call_id: str) -> dict[str, dict[str, Any]]:
+        rows = self._rows("SELECT * FROM recordings WHERE call_id = ?", (call_id,))
+        return {r["channel"]: {"path": r["path"], "sample_rate": r["sample_rate"]} for r in rows}
+
+    def search(self, query: CallQuery) -> tuple[list[dict[str, Any]], int]:
+        """Calls matching `query`, newest first, with the total count; `q` is full text."""
+        where: list[str] = []
+        params: list[Any] = []
+        if query.q.strip():
+            if self.dialect.name == "sqlite":
+                where.append(
+                    "id IN (SELECT u.call_id FROM utterances u JOIN utterances_fts f "
+                    "ON f.rowid = u.rowid WHERE utterances_fts MATCH ?)"
+                )
+                params.append(_fts5_query(query.q))
+            else:
+                where.append(
+                    "id IN (SELECT call_id FROM utterances "
+                    "WHERE tsv @@ websearch_to_tsquery('english', ?))"
+                )
+                params.append(query.q)
+        for column, value, op in (
+            ("started_at", query.date_from, ">="),
+            ("started_at", _end_of(query.date_to), "<="),
+            ("agent", query.agent, "="),
+            ("outcome", query.outcome, "="),
+        ):
+            if value:
+                where.append(f"{column} {op} ?")
+                params.append(value)
+        if query.customer:
+            where.append("(customer_id = ? OR LOWER(customer_name) LIKE ?)")
+            params += [query.customer, f"%{query.customer.lower()}%"]
+        if query.intent:
+            where.append("intents LIKE ?")
+            params.append(f'%"{query.intent}"%')
+        if query.sentiment:
+            where.append("sentiment_label = ?")
+            params.append(query.sentiment)
+        if query.has_alerts is not None:
+            where.append("alerts > 0" if query.has_alerts else "alerts = 0")
+        if query.checklist_complete is not None:
+            where.append(
+                "(checklist_total > 0 AND checklist_done = checklist_total)"
+                if query.checklist_complete
+                else "checklist_done < checklist_total"
+            )
+        clause = f" WHERE {' AND '.join(where)}" if where else ""
+        total = int(self._rows(f"SELECT COUNT(*) AS n FROM calls{clause}", params)[0]["n"])
+        rows = self._rows(
+            f"SELECT * FROM calls{clause} ORDER BY started_at DESC, id LIMIT ? OFFSET ?",
+            [*params, query.limit, query.offset],
+        )
+        return [_call(r) for r in rows], total
+
+    # ------------------------------------------------------------------ deletion
+    def delete_call(self, call_id: str) -> bool:
+        """Delete a call, its utterances, events, reviews and audio files."""
+        recordings = self.recordings(call_id)
+        with self._transaction():
+            for table in ("utterances", "events", "reviews", "recordings"):
+                self._conn.execute(
+                    self.dialect.sql(f"DELETE FROM {table} WHERE call_id = ?"), (call_id,)
+                )
+            cursor = self._conn.execute(
+                self.dialect.sql("DELETE FROM calls WHERE id = ?"), (call_id,)
+            )
+            deleted = bool(cursor.rowcount)
+        for info in recordings.values():
+            Path(info["path"]).unlink(missing_ok=True)
+        return deleted
+
+    def purge(self, days: int, *, now: datetime | None = None) -> list[str]:
+        """Delete ended calls that started more than `days` days ago; returns their ids."""
+        cutoff = ((now or datetime.now(UTC)) - timedelta(days=days)).isoformat()
+        cutoff = cutoff.replace("+00:00", "Z")
+        rows = self._rows(
+            "SELECT id FROM calls WHERE started_at < ? AND outcome != 'in_progress'", (cutoff,)
+        )
+        ids = [r["id"] for r in rows]
+        for call_id in ids:
+            self.delete_call(call_id)
+        if ids:
+            log.info("store: purged %d call(s) older than %d days", len(ids), days)
+        return ids
+
+
+def sqlite_path(url: str) -> Path | None:
+    """`sqlite:///rel/path`, `sqlite:////abs/path`, `sqlite:///~/x`; None: in memory."""
+    rest = url.removeprefix("sqlite:").removeprefix("//")
+    if rest in ("", "/", "/:memory:"):
+        return None
+    if not rest.startswith("/"):
+        raise StoreError(f"{url!r}: a SQLite URL looks like sqlite:///path/to/callcue.db")
+    return Path(rest[1:]).expanduser()
+
+
+def _redact(url: str) -> str:
+    return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", url)
+
+
+def _end_of(day: str) -> str:
+    """`2026-11-23` → the last instant of that day (a full timestamp passes through)."""
+    return day + "T23:59:59.999Z" if re.fullmatch(r"\d{4}-\d{2}-\d{2}", day) else day
+
+
+def _fts5_query(text: str) -> str:
+    """Words as FTS5 terms (quoted: user text never becomes FTS syntax), all required."""
+    words = re.findall(r"[\w']+", text.lower())
+    return " ".join('"' + w.replace('"', "") + '"' for w in words) or '""'
+
+
+def _call(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "started_at": row["started_at"],
+        "ended_at": row["ended_at"],
+        "duration": row["duration"],
+        "channels": json.loads(row["channels"]),
+        "source": row["source"],
+        "agent": row["agent"],
+        "customer_id": row["customer_id"],
+        "customer_name": row["customer_name"],
+        "metadata": json.loads(row["metadata"]),
+        "outcome": row["outcome"],
+        "intent": row["intent"] or None,
+        "intents": json.loads(row["intents"]),
+        "sentiment": row["sentiment"],
+        "sentiment_label": row["sentiment_label"] or None,
+        "alerts": row["alerts"],
+        "checklist": {"done": row["checklist_done"], "total": row["checklist_total"]},
+        "events": row["last_seq"],
+    }
+
+
+def _review(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "call_id": row["call_id"],
+        "reviewer": row["reviewer"],
+        "created_at": row["created_at"],
+        "scores": json.loads(row["scores"]),
+        "comments": json.loads(row["comments"]),
+        "score": row["score"],
+    }

@@ -1,0 +1,290 @@
+"""The call store on both backends: writes as events happen, search, exports, summary,
+deletion, retention, migrations and crash marking. Real SQLite and real PostgreSQL."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from assist.events import (
+    ActionEvent,
+    CallEnded,
+    CallStarted,
+    ChecklistEvent,
+    Event,
+    FeedbackEvent,
+    IntentEvent,
+    SentimentEvent,
+    SuggestionEvent,
+    TranscriptFinal,
+    TranscriptPartial,
+    Word,
+)
+from assist.exports import export, summary
+from assist.hub import EventHub
+from assist.store import CallQuery, CallStore, StoreError, sqlite_path
+
+
+def play(store: CallStore, call_id: str, *, end: bool = True, agent: str = "a-17") -> list[Event]:
+    """A short call through a real hub, each stamped event recorded as the server does."""
+    hub = EventHub()
+    hub.open(call_id)
+    out: list[Event] = []
+
+    def pub(event: Event) -> None:
+        stamped = hub.publish(event)
+        store.record(stamped)
+        out.append(stamped)
+
+    pub(
+        CallStarted(
+            call_id=call_id,
+            channels=("customer", "agent"),
+            metadata={"agent": agent},
+            customer={"id": "C-1001", "name": "Crystal Minh"},
+        )
+    )
+    pub(
+        TranscriptPartial(
+            call_id=call_id, channel="customer", utterance=0, start=0.5, end=1.0, text="I sent back"
+        )
+    )
+    pub(
+        TranscriptFinal(
+            call_id=call_id,
+            channel="customer",
+            utterance=0,
+            start=0.5,
+            end=3.2,
+            text="I sent back the boots and my refund never arrived.",
+            words=(Word("I", 0.5, 0.6, 0.9),),
+            confidence=0.9,
+        )
+    )
+    pub(
+        IntentEvent(
+            call_id=call_id,
+            channel="customer",
+            utterance=0,
+            intent="refund_status",
+            label="Refund status",
+            confidence=0.8,
+            top=(),
+            current="refund_status",
+            current_label="Refund status",
+            stage="middle",
+        )
+    )
+    pub(
+        SentimentEvent(
+            call_id=call_id,
+            channel="customer",
+            utterance=0,
+            label="negative",
+            score=-0.6,
+            probabilities={},
+            trend=-0.6,
+            negative_streak=1,
+        )
+    )
+    pub(
+        SuggestionEvent(
+            call_id=call_id,
+            kind="reply",
+            id="ask_order",
+            channel="customer",
+            utterance=0,
+            score=0.8,
+            intent="refund_status",
+            reason="r",
+            text="Could you read me the order number?",
+        )
+    )
+    pub(
+        ActionEvent(
+            call_id=call_id,
+            id="validate",
+            action="Validate the purchase",
+            reason="policy",
+            priority=1,
+            channel="customer",
+            utterance=0,
+        )
+    )
+    pub(FeedbackEvent(call_id=call_id, target="validate", kind="action", action="done"))
+    pub(
+        TranscriptFinal(
+            call_id=call_id,
+            channel="agent",
+            utterance=0,
+            start=3.5,
+            end=6.0,
+            text="I'm sorry --> let me check that for you.",
+            confidence=0.8,
+        )
+    )
+    pub(
+        ChecklistEvent(
+            call_id=call_id,
+            items=(
+                {
+                    "id": "recap",
+                    "label": "Recap",
+                    "due": "any",
+                    "done": True,
+                    "utterance": 0,
+                    "at": 6.0,
+                },
+            ),
+            changed=("recap",),
+            stage="middle",
+            final=True,
+        )
+    )
+    if end:
+        pub(CallEnded(call_id=call_id, reason="stop", duration=6.5))
+    return out
+
+
+def test_everything_but_partials_is_kept(store_url: str) -> None:
+    store = CallStore(store_url)
+    events = play(store, "c-1")
+    stored = store.events("c-1")
+    assert [e["seq"] for e in stored] == [e.seq for e in events if e.type != "transcript.partial"]
+    call = store.get_call("c-1")
+    assert call is not None
+    assert call["agent"] == "a-17" and call["customer_name"] == "Crystal Minh"
+    assert call["outcome"] == "stop" and call["duration"] == 6.5
+    assert call["intents"] == ["refund_status"] and call["sentiment_label"] == "negative"
+    assert call["checklist"] == {"done": 1, "total": 1}
+    utterances = store.utterances("c-1")
+    assert [u["channel"] for u in utterances] == ["customer", "agent"]
+    assert utterances[0]["words"][0]["word"] == "I"
+    assert store.last_seq("c-1") == events[-1].seq
+    store.close()
+
+
+def test_search_full_text_and_filters(store_url: str) -> None:
+    store = CallStore(store_url)
+    play(store, "c-1", agent="alice")
+    play(store, "c-2", agent="bob")
+    store.record(dataclass_replace_text(store, "c-2"))
+    hits, total = store.search(CallQuery(q="refund arrived"))
+    assert total == 2 and {c["id"] for c in hits} == {"c-1", "c-2"}
+    assert store.search(CallQuery(q="boots", agent="bob"))[0][0]["id"] == "c-2"
+    assert store.search(CallQuery(q="giraffe"))[1] == 0
+    assert store.search(CallQuery(q='"; DROP TABLE calls; --'))[1] == 0  # never FTS syntax
+    assert store.search(CallQuery(intent="refund_status"))[1] == 2
+    assert store.search(CallQuery(intent="refund"))[1] == 0  # whole intent ids only
+    assert store.search(CallQuery(sentiment="negative"))[1] == 2
+    assert store.search(CallQuery(checklist_complete=True))[1] == 2
+    assert store.search(CallQuery(has_alerts=True))[1] == 0
+    today = datetime.now(UTC).date().isoformat()
+    assert store.search(CallQuery(date_from=today, date_to=today))[1] == 2
+    assert store.search(CallQuery(date_to="2000-01-01"))[1] == 0
+    page, total = store.search(CallQuery(limit=1, offset=1))
+    assert total == 2 and len(page) == 1
+    store.close()
+
+
+def dataclass_replace_text(store: CallStore, call_id: str) -> Event:
+    """One more final on call_id, stamped after the last stored event."""
+    return TranscriptFinal(
+        call_id=call_id,
+        seq=store.last_seq(call_id) + 1,
+        ts="t",
+        channel="customer",
+        utterance=5,
+        start=7.0,
+        end=8.0,
+        text="also the second pair of boots",
+        confidence=0.7,
+    )
+
+
+def test_exports_and_summary(store_url: str) -> None:
+    store = CallStore(store_url)
+    play(store, "c-1")
+    call = store.get_call("c-1")
+    assert call is not None
+    utterances = store.utterances("c-1")
+    vtt = export(call, utterances, "vtt")
+    assert vtt.startswith("WEBVTT\n\n00:00:00.500 --> 00:00:03.200\n<v Customer>I sent back")
+    assert "-->" not in vtt.split("\n")[-2]  # cue text cannot contain the arrow
+    srt = export(call, utterances, "srt")
+    assert srt.startswith("1\n00:00:00,500 --> 00:00:03,200\nCustomer: I sent back")
+    assert "2\n00:00:03,500 --> 00:00:06,000\nAgent:" in srt
+    rows = list(csv.DictReader(io.StringIO(export(call, utterances, "csv"))))
+    assert [r["channel"] for r in rows] == ["customer", "agent"] and rows[0]["start"] == "0.50"
+    txt = export(call, utterances, "txt")
+    assert "[00:00:00] Customer: I sent back the boots" in txt
+    assert json.loads(export(call, utterances, "json"))["utterances"][1]["channel"] == "agent"
+    with pytest.raises(ValueError, match="unknown format"):
+        export(call, utterances, "docx")
+    result = summary(call, store.events("c-1"))
+    assert result["reason"]["intent"] == "refund_status"
+    assert result["actions"] == [
+        {
+            "id": "validate",
+            "action": "Validate the purchase",
+            "reason": "policy",
+            "priority": 1,
+            "status": "taken",
+        }
+    ]
+    assert result["suggestions"][0]["status"] == "shown"
+    assert result["sentiment"]["end"] == -0.6
+    assert result["checklist"]["complete"] and result["utterances"] == 2
+    store.close()
+
+
+def test_reviews_delete_and_retention(store_url: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    store = CallStore(store_url)
+    play(store, "old")
+    play(store, "new")
+    audio = tmp_path / "old.wav"
+    audio.write_bytes(b"RIFF")
+    store.add_recording("old", "customer", audio, 16000)
+    review = store.add_review(
+        "new",
+        "qa-1",
+        {"greeting": 5, "empathy": 3},
+        [{"utterance": 0, "channel": "agent", "text": "good"}],
+    )
+    assert review["score"] == 4.0 and store.reviews("new")[0]["comments"][0]["text"] == "good"
+    later = datetime.now(UTC) + timedelta(days=31)
+    assert sorted(store.purge(30, now=later)) == ["new", "old"]
+    assert store.get_call("old") is None and not audio.exists()
+    assert store.events("new") == [] and store.utterances("old") == []
+    assert store.search(CallQuery(q="boots"))[1] == 0  # the search index forgot them too
+    play(store, "kept")
+    assert store.purge(30) == []
+    assert store.delete_call("kept") and not store.delete_call("kept")
+    store.close()
+
+
+def test_crashed_calls_are_marked_interrupted_on_open(store_url: str) -> None:
+    store = CallStore(store_url)
+    play(store, "live", end=False)
+    assert store.get_call("live")["outcome"] == "in_progress"  # type: ignore[index]
+    store.close()
+    reopened = CallStore(store_url)  # migrations run again: nothing to do, nothing lost
+    assert reopened.interrupted_at_open == ["live"]
+    call = reopened.get_call("live")
+    assert call is not None and call["outcome"] == "interrupted" and call["ended_at"]
+    assert len(reopened.utterances("live")) == 2
+    assert reopened.schema_version() == 1
+    reopened.close()
+
+
+def test_bad_urls_are_named() -> None:
+    with pytest.raises(StoreError, match="use sqlite:///PATH or postgresql://"):
+        CallStore("mysql://x")
+    with pytest.raises(StoreError, match=r"cannot connect to PostgreSQL at .*:\*\*\*@"):
+        CallStore("postgresql://u:secret@127.0.0.1:1/none")
+    assert sqlite_path("sqlite:////abs/x.db").as_posix() == "/abs/x.db"  # type: ignore[union-attr]
+    assert sqlite_path("sqlite://") is None

@@ -1,0 +1,250 @@
+"""The call store behind a real server, on both backends: REST API per role, search, every
+export of a stored real call, reviews, deletion, retention purge, and crash safety (kill -9)."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import json
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import websockets
+
+from assist.client import stream_call
+from assist.store import CallStore
+from audio.files import CallAudio, load_call_audio
+from benchmarks.server import ServerProcess
+from tests.conftest import AUDIO, fresh_postgres, postgres_url
+
+PAIR = [AUDIO / "cs_aws_auto_repairs_40_caller.wav", AUDIO / "cs_aws_auto_repairs_40_agent.wav"]
+TOKENS = {
+    "admin": "admin-token-0123456789",
+    "qa": "qa-token-0123456789abc",
+    "agent": "agent-token-0123456789",
+    "supervisor": "super-token-0123456789",
+}
+
+
+def backend_url(kind: str, tmp: Any) -> str:
+    if kind == "sqlite":
+        return f"sqlite:///{tmp}/store.db"
+    url = postgres_url()
+    if url is None:
+        pytest.skip("no PostgreSQL: set CALLCUE_TEST_DATABASE_URL (.ci/run does)")
+    return fresh_postgres(url)
+
+
+def start(url: str, tmp: Any) -> ServerProcess:
+    return ServerProcess(
+        env={
+            "CALLCUE_DATABASE_URL": url,
+            "CALLCUE_ADMIN_TOKEN": TOKENS["admin"],
+            "CALLCUE_TOKENS": ",".join(f"{t}:{r}" for r, t in TOKENS.items() if r != "admin"),
+            "CALLCUE_RECORD_AUDIO": "true",
+            "CALLCUE_RECORDINGS_DIR": f"{tmp}/recordings",
+        }
+    )
+
+
+def http(
+    server: ServerProcess,
+    path: str,
+    role: str | None = "admin",
+    method: str = "GET",
+    body: Any = None,
+) -> tuple[int, dict[str, str], bytes]:
+    request = urllib.request.Request(server.http + path, method=method)
+    if role:
+        request.add_header("Authorization", f"Bearer {TOKENS[role]}")
+    data = None
+    if body is not None:
+        data = json.dumps(body).encode()
+        request.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(request, data, timeout=30) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, dict(exc.headers), exc.read()
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def stored(
+    request: pytest.FixtureRequest, tmp_path_factory: Any
+) -> Iterator[tuple[ServerProcess, Any]]:
+    """A server on each backend holding one real call (40 s of the AWS pair, assist on)."""
+    tmp = tmp_path_factory.mktemp(request.param)
+    server = start(backend_url(request.param, tmp), tmp)
+    pair = load_call_audio(PAIR)
+    audio = CallAudio(pair.samples[: 40 * pair.sample_rate], pair.sample_rate)
+    result = asyncio.run(
+        stream_call(
+            server.url,
+            audio,
+            ["customer", "agent"],
+            realtime=False,
+            call_id="qa-1",
+            metadata={"agent": "michelle", "caller": "+1 617 555 0123"},
+        )
+    )
+    yield server, result
+    server.stop()
+
+
+def test_roles_and_errors(stored: tuple[ServerProcess, Any]) -> None:
+    server, _ = stored
+    status, _, body = http(server, "/v1/calls", role=None)
+    assert status == 401 and b"Authorization: Bearer TOKEN" in body
+    request = urllib.request.Request(server.http + "/v1/calls")
+    request.add_header("Authorization", "Bearer not-a-real-token-at-all")
+    with pytest.raises(urllib.error.HTTPError) as raised:
+        urllib.request.urlopen(request, timeout=10)
+    assert raised.value.code == 401 and b"not valid" in raised.value.read()
+    for role in ("agent", "qa", "supervisor", "admin"):
+        assert http(server, "/v1/calls", role)[0] == 200
+    status, _, body = http(server, "/v1/calls/qa-1", "agent", "DELETE")
+    assert status == 403 and json.loads(body)["message"].startswith("role 'agent' may not")
+    assert http(server, "/v1/calls/qa-1/reviews", "agent", "POST", {"scores": {"x": 1}})[0] == 403
+    assert http(server, "/v1/calls/live", role=None)[0] == 401
+    assert http(server, "/v1/calls?limit=0")[0] == 400
+    assert b"'sentiment' must be one of" in http(server, "/v1/calls?sentiment=grumpy")[2]
+    assert http(server, "/v1/calls/nope")[0] == 404
+    assert b"'format' must be one of" in http(server, "/v1/calls/qa-1/transcript?format=doc")[2]
+    spec = json.loads(http(server, "/openapi.json", role=None)[2])
+    assert "/v1/calls/{call_id}/transcript" in spec["paths"]
+
+
+async def test_screens_need_a_token(stored: tuple[ServerProcess, Any]) -> None:
+    server, _ = stored
+    async with websockets.connect(server.url + "/v1/calls/qa-1/events") as ws:
+        message = json.loads(await ws.recv())
+        assert message["code"] == "unauthorized"
+    assert ws.close_code == 4401
+    uri = server.url + f"/v1/calls/qa-1/events?token={TOKENS['agent']}"
+    async with websockets.connect(uri) as ws:
+        replay = [json.loads(m) async for m in ws]
+    assert replay[0]["type"] == "call.started" and replay[-1]["type"] == "call.ended"
+
+
+def test_stored_call_search_exports_summary(stored: tuple[ServerProcess, Any]) -> None:
+    server, result = stored
+    finals = [e for e in result.events if e["type"] == "transcript.final"]
+    assert len(finals) >= 4
+    call = json.loads(http(server, "/v1/calls/qa-1", "qa")[2])
+    assert call["source"] == "native" and call["agent"] == "michelle"
+    assert call["customer_name"] == "Sanya Afzal" and call["outcome"] == "stop"
+    assert sorted(call["recordings"]) == ["agent", "customer"]
+    # full-text search finds the call by a word a final said
+    word = max(finals[1]["text"].split(), key=len).strip(".,?!")
+    listing = json.loads(http(server, f"/v1/calls?q={word}&agent=michelle", "qa")[2])
+    assert [c["id"] for c in listing["calls"]] == ["qa-1"]
+    assert json.loads(http(server, "/v1/calls?q=xylophone", "qa")[2])["total"] == 0
+    # every export holds every final, in order
+    texts = [f["text"] for f in sorted(finals, key=lambda f: (f["start"], f["channel"]))]
+    data = json.loads(http(server, "/v1/calls/qa-1/transcript?format=json", "qa")[2])
+    assert [u["text"] for u in data["utterances"]] == texts
+    status, headers, body = http(server, "/v1/calls/qa-1/transcript?format=vtt", "qa")
+    vtt = body.decode()
+    assert status == 200 and headers["content-type"].startswith("text/vtt")
+    assert vtt.startswith("WEBVTT\n") and vtt.count(" --> ") == len(texts)
+    srt = http(server, "/v1/calls/qa-1/transcript?format=srt", "qa")[2].decode()
+    assert srt.count(" --> ") == len(texts) and srt.startswith("1\n00:00:0")
+    rows = list(
+        csv.DictReader(
+            io.StringIO(http(server, "/v1/calls/qa-1/transcript?format=csv", "qa")[2].decode())
+        )
+    )
+    assert [r["text"] for r in rows] == texts
+    txt = http(server, "/v1/calls/qa-1/transcript?format=txt", "qa")[2].decode()
+    assert all(t in txt for t in texts)
+    summary = json.loads(http(server, "/v1/calls/qa-1/summary", "qa")[2])
+    assert summary["utterances"] == len(finals)
+    assert summary["sentiment"]["arc"] and summary["checklist"] is not None
+    # the recording plays back and is as long as the call audio sent
+    status, headers, body = http(server, "/v1/calls/qa-1/audio/customer", "agent")
+    assert status == 200 and body[:4] == b"RIFF" and len(body) > 16000 * 2 * 35
+
+
+def test_review_and_delete(stored: tuple[ServerProcess, Any]) -> None:
+    server, _ = stored
+    bad = http(server, "/v1/calls/qa-1/reviews", "qa", "POST", {"scores": {"greeting": 9}})
+    assert bad[0] == 400 and b"from 0 to 5" in bad[2]
+    status, _, body = http(
+        server,
+        "/v1/calls/qa-1/reviews",
+        "qa",
+        "POST",
+        {
+            "scores": {"greeting": 5, "resolution": 4},
+            "comments": [{"utterance": 1, "channel": "agent", "text": "good"}],
+        },
+    )
+    assert status == 201 and json.loads(body)["score"] == 4.5
+    assert json.loads(http(server, "/v1/calls/qa-1", "agent")[2])["reviews"][0]["scores"] == {
+        "greeting": 5.0,
+        "resolution": 4.0,
+    }
+    assert (
+        http(server, "/v1/admin/purge?days=30", "admin", "POST")[2] == b'{"deleted":[],"days":30}'
+    )
+    assert http(server, "/v1/calls/qa-1", "admin", "DELETE")[0] == 204
+    assert http(server, "/v1/calls/qa-1", "qa")[0] == 404
+    assert http(server, "/v1/calls/qa-1/audio/customer", "qa")[0] == 404
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+async def test_kill_9_loses_nothing_a_screen_saw(kind: str, tmp_path: Any) -> None:
+    url = backend_url(kind, tmp_path)
+    server = start(url, tmp_path)
+    seen: list[dict[str, Any]] = []
+    pair = load_call_audio(PAIR)
+    call = asyncio.ensure_future(
+        stream_call(
+            server.url,
+            CallAudio(pair.samples[: 60 * pair.sample_rate], pair.sample_rate),
+            ["customer", "agent"],
+            realtime=True,
+            call_id="crash-1",
+            speed=2.0,
+        )
+    )
+    try:
+        uri = server.url + f"/v1/calls/crash-1/events?token={TOKENS['supervisor']}"
+        async with websockets.connect(uri) as screen:
+            async for raw in screen:
+                event = json.loads(raw)
+                seen.append(event)
+                if sum(e["type"] == "transcript.final" for e in seen) >= 3:
+                    server.kill9()  # mid-call, the moment the third final reached the screen
+                    break
+    finally:
+        try:
+            result = await call
+            assert "stopped" not in [e["type"] for e in result.events]  # it never finished
+        except (ConnectionError, OSError, websockets.ConnectionClosed):
+            pass  # the server vanished under the client: as expected
+        server.stop()
+    store = CallStore(url)  # opening marks the call interrupted
+    stored_seqs = {e["seq"] for e in store.events("crash-1")}
+    for event in seen:
+        if event["type"] != "transcript.partial":
+            assert event["seq"] in stored_seqs, event
+    stored_texts = {(u["channel"], u["utterance"]): u["text"] for u in store.utterances("crash-1")}
+    for final in (e for e in seen if e["type"] == "transcript.final"):
+        assert stored_texts[(final["channel"], final["utterance"])] == final["text"]
+    assert store.get_call("crash-1")["outcome"] == "interrupted"  # type: ignore[index]
+    stored = store.events("crash-1")
+    store.close()
+    # a new server on the same store replays the interrupted call to a screen
+    again = start(url, tmp_path)
+    try:
+        uri = again.url + f"/v1/calls/crash-1/events?token={TOKENS['qa']}"
+        async with websockets.connect(uri) as screen:
+            replay = [json.loads(m) async for m in screen]
+        assert replay == stored
+    finally:
+        again.stop()
