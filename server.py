@@ -6,11 +6,14 @@ import argparse
 import dataclasses
 import logging
 import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse
-from starlette.routing import Route, WebSocketRoute
+from starlette.responses import FileResponse, JSONResponse, PlainTextResponse
+from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket
 
 from assist.api import api_routes, error
@@ -27,6 +30,7 @@ __version__ = "0.1.0"
 
 
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
+WEB = Path(__file__).resolve().parent / "web"
 
 
 def build_app(services: Services, settings: Settings) -> Starlette:
@@ -56,36 +60,14 @@ def build_app(services: Services, settings: Settings) -> Starlette:
             authorizer.check(request.headers, request.query_params, READ, "list live calls")
         except Denied as denied:
             return error(denied.status, denied.code, denied.message)
-        calls = []
-        for call_id, session in list(services.sessions.items()):
-            calls.append(
-                {
-                    "call_id": call_id,
-                    "source": session.source,
-                    "channels": list(session.channels),
-                    "started_at": session.started_at,
-                    "audio_seconds": round(session.audio_seconds, 2),
-                    "metadata": session.metadata,
-                }
-            )
+        calls = [session.live_summary() for session in list(services.sessions.values())]
         return JSONResponse({"calls": calls})
 
-    async def index(request: Request) -> HTMLResponse:
-        calls = (
-            "".join(
-                f"<li><code>{feed.call_id}</code> — ws://{request.url.netloc}/v1/calls/"
-                f"{feed.call_id}/events</li>"
-                for feed in services.hub.live_calls()
-            )
-            or "<li>none</li>"
-        )
-        return HTMLResponse(
-            "<!doctype html><meta charset=utf-8><title>callcue</title>"
-            "<h1>callcue</h1><p>Real-time agent assist. Stream a call to "
-            f"<code>ws://{request.url.netloc}/v1/ingest</code> (see README) and watch its "
-            "events at <code>/v1/calls/CALL_ID/events</code>.</p>"
-            f"<h2>Live calls</h2><ul>{calls}</ul>"
-        )
+    def page(name: str) -> Callable[[Request], Awaitable[FileResponse]]:
+        async def serve(request: Request) -> FileResponse:
+            return FileResponse(WEB / name, media_type="text/html; charset=utf-8")
+
+        return serve
 
     async def ingest(ws: WebSocket) -> None:
         await serve_native_ingest(ws, services, settings.max_frame_bytes)
@@ -112,7 +94,12 @@ def build_app(services: Services, settings: Settings) -> Starlette:
 
     return Starlette(
         routes=[
-            Route("/", index),
+            Route("/", page("index.html")),
+            Route("/agent/{call_id}", page("agent.html")),
+            Route("/supervisor", page("supervisor.html")),
+            Route("/qa", page("qa.html")),
+            Route("/qa/{call_id}", page("qa-call.html")),
+            Mount("/static", StaticFiles(directory=WEB), name="static"),
             Route("/healthz", healthz),
             Route("/metrics", metrics),
             Route("/v1/calls/live", live_calls),
@@ -192,9 +179,10 @@ def serve(settings: Settings) -> int:
         for sock in server.servers[0].sockets if server.servers else []:
             host, port = sock.getsockname()[:2]
             print(
-                f"callcue ready on http://{host}:{port}  "
-                f"(ingest ws://{host}:{port}/v1/ingest, "
-                f"events ws://{host}:{port}/v1/calls/CALL_ID/events)",
+                f"callcue ready on http://{host}:{port}  (open it in a browser: start a test "
+                f"call, agent screen, supervisor wallboard, QA; ingest "
+                f"ws://{host}:{port}/v1/ingest, events "
+                f"ws://{host}:{port}/v1/calls/CALL_ID/events)",
                 flush=True,
             )
             break

@@ -222,6 +222,7 @@ class CallAssist:
     recent: list[np.ndarray] = field(default_factory=list)  # customer embeddings, newest last
     feedback: list[tuple[str, str, str]] = field(default_factory=list)
     elapsed: float = 0.0
+    alerts: int = 0
 
     def __post_init__(self) -> None:
         for item in self.models.playbook.checklist:
@@ -394,6 +395,7 @@ class CallAssist:
         return events
 
     def _alert(self, code: str, severity: str, message: str, channel: str) -> AlertEvent:
+        self.alerts += 1
         return AlertEvent(
             call_id=self.call_id, code=code, severity=severity, message=message, channel=channel
         )

@@ -372,6 +372,28 @@ class CallSession:
             for channel, path in self.recorder.paths.items():
                 store.add_recording(self.call_id, channel, path, TARGET_RATE)
 
+    def live_summary(self) -> dict[str, Any]:
+        """What the wallboard shows for this call."""
+        state = self.assist_state
+        customer = state.customer if state is not None else None
+        agent = self.metadata.get("agent_name") or self.metadata.get("agent") or ""
+        return {
+            "call_id": self.call_id,
+            "source": self.source,
+            "channels": list(self.channels),
+            "started_at": self.started_at,
+            "duration": round(self.audio_seconds, 1),
+            "agent": str(agent),
+            "customer": customer.name if customer is not None else "",
+            "tier": customer.tier if customer is not None else "",
+            "intent": state.intent if state is not None else None,
+            "intent_label": state._label(state.intent) if state is not None else "",
+            "sentiment": state.trend.get("customer") if state is not None else None,
+            "alerts": state.alerts if state is not None else 0,
+            "stage": state.stage if state is not None else "",
+            "metadata": self.metadata,
+        }
+
     def assist_done(self) -> None:
         self.assist_pending -= 1
         if self.assist_pending <= 0:
