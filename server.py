@@ -178,11 +178,15 @@ def serve(settings: Settings) -> int:
             await asyncio.sleep(0.05)
         for sock in server.servers[0].sockets if server.servers else []:
             host, port = sock.getsockname()[:2]
+            base = f"http://{host}:{port}"
             print(
-                f"callcue ready on http://{host}:{port}  (open it in a browser: start a test "
-                f"call, agent screen, supervisor wallboard, QA; ingest "
-                f"ws://{host}:{port}/v1/ingest, events "
-                f"ws://{host}:{port}/v1/calls/CALL_ID/events)",
+                f"callcue ready on {base}\n"
+                f"  start a test call:      {base}/  (opens its agent screen)\n"
+                f"  agent screen of a call: {base}/agent/CALL_ID\n"
+                f"  supervisor wallboard:   {base}/supervisor\n"
+                f"  QA review:              {base}/qa\n"
+                f"  ingest:                 ws://{host}:{port}/v1/ingest  "
+                f"(AudioHook /v1/audiohook, Twilio /v1/twilio)",
                 flush=True,
             )
             break
