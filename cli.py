@@ -228,7 +228,7 @@ def cmd_import(args: argparse.Namespace) -> int:
         print(f"callcue import: {exc}", file=sys.stderr)
         return 2
     try:
-        services = Services.load(settings, warmup=False)
+        services = Services.load(settings, warmup=False, recover=False)
     except (StoreError, ValueError, RuntimeError) as exc:
         print(f"callcue import: {exc}", file=sys.stderr)
         return 2

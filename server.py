@@ -103,7 +103,11 @@ def build_app(services: Services, settings: Settings) -> Starlette:
             Route("/healthz", healthz),
             Route("/metrics", metrics),
             Route("/v1/calls/live", live_calls),
-            *(api_routes(services.store, authorizer) if services.store is not None else []),
+            *(
+                api_routes(services.store, authorizer, lambda cid: cid in services.sessions)
+                if services.store is not None
+                else []
+            ),
             WebSocketRoute("/v1/ingest", ingest),
             WebSocketRoute("/v1/audiohook", audiohook),
             WebSocketRoute("/v1/twilio", twilio),

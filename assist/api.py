@@ -57,7 +57,7 @@ def _int(request: Request, name: str, default: int, lo: int, hi: int) -> int:
     raw = request.query_params.get(name)
     if raw is None or raw == "":
         return default
-    if not raw.isdigit() or not lo <= int(raw) <= hi:
+    if not re.fullmatch(r"[0-9]{1,10}", raw) or not lo <= int(raw) <= hi:
         raise BadRequest(f"'{name}' must be a whole number from {lo} to {hi}, not {raw!r}")
     return int(raw)
 
@@ -78,7 +78,9 @@ def _date(request: Request, name: str) -> str:
     return raw
 
 
-def api_routes(store: CallStore, authorizer: Authorizer) -> list[Route]:
+def api_routes(
+    store: CallStore, authorizer: Authorizer, is_live: Callable[[str], bool] = lambda _: False
+) -> list[Route]:
     def found(call_id: str) -> dict[str, Any]:
         call = store.get_call(call_id)
         if call is None:
@@ -156,6 +158,12 @@ def api_routes(store: CallStore, authorizer: Authorizer) -> list[Route]:
     async def audio(request: Request, _: Principal) -> Response:
         call_id, channel = request.path_params["call_id"], request.path_params["channel"]
         await run_in_threadpool(found, call_id)
+        if is_live(call_id):
+            raise BadRequest(
+                f"call {call_id!r} is still being recorded; its audio is served once it ends",
+                409,
+                "conflict",
+            )
         recording = store.recordings(call_id).get(channel)
         exists = recording is not None and await run_in_threadpool(Path(recording["path"]).exists)
         if recording is None or not exists:
@@ -173,7 +181,7 @@ def api_routes(store: CallStore, authorizer: Authorizer) -> list[Route]:
         await run_in_threadpool(found, call_id)
         try:
             body = await request.json()
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise BadRequest(f"the body must be JSON ({exc})") from exc
         scores, comments, reviewer = _review_body(body)
         review = await run_in_threadpool(
@@ -195,7 +203,7 @@ def api_routes(store: CallStore, authorizer: Authorizer) -> list[Route]:
     async def delete_call(request: Request, _: Principal) -> Response:
         call_id = request.path_params["call_id"]
         call = await run_in_threadpool(found, call_id)
-        if call["outcome"] == "in_progress":
+        if call["outcome"] == "in_progress" or is_live(call_id):
             raise BadRequest(f"call {call_id!r} is still in progress", 409, "conflict")
         await run_in_threadpool(store.delete_call, call_id)
         return Response(status_code=204)
@@ -205,7 +213,7 @@ def api_routes(store: CallStore, authorizer: Authorizer) -> list[Route]:
         days = _int(request, "days", -1, 0, 36500)
         if days < 0:
             raise BadRequest("'days' is required: calls older than this many days are deleted")
-        deleted = await run_in_threadpool(store.purge, days)
+        deleted = await run_in_threadpool(store.purge, days, keep=is_live)
         return JSONResponse({"deleted": deleted, "days": days})
 
     async def openapi(request: Request) -> Response:

@@ -42,7 +42,7 @@ def export(call: dict[str, Any], utterances: list[dict[str, Any]], fmt: str) -> 
     if fmt == "vtt":
         cues = "".join(
             f"\n{_clock(u['start'], '.')} --> {_clock(u['end'], '.')}\n"
-            f"<v {_speaker(u['channel'])}>{_cue(u['text'])}\n"
+            f"<v {_speaker(u['channel'])}>{_vtt(_cue(u['text']))}\n"
             for u in utterances
         )
         return "WEBVTT\n" + cues
@@ -70,6 +70,11 @@ def export(call: dict[str, Any], utterances: list[dict[str, Any]], fmt: str) -> 
             )
         return out.getvalue()
     raise ValueError(f"unknown format {fmt!r} (formats: {', '.join(FORMATS)})")
+
+
+def _vtt(text: str) -> str:
+    """WebVTT cue text is markup: escape &, < and >."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _cue(text: str) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
@@ -17,7 +18,7 @@ async def serve_call_events(ws: WebSocket, services: Services, call_id: str) -> 
     await ws.accept()
     conn = Connection(ws)
     raw = ws.query_params.get("after_seq", "0")
-    if not CALL_ID.match(call_id) or not raw.isdigit():
+    if not CALL_ID.match(call_id) or not re.fullmatch(r"[0-9]{1,10}", raw):
         problem = "call id" if not CALL_ID.match(call_id) else f"after_seq {raw!r}"
         await conn.send_json(
             {
@@ -92,6 +93,8 @@ async def _read_screen(ws: WebSocket, conn: Connection, services: Services, call
                 data = json.loads(text) if text else None
             except json.JSONDecodeError as exc:
                 data, problem = None, f"not valid JSON ({exc.msg} at position {exc.pos})"
+            except RecursionError:
+                data, problem = None, "JSON nested too deeply"
             if problem is None:
                 if not isinstance(data, dict) or data.get("type") != "feedback":
                     problem = 'screens send only {"type":"feedback",...} text messages'

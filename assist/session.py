@@ -138,8 +138,11 @@ class Services:
         return None
 
     @classmethod
-    def load(cls, settings: Settings, *, warmup: bool = True, store: bool = True) -> Services:
-        """Load and warm every model and open the store (blocking: before the port opens)."""
+    def load(
+        cls, settings: Settings, *, warmup: bool = True, store: bool = True, recover: bool = True
+    ) -> Services:
+        """Load and warm every model and open the store (blocking: before the port opens).
+        `recover`: mark calls a dead server left in progress as interrupted (the server only)."""
         engine = WhisperEngine(settings.whisper)
         warm = engine.warmup() if warmup else 0.0
         assist = None
@@ -149,7 +152,7 @@ class Services:
                 customers_path=settings.customers_path,
                 options=settings.assist_options,
             )
-        call_store = CallStore(settings.database_url) if store else None
+        call_store = CallStore(settings.database_url, recover=recover) if store else None
         scheduler = RecognitionScheduler(engine, workers=settings.asr_workers)
         scheduler.start()
         return cls(
@@ -211,7 +214,8 @@ class AssistWorker:
 
     def submit(self, item: _AssistItem) -> None:
         loop = asyncio.get_running_loop()
-        if self._queue is None or self._loop is not loop:  # first use, or a new event loop
+        crashed = self._task is not None and self._task.done()
+        if self._queue is None or self._loop is not loop or crashed:  # first use, new loop
             self._loop = loop
             self._queue = asyncio.Queue()
             self._task = loop.create_task(self._run())
@@ -237,15 +241,19 @@ class AssistWorker:
                 log.exception("assist failed for a batch of %d utterances", len(batch))
                 self.metrics.assist_errors.inc()
                 for item in batch:
-                    item.session.publish(
-                        ErrorEvent(
-                            call_id=item.session.call_id,
-                            code="assist_failed",
-                            message=f"assist could not read utterance {item.utterance} "
-                            f"({type(exc).__name__}); transcripts go on",
+                    try:
+                        item.session.publish(
+                            ErrorEvent(
+                                call_id=item.session.call_id,
+                                code="assist_failed",
+                                message=f"assist could not read utterance {item.utterance} "
+                                f"({type(exc).__name__}); transcripts go on",
+                            )
                         )
-                    )
-                    item.session.assist_done()
+                    except Exception:
+                        log.exception("could not report the assist failure")
+                    finally:
+                        item.session.assist_done()
                 continue
             self.metrics.batch.observe(len(batch), "assist")
             for item, analysis in zip(batch, analyses, strict=True):

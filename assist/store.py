@@ -21,7 +21,7 @@ import logging
 import re
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -71,22 +71,24 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             alerts INTEGER NOT NULL DEFAULT 0,
             checklist_done INTEGER NOT NULL DEFAULT 0,
             checklist_total INTEGER NOT NULL DEFAULT 0,
-            last_seq INTEGER NOT NULL DEFAULT 0
+            last_seq INTEGER NOT NULL DEFAULT 0,
+            segments INTEGER NOT NULL DEFAULT 0
         )""",
         "CREATE INDEX calls_started ON calls (started_at)",
         "CREATE INDEX calls_agent ON calls (agent)",
         "CREATE INDEX calls_customer ON calls (customer_id)",
         """CREATE TABLE utterances (
             call_id TEXT NOT NULL REFERENCES calls (id) ON DELETE CASCADE,
+            seq INTEGER NOT NULL,
+            segment INTEGER NOT NULL DEFAULT 1,
             channel TEXT NOT NULL,
             utterance INTEGER NOT NULL,
-            seq INTEGER NOT NULL,
             start_s REAL NOT NULL,
             end_s REAL NOT NULL,
             text TEXT NOT NULL,
             words TEXT NOT NULL DEFAULT '[]',
             confidence REAL NOT NULL DEFAULT 0,
-            PRIMARY KEY (call_id, channel, utterance)
+            PRIMARY KEY (call_id, seq)
         )""",
         """CREATE TABLE events (
             call_id TEXT NOT NULL REFERENCES calls (id) ON DELETE CASCADE,
@@ -179,7 +181,11 @@ class CallStore:
     """Thread-safe (one connection behind a lock). Writes are small and run where they are
     called; the server calls them from the event loop, right after an event is published."""
 
-    def __init__(self, url: str, *, recordings_dir: Path | None = None) -> None:
+    def __init__(
+        self, url: str, *, recordings_dir: Path | None = None, recover: bool = True
+    ) -> None:
+        """`recover`: mark calls left in progress by a dead process as interrupted (the server
+        does this at start; a second process on the same database, e.g. an import, must not)."""
         self.url = url
         self.recordings_dir = recordings_dir
         self._lock = threading.RLock()
@@ -221,7 +227,8 @@ class CallStore:
                 f"CALLCUE_DATABASE_URL={_redact(url)!r}: use sqlite:///PATH or postgresql://..."
             )
         self.migrate()
-        self.interrupted_at_open = self.mark_interrupted()
+        if recover:
+            self.interrupted_at_open = self.mark_interrupted()
 
     # ------------------------------------------------------------------ plumbing
     def _execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
@@ -305,31 +312,37 @@ class CallStore:
 
     # ------------------------------------------------------------------ writes
     def record(self, event: Event) -> None:
-        """Write one published event (and what it changes in the call's row)."""
+        """Write one published event (and what it changes in the call's row). Events not kept
+        (partials) still advance the call's `last_seq`, so a resumed call never reuses a seq a
+        screen has seen."""
+        call_id = event.call_id
         if event.type not in STORED_EVENTS:
+            self._execute(
+                "UPDATE calls SET last_seq = ? WHERE id = ? AND last_seq < ?",
+                (event.seq, call_id, event.seq),
+            )
             return
         data = event.to_dict()
-        call_id = event.call_id
         with self._transaction():
             if event.type == "call.started":
                 metadata = data.get("metadata") or {}
                 customer = data.get("customer") or {}
-                agent = metadata.get("agent_name") or metadata.get("agent") or ""
+                agent = _clean(metadata.get("agent_name") or metadata.get("agent") or "")
                 self._conn.execute(
                     self.dialect.sql(
                         "INSERT INTO calls (id, started_at, channels, source, agent, customer_id,"
-                        " customer_name, metadata, outcome) VALUES (?, ?, ?, ?, ?, ?, ?, ?, "
-                        "'in_progress') ON CONFLICT (id) DO UPDATE SET outcome = 'in_progress',"
-                        " ended_at = NULL"
+                        " customer_name, metadata, outcome, segments) VALUES (?, ?, ?, ?, ?, ?, "
+                        "?, ?, 'in_progress', 1) ON CONFLICT (id) DO UPDATE SET outcome = "
+                        "'in_progress', ended_at = NULL, segments = calls.segments + 1"
                     ),
                     (
                         call_id,
                         event.ts,
                         json.dumps(list(data["channels"])),
                         data["source"],
-                        str(agent),
-                        str(customer.get("id") or metadata.get("customer_id") or ""),
-                        str(customer.get("name") or ""),
+                        agent,
+                        _clean(customer.get("id") or metadata.get("customer_id") or ""),
+                        _clean(customer.get("name") or ""),
                         json.dumps(metadata, ensure_ascii=False),
                     ),
                 )
@@ -356,10 +369,9 @@ class CallStore:
             self._conn.execute(
                 self.dialect.sql(
                     "INSERT INTO utterances (call_id, channel, utterance, seq, start_s, end_s, "
-                    "text, words, confidence) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
-                    "ON CONFLICT (call_id, channel, utterance) DO UPDATE SET text = excluded.text,"
-                    " words = excluded.words, start_s = excluded.start_s, end_s = excluded.end_s,"
-                    " seq = excluded.seq, confidence = excluded.confidence"
+                    "text, words, confidence, segment) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, "
+                    "(SELECT segments FROM calls WHERE id = ?)) "
+                    "ON CONFLICT (call_id, seq) DO NOTHING"
                 ),
                 (
                     call_id,
@@ -371,6 +383,7 @@ class CallStore:
                     data["text"],
                     json.dumps(data.get("words") or [], ensure_ascii=False),
                     data.get("confidence") or 0.0,
+                    call_id,
                 ),
             )
         elif kind == "intent" and data.get("intent"):
@@ -442,9 +455,9 @@ class CallStore:
 
     # ------------------------------------------------------------------ reads
     def last_seq(self, call_id: str) -> int:
-        """The highest stored seq of a call (0: unknown call)."""
-        rows = self._rows("SELECT MAX(seq) AS n FROM events WHERE call_id = ?", (call_id,))
-        return int(rows[0]["n"] or 0) if rows else 0
+        """The highest seq issued for a call, partials included (0: unknown call)."""
+        rows = self._rows("SELECT last_seq FROM calls WHERE id = ?", (call_id,))
+        return int(rows[0]["last_seq"] or 0) if rows else 0
 
     def get_call(self, call_id: str) -> dict[str, Any] | None:
         rows = self._rows("SELECT * FROM calls WHERE id = ?", (call_id,))
@@ -453,7 +466,7 @@ class CallStore:
     def utterances(self, call_id: str) -> list[dict[str, Any]]:
         rows = self._rows(
             "SELECT channel, utterance, seq, start_s, end_s, text, words, confidence "
-            "FROM utterances WHERE call_id = ? ORDER BY start_s, channel",
+            "FROM utterances WHERE call_id = ? ORDER BY segment, start_s, channel",
             (call_id,),
         )
         return [
@@ -542,9 +555,16 @@ class CallStore:
 
     # ------------------------------------------------------------------ deletion
     def delete_call(self, call_id: str) -> bool:
-        """Delete a call, its utterances, events, reviews and audio files."""
+        """Delete a call, its utterances, events, reviews and audio files (not while it is in
+        progress: returns False then, as for an unknown call)."""
         recordings = self.recordings(call_id)
         with self._transaction():
+            live = self._conn.execute(
+                self.dialect.sql("SELECT 1 FROM calls WHERE id = ? AND outcome = 'in_progress'"),
+                (call_id,),
+            ).fetchall()
+            if live:
+                return False
             for table in ("utterances", "events", "reviews", "recordings"):
                 self._conn.execute(
                     self.dialect.sql(f"DELETE FROM {table} WHERE call_id = ?"), (call_id,)
@@ -557,16 +577,21 @@ class CallStore:
             Path(info["path"]).unlink(missing_ok=True)
         return deleted
 
-    def purge(self, days: int, *, now: datetime | None = None) -> list[str]:
+    def purge(
+        self,
+        days: int,
+        *,
+        now: datetime | None = None,
+        keep: Callable[[str], bool] = lambda _: False,
+    ) -> list[str]:
         """Delete ended calls that started more than `days` days ago; returns their ids."""
         cutoff = ((now or datetime.now(UTC)) - timedelta(days=days)).isoformat()
         cutoff = cutoff.replace("+00:00", "Z")
         rows = self._rows(
             "SELECT id FROM calls WHERE started_at < ? AND outcome != 'in_progress'", (cutoff,)
         )
-        ids = [r["id"] for r in rows]
-        for call_id in ids:
-            self.delete_call(call_id)
+        ids = [r["id"] for r in rows if not keep(r["id"])]
+        ids = [call_id for call_id in ids if self.delete_call(call_id)]
         if ids:
             log.info("store: purged %d call(s) older than %d days", len(ids), days)
         return ids
@@ -580,6 +605,11 @@ def sqlite_path(url: str) -> Path | None:
     if not rest.startswith("/"):
         raise StoreError(f"{url!r}: a SQLite URL looks like sqlite:///path/to/callcue.db")
     return Path(rest[1:]).expanduser()
+
+
+def _clean(value: object) -> str:
+    """Text for a column: PostgreSQL refuses NUL characters in TEXT."""
+    return str(value).replace("\x00", "")
 
 
 def _redact(url: str) -> str:

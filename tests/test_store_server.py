@@ -111,6 +111,7 @@ def test_roles_and_errors(stored: tuple[ServerProcess, Any]) -> None:
     assert http(server, "/v1/calls/qa-1/reviews", "agent", "POST", {"scores": {"x": 1}})[0] == 403
     assert http(server, "/v1/calls/live", role=None)[0] == 401
     assert http(server, "/v1/calls?limit=0")[0] == 400
+    assert http(server, "/v1/calls?limit=%C2%B2")[0] == 400  # a digit to isdigit(), not to int()
     assert b"'sentiment' must be one of" in http(server, "/v1/calls?sentiment=grumpy")[2]
     assert http(server, "/v1/calls/nope")[0] == 404
     assert b"'format' must be one of" in http(server, "/v1/calls/qa-1/transcript?format=doc")[2]

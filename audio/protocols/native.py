@@ -23,7 +23,7 @@ CLOSE_TOO_BIG = 1009
 CLOSE_INTERNAL = 1011
 CLOSE_TRY_AGAIN = 1013
 
-CALL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@+-]{0,127}$")
+CALL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@+-]{0,127}\Z")
 CHANNEL = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 START_FIELDS = {"type", "call_id", "encoding", "sample_rate", "channels", "metadata"}
 REQUIRED = ("call_id", "encoding", "sample_rate")

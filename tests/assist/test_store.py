@@ -288,3 +288,72 @@ def test_bad_urls_are_named() -> None:
         CallStore("postgresql://u:secret@127.0.0.1:1/none")
     assert sqlite_path("sqlite:////abs/x.db").as_posix() == "/abs/x.db"  # type: ignore[union-attr]
     assert sqlite_path("sqlite://") is None
+
+
+def test_resumed_call_keeps_both_parts_and_never_reuses_a_seq(store_url: str) -> None:
+    store = CallStore(store_url)
+    hub = EventHub()
+    hub.open("r-1")
+
+    def pub(event: Event) -> Event:
+        stamped = hub.publish(event)
+        store.record(stamped)
+        return stamped
+
+    pub(CallStarted(call_id="r-1", channels=("customer",)))
+    pub(
+        TranscriptFinal(
+            call_id="r-1",
+            channel="customer",
+            utterance=0,
+            start=0.0,
+            end=2.0,
+            text="my card was stolen yesterday",
+        )
+    )
+    for _ in range(3):  # partials a screen saw, never stored
+        seen = pub(
+            TranscriptPartial(
+                call_id="r-1", channel="customer", utterance=1, start=2.5, end=3.0, text="and"
+            )
+        )
+    store.close()
+    store = CallStore(store_url)  # the process died; the platform reconnects the same call
+    assert store.last_seq("r-1") == seen.seq == 5
+    hub = EventHub()
+    hub.open("r-1", base=store.last_seq("r-1"))
+    again = pub(CallStarted(call_id="r-1", channels=("customer",)))
+    assert again.seq == 6  # after everything a screen saw
+    pub(
+        TranscriptFinal(
+            call_id="r-1", channel="customer", utterance=0, start=0.0, end=1.0, text="thanks, bye"
+        )
+    )
+    assert [u["text"] for u in store.utterances("r-1")] == [
+        "my card was stolen yesterday",
+        "thanks, bye",
+    ]
+    assert store.search(CallQuery(q="stolen"))[1] == 1
+    assert store.get_call("r-1")["outcome"] == "in_progress"  # type: ignore[index]
+    assert not store.delete_call("r-1")  # never while in progress
+    assert store.purge(0, now=datetime.now(UTC) + timedelta(days=1)) == []
+    store.close()
+
+
+def test_webvtt_escapes_markup() -> None:
+    call = {"id": "x", "started_at": "t", "source": "native"}
+    vtt = export(
+        call,
+        [
+            {
+                "channel": "agent",
+                "utterance": 0,
+                "start": 0.0,
+                "end": 1.0,
+                "text": "AT&T <3 you",
+                "confidence": 1.0,
+            }
+        ],
+        "vtt",
+    )
+    assert "<v Agent>AT&amp;T &lt;3 you" in vtt

@@ -126,3 +126,9 @@ def test_oversized_frame() -> None:
 def test_second_start() -> None:
     err = error_of(started().receive_text(json.dumps(START)))
     assert err.code == "already_started"
+
+
+def test_call_id_may_not_end_in_a_newline() -> None:
+    from audio.protocols.native import CALL_ID
+
+    assert CALL_ID.match("abc") and not CALL_ID.match("abc\n")
