@@ -105,16 +105,21 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0 if result.close_code == 1000 else 1
 
 
+def _settings(args: argparse.Namespace) -> Any:
+    """Settings from the environment, with the flags this command was given on top."""
+    from assist.settings import Settings
+
+    return Settings.load(
+        overrides={k: v for k, v in vars(args).items() if k in Settings.__dataclass_fields__ and v}
+    )
+
+
 def cmd_transcribe(args: argparse.Namespace) -> int:
-    from assist.settings import Settings, SettingsError
+    from assist.settings import SettingsError
 
     try:
         audio, names = _load(args.files, args.channels)
-        settings = Settings.load(
-            overrides={
-                k: v for k, v in vars(args).items() if k in Settings.__dataclass_fields__ and v
-            }
-        )
+        settings = _settings(args)
     except (AudioFileError, SettingsError) as exc:
         print(f"callcue transcribe: {exc}", file=sys.stderr)
         return 2
@@ -211,15 +216,11 @@ async def transcribe_call(
 def cmd_import(args: argparse.Namespace) -> int:
     """Run recordings through the live pipeline and store each as a call (for QA review)."""
     from assist.session import Services
-    from assist.settings import Settings, SettingsError
+    from assist.settings import SettingsError
     from assist.store import StoreError
 
     try:
-        settings = Settings.load(
-            overrides={
-                k: v for k, v in vars(args).items() if k in Settings.__dataclass_fields__ and v
-            }
-        )
+        settings = _settings(args)
         calls = []
         for name in args.files:
             audio, names = _load([name], args.channels)

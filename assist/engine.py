@@ -103,7 +103,9 @@ class AssistModels:
             self.intents.threshold = threshold
         self.articles = encoder.embed([f"{a.title}. {a.body}" for a in playbook.articles])
         examples = [(item.id, e) for item in playbook.checklist for e in item.examples]
-        self.checklist_ids = [i for i, _ in examples]
+        self.checklist_rows: dict[str, list[int]] = {}  # item id → its rows of examples
+        for row, (item_id, _) in enumerate(examples):
+            self.checklist_rows.setdefault(item_id, []).append(row)
         self.checklist_examples = encoder.embed([e for _, e in examples])
         self.ready_seconds = time.perf_counter() - started
         log.info(
@@ -305,12 +307,7 @@ class CallAssist:
         return events
 
     def _label(self, intent_id: str | None) -> str:
-        if not intent_id:
-            return ""
-        for intent in self.models.playbook.intents:
-            if intent.id == intent_id:
-                return intent.label
-        return intent_id
+        return self.models.playbook.label(intent_id)
 
     def _intent(self, channel: str, utterance: int, analysis: Analysis) -> list[Event]:
         result = analysis.intent
@@ -550,7 +547,8 @@ class CallAssist:
                 continue
             if not rule.once and rule.id in self.holding:
                 continue  # still holding since it fired: not news
-            if not self._may_show(key) and self.shown[key].feedback in ("dismissed", "done"):
+            shown = self.shown.get(key)
+            if shown is not None and shown.feedback in ("dismissed", "done"):
                 continue
             action = self.fill(rule.action)
             reason = self.fill(rule.reason)
@@ -587,7 +585,7 @@ class CallAssist:
                 continue  # a closing item said while the call is opening is not the closing
             hit = any(k in lowered for k in item.keywords)
             if not hit and best.size:
-                rows = [i for i, x in enumerate(self.models.checklist_ids) if x == item.id]
+                rows = self.models.checklist_rows.get(item.id, [])
                 hit = (
                     bool(rows) and float(best[rows].max()) >= self.options.checklist_min_similarity
                 )

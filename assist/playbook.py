@@ -153,13 +153,20 @@ class Playbook:
     checklist: tuple[ChecklistItem, ...]
     description: str = ""
     intent_threshold: float | None = None
+    _by_id: dict[str, Intent] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_by_id", {i.id: i for i in self.intents})
 
     def intent(self, intent_id: str) -> Intent:
-        return self._intents[intent_id]
+        return self._by_id[intent_id]
 
-    @property
-    def _intents(self) -> dict[str, Intent]:
-        return {i.id: i for i in self.intents}
+    def label(self, intent_id: str | None) -> str:
+        """The intent's label ("" for none; the id itself for an unknown one)."""
+        if not intent_id:
+            return ""
+        found = self._by_id.get(intent_id)
+        return found.label if found is not None else intent_id
 
 
 class PlaybookError(ValueError):
