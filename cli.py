@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,7 @@ def cmd_stream(args: argparse.Namespace) -> int:
                 call_id=args.call_id,
                 metadata=metadata,
                 on_event=show,
+                token=args.token or os.environ.get("CALLCUE_INGEST_KEY") or None,
             )
         )
     except OSError as exc:
@@ -348,6 +350,10 @@ def main(argv: list[str] | None = None) -> int:
     stream.add_argument("--chunk-ms", type=int, default=100)
     stream.add_argument("--call-id")
     stream.add_argument("--metadata", help="JSON object sent as the call's metadata")
+    stream.add_argument(
+        "--token",
+        help="ingest key or admin token, if the server needs one (env CALLCUE_INGEST_KEY)",
+    )
 
     sim = sub.add_parser("simulate", help="stream a recording as Genesys AudioHook or Twilio")
     sim.add_argument("platform", choices=["audiohook", "twilio"])

@@ -5,11 +5,15 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import socket
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from types import FrameType
 
+import uvicorn
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, PlainTextResponse
 from starlette.routing import Mount, Route, WebSocketRoute
@@ -17,9 +21,10 @@ from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket
 
 from assist.api import api_routes, error
-from assist.auth import READ, Authorizer, Denied
-from assist.ingest import serve_native_ingest
+from assist.auth import READ, Authorizer, CallLinks, Denied
+from assist.ingest import check_origin, refuse_unauthorized, serve_native_ingest
 from assist.integrations import make_authenticator, serve_audiohook, serve_twilio
+from assist.limits import RateLimitMiddleware
 from assist.playbook import PlaybookError
 from assist.screens import serve_call_events
 from assist.session import Services
@@ -34,7 +39,11 @@ WEB = Path(__file__).resolve().parent / "web"
 
 
 def build_app(services: Services, settings: Settings) -> Starlette:
-    authorizer = Authorizer(settings.token_roles)
+    authorizer = Authorizer(
+        settings.token_roles,
+        settings.ingest_key_names,
+        CallLinks(settings.link_secret, settings.link_ttl),
+    )
 
     async def healthz(request: Request) -> JSONResponse:
         finals, partials = services.scheduler.depths
@@ -47,6 +56,7 @@ def build_app(services: Services, settings: Settings) -> Starlette:
                 "compute_type": settings.compute_type,
                 "active_calls": len(services.sessions),
                 "queue": {"finals": finals, "partials": partials},
+                "store": store_health(services),
             }
         )
 
@@ -70,7 +80,7 @@ def build_app(services: Services, settings: Settings) -> Starlette:
         return serve
 
     async def ingest(ws: WebSocket) -> None:
-        await serve_native_ingest(ws, services, settings.max_frame_bytes)
+        await serve_native_ingest(ws, services, settings, authorizer)
 
     auth = make_authenticator(settings)
 
@@ -81,18 +91,23 @@ def build_app(services: Services, settings: Settings) -> Starlette:
         await serve_twilio(ws, services, settings)
 
     async def events(ws: WebSocket) -> None:
+        call_id = ws.path_params["call_id"]
         try:
-            authorizer.check(ws.headers, ws.query_params, READ, "watch calls")
+            if (denied := check_origin(ws, settings)) is not None:
+                raise denied
+            authorizer.check(ws.headers, ws.query_params, READ, "watch calls", call_id=call_id)
         except Denied as denied:
-            # accepted, then closed with a reason a browser can read (a refused handshake
-            # shows only "1006")
-            await ws.accept()
-            await ws.send_json({"type": "error", "code": denied.code, "message": denied.message})
-            await ws.close(4401 if denied.status == 401 else 4403, denied.code)
+            services.metrics.auth_failures.inc(1, "events")
+            await refuse_unauthorized(ws, denied)
             return
-        await serve_call_events(ws, services, ws.path_params["call_id"])
+        await serve_call_events(ws, services, call_id)
 
     return Starlette(
+        middleware=[
+            Middleware(
+                RateLimitMiddleware, per_minute=settings.rate_limit, metrics=services.metrics
+            )
+        ],
         routes=[
             Route("/", page("index.html")),
             Route("/agent/{call_id}", page("agent.html")),
@@ -112,8 +127,48 @@ def build_app(services: Services, settings: Settings) -> Starlette:
             WebSocketRoute("/v1/audiohook", audiohook),
             WebSocketRoute("/v1/twilio", twilio),
             WebSocketRoute("/v1/calls/{call_id}/events", events),
-        ]
+        ],
     )
+
+
+class DrainingServer(uvicorn.Server):
+    """uvicorn, plus a graceful stop on SIGTERM/SIGINT: stop accepting, end every call in
+    progress (its last finals, then `call.ended`, stored), then close what is left. The
+    process then exits 0 (uvicorn would re-raise the signal and skip the store's close)."""
+
+    def __init__(self, config: uvicorn.Config, services: Services, timeout: float) -> None:
+        super().__init__(config)
+        self.services = services
+        self.drain_timeout = timeout
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        super().handle_exit(sig, frame)
+        self._captured_signals.clear()
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        for listener in self.servers:
+            listener.close()  # no new connections from here on
+        calls = len(self.services.sessions)
+        if calls:
+            log.info(
+                "stopping: ending %d call(s) in progress (up to %.0fs)", calls, self.drain_timeout
+            )
+        left = await self.services.drain(self.drain_timeout, lambda: self.force_exit)
+        if left:
+            log.warning("stopping: %d call(s) did not finish in time", left)
+        await super().shutdown(sockets)
+
+
+def store_health(services: Services) -> dict[str, object]:
+    writer = services.writer
+    if writer is None:
+        return {"status": "off"}
+    return {
+        "status": "ok" if not writer.pending else "unreachable",
+        "buffered": len(writer.pending),
+        "dropped": writer.dropped,
+        "last_error": writer.last_error if writer.pending else "",
+    }
 
 
 def add_setting_flags(parser: argparse.ArgumentParser) -> None:
@@ -127,7 +182,6 @@ def add_setting_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def serve(settings: Settings) -> int:
-    import uvicorn
 
     logging.basicConfig(
         level=settings.log_level.upper(),
@@ -171,8 +225,12 @@ def serve(settings: Settings) -> int:
         lifespan="off",
         log_level=settings.log_level,
         access_log=False,
+        ssl_certfile=settings.tls_certfile or None,
+        ssl_keyfile=settings.tls_keyfile or None,
+        timeout_graceful_shutdown=5,
     )
-    server = uvicorn.Server(config)
+    server = DrainingServer(config, services, settings.shutdown_timeout)
+    http, ws = ("https", "wss") if settings.tls_certfile else ("http", "ws")
 
     async def announce() -> None:
         # printed once the socket is bound so scripts can wait for this line
@@ -182,14 +240,14 @@ def serve(settings: Settings) -> int:
             await asyncio.sleep(0.05)
         for sock in server.servers[0].sockets if server.servers else []:
             host, port = sock.getsockname()[:2]
-            base = f"http://{host}:{port}"
+            base = f"{http}://{host}:{port}"
             print(
                 f"callcue ready on {base}\n"
                 f"  start a test call:      {base}/  (opens its agent screen)\n"
                 f"  agent screen of a call: {base}/agent/CALL_ID\n"
                 f"  supervisor wallboard:   {base}/supervisor\n"
                 f"  QA review:              {base}/qa\n"
-                f"  ingest:                 ws://{host}:{port}/v1/ingest  "
+                f"  ingest:                 {ws}://{host}:{port}/v1/ingest  "
                 f"(AudioHook /v1/audiohook, Twilio /v1/twilio)",
                 flush=True,
             )

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -14,11 +16,14 @@ from starlette.routing import Route
 
 from assist.auth import ADMIN, READ, REVIEW, Authorizer, Denied, Principal
 from assist.exports import FORMATS, export, summary
-from assist.store import CallQuery, CallStore
+from assist.store import CallQuery, CallStore, unavailable_errors
 
 Handler = Callable[[Request], Awaitable[Response]]
-DATE = re.compile(r"^\d{4}-\d{2}-\d{2}(T[\d:.]+Z?)?$")
+DATE_PATTERN = "^[0-9]{4}-[0-9]{2}-[0-9]{2}(T[0-9:.]+Z?)?$"
+DATE = re.compile(DATE_PATTERN.removesuffix("$") + r"\Z")
 SENTIMENTS = ("negative", "neutral", "positive")
+UNAVAILABLE = unavailable_errors()
+log = logging.getLogger("callcue.api")
 
 
 class BadRequest(Exception):
@@ -41,12 +46,23 @@ def guarded(
     def wrap(handler: Callable[[Request, Principal], Awaitable[Response]]) -> Handler:
         async def endpoint(request: Request) -> Response:
             try:
-                principal = authorizer.check(request.headers, request.query_params, allowed, what)
+                principal = authorizer.check(
+                    request.headers,
+                    request.query_params,
+                    allowed,
+                    what,
+                    call_id=request.path_params.get("call_id"),
+                )
                 return await handler(request, principal)
             except Denied as denied:
                 return error(denied.status, denied.code, denied.message)
             except BadRequest as bad:
                 return error(bad.status, bad.code, bad.message)
+            except UNAVAILABLE as exc:
+                log.error("%s %s: store unavailable: %s", request.method, request.url.path, exc)
+                return error(
+                    503, "store_unavailable", "the call store is not answering; try again shortly"
+                )
 
         return endpoint
 
@@ -216,6 +232,24 @@ def api_routes(
         deleted = await run_in_threadpool(store.purge, days, keep=is_live)
         return JSONResponse({"deleted": deleted, "days": days})
 
+    @guarded(authorizer, READ, "make call links")
+    async def make_link(request: Request, principal: Principal) -> Response:
+        if principal.call_id is not None:
+            raise Denied(403, "forbidden", "a call link cannot make further links")
+        call_id = request.path_params["call_id"]
+        if not is_live(call_id):
+            await run_in_threadpool(found, call_id)
+        token, expires = authorizer.links.make(call_id)
+        return JSONResponse(
+            {
+                "call_id": call_id,
+                "token": token,
+                "path": f"/agent/{quote(call_id, safe='')}?token={token}",
+                "expires_at": expires,
+            },
+            status_code=201,
+        )
+
     async def openapi(request: Request) -> Response:
         return JSONResponse(openapi_spec())
 
@@ -230,6 +264,7 @@ def api_routes(
         Route("/v1/calls/{call_id}/audio/{channel}", audio),
         Route("/v1/calls/{call_id}/reviews", list_reviews),
         Route("/v1/calls/{call_id}/reviews", add_review, methods=["POST"]),
+        Route("/v1/calls/{call_id}/link", make_link, methods=["POST"]),
         Route("/v1/admin/purge", purge, methods=["POST"]),
     ]
 
@@ -281,7 +316,7 @@ def openapi_spec() -> dict[str, Any]:
         "description": "error",
         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
     }
-    auth = {"401": err, "403": err}
+    auth = {"401": err, "403": err, "429": err, "503": err}
 
     def q(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
         return {
@@ -292,6 +327,7 @@ def openapi_spec() -> dict[str, Any]:
             "description": description,
         }
 
+    date = {"type": "string", "pattern": DATE_PATTERN}
     json_ok = {"description": "ok", "content": {"application/json": {"schema": {"type": "object"}}}}
     return {
         "openapi": "3.0.3",
@@ -318,8 +354,8 @@ def openapi_spec() -> dict[str, Any]:
                     "summary": "List and search stored calls, newest first",
                     "parameters": [
                         q("q", {"type": "string"}, "full-text search in utterances"),
-                        q("from", {"type": "string"}, "started on or after (date or ISO time)"),
-                        q("to", {"type": "string"}, "started on or before"),
+                        q("from", date, "started on or after (date or ISO time)"),
+                        q("to", date, "started on or before"),
                         q("agent", {"type": "string"}, "agent name or id"),
                         q("customer", {"type": "string"}, "customer id, or part of the name"),
                         q("intent", {"type": "string"}, "an intent seen in the call"),
@@ -344,7 +380,11 @@ def openapi_spec() -> dict[str, Any]:
                             "stop, disconnect, error, shutdown, interrupted, in_progress",
                         ),
                         q("limit", {"type": "integer", "minimum": 1, "maximum": 200}, "page size"),
-                        q("offset", {"type": "integer", "minimum": 0}, "page start"),
+                        q(
+                            "offset",
+                            {"type": "integer", "minimum": 0, "maximum": 10_000_000},
+                            "page start",
+                        ),
                     ],
                     "responses": {"200": json_ok, "400": err, **auth},
                 }
@@ -377,17 +417,47 @@ def openapi_spec() -> dict[str, Any]:
                         "200": {
                             "description": "the transcript",
                             "content": {
-                                t: {"schema": {"type": "string"}}
-                                for t in (
-                                    "application/json",
-                                    "text/plain",
-                                    "text/vtt",
-                                    "application/x-subrip",
-                                    "text/csv",
-                                )
+                                "application/json": {"schema": {"type": "object"}},
+                                **{
+                                    t: {"schema": {"type": "string"}}
+                                    for t in (
+                                        "text/plain",
+                                        "text/vtt",
+                                        "application/x-subrip",
+                                        "text/csv",
+                                    )
+                                },
                             },
                         },
                         "400": err,
+                        "404": err,
+                        **auth,
+                    },
+                }
+            },
+            "/v1/calls/{call_id}/link": {
+                "post": {
+                    "summary": "A link that opens this call's agent screen (and only this "
+                    "call) until it expires (CALLCUE_LINK_TTL)",
+                    "parameters": [call_id],
+                    "responses": {
+                        "201": {
+                            "description": "the link",
+                            "content": {
+                                "application/json": {
+                                    "schema": {
+                                        "type": "object",
+                                        "required": ["call_id", "token", "path", "expires_at"],
+                                        "properties": {
+                                            "call_id": {"type": "string"},
+                                            "token": {"type": "string"},
+                                            "path": {"type": "string"},
+                                            "expires_at": {"type": "integer"},
+                                        },
+                                    }
+                                }
+                            },
+                        },
                         "404": err,
                         **auth,
                     },
@@ -405,7 +475,11 @@ def openapi_spec() -> dict[str, Any]:
                     "summary": "Stored events of a call",
                     "parameters": [
                         call_id,
-                        q("after_seq", {"type": "integer", "minimum": 0}, "after"),
+                        q(
+                            "after_seq",
+                            {"type": "integer", "minimum": 0, "maximum": 100_000_000},
+                            "after",
+                        ),
                         q("types", {"type": "string"}, "comma-separated types"),
                     ],
                     "responses": {"200": json_ok, "400": err, "404": err, **auth},
@@ -451,9 +525,12 @@ def openapi_spec() -> dict[str, Any]:
                                 "schema": {
                                     "type": "object",
                                     "required": ["scores"],
+                                    "additionalProperties": False,
                                     "properties": {
                                         "scores": {
                                             "type": "object",
+                                            "minProperties": 1,
+                                            "propertyNames": {"minLength": 1, "maxLength": 64},
                                             "additionalProperties": {
                                                 "type": "number",
                                                 "minimum": 0,
@@ -462,6 +539,7 @@ def openapi_spec() -> dict[str, Any]:
                                         },
                                         "comments": {
                                             "type": "array",
+                                            "maxItems": 500,
                                             "items": {
                                                 "type": "object",
                                                 "required": ["text"],
@@ -489,7 +567,7 @@ def openapi_spec() -> dict[str, Any]:
                             "name": "days",
                             "in": "query",
                             "required": True,
-                            "schema": {"type": "integer", "minimum": 0},
+                            "schema": {"type": "integer", "minimum": 0, "maximum": 36500},
                         }
                     ],
                     "responses": {"200": json_ok, "400": err, **auth},

@@ -62,8 +62,10 @@ async def stream_call(
     on_event: Callable[[dict[str, Any]], None] | None = None,
     stop: bool = True,
     speed: float = 1.0,
+    token: str | None = None,
 ) -> StreamResult:
-    """Stream `audio` as one call; returns once the server has said `stopped` and closed."""
+    """Stream `audio` as one call; returns once the server has said `stopped` and closed.
+    `token`: an ingest key (CALLCUE_INGEST_KEYS) or admin token, for a server that needs one."""
     call_id = call_id or f"call-{uuid.uuid4().hex[:12]}"
     result = StreamResult(call_id=call_id)
     endpoint = url.rstrip("/")
@@ -71,7 +73,10 @@ async def stream_call(
         endpoint += "/v1/ingest"
     frame = encode_frames(audio, encoding)
     step = max(1, audio.sample_rate * chunk_ms // 1000)
-    async with connect(endpoint, max_size=None, open_timeout=30, close_timeout=60) as ws:
+    headers = {"Authorization": f"Bearer {token}"} if token else None
+    async with connect(
+        endpoint, max_size=None, open_timeout=30, close_timeout=60, additional_headers=headers
+    ) as ws:
         await ws.send(
             json.dumps(
                 {

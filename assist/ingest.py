@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 from typing import Any
+from urllib.parse import quote
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
+from assist.auth import Authorizer, Denied, origin_allowed
 from assist.hub import CallActiveError
 from assist.session import CallSession, Services
+from assist.settings import Settings
 from audio.protocols.native import (
     CLOSE_INTERNAL,
     CLOSE_NORMAL,
@@ -24,6 +28,25 @@ from audio.protocols.native import (
 )
 
 log = logging.getLogger("callcue.ingest")
+CLOSE_GOING_AWAY = 1001
+
+
+async def refuse_unauthorized(ws: WebSocket, denied: Denied) -> None:
+    """Accept, say why, close: a refused handshake shows a browser only "1006"."""
+    await ws.accept()
+    await ws.send_json({"type": "error", "code": denied.code, "message": denied.message})
+    await ws.close(4401 if denied.status == 401 else 4403, denied.code)
+
+
+def check_origin(ws: WebSocket, settings: Settings) -> Denied | None:
+    if origin_allowed(ws.headers, settings.origins):
+        return None
+    return Denied(
+        403,
+        "origin_not_allowed",
+        f"pages from {ws.headers.get('origin', '')[:100]!r} may not open this websocket "
+        "(CALLCUE_ALLOWED_ORIGINS)",
+    )
 
 
 class Connection:
@@ -46,6 +69,10 @@ class Connection:
     async def send_json(self, message: dict[str, Any]) -> None:
         await self.send_text(json.dumps(message, ensure_ascii=False))
 
+    async def close_for(self, reason: str, message: str) -> None:
+        """Close after the server ended the call: 1001 when shutting down, else 1008."""
+        await self.close(CLOSE_GOING_AWAY if reason == "shutdown" else CLOSE_POLICY, message)
+
     async def close(self, code: int = CLOSE_NORMAL, reason: str = "") -> None:
         if not self.open or self.ws.application_state == WebSocketState.DISCONNECTED:
             self.open = False
@@ -53,7 +80,13 @@ class Connection:
         self.open = False
         async with self._lock:
             with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
-                await self.ws.close(code=code, reason=reason[:120])
+                await self.ws.close(code=code, reason=close_reason(reason))
+
+
+def close_reason(text: str) -> str:
+    """`text` cut to what a close frame carries: 123 bytes of UTF-8, whole characters (a
+    longer reason makes the websocket layer raise instead of closing)."""
+    return text.encode("utf-8", "replace")[:123].decode("utf-8", "ignore")
 
 
 async def forward_events(services: Services, call_id: str, conn: Connection) -> None:
@@ -68,10 +101,22 @@ async def forward_events(services: Services, call_id: str, conn: Connection) -> 
         sub.close()
 
 
-async def serve_native_ingest(ws: WebSocket, services: Services, max_frame_bytes: int) -> None:
+async def serve_native_ingest(
+    ws: WebSocket, services: Services, settings: Settings, authorizer: Authorizer
+) -> None:
+    try:
+        denied = check_origin(ws, settings)
+        if denied is not None:
+            raise denied
+        credential = authorizer.ingest(ws.headers, ws.query_params)
+    except Denied as denied:
+        services.metrics.auth_failures.inc(1, "ingest")
+        log.warning("ingest connection refused: %s", denied.message)
+        await refuse_unauthorized(ws, denied)
+        return
     await ws.accept()
     conn = Connection(ws)
-    protocol = NativeIngestProtocol(max_frame_bytes=max_frame_bytes)
+    protocol = NativeIngestProtocol(max_frame_bytes=settings.max_frame_bytes)
     session: CallSession | None = None
     forwarder: asyncio.Task[None] | None = None
     reason = "disconnect"
@@ -89,12 +134,17 @@ async def serve_native_ingest(ws: WebSocket, services: Services, max_frame_bytes
                     assert session is not None
                     await session.feed(event.data)
                 elif isinstance(event, StartCall):
-                    refusal = services.admit()
+                    refusal = services.admit(credential)
                     if refusal is not None:
                         await _refuse(conn, ProtocolError("capacity", refusal[1], refusal[0]))
                         return
                     session = CallSession(
-                        services, event.call_id, event.format, event.channels, event.metadata
+                        services,
+                        event.call_id,
+                        event.format,
+                        event.channels,
+                        event.metadata,
+                        credential=credential,
                     )
                     try:
                         session.start()
@@ -110,10 +160,19 @@ async def serve_native_ingest(ws: WebSocket, services: Services, max_frame_bytes
                             ),
                         )
                         return
-                    await conn.send_json({"type": "started", "call_id": event.call_id})
+                    started: dict[str, Any] = {"type": "started", "call_id": event.call_id}
+                    if authorizer.enabled:  # a link for the agent's screen of this call
+                        token, expires = authorizer.links.make(event.call_id)
+                        started["screen"] = {
+                            "path": f"/agent/{quote(event.call_id)}?token={token}",
+                            "token": token,
+                            "expires_at": expires,
+                        }
+                    await conn.send_json(started)
                     forwarder = asyncio.create_task(
                         forward_events(services, event.call_id, conn), name=f"fwd:{event.call_id}"
                     )
+                    session.on_server_end = functools.partial(_server_end, conn, forwarder)
                     log.info(
                         "call %s started: %s %d Hz, channels %s",
                         event.call_id,
@@ -132,6 +191,8 @@ async def serve_native_ingest(ws: WebSocket, services: Services, max_frame_bytes
                     return
                 elif isinstance(event, ProtocolError):
                     reason = "error"
+                    if event.code in ("frame_too_large", "message_too_large"):
+                        services.metrics.limited.inc(1, event.code.removesuffix("_too_large"))
                     log.warning(
                         "ingest error on %s: %s: %s",
                         session.call_id if session else "(no call)",
@@ -166,6 +227,16 @@ async def serve_native_ingest(ws: WebSocket, services: Services, max_frame_bytes
             forwarder.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await forwarder
+
+
+async def _server_end(
+    conn: Connection, forwarder: asyncio.Task[None], reason: str, message: str
+) -> None:
+    """The server ended the call: the client gets every event up to `call.ended`, then the
+    close with the reason."""
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(asyncio.shield(forwarder), timeout=10.0)
+    await conn.close_for(reason, message)
 
 
 async def _refuse(conn: Connection, error: ProtocolError) -> None:

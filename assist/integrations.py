@@ -54,18 +54,23 @@ def _start_session(
     channels: tuple[str, ...],
     metadata: dict[str, Any],
     source: str,
+    conn: Connection,
+    credential: str,
 ) -> CallSession | tuple[int, str]:
     """A started CallSession, or (close code, reason) why it could not be started."""
     if not CALL_ID.match(call_id):
         return CLOSE_POLICY, f"call id {call_id[:40]!r} is not a valid call id"
-    refusal = services.admit()
+    refusal = services.admit(credential)
     if refusal is not None:
         return refusal
-    session = CallSession(services, call_id, fmt, channels, metadata, source=source)
+    session = CallSession(
+        services, call_id, fmt, channels, metadata, source=source, credential=credential
+    )
     try:
         session.start()
     except CallActiveError:
         return CLOSE_POLICY, f"call {call_id!r} is already streaming"
+    session.on_server_end = conn.close_for
     return session
 
 
@@ -77,6 +82,15 @@ async def serve_audiohook(
 ) -> None:
     headers = {k.lower(): v for k, v in ws.headers.items()}
     session_id = headers.get("audiohook-session-id", "")
+    credential = "open"
+    if auth is None and settings.token_roles:
+        await ws.send_denial_response(
+            PlainTextResponse(
+                "Forbidden: AudioHook is off on this server (set CALLCUE_AUDIOHOOK_KEYS)",
+                status_code=403,
+            )
+        )
+        return
     if auth is not None:
         target = ws.url.path + (f"?{ws.url.query}" if ws.url.query else "")
         verdict = auth.verify(headers, target, headers.get("host", ""))
@@ -87,6 +101,7 @@ async def serve_audiohook(
                 PlainTextResponse(f"Unauthorized: {verdict.reason}", status_code=401)
             )
             return
+        credential = f"audiohook-{verdict.api_key[-4:]}"
     if not session_id:
         await ws.send_denial_response(
             PlainTextResponse("Bad Request: missing Audiohook-Session-Id header", status_code=400)
@@ -144,7 +159,14 @@ async def serve_audiohook(
                             ),
                         }
                         started = _start_session(
-                            services, event.conversation_id, fmt, channels, metadata, "audiohook"
+                            services,
+                            event.conversation_id,
+                            fmt,
+                            channels,
+                            metadata,
+                            "audiohook",
+                            conn,
+                            credential,
                         )
                         if isinstance(started, tuple):
                             proto.disconnect(
@@ -248,6 +270,10 @@ async def serve_twilio(ws: WebSocket, services: Services, settings: Settings) ->
     conn = Connection(ws)
     proto = TwilioProtocol()
     tokens = [t for t in settings.twilio_tokens.split(",") if t]
+    if not tokens and settings.token_roles:
+        log.warning("Twilio stream refused: CALLCUE_TWILIO_TOKENS is not set")
+        await conn.close(CLOSE_POLICY, "Twilio streams are off: set CALLCUE_TWILIO_TOKENS")
+        return
     roles = parse_roles(settings.twilio_tracks)
     session: CallSession | None = None
     track_index: dict[str, int] = {}
@@ -291,6 +317,8 @@ async def serve_twilio(ws: WebSocket, services: Services, settings: Settings) ->
                         channels,
                         metadata,
                         "twilio",
+                        conn,
+                        f"twilio-{token[-4:]}" if tokens else "open",
                     )
                     if isinstance(started, tuple):
                         log.warning("Twilio stream %s refused: %s", event.stream_sid, started[1])

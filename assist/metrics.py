@@ -141,6 +141,21 @@ class Metrics:
         self.feedback = Counter(
             "callcue_feedback_total", "Feedback from screens", ("kind", "action")
         )
+        self.recognition_errors = Counter(
+            "callcue_recognition_errors_total",
+            "Utterances Whisper failed to decode (an error event is sent; the call goes on)",
+            ("kind",),
+        )
+        self.limited = Counter(
+            "callcue_limit_rejections_total",
+            "Requests, messages or calls stopped by a limit",
+            ("limit",),
+        )
+        self.auth_failures = Counter(
+            "callcue_auth_failures_total",
+            "Connections and requests refused for missing or bad credentials or origin",
+            ("endpoint",),
+        )
         self.gauges: list[Gauge] = []
 
     def gauge(self, name: str, help: str, read: Callable[[], float]) -> None:
@@ -166,6 +181,9 @@ class Metrics:
             self.batch,
             self.assist_errors,
             self.feedback,
+            self.recognition_errors,
+            self.limited,
+            self.auth_failures,
             *self.gauges,
         ):
             lines += metric.render()

@@ -59,6 +59,7 @@ async def serve_call_events(ws: WebSocket, services: Services, call_id: str) -> 
                 break
             await conn.send_text(live.to_json())
         if sub.overflowed:
+            services.metrics.limited.inc(1, "screen_backlog")
             await conn.send_json(
                 {
                     "type": "error",

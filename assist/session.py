@@ -7,6 +7,7 @@ import functools
 import logging
 import os
 import time
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +28,7 @@ from assist.hub import EventHub
 from assist.metrics import Metrics
 from assist.recording import Recorder
 from assist.settings import Settings
-from assist.store import CallStore
+from assist.store import CallStore, StoreWriter
 from audio.codec import TARGET_RATE, AudioFormat, StreamDecoder
 from audio.vad import VadOptions, VadSegmenter
 from models.asr import Final, Partial, StreamingOptions, StreamingTranscriber
@@ -50,27 +51,45 @@ class Services:
     hub: EventHub
     executor: ThreadPoolExecutor
     max_calls: int = 200
+    max_calls_per_key: int = 0  # 0: no per-credential limit
+    max_call_seconds: float = 14_400.0
     sessions: dict[str, CallSession] = field(default_factory=dict)
     warmup_seconds: float = 0.0
     metrics: Metrics = field(default_factory=Metrics)
     audio_seconds_in: float = 0.0  # call audio received, all channels
-    store_errors: int = 0
     assist: AssistModels | None = None
     assist_worker: AssistWorker | None = None
     store: CallStore | None = None
+    writer: StoreWriter | None = None
     recordings_dir: Path | None = None  # set: each channel's audio is kept as WAV
 
     def __post_init__(self) -> None:
         m = self.metrics
+        if self.store is not None and self.writer is None:
+            self.writer = StoreWriter(self.store)
+        if self.writer is not None:
+            self.writer.on_loss = self._store_loss
+        m.gauge(
+            "callcue_store_buffered_events",
+            "Events waiting in memory for the store to come back",
+            lambda: len(self.writer.pending) if self.writer is not None else 0,
+        )
+        m.labelled_gauge(
+            "callcue_store_dropped_total",
+            "Events the store could not keep: an outage outlasted CALLCUE_STORE_BUFFER",
+            (),
+            lambda: [((), self.writer.dropped if self.writer is not None else 0)],
+            kind="counter",
+        )
         self.scheduler.observer = self._observe_decode
         if self.assist is not None and self.assist_worker is None:
             self.assist_worker = AssistWorker(self.assist, self.metrics)
         m.gauge("callcue_active_calls", "Calls in progress", lambda: len(self.sessions))
         m.labelled_gauge(
             "callcue_store_errors_total",
-            "Events the store failed to write (logged; the call goes on)",
+            "Store writes that failed (the events are kept in memory and retried)",
             (),
-            lambda: [((), self.store_errors)],
+            lambda: [((), self.writer.failures if self.writer is not None else 0)],
             kind="counter",
         )
         m.gauge(
@@ -114,6 +133,18 @@ class Services:
             kind="counter",
         )
 
+    def _store_loss(self, call_id: str) -> None:
+        """The store's buffer is full: tell the call's screens its events are not kept."""
+        if call_id in self.sessions:
+            self.hub.publish(
+                ErrorEvent(
+                    call_id=call_id,
+                    code="store_unavailable",
+                    message="the call store has been unreachable for too long: this call's "
+                    "events from here on are not stored (screens still get them)",
+                )
+            )
+
     def _observe_decode(
         self, job: RecognitionJob, hyp: Hypothesis, waited: float, seconds: float
     ) -> None:
@@ -121,13 +152,28 @@ class Services:
         self.metrics.decode.observe(seconds, kind)
         self.metrics.batch.observe(1, kind)
 
-    def admit(self) -> tuple[int, str] | None:
-        """None if a new call can start; else (close code, reason), counted as refused."""
+    def admit(self, credential: str = "open") -> tuple[int, str] | None:
+        """None if a new call can start; else (close code, reason), counted as refused.
+        `credential`: the name of the key the call came with (per-key limit)."""
+        if self.max_calls_per_key and credential != "open":
+            held = sum(1 for s in list(self.sessions.values()) if s.credential == credential)
+            if held >= self.max_calls_per_key:
+                self.metrics.refused.inc(1, "max_calls_per_key")
+                return 1013, (
+                    f"the credential {credential!r} already holds {held} calls, its limit "
+                    "(CALLCUE_MAX_CALLS_PER_KEY); end one or try again later"
+                )
         if len(self.sessions) >= self.max_calls:
             self.metrics.refused.inc(1, "max_calls")
             return 1013, (
                 f"this server is at its limit of {self.max_calls} concurrent calls "
                 "(CALLCUE_MAX_CALLS); try again later"
+            )
+        if self.writer is not None and self.writer.full:
+            self.metrics.refused.inc(1, "store_unavailable")
+            return 1013, (
+                "the call store has been unreachable for too long to keep more calls; new "
+                "calls are refused until it is back"
             )
         if self.scheduler.pressure() == OVERLOADED:
             self.metrics.refused.inc(1, "overloaded")
@@ -157,6 +203,7 @@ class Services:
         scheduler.start()
         return cls(
             store=call_store,
+            writer=StoreWriter(call_store, settings.store_buffer) if call_store else None,
             recordings_dir=Path(settings.recordings_dir).expanduser()
             if store and settings.record_audio
             else None,
@@ -171,14 +218,36 @@ class Services:
                 max_workers=min(8, (os.cpu_count() or 2)), thread_name_prefix="callcue-vad"
             ),
             max_calls=settings.max_calls,
+            max_calls_per_key=settings.max_calls_per_key,
+            max_call_seconds=float(settings.max_call_seconds),
             warmup_seconds=warm,
         )
+
+    async def drain(self, seconds: float, forced: Callable[[], bool] = lambda: False) -> int:
+        """End every call in progress with reason "shutdown" (finals first, then
+        `call.ended`; each client is told); the number still running after `seconds`."""
+        calls = list(self.sessions.values())
+        ending = [s.end_by_server("shutdown") for s in calls]
+        deadline = time.monotonic() + seconds
+        pending = set(ending)
+        while pending and not forced() and time.monotonic() < deadline:
+            _, pending = await asyncio.wait(pending, timeout=0.2)
+        # screens of those calls close by themselves once they have sent `call.ended`
+        grace = min(deadline, time.monotonic() + 3.0)
+        while not forced() and time.monotonic() < grace:
+            feeds = [self.hub.feed(s.call_id) for s in calls]
+            if not any(feed is not None and feed.subscribers for feed in feeds):
+                break
+            await asyncio.sleep(0.05)
+        return len(pending)
 
     def close(self) -> None:
         self.scheduler.close()
         self.executor.shutdown(wait=True, cancel_futures=True)
         if self.assist_worker is not None:
             self.assist_worker.close()
+        if self.writer is not None:
+            self.writer.close()  # waits a few seconds for anything buffered
         if self.store is not None:
             self.store.close()
 
@@ -294,9 +363,15 @@ class CallSession:
         metadata: dict[str, Any] | None = None,
         source: str = "native",
         streaming: StreamingOptions | None = None,
+        credential: str = "open",
     ) -> None:
         self.services = services
         self.call_id = call_id
+        self.credential = credential  # name of the ingest key/token (per-key limits)
+        # set by the connection: called (on the loop) when the server ends the call itself
+        # (max duration, shutdown) so the client's connection is closed with the reason
+        self.on_server_end: Callable[[str, str], Awaitable[None]] | None = None
+        self.end_reason = ""
         self.format = fmt
         self.channels = channels
         self.metadata = metadata or {}
@@ -331,6 +406,7 @@ class CallSession:
                 executor=services.executor,
                 on_partial=functools.partial(self._on_partial, channel),
                 on_final=functools.partial(self._on_final, channel),
+                on_error=functools.partial(self._on_recognition_error, channel),
                 options=options,
             )
             for channel in channels
@@ -347,18 +423,18 @@ class CallSession:
         """Stamp and fan out an event, and store it before any screen can have been sent it
         (the hub only queues; sends happen after this returns)."""
         stamped = self.services.hub.publish(event)
-        store = self.services.store
-        if store is not None:
-            try:
-                store.record(stamped)
-            except Exception:
-                self.services.store_errors += 1
-                log.exception("the store could not write %s #%d", self.call_id, stamped.seq)
+        if self.services.writer is not None:
+            self.services.writer.write(stamped)
         return stamped
 
     def start(self) -> None:
         store = self.services.store
-        base = store.last_seq(self.call_id) if store is not None else 0
+        base = 0
+        if store is not None:
+            try:
+                base = store.last_seq(self.call_id)
+            except Exception as exc:  # the store is down: the call goes on, its events wait
+                log.warning("cannot read the last seq of %s from the store: %s", self.call_id, exc)
         self.services.hub.open(self.call_id, base=base)
         self.services.sessions[self.call_id] = self
         self.services.metrics.calls.inc(1, self.source)
@@ -378,7 +454,10 @@ class CallSession:
         if self.services.recordings_dir is not None and store is not None:
             self.recorder = Recorder(self.services.recordings_dir, self.call_id, self.channels)
             for channel, path in self.recorder.paths.items():
-                store.add_recording(self.call_id, channel, path, TARGET_RATE)
+                try:
+                    store.add_recording(self.call_id, channel, path, TARGET_RATE)
+                except Exception as exc:  # the WAV is still written; only its index is missing
+                    log.error("cannot index the recording %s in the store: %s", path, exc)
 
     def live_summary(self) -> dict[str, Any]:
         """What the wallboard shows for this call."""
@@ -417,8 +496,37 @@ class CallSession:
         return self.publish(event)
 
     async def feed(self, data: bytes) -> None:
-        """Decode one frame and hand each channel its samples (returns once VAD has run)."""
+        """Decode one frame and hand each channel its samples (returns once VAD has run).
+        Audio that arrives once the call is ending is ignored."""
+        if self._finishing is not None:
+            return
         await self._push(self.decoder.decode(data))
+        self._check_duration()
+
+    def _check_duration(self) -> None:
+        if self._finishing is None and self.audio_seconds >= self.services.max_call_seconds:
+            limit = self.services.max_call_seconds
+            self.services.metrics.limited.inc(1, "call_duration")
+            self.publish(
+                ErrorEvent(
+                    call_id=self.call_id,
+                    code="call_too_long",
+                    message=f"the call reached the longest call allowed ({limit:.0f} s of audio, "
+                    "CALLCUE_MAX_CALL_SECONDS) and was ended; its transcript is kept",
+                )
+            )
+            self.end_by_server("max_duration")
+
+    def end_by_server(self, reason: str) -> asyncio.Future[None]:
+        """End the call from this side (duration limit, shutdown): finals first, then
+        `call.ended`, then the client's connection is closed with the reason."""
+
+        async def run() -> None:
+            await self.finish(reason)
+            if self.on_server_end is not None:
+                await self.on_server_end(reason, f"{reason}: call ended by the server")
+
+        return asyncio.ensure_future(run())
 
     async def feed_track(self, index: int, data: bytes) -> None:
         """Decode one frame of a single channel (sent on its own, not interleaved)."""
@@ -426,12 +534,15 @@ class CallSession:
         if decoder is None:
             mono = AudioFormat(self.format.encoding, self.format.sample_rate, 1)
             decoder = self.track_decoders[index] = StreamDecoder(mono)
+        if self._finishing is not None:
+            return
         audio = decoder.decode(data)
         if audio.shape[1] and self.recorder is not None:
             self.recorder.write_channel(index, audio[0])
         if audio.shape[1]:
             self.services.audio_seconds_in += audio.shape[1] / TARGET_RATE
             await self.transcribers[index].push(audio[0])
+            self._check_duration()
 
     async def settle(self) -> None:
         """Wait for every final submitted so far (batch transcription, not live calls)."""
@@ -452,6 +563,7 @@ class CallSession:
         await asyncio.shield(self._finishing)
 
     async def _finish(self, reason: str) -> None:
+        self.end_reason = reason
         try:
             await self._push(self.decoder.flush())
             for index, decoder in self.track_decoders.items():
@@ -497,6 +609,33 @@ class CallSession:
                 end=partial.end,
                 text=text,
                 stable=stable,
+            )
+        )
+
+    def _on_recognition_error(
+        self, channel: str, kind: str, utterance: int, exc: BaseException
+    ) -> None:
+        self.services.metrics.recognition_errors.inc(1, kind)
+        if kind != "final":  # a failed partial is replaced by the next one or the final
+            return
+        self.publish(
+            ErrorEvent(
+                call_id=self.call_id,
+                code="recognition_failed",
+                message=f"utterance {utterance} on the {channel} channel could not be "
+                f"transcribed ({type(exc).__name__}); the call goes on",
+            )
+        )
+        # a partial of it may be on screen: withdraw it, as for an utterance with no words
+        self.publish(
+            TranscriptPartial(
+                call_id=self.call_id,
+                channel=channel,
+                utterance=utterance,
+                start=0.0,
+                end=0.0,
+                text="",
+                stable="",
             )
         )
 

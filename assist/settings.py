@@ -119,12 +119,13 @@ def parse_tokens(text: str) -> dict[str, str]:
 
 def _tokens_ok(value: Any) -> str | None:
     parts = [p.strip() for p in str(value).split(",") if p.strip()]
-    for part in parts:
+    for n, part in enumerate(parts, 1):
         if ":" not in part:
             return "must look like TOKEN:ROLE,TOKEN:ROLE"
         token, role = part.rsplit(":", 1)
         if role not in ROLES:
-            return f"unknown role {role!r} (roles: {', '.join(ROLES)})"
+            # the role is not shown: a pair written ROLE:TOKEN would show the token
+            return f"pair {n} has an unknown role (roles: {', '.join(ROLES)}); write TOKEN:ROLE"
         if problem := _token_ok(token):
             return problem
     return None
@@ -170,8 +171,29 @@ def _keys_ok(value: Any) -> str | None:
         try:
             if secret:
                 base64.b64decode(secret, validate=True)
-        except binascii.Error:
+        except (binascii.Error, ValueError):  # ValueError: not ASCII
             return f"the client secret of key {key[:4]}... is not base64"
+    return None
+
+
+def parse_ingest_keys(text: str) -> dict[str, str]:
+    """`KEY:NAME,KEY` → {"KEY": "NAME", "KEY": "key-…LAST4"}."""
+    keys = {}
+    for part in text.split(","):
+        if part.strip():
+            key, _, name = part.strip().partition(":")
+            keys[key] = name or f"key-{key[-4:]}"
+    return keys
+
+
+def _ingest_keys_ok(value: Any) -> str | None:
+    for part in str(value).split(","):
+        if part.strip():
+            key, _, name = part.strip().partition(":")
+            if problem := _token_ok(key):
+                return problem.replace("token", "key")
+            if name and not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", name):
+                return "a key name may have letters, digits, '_', '.', '-' (at most 64)"
     return None
 
 
@@ -317,6 +339,102 @@ SETTINGS: tuple[Setting, ...] = (
         _int,
         _range(10, 1_000_000),
         "events a slow screen may lag behind before it is disconnected",
+    ),
+    Setting(
+        "max_calls_per_key",
+        "CALLCUE_MAX_CALLS_PER_KEY",
+        0,
+        _int,
+        _range(0, 100_000),
+        "concurrent calls one ingest credential (ingest key, Twilio token, AudioHook key) may "
+        "hold; 0: only CALLCUE_MAX_CALLS applies",
+    ),
+    Setting(
+        "max_call_seconds",
+        "CALLCUE_MAX_CALL_SECONDS",
+        14_400,
+        _int,
+        _range(10, 7 * 86_400),
+        "longest call (seconds of audio); a longer one is ended with reason max_duration",
+    ),
+    Setting(
+        "rate_limit",
+        "CALLCUE_RATE_LIMIT",
+        600,
+        _int,
+        _range(0, 1_000_000),
+        "REST requests a minute per client (token, or address without one), in bursts of up "
+        "to a quarter of that; beyond it: 429 with Retry-After; 0: no limit",
+    ),
+    Setting(
+        "ingest_keys",
+        "CALLCUE_INGEST_KEYS",
+        "",
+        str,
+        _ingest_keys_ok,
+        "API keys for native ingest (/v1/ingest), comma-separated KEY or KEY:NAME (NAME shows "
+        "in logs and metrics); sent as 'Authorization: Bearer KEY' or ?token=KEY",
+        secret=True,
+    ),
+    Setting(
+        "allowed_origins",
+        "CALLCUE_ALLOWED_ORIGINS",
+        "",
+        str,
+        _ok,
+        "browser origins allowed on the websockets (comma-separated, e.g. "
+        "https://crm.example.com); empty: the server's own origin only; '*': any",
+    ),
+    Setting(
+        "link_secret",
+        "CALLCUE_LINK_SECRET",
+        "",
+        str,
+        _token_ok,
+        "key that signs per-call screen links (set it on every node so links survive "
+        "restarts); empty: a random key each start",
+        secret=True,
+    ),
+    Setting(
+        "link_ttl",
+        "CALLCUE_LINK_TTL",
+        43_200,
+        _int,
+        _range(60, 30 * 86_400),
+        "seconds a per-call screen link stays valid",
+    ),
+    Setting(
+        "tls_certfile",
+        "CALLCUE_TLS_CERTFILE",
+        "",
+        str,
+        _file_ok,
+        "PEM certificate (chain) to serve HTTPS/WSS directly; needs CALLCUE_TLS_KEYFILE",
+    ),
+    Setting(
+        "tls_keyfile",
+        "CALLCUE_TLS_KEYFILE",
+        "",
+        str,
+        _file_ok,
+        "PEM private key of CALLCUE_TLS_CERTFILE",
+    ),
+    Setting(
+        "shutdown_timeout",
+        "CALLCUE_SHUTDOWN_TIMEOUT",
+        30,
+        _int,
+        _range(1, 3600),
+        "on SIGTERM: seconds to finish the finals of calls in progress before exiting",
+    ),
+    Setting(
+        "store_buffer",
+        "CALLCUE_STORE_BUFFER",
+        100_000,
+        _int,
+        _range(100, 10_000_000),
+        "events kept in memory while the store is unreachable (written when it is back; "
+        "beyond this, new calls are refused and the loss is reported)",
     ),
     Setting(
         "audiohook_keys",
@@ -482,6 +600,20 @@ SETTINGS: tuple[Setting, ...] = (
 )
 
 
+def _read_secret(source: str, path: str) -> str:
+    """A secret kept in a file (Docker/Kubernetes secrets): its content, one line."""
+    try:
+        text = Path(path).expanduser().read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SettingsError(
+            f"{source}={path!r}: cannot read it ({exc.__class__.__name__})"
+        ) from None
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if len(lines) != 1:
+        raise SettingsError(f"{source}={path!r}: the file must hold the value on one line")
+    return lines[0]
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     host: str = "127.0.0.1"
@@ -502,6 +634,17 @@ class Settings:
     max_frame_bytes: int = 1_048_576
     max_calls: int = 200
     events_backlog: int = 2000
+    max_calls_per_key: int = 0
+    max_call_seconds: int = 14_400
+    rate_limit: int = 600
+    ingest_keys: str = field(default="", repr=False)
+    allowed_origins: str = ""
+    link_secret: str = field(default="", repr=False)
+    link_ttl: int = 43_200
+    tls_certfile: str = ""
+    tls_keyfile: str = ""
+    shutdown_timeout: int = 30
+    store_buffer: int = 100_000
     audiohook_keys: str = field(default="", repr=False)
     audiohook_channels: str = "external=customer,internal=agent"
     audiohook_transcripts: bool = True
@@ -536,6 +679,9 @@ class Settings:
             raw: Any = overrides.get(setting.name)
             if raw is None and setting.env in env:
                 raw, source = env[setting.env], setting.env
+            elif raw is None and setting.secret and f"{setting.env}_FILE" in env:
+                source = f"{setting.env}_FILE"
+                raw = _read_secret(source, env[source])
             if raw is None:
                 values[setting.name] = setting.default
                 continue
@@ -553,6 +699,10 @@ class Settings:
             resolve_whisper_model(values["model"])
         except ModelNotFoundError as exc:
             raise SettingsError(f"CALLCUE_MODEL/--model={values['model']!r}: {exc}") from None
+        if bool(values["tls_certfile"]) != bool(values["tls_keyfile"]):
+            raise SettingsError(
+                "CALLCUE_TLS_CERTFILE and CALLCUE_TLS_KEYFILE go together: set both or neither"
+            )
         return cls(**values)
 
     @property
@@ -597,6 +747,16 @@ class Settings:
         if self.admin_token:
             roles[self.admin_token] = "admin"
         return roles
+
+    @property
+    def ingest_key_names(self) -> dict[str, str]:
+        return parse_ingest_keys(self.ingest_keys)
+
+    @property
+    def origins(self) -> frozenset[str]:
+        return frozenset(
+            o.strip().rstrip("/").lower() for o in self.allowed_origins.split(",") if o.strip()
+        )
 
     @property
     def vad(self) -> VadOptions:

@@ -21,6 +21,8 @@ import logging
 import re
 import sqlite3
 import threading
+import time
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -144,6 +146,18 @@ class StoreError(RuntimeError):
     """The store cannot be opened or written; the message says what and where."""
 
 
+def unavailable_errors() -> tuple[type[Exception], ...]:
+    """Exceptions that mean "the database is not answering" (as opposed to a bug)."""
+    errors: list[type[Exception]] = [StoreError, sqlite3.OperationalError]
+    try:
+        import psycopg
+
+        errors.append(psycopg.OperationalError)
+    except ImportError:  # pragma: no cover - a dependency of callcue
+        pass
+    return tuple(errors)
+
+
 @dataclass(frozen=True, slots=True)
 class CallQuery:
     q: str = ""
@@ -219,7 +233,7 @@ class CallStore:
             self.path = None
             self.dialect = _Postgres()
             try:
-                self._conn = psycopg.connect(url, autocommit=True, connect_timeout=10)
+                self._conn = self._connect_postgres()
             except psycopg.Error as exc:
                 raise StoreError(f"cannot connect to PostgreSQL at {_redact(url)}: {exc}") from exc
         else:
@@ -231,12 +245,43 @@ class CallStore:
             self.interrupted_at_open = self.mark_interrupted()
 
     # ------------------------------------------------------------------ plumbing
+    def _connect_postgres(self) -> Any:
+        import psycopg
+
+        # keepalives and a TCP timeout: a database that vanishes from the network is noticed
+        # in seconds, not after the kernel's retransmission timeout
+        return psycopg.connect(
+            self.url,
+            autocommit=True,
+            connect_timeout=5,
+            keepalives=1,
+            keepalives_idle=10,
+            keepalives_interval=3,
+            keepalives_count=3,
+            tcp_user_timeout=15_000,
+        )
+
+    def _healthy(self) -> None:
+        """Reconnect to PostgreSQL if the connection was lost (a restart, a network cut)."""
+        if self.dialect.name == "postgresql" and self._conn.closed:
+            import psycopg
+
+            try:
+                self._conn = self._connect_postgres()
+            except psycopg.Error as exc:
+                raise StoreError(
+                    f"PostgreSQL at {_redact(self.url)} is unreachable: {exc}"
+                ) from None
+            log.info("reconnected to PostgreSQL at %s", _redact(self.url))
+
     def _execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
         with self._lock:
+            self._healthy()
             return self._conn.execute(self.dialect.sql(sql), tuple(params))
 
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         with self._lock:
+            self._healthy()
             cursor = self._conn.execute(self.dialect.sql(sql), tuple(params))
             names = [d[0] for d in cursor.description or ()]
             return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
@@ -244,6 +289,7 @@ class CallStore:
     @contextmanager
     def _transaction(self) -> Iterator[None]:
         with self._lock:
+            self._healthy()
             if self.dialect.name == "sqlite":
                 self._conn.execute("BEGIN")
                 try:
@@ -595,6 +641,110 @@ class CallStore:
         if ids:
             log.info("store: purged %d call(s) older than %d days", len(ids), days)
         return ids
+
+
+class StoreWriter:
+    """Writes each published event to the store, in order, and rides out an outage.
+
+    Healthy: `write` stores the event at once, before any screen is sent it (kill -9 safe).
+    When a write fails (database restarting, network cut, SQLite locked by another process)
+    the event and every later one wait in memory, in order, up to `limit` events, while a
+    background thread retries with backoff (reconnecting PostgreSQL) and writes them when the
+    store is back. Beyond the limit events are not kept: each is counted (`dropped`), the
+    calls are told once through `on_loss`, and `full` lets the server refuse new calls.
+    Nothing is dropped silently.
+    """
+
+    def __init__(
+        self,
+        store: CallStore,
+        limit: int = 100_000,
+        on_loss: Callable[[str], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.limit = limit
+        self.on_loss = on_loss
+        self.pending: deque[Event] = deque()
+        self.failures = 0  # writes that failed (each outage counts its attempts)
+        self.dropped = 0
+        self.last_error = ""
+        self._told: set[str] = set()
+        self._retrying: threading.Thread | None = None
+        self._stop = threading.Event()
+
+    @property
+    def full(self) -> bool:
+        return len(self.pending) >= self.limit
+
+    def write(self, event: Event) -> None:
+        if not self.pending:
+            try:
+                self.store.record(event)
+                return
+            except Exception as exc:
+                self._failed(exc)
+        if len(self.pending) >= self.limit:
+            self.dropped += 1
+            if event.call_id not in self._told:
+                self._told.add(event.call_id)
+                log.error(
+                    "the store is unreachable and %d events are waiting (CALLCUE_STORE_BUFFER): "
+                    "events of call %s are no longer kept",
+                    len(self.pending),
+                    event.call_id,
+                )
+                if self.on_loss is not None:
+                    self.on_loss(event.call_id)
+            return
+        self.pending.append(event)
+        if self._retrying is None or not self._retrying.is_alive():
+            self._retrying = threading.Thread(
+                target=self._retry, name="callcue-store-retry", daemon=True
+            )
+            self._retrying.start()
+
+    def _failed(self, exc: Exception) -> None:
+        self.failures += 1
+        self.last_error = f"{type(exc).__name__}: {exc}"[:300]
+        log.error("the store could not write (events are kept and retried): %s", self.last_error)
+
+    def _retry(self) -> None:
+        delay = 0.2
+        while self.pending and not self._stop.is_set():
+            try:
+                while self.pending:
+                    self.store.record(self.pending[0])
+                    self.pending.popleft()
+            except Exception as exc:
+                self._failed(exc)
+                self._stop.wait(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            log.info("the store is back: buffered events written")
+            self._told.clear()
+
+    def flush(self, timeout: float = 10.0) -> int:
+        """Wait (blocking) for buffered events to be written; how many are still waiting."""
+        deadline = time.monotonic() + timeout
+        while self.pending and time.monotonic() < deadline:
+            if self._retrying is None or not self._retrying.is_alive():
+                self._retry_once()
+            time.sleep(0.05)
+        return len(self.pending)
+
+    def _retry_once(self) -> None:
+        try:
+            while self.pending:
+                self.store.record(self.pending[0])
+                self.pending.popleft()
+        except Exception as exc:
+            self._failed(exc)
+
+    def close(self) -> None:
+        left = self.flush()
+        self._stop.set()
+        if left:
+            log.error("stopping with %d events the store could not take: they are lost", left)
 
 
 def sqlite_path(url: str) -> Path | None:

@@ -72,6 +72,9 @@ def workloads(pair_seconds: float) -> list[Workload]:
 class Measured:
     partial: list[float] = field(default_factory=list)
     final: list[float] = field(default_factory=list)
+    # wall time (time.time()) each latency above was observed, for a soak's per-window series
+    partial_at: list[float] = field(default_factory=list)
+    final_at: list[float] = field(default_factory=list)
     words_without_partial: int = 0
     words: int = 0
     errors: int = 0
@@ -90,6 +93,7 @@ def measure(result: StreamResult, load: Workload, into: Measured) -> None:
         sent = result.sent_time(final["end"])
         if sent is not None:
             into.final.append(received - sent)
+            into.final_at.append(received)
             mine_load["final"].append(received - sent)
         mine = [
             (p, t)
@@ -113,6 +117,7 @@ def measure(result: StreamResult, load: Workload, into: Measured) -> None:
                 into.words_without_partial += 1
             else:
                 into.partial.append(first_seen[i] - sent)
+                into.partial_at.append(first_seen[i])
                 mine_load["partial"].append(first_seen[i] - sent)
     into.audio_seconds += load.audio.duration
     if load.reference:

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-READY = re.compile(r"callcue ready on http://([\d.]+):(\d+)")
+READY = re.compile(r"callcue ready on (https?)://([\d.]+):(\d+)")
 
 
 class ServerProcess:
@@ -50,8 +50,9 @@ class ServerProcess:
                 self.log.append(line.rstrip())
                 match = READY.search(line)
                 if match:
-                    self.url = f"ws://{match.group(1)}:{match.group(2)}"
-                    self.http = f"http://{match.group(1)}:{match.group(2)}"
+                    scheme, host, port = match.groups()
+                    self.url = f"{'wss' if scheme == 'https' else 'ws'}://{host}:{port}"
+                    self.http = f"{scheme}://{host}:{port}"
                     ready.set()
 
         threading.Thread(target=pump, daemon=True).start()

@@ -94,6 +94,7 @@ class StreamingTranscriber:
         on_partial: Callable[[Partial], None],
         on_final: Callable[[Final], None],
         options: StreamingOptions | None = None,
+        on_error: Callable[[str, int, BaseException], None] | None = None,
     ) -> None:
         self.key = key
         self.engine = engine
@@ -102,6 +103,8 @@ class StreamingTranscriber:
         self.executor = executor
         self.on_partial = on_partial
         self.on_final = on_final
+        # (kind "final"/"partial", utterance, exception) when a decode fails; the stream goes on
+        self.on_error = on_error
         self.options = options or StreamingOptions()
         self._pad = self.options.pad_ms * TARGET_RATE // 1000
         self._buf = np.zeros(0, dtype=np.float32)
@@ -267,7 +270,11 @@ class StreamingTranscriber:
     def _partial_done(
         self, future: asyncio.Future[Hypothesis | None], utt: int, number: int, start: int, end: int
     ) -> None:
-        if future.cancelled() or future.exception() is not None:
+        if future.cancelled():
+            return
+        if (exc := future.exception()) is not None:
+            if self.on_error is not None:
+                self.on_error("partial", utt, exc)
             return
         hyp = future.result()
         if (
@@ -337,8 +344,13 @@ class StreamingTranscriber:
         while (item := await self._finals.get()) is not None:
             try:
                 self._emit_final(item[0], item[1], item[2], await item[3])
-            except Exception:
+            except Exception as exc:
                 log.exception("final decode failed for %s utterance %d", self.key, item[0])
+                if self.on_error is not None:
+                    try:
+                        self.on_error("final", item[0], exc)
+                    except Exception:
+                        log.exception("reporting the failed decode of %s failed", self.key)
             finally:
                 self._emitted += 1
                 if self._emitted == self._submitted:

@@ -230,6 +230,13 @@ async def test_abrupt_disconnect_keeps_finals(server) -> None:  # type: ignore[n
     assert events[-1]["type"] == "call.ended" and events[-1]["reason"] == "disconnect"
     text = " ".join(e["text"] for e in events if e["type"] == "transcript.final").lower()
     assert "fellow americans" in text and "country" in text  # spoken before the crash
+    # the utterance cut off mid-word was finalized, and every final is in the store
+    with urllib.request.urlopen(f"{server.http}/v1/calls/{call_id}/transcript", timeout=30) as r:
+        stored = json.load(r)
+    assert stored["call"]["outcome"] == "disconnect"
+    assert [u["text"] for u in stored["utterances"]] == [
+        e["text"] for e in events if e["type"] == "transcript.final"
+    ]
 
 
 async def test_duplicate_call_id_is_refused(server) -> None:  # type: ignore[no-untyped-def]

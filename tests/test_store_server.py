@@ -89,6 +89,7 @@ def stored(
             realtime=False,
             call_id="qa-1",
             metadata={"agent": "michelle", "caller": "+1 617 555 0123"},
+            token=TOKENS["admin"],
         )
     )
     yield server, result
@@ -211,6 +212,7 @@ async def test_kill_9_loses_nothing_a_screen_saw(kind: str, tmp_path: Any) -> No
             realtime=True,
             call_id="crash-1",
             speed=2.0,
+            token=TOKENS["admin"],
         )
     )
     try:
