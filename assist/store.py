@@ -202,7 +202,9 @@ class CallStore:
         does this at start; a second process on the same database, e.g. an import, must not)."""
         self.url = url
         self.recordings_dir = recordings_dir
-        self._lock = threading.RLock()
+        self._lock = threading.RLock()  # the write connection (and reads inside writes)
+        self._read_lock = threading.Lock()
+        self._reader: Any = None
         self.dialect: _Dialect
         self.interrupted_at_open: list[str] = []
         if url.startswith("sqlite:"):
@@ -286,6 +288,42 @@ class CallStore:
             names = [d[0] for d in cursor.description or ()]
             return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
+    def _read(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        """A query for the REST API and screens, on a connection of its own: a slow search
+        never holds up the writes of live calls (SQLite WAL readers do not block the writer)."""
+        if self.dialect.name == "sqlite" and self.path is None:
+            return self._rows(sql, params)  # an in-memory database has one connection
+        with self._read_lock:
+            for attempt in (1, 2):
+                conn = self._reader
+                if conn is None or (self.dialect.name == "postgresql" and conn.closed):
+                    conn = self._reader = self._open_reader()
+                try:
+                    cursor = conn.execute(self.dialect.sql(sql), tuple(params))
+                except Exception:
+                    # a connection the database dropped (restart, network cut) shows it only
+                    # when used: reads are safe to retry once on a new one
+                    if attempt == 2 or self.dialect.name != "postgresql" or not conn.closed:
+                        raise
+                    continue
+                names = [d[0] for d in cursor.description or ()]
+                return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+            raise AssertionError("unreachable")
+
+    def _open_reader(self) -> Any:
+        if self.dialect.name == "postgresql":
+            import psycopg
+
+            try:
+                return self._connect_postgres()
+            except psycopg.Error as exc:
+                where = _redact(self.url)
+                raise StoreError(f"PostgreSQL at {where} is unreachable: {exc}") from None
+        conn = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
+        conn.execute("PRAGMA busy_timeout=5000")
+        conn.execute("PRAGMA query_only=ON")
+        return conn
+
     @contextmanager
     def _transaction(self) -> Iterator[None]:
         with self._lock:
@@ -305,6 +343,9 @@ class CallStore:
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+        with self._read_lock:
+            if self._reader is not None:
+                self._reader.close()
 
     def describe(self) -> str:
         if self.dialect.name == "sqlite":
@@ -506,11 +547,11 @@ class CallStore:
         return int(rows[0]["last_seq"] or 0) if rows else 0
 
     def get_call(self, call_id: str) -> dict[str, Any] | None:
-        rows = self._rows("SELECT * FROM calls WHERE id = ?", (call_id,))
+        rows = self._read("SELECT * FROM calls WHERE id = ?", (call_id,))
         return _call(rows[0]) if rows else None
 
     def utterances(self, call_id: str) -> list[dict[str, Any]]:
-        rows = self._rows(
+        rows = self._read(
             "SELECT channel, utterance, seq, start_s, end_s, text, words, confidence "
             "FROM utterances WHERE call_id = ? ORDER BY segment, start_s, channel",
             (call_id,),
@@ -537,15 +578,15 @@ class CallStore:
         if types:
             sql += f" AND type IN ({', '.join('?' for _ in types)})"
             params += list(types)
-        rows = self._rows(sql + " ORDER BY seq", params)
+        rows = self._read(sql + " ORDER BY seq", params)
         return [json.loads(r["data"]) for r in rows]
 
     def reviews(self, call_id: str) -> list[dict[str, Any]]:
-        rows = self._rows("SELECT * FROM reviews WHERE call_id = ? ORDER BY id", (call_id,))
+        rows = self._read("SELECT * FROM reviews WHERE call_id = ? ORDER BY id", (call_id,))
         return [_review(r) for r in rows]
 
     def recordings(self, call_id: str) -> dict[str, dict[str, Any]]:
-        rows = self._rows("SELECT * FROM recordings WHERE call_id = ?", (call_id,))
+        rows = self._read("SELECT * FROM recordings WHERE call_id = ?", (call_id,))
         return {r["channel"]: {"path": r["path"], "sample_rate": r["sample_rate"]} for r in rows}
 
     def search(self, query: CallQuery) -> tuple[list[dict[str, Any]], int]:
@@ -592,8 +633,8 @@ class CallStore:
                 else "checklist_done < checklist_total"
             )
         clause = f" WHERE {' AND '.join(where)}" if where else ""
-        total = int(self._rows(f"SELECT COUNT(*) AS n FROM calls{clause}", params)[0]["n"])
-        rows = self._rows(
+        total = int(self._read(f"SELECT COUNT(*) AS n FROM calls{clause}", params)[0]["n"])
+        rows = self._read(
             f"SELECT * FROM calls{clause} ORDER BY started_at DESC, id LIMIT ? OFFSET ?",
             [*params, query.limit, query.offset],
         )
