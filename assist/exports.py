@@ -42,7 +42,7 @@ def export(call: dict[str, Any], utterances: list[dict[str, Any]], fmt: str) -> 
     if fmt == "vtt":
         cues = "".join(
             f"\n{_clock(u['start'], '.')} --> {_clock(u['end'], '.')}\n"
-            f"<v {_speaker(u['channel'])}>{_vtt(_cue(u['text']))}\n"
+            f"{_voice(u['channel'])}{_vtt(_cue(u['text']))}\n"
             for u in utterances
         )
         return "WEBVTT\n" + cues
@@ -72,6 +72,11 @@ def export(call: dict[str, Any], utterances: list[dict[str, Any]], fmt: str) -> 
     raise ValueError(f"unknown format {fmt!r} (formats: {', '.join(FORMATS)})")
 
 
+def _voice(channel: str) -> str:
+    """The WebVTT voice tag; a channel ending in '--' would make '-->' with its '>'."""
+    return _no_arrow(f"<v {_speaker(channel)}>")
+
+
 def _vtt(text: str) -> str:
     """WebVTT cue text is markup: escape &, < and >."""
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
@@ -79,7 +84,14 @@ def _vtt(text: str) -> str:
 
 def _cue(text: str) -> str:
     """Cue text may not contain a blank line or '-->'."""
-    return " ".join(text.replace("-->", "->").split())
+    return _no_arrow(" ".join(text.split()))
+
+
+def _no_arrow(text: str) -> str:
+    """`text` without '-->' (one pass is not enough: '--->' becomes '-->')."""
+    while "-->" in text:
+        text = text.replace("-->", "->")
+    return text
 
 
 def summary(call: dict[str, Any], events: list[dict[str, Any]]) -> dict[str, Any]:

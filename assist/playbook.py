@@ -21,6 +21,7 @@ problem as `file: path: problem`.
 
 from __future__ import annotations
 
+import functools
 import re
 import string
 from collections.abc import Mapping
@@ -303,7 +304,7 @@ def _conditions(
             out["has_open_case"] = data["has_open_case"]
     if "min_call_seconds" in data:
         v = data["min_call_seconds"]
-        if isinstance(v, bool) or not isinstance(v, int | float) or v < 0:
+        if isinstance(v, bool) or not isinstance(v, int | float) or not v >= 0:
             c.fail(f"{where}.min_call_seconds", "must be a number ≥ 0")
         else:
             out["min_call_seconds"] = float(v)
@@ -328,9 +329,11 @@ def parse_playbook(data: Any, path: Path) -> Playbook:
             "checklist": False,
         },
     )
-    if top and top.get("version") != 1:
+    version = top.get("version") if top else None
+    if top and (type(version) is not int or version != 1):
         c.fail("version", f"unsupported version {top.get('version')!r} (this callcue reads 1)")
     name = c.text(top.get("name"), "name") if top else ""
+    description = c.text(top.get("description"), "description", required=False) if top else ""
     threshold = None
     if "settings" in top:
         settings = c.mapping(top["settings"], "settings", {"intent_threshold": False})
@@ -535,9 +538,33 @@ def parse_playbook(data: Any, path: Path) -> Playbook:
         articles=tuple(articles),
         actions=tuple(actions),
         checklist=tuple(items),
-        description=str(top.get("description") or ""),
+        description=description,
         intent_threshold=threshold,
     )
+
+
+@functools.cache
+def _loader() -> type[Any]:
+    """yaml's SafeLoader, but a value it cannot construct (2026-13-45 read as a date) is a
+    YAML error at that value's line and column instead of whatever PyYAML raised."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        def construct_object(self, node: Any, deep: bool = False) -> Any:
+            try:
+                return super().construct_object(node, deep)
+            except (yaml.YAMLError, RecursionError):
+                raise
+            except Exception as exc:  # ValueError (2026-13-45), AttributeError (!!timestamp x)
+                kind = str(node.tag).rsplit(":", 1)[-1]
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"{str(node.value)[:80]!r} is not a valid {kind} ({exc})",
+                    node.start_mark,
+                ) from exc
+
+    return Loader
 
 
 def load_playbook(path: Path | None = None) -> Playbook:
@@ -548,11 +575,17 @@ def load_playbook(path: Path | None = None) -> Playbook:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise PlaybookError(path, [f"cannot read the file ({exc.strerror or exc})"]) from exc
+    except UnicodeDecodeError as exc:
+        raise PlaybookError(
+            path, [f"the file is not UTF-8 text (byte {exc.object[exc.start]:#04x} at {exc.start})"]
+        ) from exc
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_loader())  # safe_load, with the place of a bad value
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "YAML"
         problem = getattr(exc, "problem", None) or str(exc)
         raise PlaybookError(path, [f"{where}: not valid YAML ({problem})"]) from exc
+    except RecursionError as exc:
+        raise PlaybookError(path, ["YAML: lists or mappings nested too deeply"]) from exc
     return parse_playbook(data, path)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import re
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from assist.ingest import Connection
 from assist.session import Services
+from audio.protocols.jsontext import parse_json_text
 from audio.protocols.native import CALL_ID, CLOSE_NORMAL, CLOSE_POLICY
 
 
@@ -88,14 +88,9 @@ async def _read_screen(ws: WebSocket, conn: Connection, services: Services, call
             message = await ws.receive()
             if message["type"] == "websocket.disconnect":
                 return
-            problem = None
             text = message.get("text")
-            try:
-                data = json.loads(text) if text else None
-            except json.JSONDecodeError as exc:
-                data, problem = None, f"not valid JSON ({exc.msg} at position {exc.pos})"
-            except RecursionError:
-                data, problem = None, "JSON nested too deeply"
+            # bad JSON of every kind (too deep, too long a number) is a reply, not a crash
+            data, problem = parse_json_text(text) if text else (None, None)
             if problem is None:
                 if not isinstance(data, dict) or data.get("type") != "feedback":
                     problem = 'screens send only {"type":"feedback",...} text messages'

@@ -33,6 +33,7 @@ import bisect
 import contextlib
 import itertools
 import json
+import os
 import secrets
 import statistics
 import time
@@ -290,6 +291,13 @@ class Soak:
             at = round(time.time() - self.t0, 1)
             try:
                 outcome = await asyncio.wait_for(self.fault(kind, n), 120)
+            except ConnectionClosed as exc:
+                if exc.rcvd is not None and exc.rcvd.code == 1013:
+                    # the overload policy at work: a call beyond what the machine holds is
+                    # refused, so this fault never happened
+                    outcome = {"skipped": "refused: server at capacity (1013)"}
+                else:
+                    outcome = {"ok": False, "problem": repr(exc)}
             except (OSError, WebSocketException, TimeoutError) as exc:
                 outcome = {"ok": False, "problem": repr(exc)}
             outcome = {"kind": kind, "at_s": at, **outcome}
@@ -406,10 +414,16 @@ class Soak:
         frame = encode_frames(audio, "pcm16")
         step = audio.sample_rate // 10
         began = time.monotonic()
-        for lo in range(0, audio.samples.shape[0], step):
-            hi = min(lo + step, audio.samples.shape[0])
-            await asyncio.sleep(max(0.0, began + hi / audio.sample_rate - time.monotonic()))
-            await ws.send(frame(lo, hi))
+        try:
+            for lo in range(0, audio.samples.shape[0], step):
+                hi = min(lo + step, audio.samples.shape[0])
+                await asyncio.sleep(max(0.0, began + hi / audio.sample_rate - time.monotonic()))
+                await ws.send(frame(lo, hi))
+        except ConnectionClosed as exc:
+            if exc.rcvd is not None and exc.rcvd.code == 1013:  # refused at capacity
+                record.refused = True
+                await self.detach(record, watcher)
+            raise
         ws.transport.abort()
         dropped = time.time()
         with contextlib.suppress(ConnectionClosed):
@@ -468,6 +482,8 @@ class Soak:
                 "rss_mib": round(rss / 2**20, 1),
                 "peak_rss_mib": round(max(rss, sampler.peak_rss) / 2**20, 1),
                 "cpu_percent": round(100 * cpu / max(now - began, 1e-6), 1),
+                # the machine's 1-minute load: other work on it shows here
+                "load_avg_1m": round(os.getloadavg()[0], 2),
                 "active_calls": health.get("active_calls"),
                 "calls_ended_so_far": self.calls_ended,
                 "queue_finals": queue.get("finals"),
@@ -630,6 +646,9 @@ def summarize(soak: Soak, health: dict[str, Any], metrics: dict[str, float]) -> 
         "cpu_percent_mean": round(statistics.mean(w["cpu_percent"] for w in windows), 1)
         if windows
         else None,
+        "machine_load_avg_mean": round(statistics.mean(w["load_avg_1m"] for w in windows), 2)
+        if windows
+        else None,
         "latency_s": latency,
         "nothing_lost": {
             "calls_checked": len(checked),
@@ -654,6 +673,9 @@ def summarize(soak: Soak, health: dict[str, Any], metrics: dict[str, float]) -> 
             "injected": len(injected),
             "survived": sum(1 for f in injected if f.get("ok") and f["server_healthy_after"]),
             "by_kind": {k: sum(1 for f in injected if f["kind"] == k) for k in FAULTS},
+            "refused_at_capacity": sum(
+                1 for f in soak.faults if f["kind"] in FAULTS and "skipped" in f
+            ),
         },
         "bad_inputs": {
             "tried": len(tried),

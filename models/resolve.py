@@ -33,8 +33,13 @@ def resolve_whisper_model(spec: str) -> str:
         raise ModelNotFoundError(
             f"unknown embedded model {spec!r}; the only embedded Whisper is {EMBEDDED_WHISPER!r}"
         )
-    path = Path(spec).expanduser()
-    if path.exists():
+    try:
+        path = Path(spec).expanduser()
+        exists = path.exists()
+    except (RuntimeError, OSError, ValueError) as exc:  # ~nosuchuser, a name too long, NUL
+        reason = getattr(exc, "strerror", None) or exc
+        raise ModelNotFoundError(f"model path {spec[:200]!r} cannot be used: {reason}") from None
+    if exists:
         if not (path / "model.bin").is_file():
             raise ModelNotFoundError(
                 f"{path} is not a CTranslate2 Whisper model directory (no model.bin)"

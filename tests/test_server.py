@@ -231,8 +231,8 @@ async def test_abrupt_disconnect_keeps_finals(server) -> None:  # type: ignore[n
     text = " ".join(e["text"] for e in events if e["type"] == "transcript.final").lower()
     assert "fellow americans" in text and "country" in text  # spoken before the crash
     # the utterance cut off mid-word was finalized, and every final is in the store
-    with urllib.request.urlopen(f"{server.http}/v1/calls/{call_id}/transcript", timeout=30) as r:
-        stored = json.load(r)
+    url = f"{server.http}/v1/calls/{call_id}/transcript"
+    stored = await asyncio.to_thread(lambda: json.load(urllib.request.urlopen(url, timeout=30)))
     assert stored["call"]["outcome"] == "disconnect"
     assert [u["text"] for u in stored["utterances"]] == [
         e["text"] for e in events if e["type"] == "transcript.final"

@@ -7,16 +7,18 @@ and a queued `disconnect` (reason `error`), never an exception.
 
 from __future__ import annotations
 
-import json
+import math
 import re
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from audio.protocols.jsontext import parse_json_text
+
 PROBE_ID = "00000000-0000-0000-0000-000000000000"
 FORMATS = ("PCMU", "L16")
 RATE = 8000
-_DURATION = re.compile(r"^PT(\d+(?:\.\d+)?)S$")
+_DURATION = re.compile(r"^PT([0-9]+(?:\.[0-9]+)?)S\Z")
 CLIENT_TYPES = {"open", "close", "discarded", "error", "paused", "ping", "resumed", "update"}
 
 
@@ -30,7 +32,10 @@ def parse_duration(value: object) -> float | None:
     if not isinstance(value, str):
         return None
     m = _DURATION.match(value)
-    return float(m.group(1)) if m else None
+    if m is None:
+        return None
+    seconds = float(m.group(1))  # 400 digits of seconds read as inf: not a duration
+    return seconds if math.isfinite(seconds) else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,16 +264,15 @@ class AudioHookProtocol:
     def receive_text(self, text: str) -> list[AudioHookEvent]:
         if self.state in ("failed", "closed"):
             return []
-        try:
-            message = json.loads(text)
-        except json.JSONDecodeError as exc:
-            return self._fail(f"message is not valid JSON: {exc.msg}")
+        message, problem = parse_json_text(text)
+        if problem is not None:
+            return self._fail(problem)
         if not isinstance(message, dict):
             return self._fail("message is not a JSON object")
         if message.get("version") != "2":
             return self._fail(f"unsupported protocol version {message.get('version')!r}")
         kind = message.get("type")
-        if kind not in CLIENT_TYPES:
+        if not isinstance(kind, str) or kind not in CLIENT_TYPES:
             return self._fail(f"unknown message type {kind!r}")
         if message.get("id") != self.session_id:
             return self._fail(f"message id {message.get('id')!r} is not this session's id")
@@ -322,6 +326,13 @@ class AudioHookProtocol:
         offers = p.get("media")
         if not isinstance(offers, list) or not offers:
             return self._fail("'open' offers no media")
+        language, custom_config = p.get("language"), p.get("customConfig")
+        if language is not None and not isinstance(language, str):
+            return self._fail(f"'open' language must be a string, not {type(language).__name__}")
+        if custom_config is not None and not isinstance(custom_config, dict):
+            return self._fail(
+                f"'open' customConfig must be an object, not {type(custom_config).__name__}"
+            )
         chosen = self._choose(offers)
         if chosen is None:
             return self._fail(
@@ -341,8 +352,8 @@ class AudioHookProtocol:
                 participant=participant if isinstance(participant, dict) else {},
                 media=chosen,
                 probe=probe,
-                language=p.get("language"),
-                custom_config=p.get("customConfig") or {},
+                language=language,
+                custom_config=custom_config or {},
             )
         ]
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from audio.codec import ENCODINGS, MAX_RATE, MIN_RATE, AudioFormat, Encoding
+from audio.protocols.jsontext import parse_json_text
 
 # websocket close codes (RFC 6455 §7.4.1)
 CLOSE_NORMAL = 1000
@@ -24,7 +25,7 @@ CLOSE_INTERNAL = 1011
 CLOSE_TRY_AGAIN = 1013
 
 CALL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@+-]{0,127}\Z")
-CHANNEL = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+CHANNEL = re.compile(r"^[a-z][a-z0-9_-]{0,31}\Z")
 START_FIELDS = {"type", "call_id", "encoding", "sample_rate", "channels", "metadata"}
 REQUIRED = ("call_id", "encoding", "sample_rate")
 MAX_CHANNELS = 8
@@ -81,14 +82,9 @@ class NativeIngestProtocol:
                 f"text message of {len(text)} characters exceeds {MAX_TEXT_BYTES}",
                 CLOSE_TOO_BIG,
             )
-        try:
-            message = json.loads(text)
-        except json.JSONDecodeError as exc:
-            return self._fail(
-                "bad_json",
-                f"message is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
-                CLOSE_INVALID_DATA,
-            )
+        message, problem = parse_json_text(text)
+        if problem is not None:
+            return self._fail("bad_json", problem, CLOSE_INVALID_DATA)
         if not isinstance(message, dict):
             return self._fail(
                 "bad_message",

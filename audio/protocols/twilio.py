@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from audio.protocols.jsontext import parse_json_text
 from audio.protocols.native import CLOSE_INVALID_DATA, CLOSE_POLICY, CLOSE_UNSUPPORTED
 
 TRACKS = ("inbound", "outbound")
 SAMPLE_RATE = 8000
 BYTES_PER_MS = SAMPLE_RATE // 1000  # μ-law: one byte a sample
+MAX_GAP_MS = 60_000  # a larger jump in a track's timestamps is refused, not filled with silence
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,12 +86,9 @@ class TwilioProtocol:
     def receive_text(self, text: str) -> list[TwilioEvent]:
         if self.state in ("failed", "stopped"):
             return []
-        try:
-            message = json.loads(text)
-        except json.JSONDecodeError as exc:
-            return self._fail(
-                "bad_json", f"message is not valid JSON: {exc.msg}", CLOSE_INVALID_DATA
-            )
+        message, problem = parse_json_text(text)
+        if problem is not None:
+            return self._fail("bad_json", problem, CLOSE_INVALID_DATA)
         if not isinstance(message, dict):
             return self._fail("bad_message", "message must be a JSON object", CLOSE_INVALID_DATA)
         event = message.get("event")
@@ -99,7 +97,7 @@ class TwilioProtocol:
         if "sequenceNumber" in message:
             try:
                 number = int(message["sequenceNumber"])
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, OverflowError):
                 return self._fail(
                     "bad_sequence", f"sequenceNumber {message['sequenceNumber']!r} is not a number"
                 )
@@ -116,6 +114,12 @@ class TwilioProtocol:
             return self._fail("not_started", f"'{event}' before 'start'")
         if event == "media":
             return self._on_media(message.get("media"))
+        if event in ("dtmf", "mark") and not isinstance(message.get(event) or {}, dict):
+            return self._fail(
+                "bad_message",
+                f"{event!r} must be an object, not {type(message.get(event)).__name__}",
+                CLOSE_INVALID_DATA,
+            )
         if event == "dtmf":
             dtmf = message.get("dtmf") or {}
             track = str(dtmf.get("track", "inbound_track")).removesuffix("_track")
@@ -135,7 +139,8 @@ class TwilioProtocol:
             return self._fail("bad_start", "'start' has no start object")
         fmt = start.get("mediaFormat") or {}
         if (
-            fmt.get("encoding") != "audio/x-mulaw"
+            not isinstance(fmt, dict)
+            or fmt.get("encoding") != "audio/x-mulaw"
             or fmt.get("sampleRate") != SAMPLE_RATE
             or fmt.get("channels", 1) != 1
         ):
@@ -176,7 +181,7 @@ class TwilioProtocol:
         if not isinstance(media, dict):
             return self._fail("bad_media", "'media' has no media object")
         track = media.get("track", "inbound")
-        if track not in self.received_ms:
+        if not isinstance(track, str) or track not in self.received_ms:
             return self._fail(
                 "bad_media",
                 f"media for track {track!r}, which 'start' did not "
@@ -185,13 +190,21 @@ class TwilioProtocol:
         try:
             data = base64.b64decode(media.get("payload", ""), validate=True)
             timestamp = int(media.get("timestamp", self.received_ms[track]))
-        except (binascii.Error, TypeError, ValueError):
+        except (binascii.Error, TypeError, ValueError, OverflowError):
             return self._fail(
                 "bad_media",
                 "media payload is not base64 or timestamp is not a number",
                 CLOSE_INVALID_DATA,
             )
         gap_ms = timestamp - self.received_ms[track]
+        if gap_ms > MAX_GAP_MS:
+            return self._fail(
+                "bad_media",
+                f"media timestamp {timestamp} ms on track {track!r} is {gap_ms} ms ahead of the "
+                f"{self.received_ms[track]} ms of audio received (at most {MAX_GAP_MS} ms of "
+                "lost audio is filled with silence)",
+                CLOSE_INVALID_DATA,
+            )
         if gap_ms > 20:  # Twilio skipped audio on this track: keep the tracks aligned
             data = b"\xff" * (gap_ms * BYTES_PER_MS) + data
         self.received_ms[track] += len(data) // BYTES_PER_MS
