@@ -335,6 +335,12 @@ class Soak:
             record = CallRecord(call_id, "error", "error", audio_seconds=2.0)
             watcher = await self.attach(record)
             result = await self.bad_input(code, close, frames)
+            if result["got"]["code"] == "capacity" and result["got"]["close"] == 1013:
+                # refused at capacity before its bad frame could be sent: not a bad-input
+                # answer either way (the overload policy answered first)
+                record.refused = True
+                await self.detach(record, watcher)
+                return {"call_id": call_id, "skipped": "refused: server at capacity (1013)"}
             await self.detach(record, watcher)
             return {"call_id": call_id, **result}
         if kind == "call_id_live":
@@ -682,6 +688,9 @@ def summarize(soak: Soak, health: dict[str, Any], metrics: dict[str, float]) -> 
             "answered_with_error": sum(1 for f in tried if f.get("answered")),
             "by_kind": {k: sum(1 for f in tried if f["kind"] == k) for k in BAD_INPUTS},
             "skipped": sorted({f["kind"] for f in soak.faults if "skipped" in f}),
+            "refused_at_capacity": sum(
+                1 for f in soak.faults if f["kind"] in BAD_INPUTS and "skipped" in f
+            ),
         },
         "server_at_end": health,
         "server_metrics_delta": metrics,
