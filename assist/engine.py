@@ -131,9 +131,11 @@ class AssistModels:
     ) -> AssistModels:
         playbook = load_playbook(playbook_path)
         directory = JsonDirectory(customers_path) if customers_path else None
-        return cls(
-            TextEncoder(threads=threads), playbook, SentimentModel.load(), directory, options
-        )
+        sentiment = SentimentModel.load()
+        # one encoder pass serves both: the sentiment model's fine-tuned layers are a branch
+        # of the encoder graph (base outputs unchanged for intents, articles and checklist)
+        encoder = TextEncoder(threads=threads, branch=sentiment.branch)
+        return cls(encoder, playbook, sentiment, directory, options)
 
     def lookup(self, metadata: dict[str, Any]) -> Customer | None:
         if self.directory is None:

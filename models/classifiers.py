@@ -4,8 +4,11 @@
   start-up (few-shot: its example utterances) and a head on a whole dataset
   (`benchmarks/intent_eval.py`, `callcue train-intents`). Below `threshold` calibrated
   confidence the answer is "none" (out of scope).
-- `SentimentModel`: a head trained offline on GoEmotions + UCI sentences
-  (`make train` → `models/artifacts/sentiment.npz`, a few KB); start-up only loads it.
+- `SentimentModel`: fine-tuned offline on GoEmotions + UCI sentences (+ CLINC requests as
+  neutral): `make train` → `models/artifacts/sentiment.npz` holds LoRA factors of the encoder's
+  top layers and a linear head. The encoder serves those layers as a branch of its own graph
+  (`TextEncoder(branch=…)`, the default), so one pass gives intent features and sentiment; a
+  head-only artifact (no branch) reads the base encoder's features instead.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.encoder import Encoded, TextEncoder
+from models.encoder import Encoded, TextEncoder, has_branch
 from models.heads import LinearHead, features, train_head
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
@@ -102,10 +105,11 @@ class SentimentResult:
 
 
 class SentimentModel:
-    def __init__(self, head: LinearHead) -> None:
+    def __init__(self, head: LinearHead, branch: Path | None = None) -> None:
         if set(head.labels) != set(SENTIMENT_LABELS):
             raise ValueError(f"a sentiment head predicts {SENTIMENT_LABELS}, not {head.labels}")
         self.head = head
+        self.branch = branch  # the artifact whose fine-tuned layers the head reads, if any
         self._order = [head.labels.index(label) for label in SENTIMENT_LABELS]
 
     @classmethod
@@ -115,11 +119,20 @@ class SentimentModel:
                 f"{path}: the sentiment model is missing; `make train` trains it "
                 "(from ../shared/data/text/sentiment)"
             )
-        return cls(LinearHead.load(path))
+        return cls(LinearHead.load(path), path if has_branch(path) else None)
 
     def probabilities(self, encoded: Encoded) -> np.ndarray:
         """[N, 3] in the order negative, neutral, positive."""
-        return self.head.predict_proba(features(encoded))[:, self._order]
+        if self.branch is None:
+            x = features(encoded)
+        elif encoded.sentiment is None:
+            raise RuntimeError(
+                f"this sentiment model reads the fine-tuned layers in {self.branch}: encode with "
+                "TextEncoder(branch=that file) (the default for the shipped model)"
+            )
+        else:
+            x = encoded.sentiment
+        return self.head.predict_proba(x)[:, self._order]
 
     def classify(self, encoded: Encoded) -> list[SentimentResult]:
         out = []

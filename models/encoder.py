@@ -11,6 +11,11 @@ The graph returns two things per sentence:
   L2-normalized), for semantic search and few-shot similarity;
 - `layers`: the mean-pooled output of every layer (embeddings + 6), for trained heads, which read
   more than the last layer (intent and sentiment heads in `models/classifiers.py`).
+
+With a branch (the shipped sentiment model's LoRA-tuned top layers, merged into the base weights
+in numpy: `load_branch`), the same graph also runs those layers from the shared output below them
+and returns `sentiment` (their mean-pooled output); it is cached under a name that carries both
+hashes. The base export (no branch) is unchanged by it.
 """
 
 from __future__ import annotations
@@ -32,6 +37,17 @@ logger = logging.getLogger("callcue.encoder")
 EXPORT_VERSION = 1  # bump when the exported graph changes
 MAX_TOKENS = 128  # utterances are short; sentence-transformers' own cap is 256
 DIM = 384
+# a fine-tuned copy of the top layers ("branch") ships with the sentiment model
+DEFAULT_BRANCH = Path(__file__).parent / "artifacts" / "sentiment.npz"
+BRANCH_TAG = "sentiment/"
+BRANCH_LINEARS = (
+    "attention.self.query",
+    "attention.self.key",
+    "attention.self.value",
+    "attention.output.dense",
+    "intermediate.dense",
+    "output.dense",
+)
 
 
 def package_model_dir() -> Path:
@@ -61,8 +77,55 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def export_onnx(model_dir: Path, out: Path) -> Path:
-    """Write the BERT encoder in `model_dir` (config.json + model.safetensors) as ONNX."""
+def load_branch(path: Path) -> Branch | None:
+    """The fine-tuned top layers stored in a sentiment artifact, merged into full weights.
+
+    The artifact keeps, for each layer from `branch_start` on, LoRA factors of its six weight
+    matrices (`lora.{i}.{name}.A` [r, in] and `.B` [out, r], scaled by `lora_scale`) and its
+    biases and LayerNorm parameters whole (`encoder.layer.{i}.{name}`); merging is plain numpy in
+    float32, so the same artifact always gives the same weights. None: the file has no branch.
+    """
+    from safetensors.numpy import load_file
+
+    with np.load(path, allow_pickle=False) as data:
+        if "branch_start" not in data.files:
+            return None
+        arrays = {key: np.asarray(data[key]) for key in data.files}
+    start = int(arrays["branch_start"])
+    scale = np.float32(arrays["lora_scale"])
+    model_dir = package_model_dir()
+    base = load_file(str(model_dir / "model.safetensors"))
+    config = json.loads((model_dir / "config.json").read_text())
+    weights: dict[str, np.ndarray] = {}
+    for i in range(start, int(config["num_hidden_layers"])):
+        prefix = f"encoder.layer.{i}."
+        for key, value in base.items():
+            if key.startswith(prefix):
+                weights[key] = np.asarray(arrays.get(key, value), dtype=np.float32)
+        for name in BRANCH_LINEARS:
+            a = arrays[f"lora.{i}.{name}.A"].astype(np.float32)
+            b = arrays[f"lora.{i}.{name}.B"].astype(np.float32)
+            key = f"{prefix}{name}.weight"
+            weights[key] = (weights[key] + scale * (b @ a)).astype(np.float32)
+    return Branch(start, weights, _sha256(path)[:16])
+
+
+@dataclass(frozen=True)
+class Branch:
+    """Own weights for layers `start`… (torch layout, keys as in model.safetensors)."""
+
+    start: int
+    weights: dict[str, np.ndarray]
+    digest: str  # of the artifact they came from
+
+
+def export_onnx(model_dir: Path, out: Path, branch: Branch | None = None) -> Path:
+    """Write the BERT encoder in `model_dir` (config.json + model.safetensors) as ONNX.
+
+    With a `branch`, the graph also runs the branch's own copy of the top layers from the shared
+    output of layer `branch.start - 1` and returns their mean-pooled output as `sentiment`; the
+    base outputs are computed exactly as without it.
+    """
     import onnx
     from onnx import TensorProto, helper, numpy_helper
     from safetensors.numpy import load_file
@@ -88,17 +151,18 @@ def export_onnx(model_dir: Path, out: Path) -> Path:
         nodes.append(helper.make_node(op, inputs, [name], name=name, **attrs))
         return name
 
-    def w(key: str) -> np.ndarray:
-        return np.asarray(weights[key], dtype=np.float32)
+    def w(key: str, tag: str = "") -> np.ndarray:
+        source = branch.weights if tag and branch is not None else weights
+        return np.asarray(source[key], dtype=np.float32)
 
-    def linear(x: str, prefix: str, name: str) -> str:
-        weight = init(prefix + ".weight.T", w(prefix + ".weight").T)
-        bias = init(prefix + ".bias", w(prefix + ".bias"))
+    def linear(x: str, prefix: str, name: str, tag: str = "") -> str:
+        weight = init(tag + prefix + ".weight.T", w(prefix + ".weight", tag).T)
+        bias = init(tag + prefix + ".bias", w(prefix + ".bias", tag))
         return node("Add", [node("MatMul", [x, weight], name + "_mm"), bias], name)
 
-    def layer_norm(x: str, prefix: str, name: str) -> str:
-        scale = init(prefix + ".weight", w(prefix + ".weight"))
-        bias = init(prefix + ".bias", w(prefix + ".bias"))
+    def layer_norm(x: str, prefix: str, name: str, tag: str = "") -> str:
+        scale = init(tag + prefix + ".weight", w(prefix + ".weight", tag))
+        bias = init(tag + prefix + ".bias", w(prefix + ".bias", tag))
         return node("LayerNormalization", [x, scale, bias], name, axis=-1, epsilon=eps)
 
     init("zero", np.array([0], dtype=np.int64))
@@ -146,18 +210,18 @@ def export_onnx(model_dir: Path, out: Path) -> Path:
         total = node("ReduceSum", [node("Mul", [h, mask3], name + "_m"), "axis1"], name + "_s")
         return node("Div", [total, count], name)  # [B,1,H]
 
-    pooled = [mean_pool(x, "pool0")]
-    for i in range(layers):
+    def block(x: str, i: int, tag: str = "") -> str:
+        """BERT layer i on x; a `tag` takes the branch's weights and prefixes every name."""
         p = f"encoder.layer.{i}"
-        n = f"l{i}"
+        n = f"{tag}l{i}"
 
-        def split(t: str, tag: str, _n: str = n) -> str:
-            shaped = node("Reshape", [t, "heads_shape"], f"{_n}_{tag}_r")
-            return node("Transpose", [shaped], f"{_n}_{tag}_t", perm=[0, 2, 1, 3])
+        def split(t: str, part: str) -> str:
+            shaped = node("Reshape", [t, "heads_shape"], f"{n}_{part}_r")
+            return node("Transpose", [shaped], f"{n}_{part}_t", perm=[0, 2, 1, 3])
 
-        q = split(linear(x, p + ".attention.self.query", n + "_q"), "q")
-        k = split(linear(x, p + ".attention.self.key", n + "_k"), "k")
-        v = split(linear(x, p + ".attention.self.value", n + "_v"), "v")
+        q = split(linear(x, p + ".attention.self.query", n + "_q", tag), "q")
+        k = split(linear(x, p + ".attention.self.key", n + "_k", tag), "k")
+        v = split(linear(x, p + ".attention.self.value", n + "_v", tag), "v")
         k_t = node("Transpose", [k], n + "_kT", perm=[0, 1, 3, 2])
         scores = node("Mul", [node("MatMul", [q, k_t], n + "_qk"), "scale"], n + "_scaled")
         probs = node("Softmax", [node("Add", [scores, bias], n + "_biased")], n + "_p", axis=-1)
@@ -165,19 +229,28 @@ def export_onnx(model_dir: Path, out: Path) -> Path:
             "Transpose", [node("MatMul", [probs, v], n + "_ctx")], n + "_ctxT", perm=[0, 2, 1, 3]
         )
         merged = node("Reshape", [ctx, "merge_shape"], n + "_merged")
-        attn = linear(merged, p + ".attention.output.dense", n + "_ao")
+        attn = linear(merged, p + ".attention.output.dense", n + "_ao", tag)
         x = layer_norm(
-            node("Add", [attn, x], n + "_res1"), p + ".attention.output.LayerNorm", n + "_ln1"
+            node("Add", [attn, x], n + "_res1"), p + ".attention.output.LayerNorm", n + "_ln1", tag
         )
-        inter = linear(x, p + ".intermediate.dense", n + "_inter")
+        inter = linear(x, p + ".intermediate.dense", n + "_inter", tag)
         erf = node("Erf", [node("Div", [inter, "sqrt2"], n + "_div")], n + "_erf")
         gelu = node(
             "Mul",
             [node("Mul", [inter, "half"], n + "_half"), node("Add", [erf, "one_f"], n + "_erf1")],
             n + "_gelu",
         )
-        ffn = linear(gelu, p + ".output.dense", n + "_out")
-        x = layer_norm(node("Add", [ffn, x], n + "_res2"), p + ".output.LayerNorm", n + "_ln2")
+        ffn = linear(gelu, p + ".output.dense", n + "_out", tag)
+        return layer_norm(
+            node("Add", [ffn, x], n + "_res2"), p + ".output.LayerNorm", n + "_ln2", tag
+        )
+
+    pooled = [mean_pool(x, "pool0")]
+    branch_input = x
+    for i in range(layers):
+        if branch is not None and i == branch.start:
+            branch_input = x
+        x = block(x, i)
         pooled.append(mean_pool(x, f"pool{i + 1}"))
 
     nodes.append(helper.make_node("Concat", pooled, ["layers"], name="layers", axis=1))
@@ -188,6 +261,21 @@ def export_onnx(model_dir: Path, out: Path) -> Path:
         "l2_safe",
     )
     nodes.append(helper.make_node("Div", [last, norm], ["embedding"], name="embedding"))
+    outputs = [
+        helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["batch", hidden]),
+        helper.make_tensor_value_info("layers", TensorProto.FLOAT, ["batch", layers + 1, hidden]),
+    ]
+    if branch is not None:
+        h = branch_input
+        for i in range(branch.start, layers):
+            h = block(h, i, BRANCH_TAG)
+        branch_pool = mean_pool(h, BRANCH_TAG + "pool")
+        nodes.append(
+            helper.make_node("Squeeze", [branch_pool, "axis1"], ["sentiment"], name="sentiment")
+        )
+        outputs.append(
+            helper.make_tensor_value_info("sentiment", TensorProto.FLOAT, ["batch", hidden])
+        )
 
     graph = helper.make_graph(
         nodes,
@@ -196,12 +284,7 @@ def export_onnx(model_dir: Path, out: Path) -> Path:
             helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "tokens"]),
             helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch", "tokens"]),
         ],
-        [
-            helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["batch", hidden]),
-            helper.make_tensor_value_info(
-                "layers", TensorProto.FLOAT, ["batch", layers + 1, hidden]
-            ),
-        ],
+        outputs,
         inits,
     )
     model = helper.make_model(
@@ -219,26 +302,51 @@ def export_onnx(model_dir: Path, out: Path) -> Path:
     return out
 
 
-def ensure_onnx(model_dir: Path | None = None, cache_dir: Path | None = None) -> Path:
-    """The cached ONNX file for `model_dir`, exporting it on first use."""
+def ensure_onnx(
+    model_dir: Path | None = None, cache_dir: Path | None = None, branch: Path | None = None
+) -> Path:
+    """The cached ONNX file for `model_dir` (with the branch stored in `branch`, if any),
+    exporting it on first use. The name carries the hashes of the weights and of the branch."""
     model_dir = model_dir or package_model_dir()
     cache_dir = cache_dir or default_cache_dir()
     digest = _sha256(model_dir / "model.safetensors")[:16]
-    out = cache_dir / f"minilm-{digest}-v{EXPORT_VERSION}.onnx"
+    if branch is None:
+        out = cache_dir / f"minilm-{digest}-v{EXPORT_VERSION}.onnx"
+        if not out.exists():
+            logger.info("exporting the text encoder to %s (once)", out)
+            export_onnx(model_dir, out)
+        return out
+    out = cache_dir / f"minilm-{digest}-{_sha256(branch)[:16]}-v{EXPORT_VERSION}.onnx"
     if not out.exists():
-        logger.info("exporting the text encoder to %s (once)", out)
-        export_onnx(model_dir, out)
+        merged = load_branch(branch)
+        if merged is None:
+            raise RuntimeError(f"{branch}: no fine-tuned layers in it")
+        logger.info("exporting the text encoder with the branch of %s to %s (once)", branch, out)
+        export_onnx(model_dir, out, merged)
     return out
+
+
+def has_branch(path: Path | None) -> bool:
+    if path is None or not path.exists():
+        return False
+    with np.load(path, allow_pickle=False) as data:
+        return "branch_start" in data.files
 
 
 @dataclass(frozen=True, slots=True)
 class Encoded:
     embedding: np.ndarray  # [B, 384], unit length
     layers: np.ndarray  # [B, 7, 384], mean-pooled per layer
+    sentiment: np.ndarray | None = None  # [B, 384], mean-pooled output of the branch, if any
 
 
 class TextEncoder:
-    """Tokenize + run the ONNX encoder. Thread-safe; `encode` blocks (call it off the loop)."""
+    """Tokenize + run the ONNX encoder. Thread-safe; `encode` blocks (call it off the loop).
+
+    `branch`: an artifact with fine-tuned top layers (by default the shipped sentiment model's);
+    the same pass then also fills `Encoded.sentiment`. None, or a file without them: the base
+    encoder alone. `embedding` and `layers` are the base encoder's either way.
+    """
 
     def __init__(
         self,
@@ -247,12 +355,14 @@ class TextEncoder:
         cache_dir: Path | None = None,
         threads: int = 1,
         max_tokens: int = MAX_TOKENS,
+        branch: Path | None = DEFAULT_BRANCH,
     ) -> None:
         import onnxruntime as ort
         from tokenizers import Tokenizer
 
         model_dir = model_dir or package_model_dir()
-        self.path = ensure_onnx(model_dir, cache_dir)
+        self.branch = branch if has_branch(branch) else None
+        self.path = ensure_onnx(model_dir, cache_dir, self.branch)
         self.tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
         self.tokenizer.enable_truncation(max_length=max_tokens)
         self.tokenizer.no_padding()
@@ -267,11 +377,16 @@ class TextEncoder:
     def encode(self, texts: Sequence[str], *, batch_size: int = 64) -> Encoded:
         """Encode texts in length-sorted batches (little padding); order is kept."""
         if not texts:
-            return Encoded(np.zeros((0, DIM), np.float32), np.zeros((0, 7, DIM), np.float32))
+            return Encoded(
+                np.zeros((0, DIM), np.float32),
+                np.zeros((0, 7, DIM), np.float32),
+                np.zeros((0, DIM), np.float32) if self.branch else None,
+            )
         encodings = self.tokenizer.encode_batch([t if t.strip() else "." for t in texts])
         order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))
         embedding = np.zeros((len(texts), DIM), np.float32)
         layers: np.ndarray | None = None
+        sentiment = np.zeros((len(texts), DIM), np.float32) if self.branch else None
         for startpos in range(0, len(order), batch_size):
             chunk = order[startpos : startpos + batch_size]
             width = max(len(encodings[i].ids) for i in chunk)
@@ -282,13 +397,15 @@ class TextEncoder:
                 ids[row, : len(token_ids)] = token_ids
                 mask[row, : len(token_ids)] = 1
             with self._lock:
-                emb, lay = self.session.run(None, {"input_ids": ids, "attention_mask": mask})
+                emb, lay, *rest = self.session.run(None, {"input_ids": ids, "attention_mask": mask})
             if layers is None:
                 layers = np.zeros((len(texts), lay.shape[1], DIM), np.float32)
             embedding[chunk] = emb
             layers[chunk] = lay
+            if sentiment is not None:
+                sentiment[chunk] = rest[0]
         assert layers is not None
-        return Encoded(embedding, layers)
+        return Encoded(embedding, layers, sentiment)
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         return self.encode(texts).embedding

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -52,18 +53,21 @@ class LinearHead:
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
         return _softmax(self.logits(x) / self.temperature)
 
-    def save(self, path: Path) -> None:
+    def save(self, path: Path, extra: dict[str, np.ndarray] | None = None) -> None:
+        """`extra`: more arrays to store beside the head (a fine-tuned branch)."""
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("wb") as handle:
-            np.savez_compressed(
-                handle,
-                labels=np.array(self.labels),
-                mean=self.mean.astype(np.float32),
-                scale=self.scale.astype(np.float32),
-                weight=self.weight.astype(np.float32),
-                bias=self.bias.astype(np.float32),
-                temperature=np.array(self.temperature, dtype=np.float32),
-            )
+            arrays: dict[str, np.ndarray] = {
+                "labels": np.array(self.labels),
+                "mean": self.mean.astype(np.float32),
+                "scale": self.scale.astype(np.float32),
+                "weight": self.weight.astype(np.float32),
+                "bias": self.bias.astype(np.float32),
+                "temperature": np.array(self.temperature, dtype=np.float32),
+                **(extra or {}),
+            }
+            save: Any = np.savez_compressed  # its stub types **kwds like allow_pickle
+            save(handle, **arrays)
 
     @classmethod
     def load(cls, path: Path) -> LinearHead:
