@@ -165,7 +165,8 @@ class AssistModels:
                         sentence_rows.append(len(texts))
                         texts.append(part)
             slots.append((row, context_row, sentence_rows))
-        encoded = self.encoder.encode(texts)
+        # the sentiment branch runs for the utterances only, not their contexts or sentences
+        encoded = self.encoder.encode(texts, sentiment_rows=[slot[0] for slot in slots])
         intents = self.intents.classify(encoded)
         sentiments = self.sentiment.classify(encoded)
         out = []

@@ -25,7 +25,7 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -374,8 +374,16 @@ class TextEncoder:
         )
         self._lock = threading.Lock()
 
-    def encode(self, texts: Sequence[str], *, batch_size: int = 64) -> Encoded:
-        """Encode texts in length-sorted batches (little padding); order is kept."""
+    def encode(
+        self,
+        texts: Sequence[str],
+        *,
+        batch_size: int = 64,
+        sentiment_rows: Collection[int] | None = None,
+    ) -> Encoded:
+        """Encode texts in length-sorted batches (little padding); order is kept.
+        `sentiment_rows`: the texts that need the sentiment branch (default: all); the others
+        skip its layers (their `sentiment` row is zeros)."""
         if not texts:
             return Encoded(
                 np.zeros((0, DIM), np.float32),
@@ -383,12 +391,17 @@ class TextEncoder:
                 np.zeros((0, DIM), np.float32) if self.branch else None,
             )
         encodings = self.tokenizer.encode_batch([t if t.strip() else "." for t in texts])
-        order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))
+        wanted = set(range(len(texts)) if sentiment_rows is None else sentiment_rows)
+        # rows with the branch first, then without: a batch runs the branch or skips it
+        order = sorted(range(len(texts)), key=lambda i: (i not in wanted, len(encodings[i].ids)))
         embedding = np.zeros((len(texts), DIM), np.float32)
         layers: np.ndarray | None = None
         sentiment = np.zeros((len(texts), DIM), np.float32) if self.branch else None
-        for startpos in range(0, len(order), batch_size):
-            chunk = order[startpos : startpos + batch_size]
+        batches: list[list[int]] = []
+        for group in ([i for i in order if i in wanted], [i for i in order if i not in wanted]):
+            batches += [group[k : k + batch_size] for k in range(0, len(group), batch_size)]
+        for chunk in batches:
+            branch = sentiment is not None and chunk[0] in wanted
             width = max(len(encodings[i].ids) for i in chunk)
             ids = np.zeros((len(chunk), width), np.int64)
             mask = np.zeros((len(chunk), width), np.int64)
@@ -396,13 +409,16 @@ class TextEncoder:
                 token_ids = encodings[i].ids
                 ids[row, : len(token_ids)] = token_ids
                 mask[row, : len(token_ids)] = 1
+            outputs = None if branch else ["embedding", "layers"]  # onnxruntime skips the rest
             with self._lock:
-                emb, lay, *rest = self.session.run(None, {"input_ids": ids, "attention_mask": mask})
+                emb, lay, *rest = self.session.run(
+                    outputs, {"input_ids": ids, "attention_mask": mask}
+                )
             if layers is None:
                 layers = np.zeros((len(texts), lay.shape[1], DIM), np.float32)
             embedding[chunk] = emb
             layers[chunk] = lay
-            if sentiment is not None:
+            if branch and sentiment is not None:
                 sentiment[chunk] = rest[0]
         assert layers is not None
         return Encoded(embedding, layers, sentiment)

@@ -97,3 +97,25 @@ def test_serving_sentiment_needs_no_torch() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["negative", "False"]
+
+
+def test_the_branch_runs_only_for_rows_that_need_it() -> None:
+    """Contexts and agent sentences skip the sentiment layers; the rows that ask get the same
+    features as a full pass, and the base outputs do not change."""
+    import numpy as np
+
+    from models.encoder import TextEncoder
+
+    encoder = TextEncoder()
+    texts = [
+        "I was charged twice for my order",
+        "hello there. thanks for calling",
+        "my order number is 12345 and it is late",
+    ]
+    full = encoder.encode(texts)
+    some = encoder.encode(texts, sentiment_rows=[0, 2])
+    assert full.sentiment is not None and some.sentiment is not None
+    assert np.allclose(full.embedding, some.embedding, atol=1e-5)
+    assert np.allclose(full.layers, some.layers, atol=1e-5)
+    assert np.allclose(full.sentiment[[0, 2]], some.sentiment[[0, 2]], atol=1e-5)
+    assert not some.sentiment[1].any()
