@@ -33,6 +33,7 @@ from assist.store import CallStore, StoreWriter
 from audio.codec import TARGET_RATE, AudioFormat, StreamDecoder
 from audio.vad import VadOptions, VadSegmenter
 from models.asr import Final, Partial, StreamingOptions, StreamingTranscriber
+from models.remote import RemoteScheduler
 from models.scheduler import OVERLOADED, RecognitionJob, RecognitionScheduler
 from models.vad import SileroVad
 from models.whisper import Hypothesis, WhisperEngine
@@ -216,7 +217,8 @@ class Services:
             # found through the registry instead (Cluster._reap)
             recover = False
         engine = WhisperEngine(settings.whisper)
-        warm = engine.warmup() if warmup else 0.0
+        remote = settings.recognition == "remote"
+        warm = engine.warmup() if warmup and not remote else 0.0
         assist = None
         if settings.assist:
             assist = AssistModels.load(
@@ -225,7 +227,16 @@ class Services:
                 options=settings.assist_options,
             )
         call_store = CallStore(settings.database_url, recover=recover) if store else None
-        scheduler = RecognitionScheduler(engine, workers=settings.asr_workers)
+        scheduler: RecognitionScheduler
+        if remote:  # decodes on `callcue worker` processes; the engine gives the tokenizer
+            scheduler = RemoteScheduler(
+                engine,
+                settings.redis_url,
+                prefix=settings.redis_prefix,
+                node=node.node if node is not None else settings.node_id,
+            )
+        else:
+            scheduler = RecognitionScheduler(engine, workers=settings.asr_workers)
         scheduler.start()
         return cls(
             metrics=metrics,

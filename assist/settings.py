@@ -614,6 +614,15 @@ SETTINGS: tuple[Setting, ...] = (
         "this they are counted as dropped: other nodes' screens then fill from the store)",
     ),
     Setting(
+        "recognition",
+        "CALLCUE_RECOGNITION",
+        "local",
+        str,
+        _choice("local", "remote"),
+        "where Whisper runs: local (this process) or remote (`callcue worker` processes "
+        "taking jobs from CALLCUE_REDIS_URL; finals first, stale partials dropped)",
+    ),
+    Setting(
         "record_audio",
         "CALLCUE_RECORD_AUDIO",
         False,
@@ -730,6 +739,7 @@ class Settings:
     node_timeout: float = 5.0
     redis_stream_ttl: int = 600
     redis_buffer: int = 100_000
+    recognition: str = "local"
     record_audio: bool = False
     recordings_dir: str = "~/.local/share/callcue/recordings"
     retention_days: int = 0
@@ -771,6 +781,11 @@ class Settings:
             resolve_whisper_model(values["model"])
         except ModelNotFoundError as exc:
             raise SettingsError(f"CALLCUE_MODEL/--model={values['model']!r}: {exc}") from None
+        if values["recognition"] == "remote" and not values["redis_url"]:
+            raise SettingsError(
+                "CALLCUE_RECOGNITION=remote sends recognition work over Redis: set "
+                "CALLCUE_REDIS_URL too"
+            )
         if bool(values["tls_certfile"]) != bool(values["tls_keyfile"]):
             raise SettingsError(
                 "CALLCUE_TLS_CERTFILE and CALLCUE_TLS_KEYFILE go together: set both or neither"
