@@ -142,6 +142,9 @@ POSTGRES_FTS = (
 )
 
 
+MIGRATION_LOCK = 0x63616C6C637565  # PostgreSQL advisory lock key held while migrating
+
+
 class StoreError(RuntimeError):
     """The store cannot be opened or written; the message says what and where."""
 
@@ -362,7 +365,20 @@ class CallStore:
         return int(rows[0]["v"] or 0)
 
     def migrate(self) -> None:
-        """Apply the migrations this database has not seen, each in one transaction."""
+        """Apply the migrations this database has not seen, each in one transaction. On
+        PostgreSQL under an advisory lock: nodes of a service starting at once on a new
+        database migrate it once, one after the other."""
+        if self.dialect.name != "postgresql":
+            self._migrate()
+            return
+        with self._lock:
+            self._conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK,))
+            try:
+                self._migrate()
+            finally:
+                self._conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK,))
+
+    def _migrate(self) -> None:
         current = self.schema_version()
         for version, statements in enumerate(MIGRATIONS, 1):
             if version <= current:
