@@ -10,11 +10,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
+import subprocess
+import sys
 import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -23,7 +27,7 @@ import websockets
 from assist.client import stream_call
 from assist.store import CallStore
 from audio.files import CallAudio, load_call_audio
-from benchmarks.server import ServerProcess, free_port
+from benchmarks.server import ROOT, ServerProcess, free_port
 from tests.conftest import AUDIO, fresh_postgres, postgres_url
 
 PAIR = [AUDIO / "cs_aws_auto_repairs_40_caller.wav", AUDIO / "cs_aws_auto_repairs_40_agent.wav"]
@@ -40,8 +44,17 @@ def node_env(database: str, redis: str, prefix: str, name: str) -> dict[str, str
     }
 
 
+@dataclass
+class Service:
+    a: ServerProcess
+    b: ServerProcess
+    database: str
+    redis: str
+    prefix: str
+
+
 @pytest.fixture(scope="module")
-def nodes(redis_url: str) -> Iterator[tuple[ServerProcess, ServerProcess, str]]:
+def nodes(redis_url: str) -> Iterator[Service]:
     """Nodes A and B sharing a fresh PostgreSQL database and a Redis key prefix."""
     database = postgres_url()
     if database is None:
@@ -54,7 +67,7 @@ def nodes(redis_url: str) -> Iterator[tuple[ServerProcess, ServerProcess, str]]:
             for name in ("node-a", "node-b")
         ]
         a, b = (f.result() for f in starting)
-    yield a, b, database
+    yield Service(a, b, database, redis_url, prefix)
     a.stop()
     b.stop()
 
@@ -84,10 +97,8 @@ def first_audio(seconds: int) -> CallAudio:
     return CallAudio(pair.samples[: seconds * pair.sample_rate], pair.sample_rate)
 
 
-async def test_call_on_node_a_watched_live_from_node_b(
-    nodes: tuple[ServerProcess, ServerProcess, str],
-) -> None:
-    a, b, _ = nodes
+async def test_call_on_node_a_watched_live_from_node_b(nodes: Service) -> None:
+    a, b = nodes.a, nodes.b
     early = asyncio.ensure_future(watch(b, "mn-1"))  # waits on B for a call not yet started
     await asyncio.sleep(0.5)
     call = asyncio.ensure_future(
@@ -120,10 +131,42 @@ async def test_call_on_node_a_watched_live_from_node_b(
     assert get_json(b, "/v1/calls/mn-1")["outcome"] == "stop"  # the shared store
 
 
-async def test_killed_node_is_noticed_and_its_call_marked(
-    nodes: tuple[ServerProcess, ServerProcess, str],
-) -> None:
-    a, b, database = nodes
+def test_a_worker_process_does_recognition_for_a_node(nodes: Service) -> None:
+    """Node C runs no Whisper decode itself (CALLCUE_RECOGNITION=remote): a `callcue worker`
+    process does them, taking the jobs from Redis."""
+    flags = ["--redis-url", nodes.redis, "--redis-prefix", nodes.prefix, "--log-level", "debug"]
+    worker = subprocess.Popen(
+        [sys.executable, "cli.py", "worker", *flags],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    env = node_env(nodes.database, nodes.redis, nodes.prefix, "node-c")
+    node = ServerProcess(env={**env, "CALLCUE_RECOGNITION": "remote"})
+    try:
+        audio = load_call_audio([AUDIO / "wb_jfk_inaugural_1961.flac"], 1)
+        result = asyncio.run(
+            stream_call(node.url, audio, ["customer"], realtime=False, call_id="mn-w")
+        )
+        finals = [e for e in result.events if e["type"] == "transcript.final"]
+        heard = set(re.findall(r"[a-z']+", " ".join(f["text"] for f in finals).lower()))
+        reference = re.findall(
+            r"[a-z']+", (AUDIO / "wb_jfk_inaugural_1961.txt").read_text().lower()
+        )
+        assert sum(word in heard for word in reference) >= 0.8 * len(reference)
+        metrics = urllib.request.urlopen(node.http + "/metrics", timeout=30).read().decode()
+        assert 'callcue_decode_seconds_count{kind="final"}' in metrics  # decodes came back
+        assert "callcue_real_time_factor 0\n" in metrics  # none ran in the node
+    finally:
+        node.stop()
+        worker.terminate()
+        log, _ = worker.communicate(timeout=30)
+    assert "final of mn-w/customer" in log  # the worker decoded it
+
+
+async def test_killed_node_is_noticed_and_its_call_marked(nodes: Service) -> None:
+    a, b, database = nodes.a, nodes.b, nodes.database
     call = asyncio.ensure_future(
         stream_call(a.url, first_audio(60), ["customer", "agent"], call_id="mn-2", speed=2.0)
     )
