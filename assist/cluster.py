@@ -54,6 +54,8 @@ MIRROR_LINGER = 10.0  # seconds a mirror nobody watches is kept for screens that
 REAP_LOCK_SECONDS = 30
 SWEEP_EVERY = 10.0  # seconds between looks for stored calls no node has registered
 FEEDBACK_TIMEOUT = 3.0
+REDIS_CONNECTIONS = 32  # per node
+FOLLOW_BLOCK_MS = 200  # longest a newly followed call waits to join the shared XREAD
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,8 +118,9 @@ class _Mirror:
         self.call_id = call_id
         self.ready = asyncio.Event()  # its history is in the hub
         self.feed: CallFeed | None = None
-        self.task: asyncio.Task[None] | None = None
+        self.task: asyncio.Task[None] | None = None  # loads the history
         self.last = 0  # last seq relayed
+        self.idle_since: float | None = None  # since when no screen here watches it
 
 
 class ClusterUnavailable(RuntimeError):
@@ -144,6 +147,7 @@ class Cluster:
         self._drained: asyncio.Event | None = None  # set while the outbox is empty
         self._tasks: list[asyncio.Task[None]] = []
         self._mirrors: dict[str, _Mirror] = {}
+        self._follow_wake: asyncio.Event | None = None
         self._orphans: set[str] = set()
         self._rejected_calls: set[str] = set()
         self._dropping = False
@@ -237,8 +241,12 @@ class Cluster:
         from redis.backoff import NoBackoff
 
         timeout = self.options.node_timeout
-        self._redis = redis.asyncio.Redis.from_url(
+        # a bounded pool that waits for a free connection (a burst of screens joining queues
+        # up instead of failing); the long blocking reads are two, however many calls
+        pool = redis.asyncio.BlockingConnectionPool.from_url(
             self.options.url,
+            max_connections=REDIS_CONNECTIONS,
+            timeout=10,
             decode_responses=True,
             socket_connect_timeout=min(2.0, timeout),
             socket_timeout=max(5.0, timeout),
@@ -247,9 +255,11 @@ class Cluster:
             # and an outage shows (logged, counted, /healthz) the moment it happens
             retry=Retry(NoBackoff(), 0),
         )
+        self._redis = redis.asyncio.Redis(connection_pool=pool)
         self._wake = asyncio.Event()
         self._drained = asyncio.Event()
         self._drained.set()
+        self._follow_wake = asyncio.Event()
         await self._beat()
         await self._reap_leftovers()
         loop = asyncio.get_running_loop()
@@ -258,6 +268,7 @@ class Cluster:
             ("heartbeat", self._heartbeat_loop()),
             ("reaper", self._reaper_loop()),
             ("inbox", self._inbox_loop()),
+            ("follower", self._follow_loop()),
         ):
             self._tasks.append(loop.create_task(job, name=f"cluster-{name}"))
         log.info(
@@ -296,7 +307,7 @@ class Cluster:
         if self._redis is not None:
             with contextlib.suppress(Exception):
                 await self._redis.delete(self._node_key(self.node))
-            await self._redis.aclose()
+            await self._redis.aclose(close_connection_pool=True)
             self._redis = None
 
     def health(self) -> dict[str, Any]:
@@ -649,57 +660,85 @@ class Cluster:
             mirror.task.cancel()
 
     async def _mirror(self, mirror: _Mirror) -> None:
+        """Load a followed call's history into the hub; `_follow_loop` relays what comes next."""
         call_id = mirror.call_id
         key = self._events_key(call_id)
         feed = mirror.feed = self.hub.open_mirror(call_id)
-        idle_since: float | None = None
-        delay = 0.1
         try:
-            # the history: everything the stream holds (pages of 1000)
-            after = "-"
+            after = "-"  # everything the stream holds, in pages of 1000
             while True:
                 entries = await self.redis.xrange(key, min=after, max="+", count=1000)
                 await self._relay(mirror, entries)
                 if len(entries) < 1000:
                     break
                 after = f"({entries[-1][0]}"
-            ended = bool(feed.history) and _kind(feed.history[-1]) == "call.ended"
-            mirror.ready.set()
-            if ended:
-                self.hub.end(call_id)
-                return
-            while True:
-                if self.hub.feed(call_id) is not feed:
-                    return  # the call started on this node, or the mirror was forgotten
-                if feed.subscribers:
-                    idle_since = None
-                elif idle_since is None:
-                    idle_since = time.monotonic()
-                elif time.monotonic() - idle_since > MIRROR_LINGER:
-                    self.hub.drop(feed)
-                    return
-                try:
-                    reply = await self.redis.xread({key: f"{mirror.last}-0"}, count=500, block=1000)
-                except Exception as exc:
-                    self._failed("following a call", exc)
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, 2.0)
-                    continue
-                delay = 0.1
-                self._ok()
-                for _, entries in reply or []:
-                    if await self._relay(mirror, entries):
-                        self.hub.end(call_id)
-                        return
-        except asyncio.CancelledError:
-            raise
         except Exception as exc:
             self._failed("following a call", exc)
+            self._forget_mirror(mirror)
             if self.hub.feed(call_id) is feed:
                 self.hub.drop(feed)
-        finally:
-            if self._mirrors.get(call_id) is mirror:
-                del self._mirrors[call_id]
+            return
+        mirror.ready.set()
+        if feed.history and _kind(feed.history[-1]) == "call.ended":
+            self.hub.end(call_id)
+            self._forget_mirror(mirror)
+        elif self._follow_wake is not None:
+            self._follow_wake.set()
+
+    def _forget_mirror(self, mirror: _Mirror) -> None:
+        if self._mirrors.get(mirror.call_id) is mirror:
+            del self._mirrors[mirror.call_id]
+
+    async def _follow_loop(self) -> None:
+        """One XREAD over the streams of every call followed here (one connection, however
+        many calls): each reply is relayed to its mirror's screens at once; a call that
+        starts being followed joins within `FOLLOW_BLOCK_MS` (its history is loaded by then,
+        and the read resumes from its last seq: nothing is missed)."""
+        assert self._follow_wake is not None
+        prefix = len(self._events_key(""))
+        delay = 0.1
+        while True:
+            now = time.monotonic()
+            live: dict[str, _Mirror] = {}
+            for call_id, mirror in list(self._mirrors.items()):
+                if not mirror.ready.is_set():
+                    continue
+                feed = mirror.feed
+                if feed is None or self.hub.feed(call_id) is not feed:
+                    self._forget_mirror(mirror)  # it started here, or was forgotten
+                    continue
+                if feed.subscribers:
+                    mirror.idle_since = None
+                elif mirror.idle_since is None:
+                    mirror.idle_since = now
+                elif now - mirror.idle_since > MIRROR_LINGER:
+                    self.hub.drop(feed)
+                    self._forget_mirror(mirror)
+                    continue
+                live[call_id] = mirror
+            if not live:
+                self._follow_wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(1.0):
+                        await self._follow_wake.wait()
+                continue
+            streams = {self._events_key(cid): f"{m.last}-0" for cid, m in live.items()}
+            try:
+                reply = await self.redis.xread(streams, count=500, block=FOLLOW_BLOCK_MS)
+            except Exception as exc:
+                self._failed("following calls", exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+                continue
+            delay = 0.1
+            self._ok()
+            for key, entries in reply or []:
+                mirror = live[key[prefix:]]
+                if self._mirrors.get(mirror.call_id) is not mirror:
+                    continue  # the call started here meanwhile
+                if await self._relay(mirror, entries):
+                    self.hub.end(mirror.call_id)
+                    self._forget_mirror(mirror)
 
     async def _relay(self, mirror: _Mirror, entries: list[Any]) -> bool:
         """Pass stream entries on to the mirror's screens; True after `call.ended`. A gap in

@@ -237,3 +237,24 @@ def test_unreachable_redis_is_named_at_start() -> None:
         Cluster.check(url)
     message = str(raised.value)
     assert "cannot reach Redis at redis://:***@127.0.0.1" in message and "secret" not in message
+
+
+async def test_one_node_follows_many_calls_on_few_connections(
+    make_node: Callable[..., Any],
+) -> None:
+    """Screens for 150 calls of another node: one shared read, not a connection per call."""
+    a, b = await make_node("a"), await make_node("b")
+    calls = [f"m{i}" for i in range(150)]
+    subs = []
+    for call_id in calls:
+        assert await b.cluster.follow(call_id)
+        subs.append(b.cluster.hub.subscribe(call_id)[1])
+    for call_id in calls:
+        a.cluster.hub.open(call_id)
+        a.publish(CallStarted(call_id=call_id, channels=("customer",)))
+        a.publish(final(call_id, 1))
+        a.publish(CallEnded(call_id=call_id, reason="stop", duration=1.0))
+        a.cluster.hub.end(call_id)
+    got = await asyncio.gather(*(drain(sub, limit=30.0) for sub in subs))
+    assert all([e.seq for e in events] == [1, 2, 3] for events in got)
+    assert b.cluster.health()["mirrored_calls"] == 0  # each ended: nothing left to follow
