@@ -258,3 +258,29 @@ async def test_one_node_follows_many_calls_on_few_connections(
     got = await asyncio.gather(*(drain(sub, limit=30.0) for sub in subs))
     assert all([e.seq for e in events] == [1, 2, 3] for events in got)
     assert b.cluster.health()["mirrored_calls"] == 0  # each ended: nothing left to follow
+
+
+async def test_feedback_from_a_screen_on_another_node_reaches_the_call(
+    make_node: Callable[..., Any],
+) -> None:
+    a, b = await make_node("a"), await make_node("b")
+
+    class Session:  # the one method of CallSession the node calls with a screen's feedback
+        def __init__(self) -> None:
+            self.got: list[dict[str, Any]] = []
+
+        def feedback(self, message: dict[str, Any]) -> None:
+            if "id" not in message:
+                raise ValueError("feedback needs 'id'")
+            self.got.append(message)
+
+    session = Session()
+    a.sessions["c7"] = session
+    assert await a.cluster.claim("c7") is None
+    message = {"type": "feedback", "id": "s1", "action": "accepted"}
+    assert await b.cluster.forward_feedback("c7", message) is None
+    assert session.got == [message]
+    bad = await b.cluster.forward_feedback("c7", {"type": "feedback"})
+    assert bad == "feedback needs 'id'"  # the answer of the node that runs the call
+    gone = await b.cluster.forward_feedback("nope", message)
+    assert gone is not None and "not live" in gone
