@@ -66,7 +66,12 @@ def nodes(redis_url: str) -> Iterator[Service]:
             pool.submit(ServerProcess, env=node_env(database, redis_url, prefix, name))
             for name in ("node-a", "node-b")
         ]
-        a, b = (f.result() for f in starting)
+    started = [f.result() for f in starting if f.exception() is None]
+    if len(started) < 2:  # one did not start: stop the other, report why
+        for server in started:
+            server.stop()
+        next(f for f in starting if f.exception() is not None).result()
+    a, b = started
     yield Service(a, b, database, redis_url, prefix)
     a.stop()
     b.stop()
