@@ -1,5 +1,5 @@
-"""The `callcue` command: serve, stream a recording as a live call, transcribe in-process,
-import recordings into the store, classify utterances."""
+"""The `callcue` command: serve, stream a recording as a live call, watch a call's events,
+transcribe in-process, import recordings into the store, classify utterances."""
 
 from __future__ import annotations
 
@@ -319,6 +319,61 @@ def cmd_classify(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_watch(args: argparse.Namespace) -> int:
+    """Print every event of a call as a screen on that server gets it, one JSON line each."""
+    from urllib.parse import quote, urlencode
+
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import InvalidHandshake
+
+    query = {"after_seq": str(args.after_seq)}
+    token = args.token or os.environ.get("CALLCUE_TOKEN")
+    if token:
+        query["token"] = token
+    uri = f"{args.url.rstrip('/')}/v1/calls/{quote(args.call_id, safe='')}/events"
+
+    async def run() -> int:
+        async with connect(f"{uri}?{urlencode(query)}", max_size=None) as ws:
+            async for message in ws:
+                print(message, flush=True)
+        return 0 if ws.close_code == 1000 else 1
+
+    try:
+        return asyncio.run(run())
+    except (OSError, InvalidHandshake) as exc:
+        print(f"callcue watch: cannot connect to {args.url}: {exc}", file=sys.stderr)
+        return 1
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    """Run recognition for the nodes of a service (CALLCUE_RECOGNITION=remote), until stopped."""
+    import logging
+
+    from assist.settings import SettingsError
+    from models.remote import run_worker
+    from models.whisper import WhisperEngine
+
+    try:
+        settings = _settings(args)
+    except SettingsError as exc:
+        print(f"callcue worker: {exc}", file=sys.stderr)
+        return 2
+    if not settings.redis_url:
+        print("callcue worker: set --redis-url (or CALLCUE_REDIS_URL)", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(message)s")
+    engine = WhisperEngine(settings.whisper)
+    engine.warmup()
+    try:
+        run_worker(engine, settings.redis_url, settings.redis_prefix)
+    except KeyboardInterrupt:
+        return 0
+    except Exception as exc:  # Redis gone: say so, exit non-zero (a supervisor restarts it)
+        print(f"callcue worker: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _word(w: Any) -> dict[str, Any]:
     return {"word": w.word, "start": w.start, "end": w.end, "probability": w.probability}
 
@@ -355,6 +410,15 @@ def main(argv: list[str] | None = None) -> int:
         help="ingest key or admin token, if the server needs one (env CALLCUE_INGEST_KEY)",
     )
 
+    watch = sub.add_parser("watch", help="print a call's events as a screen gets them")
+    watch.add_argument("call_id", metavar="CALL_ID")
+    watch.add_argument("--url", default="ws://127.0.0.1:8080")
+    watch.add_argument("--after-seq", type=int, default=0, help="resume after this seq")
+    watch.add_argument("--token", help="a token that may watch calls (or CALLCUE_TOKEN)")
+    wk = sub.add_parser("worker", help="run Whisper for the nodes of a service, over Redis")
+    for name in ("redis_url", "redis_prefix", "model", "device", "compute_type", "cpu_threads"):
+        wk.add_argument(f"--{name.replace('_', '-')}", dest=name)
+    wk.add_argument("--log-level", dest="log_level")
     sim = sub.add_parser("simulate", help="stream a recording as Genesys AudioHook or Twilio")
     sim.add_argument("platform", choices=["audiohook", "twilio"])
     sim.add_argument("files", nargs="+", metavar="FILE")
@@ -394,6 +458,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "stream":
         return cmd_stream(args)
+    if args.command == "worker":
+        return cmd_worker(args)
+    if args.command == "watch":
+        return cmd_watch(args)
     if args.command == "simulate":
         return cmd_simulate(args)
     if args.command == "classify":

@@ -57,6 +57,7 @@ def build_app(services: Services, settings: Settings) -> Starlette:
                 "active_calls": len(services.sessions),
                 "queue": {"finals": finals, "partials": partials},
                 "store": store_health(services),
+                **({"cluster": services.cluster.health()} if services.cluster else {}),
             }
         )
 
@@ -71,7 +72,14 @@ def build_app(services: Services, settings: Settings) -> Starlette:
         except Denied as denied:
             return error(denied.status, denied.code, denied.message)
         calls = [session.live_summary() for session in list(services.sessions.values())]
-        return JSONResponse({"calls": calls})
+        if services.cluster is None:
+            return JSONResponse({"calls": calls})
+        everywhere = await services.cluster.live_calls()
+        if everywhere is None:  # Redis is away: this node's calls, and say so
+            node = services.cluster.node
+            rows = [{**call, "node": node} for call in calls]
+            return JSONResponse({"calls": rows, "cluster": "unreachable"})
+        return JSONResponse({"calls": everywhere})
 
     def page(name: str) -> Callable[[Request], Awaitable[FileResponse]]:
         async def serve(request: Request) -> FileResponse:
@@ -156,6 +164,8 @@ class DrainingServer(uvicorn.Server):
         left = await self.services.drain(self.drain_timeout, lambda: self.force_exit)
         if left:
             log.warning("stopping: %d call(s) did not finish in time", left)
+        if self.services.cluster is not None:
+            await self.services.cluster.stop()  # the events of the calls just ended go out
         await super().shutdown(sockets)
 
 
@@ -201,7 +211,7 @@ def serve(settings: Settings) -> int:
     elif not settings.token_roles:
         log.info("no access token configured: REST and screens are open on loopback only")
     try:
-        services = Services.load(settings)
+        services = Services.load(settings, cluster=True)
     except (PlaybookError, ValueError, RuntimeError) as exc:
         print(f"callcue: cannot start: {exc}", file=sys.stderr)
         return 2
@@ -266,6 +276,11 @@ def serve(settings: Settings) -> int:
     async def run() -> None:
         import asyncio
 
+        if services.cluster is not None:
+            try:
+                await services.cluster.start()
+            except Exception as exc:
+                raise SystemExit(f"callcue: cannot start: Redis: {exc}") from None
         task = asyncio.create_task(announce())
         purge = asyncio.create_task(retention())
         await server.serve()

@@ -37,6 +37,23 @@ class Event:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class RelayedEvent(Event):
+    """An event of a call another node runs, as that node stamped and sent it (multi-node):
+    passed on to screens byte for byte. `kind` is its `type`."""
+
+    type: ClassVar[str] = "relayed"
+    kind: str
+    raw: str
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = json.loads(self.raw)
+        return data
+
+    def to_json(self) -> str:
+        return self.raw
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class CallStarted(Event):
     type: ClassVar[str] = "call.started"
     channels: tuple[str, ...]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import bisect
 import dataclasses
 import time
 from collections import OrderedDict
@@ -58,6 +59,8 @@ class CallFeed:
     ended: bool = False
     touched: float = field(default_factory=time.monotonic)
     base: int = 0  # events before this seq are in the store (a call resumed after a restart)
+    # a copy of a call another node runs (multi-node): its events come stamped, `relay`ed in
+    mirror: bool = False
 
     @property
     def seq(self) -> int:
@@ -83,10 +86,12 @@ class EventHub:
         feed = self._feeds.get(call_id)
         if feed is not None and feed.live:
             raise CallActiveError(call_id)
-        if feed is None or feed.ended or base:
+        if feed is None or feed.ended or base or feed.mirror:
             # a reused id starts a fresh feed; screens of the old one have had call.ended
+            # (a mirror's seqs belong to another node: `base`, from the store, counts)
             old = feed
-            feed = CallFeed(call_id, base=max(base, old.seq if old is not None else 0))
+            kept = old.seq if old is not None and not old.mirror else 0
+            feed = CallFeed(call_id, base=max(base, kept))
             if old is not None and not old.ended:
                 feed.subscribers = old.subscribers  # screens waiting for the call
                 for sub in feed.subscribers:
@@ -104,6 +109,34 @@ class EventHub:
         for sub in list(feed.subscribers):
             sub._offer(stamped)
         return stamped
+
+    def open_mirror(self, call_id: str, base: int = 0) -> CallFeed:
+        """A feed for a call another node runs: screens here subscribe to it as to a local
+        call; its events arrive already stamped (`relay`). Screens already waiting for the
+        call move to it."""
+        old = self._feeds.get(call_id)
+        feed = CallFeed(call_id, base=base, mirror=True)
+        if old is not None and not old.ended and not old.live:
+            feed.subscribers = old.subscribers
+            for sub in feed.subscribers:
+                sub.feed = feed
+        self._feeds[call_id] = feed
+        self._feeds.move_to_end(call_id)
+        return feed
+
+    def relay(self, feed: CallFeed, event: Event) -> None:
+        """Add an event stamped by the node that runs the call (seq and ts kept)."""
+        feed.history.append(event)
+        feed.touched = time.monotonic()
+        for sub in list(feed.subscribers):
+            sub._offer(event)
+
+    def drop(self, feed: CallFeed) -> None:
+        """Forget a mirror nobody watches any more (its screens, if any, are ended)."""
+        for sub in list(feed.subscribers):
+            sub._offer(None)
+        if self._feeds.get(feed.call_id) is feed:
+            del self._feeds[feed.call_id]
 
     def end(self, call_id: str) -> None:
         feed = self._feeds.get(call_id)
@@ -123,8 +156,8 @@ class EventHub:
             self._feeds[call_id] = feed
             self._feeds.move_to_end(call_id, last=False)  # waiting screens are evicted first
         sub = Subscription(self, feed, self.backlog)
-        skip = max(0, after_seq - feed.base)
-        backlog = feed.history[skip:]
+        # by seq, not by position: a mirrored call may lack partials its node never sent out
+        backlog = feed.history[bisect.bisect_right(feed.history, after_seq, key=_seq) :]
         if backlog:
             sub.last_seq = backlog[-1].seq
         if feed.ended:
@@ -134,9 +167,11 @@ class EventHub:
         return backlog, sub
 
     def feed(self, call_id: str) -> CallFeed | None:
+        """The call's feed on this node: live here, mirrored from another node, or kept."""
         return self._feeds.get(call_id)
 
     def live_calls(self) -> list[CallFeed]:
+        """Calls running on this node (mirrors of other nodes' calls are not)."""
         return [feed for feed in self._feeds.values() if feed.live]
 
     def _forget_if_unused(self, feed: CallFeed) -> None:
@@ -153,3 +188,7 @@ class EventHub:
         ]
         for call_id in ended[: max(0, len(ended) - self.keep_ended)]:
             del self._feeds[call_id]
+
+
+def _seq(event: Event) -> int:
+    return event.seq

@@ -138,6 +138,11 @@ async def serve_native_ingest(
                     if refusal is not None:
                         await _refuse(conn, ProtocolError("capacity", refusal[1], refusal[0]))
                         return
+                    if services.cluster is not None and (
+                        elsewhere := await services.cluster.claim(event.call_id)
+                    ):
+                        await _refuse(conn, ProtocolError("call_active", elsewhere, CLOSE_POLICY))
+                        return
                     session = CallSession(
                         services,
                         event.call_id,

@@ -47,7 +47,7 @@ from audio.protocols.twilio import (
 log = logging.getLogger("callcue.integrations")
 
 
-def _start_session(
+async def _start_session(
     services: Services,
     call_id: str,
     fmt: AudioFormat,
@@ -63,6 +63,8 @@ def _start_session(
     refusal = services.admit(credential)
     if refusal is not None:
         return refusal
+    if services.cluster is not None and (elsewhere := await services.cluster.claim(call_id)):
+        return CLOSE_POLICY, elsewhere
     session = CallSession(
         services, call_id, fmt, channels, metadata, source=source, credential=credential
     )
@@ -158,7 +160,7 @@ async def serve_audiohook(
                                 else {}
                             ),
                         }
-                        started = _start_session(
+                        started = await _start_session(
                             services,
                             event.conversation_id,
                             fmt,
@@ -310,7 +312,7 @@ async def serve_twilio(ws: WebSocket, services: Services, settings: Settings) ->
                         "account_sid": event.account_sid,
                         **params,
                     }
-                    started = _start_session(
+                    started = await _start_session(
                         services,
                         call_id,
                         AudioFormat("mulaw", 8000, 1),

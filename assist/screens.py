@@ -32,6 +32,10 @@ async def serve_call_events(ws: WebSocket, services: Services, call_id: str) -> 
     after = int(raw)
     store = services.store
     feed = services.hub.feed(call_id)
+    if services.cluster is not None and (feed is None or not (feed.live or feed.ended)):
+        # not running here: follow it from Redis wherever it runs (or will start)
+        await services.cluster.follow(call_id)
+        feed = services.hub.feed(call_id)
     if feed is None and store is not None and store.get_call(call_id) is not None:
         # a call from before this process started: replay it from the store
         for stored in store.events(call_id, after_seq=after):
@@ -95,7 +99,10 @@ async def _read_screen(ws: WebSocket, conn: Connection, services: Services, call
                 if not isinstance(data, dict) or data.get("type") != "feedback":
                     problem = 'screens send only {"type":"feedback",...} text messages'
                 elif (session := services.sessions.get(call_id)) is None:
-                    problem = f"call {call_id} is not live; feedback is taken during the call"
+                    if services.cluster is not None:  # maybe it runs on another node
+                        problem = await services.cluster.forward_feedback(call_id, data)
+                    else:
+                        problem = f"call {call_id} is not live; feedback is taken during the call"
                 else:
                     try:
                         session.feedback(data)

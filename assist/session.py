@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from assist.cluster import Cluster
 from assist.engine import AssistModels, CallAssist
 from assist.entities import Entity
 from assist.events import (
@@ -32,6 +33,7 @@ from assist.store import CallStore, StoreWriter
 from audio.codec import TARGET_RATE, AudioFormat, StreamDecoder
 from audio.vad import VadOptions, VadSegmenter
 from models.asr import Final, Partial, StreamingOptions, StreamingTranscriber
+from models.remote import RemoteScheduler
 from models.scheduler import OVERLOADED, RecognitionJob, RecognitionScheduler
 from models.vad import SileroVad
 from models.whisper import Hypothesis, WhisperEngine
@@ -62,9 +64,12 @@ class Services:
     store: CallStore | None = None
     writer: StoreWriter | None = None
     recordings_dir: Path | None = None  # set: each channel's audio is kept as WAV
+    cluster: Cluster | None = None  # set: one node of several, on Redis (`hub` is its hub)
 
     def __post_init__(self) -> None:
         m = self.metrics
+        if self.cluster is not None:
+            self.cluster.attach(self.store, self.sessions)
         if self.store is not None and self.writer is None:
             self.writer = StoreWriter(self.store)
         if self.writer is not None:
@@ -185,12 +190,35 @@ class Services:
 
     @classmethod
     def load(
-        cls, settings: Settings, *, warmup: bool = True, store: bool = True, recover: bool = True
+        cls,
+        settings: Settings,
+        *,
+        warmup: bool = True,
+        store: bool = True,
+        recover: bool = True,
+        cluster: bool = False,
     ) -> Services:
         """Load and warm every model and open the store (blocking: before the port opens).
-        `recover`: mark calls a dead server left in progress as interrupted (the server only)."""
+        `recover`: mark calls a dead server left in progress as interrupted (the server only).
+        `cluster`: join the other nodes on CALLCUE_REDIS_URL when it is set (the server only)."""
+        metrics = Metrics()
+        node = None
+        if cluster and settings.redis_url:
+            if store and not settings.database_url.startswith(("postgresql:", "postgres:")):
+                raise ValueError(
+                    "CALLCUE_REDIS_URL makes this node one of several: they need one store "
+                    "they all share; set CALLCUE_DATABASE_URL to postgresql://..."
+                )
+            version = Cluster.check(settings.redis_url)
+            log.info("Redis %s reachable; node of a multi-node service", version)
+            node = Cluster(settings.cluster, metrics, backlog=settings.events_backlog)
+            # (checked before the models load: a wrong URL fails in a second)
+            # calls other nodes are running are in progress too: failed nodes' calls are
+            # found through the registry instead (Cluster._reap)
+            recover = False
         engine = WhisperEngine(settings.whisper)
-        warm = engine.warmup() if warmup else 0.0
+        remote = settings.recognition == "remote"
+        warm = engine.warmup() if warmup and not remote else 0.0
         assist = None
         if settings.assist:
             assist = AssistModels.load(
@@ -199,9 +227,20 @@ class Services:
                 options=settings.assist_options,
             )
         call_store = CallStore(settings.database_url, recover=recover) if store else None
-        scheduler = RecognitionScheduler(engine, workers=settings.asr_workers)
+        scheduler: RecognitionScheduler
+        if remote:  # decodes on `callcue worker` processes; the engine gives the tokenizer
+            scheduler = RemoteScheduler(
+                engine,
+                settings.redis_url,
+                prefix=settings.redis_prefix,
+                node=node.node if node is not None else settings.node_id,
+            )
+        else:
+            scheduler = RecognitionScheduler(engine, workers=settings.asr_workers)
         scheduler.start()
         return cls(
+            metrics=metrics,
+            cluster=node,
             store=call_store,
             writer=StoreWriter(call_store, settings.store_buffer) if call_store else None,
             recordings_dir=Path(settings.recordings_dir).expanduser()
@@ -213,7 +252,7 @@ class Services:
             vad_model=SileroVad(),
             vad_options=settings.vad,
             streaming=settings.streaming,
-            hub=EventHub(backlog=settings.events_backlog),
+            hub=node.hub if node else EventHub(backlog=settings.events_backlog),
             executor=ThreadPoolExecutor(
                 max_workers=min(8, (os.cpu_count() or 2)), thread_name_prefix="callcue-vad"
             ),

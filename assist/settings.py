@@ -105,6 +105,18 @@ def _database_ok(value: Any) -> str | None:
     return "must be sqlite:///PATH or postgresql://USER:PASSWORD@HOST:PORT/DB"
 
 
+def _redis_ok(value: Any) -> str | None:
+    if not value or str(value).startswith(("redis://", "rediss://", "unix://")):
+        return None
+    return "must be redis://[:PASSWORD@]HOST:PORT/DB, rediss://... (TLS) or unix:///PATH"
+
+
+def _name_ok(value: Any) -> str | None:
+    if re.fullmatch(r"[A-Za-z0-9_.:-]{1,64}", str(value)):
+        return None
+    return "use 1 to 64 letters, digits, '_', '.', ':', '-'"
+
+
 def _token_ok(value: Any) -> str | None:
     if value and (len(value) < 16 or any(c in value for c in " ,:")):
         return "a token needs at least 16 characters and no spaces, commas or colons"
@@ -548,6 +560,69 @@ SETTINGS: tuple[Setting, ...] = (
         secret=True,
     ),
     Setting(
+        "redis_url",
+        "CALLCUE_REDIS_URL",
+        "",
+        str,
+        _redis_ok,
+        "Redis for several nodes as one service (redis://[:PASSWORD@]HOST:PORT/DB): every "
+        "call's events, the registry of live calls, node heartbeats; needs a PostgreSQL "
+        "store shared by the nodes; empty: one node, in-process hub",
+        secret=True,
+    ),
+    Setting(
+        "redis_prefix",
+        "CALLCUE_REDIS_PREFIX",
+        "callcue",
+        str,
+        _name_ok,
+        "prefix of every Redis key (nodes with the same prefix form one service)",
+    ),
+    Setting(
+        "node_id",
+        "CALLCUE_NODE_ID",
+        "",
+        str,
+        lambda v: _name_ok(v) if v else None,
+        "this node's name in the call registry (empty: HOSTNAME-PID)",
+    ),
+    Setting(
+        "node_timeout",
+        "CALLCUE_NODE_TIMEOUT",
+        5.0,
+        _float,
+        _range(1.0, 300.0),
+        "seconds without a heartbeat after which a node counts as failed: another node marks "
+        "its calls interrupted and tells their screens (heartbeats every fifth of this)",
+    ),
+    Setting(
+        "redis_stream_ttl",
+        "CALLCUE_REDIS_STREAM_TTL",
+        600,
+        _int,
+        _range(10, 30 * 86_400),
+        "seconds a call's event stream stays in Redis after the call ends (screens that "
+        "reconnect later replay it from the store)",
+    ),
+    Setting(
+        "redis_buffer",
+        "CALLCUE_REDIS_BUFFER",
+        100_000,
+        _int,
+        _range(100, 10_000_000),
+        "events kept in memory while Redis is unreachable (sent when it is back; beyond "
+        "this they are counted as dropped: other nodes' screens then fill from the store)",
+    ),
+    Setting(
+        "recognition",
+        "CALLCUE_RECOGNITION",
+        "local",
+        str,
+        _choice("local", "remote"),
+        "where Whisper runs: local (this process) or remote (`callcue worker` processes "
+        "taking jobs from CALLCUE_REDIS_URL; finals first, stale partials dropped)",
+    ),
+    Setting(
         "record_audio",
         "CALLCUE_RECORD_AUDIO",
         False,
@@ -658,6 +733,13 @@ class Settings:
     alert_negative_streak: int = 2
     alert_trend_below: float = -0.35
     database_url: str = field(default="sqlite:///~/.local/share/callcue/callcue.db", repr=False)
+    redis_url: str = field(default="", repr=False)
+    redis_prefix: str = "callcue"
+    node_id: str = ""
+    node_timeout: float = 5.0
+    redis_stream_ttl: int = 600
+    redis_buffer: int = 100_000
+    recognition: str = "local"
     record_audio: bool = False
     recordings_dir: str = "~/.local/share/callcue/recordings"
     retention_days: int = 0
@@ -699,6 +781,11 @@ class Settings:
             resolve_whisper_model(values["model"])
         except ModelNotFoundError as exc:
             raise SettingsError(f"CALLCUE_MODEL/--model={values['model']!r}: {exc}") from None
+        if values["recognition"] == "remote" and not values["redis_url"]:
+            raise SettingsError(
+                "CALLCUE_RECOGNITION=remote sends recognition work over Redis: set "
+                "CALLCUE_REDIS_URL too"
+            )
         if bool(values["tls_certfile"]) != bool(values["tls_keyfile"]):
             raise SettingsError(
                 "CALLCUE_TLS_CERTFILE and CALLCUE_TLS_KEYFILE go together: set both or neither"
@@ -716,6 +803,19 @@ class Settings:
             windows=self.encoder_windows,
             final_windows=self.final_windows,
             final_windows_busy=self.final_windows_busy,
+        )
+
+    @property
+    def cluster(self) -> Any:
+        from assist.cluster import ClusterOptions
+
+        return ClusterOptions(
+            url=self.redis_url,
+            prefix=self.redis_prefix,
+            node_id=self.node_id,
+            node_timeout=self.node_timeout,
+            stream_ttl=self.redis_stream_ttl,
+            buffer=self.redis_buffer,
         )
 
     @property

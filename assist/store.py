@@ -142,6 +142,9 @@ POSTGRES_FTS = (
 )
 
 
+MIGRATION_LOCK = 0x63616C6C637565  # PostgreSQL advisory lock key held while migrating
+
+
 class StoreError(RuntimeError):
     """The store cannot be opened or written; the message says what and where."""
 
@@ -362,7 +365,20 @@ class CallStore:
         return int(rows[0]["v"] or 0)
 
     def migrate(self) -> None:
-        """Apply the migrations this database has not seen, each in one transaction."""
+        """Apply the migrations this database has not seen, each in one transaction. On
+        PostgreSQL under an advisory lock: nodes of a service starting at once on a new
+        database migrate it once, one after the other."""
+        if self.dialect.name != "postgresql":
+            self._migrate()
+            return
+        with self._lock:
+            self._conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK,))
+            try:
+                self._migrate()
+            finally:
+                self._conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK,))
+
+    def _migrate(self) -> None:
         current = self.schema_version()
         for version, statements in enumerate(MIGRATIONS, 1):
             if version <= current:
@@ -396,6 +412,34 @@ class CallStore:
             )
             log.warning("store: %d call(s) were interrupted by a crash: %s", len(ids), ids[:10])
         return ids
+
+    def in_progress(self) -> list[str]:
+        """Ids of the calls the store holds as `in_progress`."""
+        return [r["id"] for r in self._rows("SELECT id FROM calls WHERE outcome = 'in_progress'")]
+
+    def interrupt(self, ended: Event) -> bool:
+        """A call whose node died (multi-node): store its `call.ended` (written by the node
+        that noticed) and mark it `interrupted`. False if the call is not in progress here."""
+        data = ended.to_dict()
+        with self._transaction():
+            cursor = self._conn.execute(
+                self.dialect.sql(
+                    "UPDATE calls SET outcome = 'interrupted', ended_at = ?, duration = ?, "
+                    "last_seq = ? WHERE id = ? AND outcome = 'in_progress' AND last_seq < ?"
+                ),
+                (ended.ts, data.get("duration"), ended.seq, ended.call_id, ended.seq),
+            )
+            if not cursor.rowcount:
+                return False
+            self._conn.execute(
+                self.dialect.sql(
+                    "INSERT INTO events (call_id, seq, type, ts, data) VALUES (?, ?, ?, ?, ?) "
+                    "ON CONFLICT (call_id, seq) DO NOTHING"
+                ),
+                (ended.call_id, ended.seq, ended.type, ended.ts, json.dumps(data)),
+            )
+        log.warning("store: call %s marked interrupted (%s)", ended.call_id, data.get("reason"))
+        return True
 
     # ------------------------------------------------------------------ writes
     def record(self, event: Event) -> None:

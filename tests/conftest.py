@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,7 +13,7 @@ import pytest
 import soundfile as sf
 import soxr
 
-from benchmarks.server import ServerProcess
+from benchmarks.server import RedisProcess, ServerProcess
 
 DATA = Path(os.environ.get("CALLCUE_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 AUDIO = DATA / "audio"
@@ -105,3 +107,32 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if url is None:
         pytest.skip("no PostgreSQL: set CALLCUE_TEST_DATABASE_URL (.ci/run does)")
     return fresh_postgres(url)
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """CALLCUE_TEST_REDIS_URL (.ci/run sets it), else a private redis-server on a free
+    loopback port, started and stopped here (Debian's package: apt-get install redis-server)."""
+    url = os.environ.get("CALLCUE_TEST_REDIS_URL")
+    if url:
+        yield url
+        return
+    binary = shutil.which("redis-server")
+    if binary is None:
+        if os.environ.get("CALLCUE_REQUIRE_REDIS"):
+            raise pytest.UsageError(
+                "CALLCUE_REQUIRE_REDIS is set but there is no redis-server and no "
+                "CALLCUE_TEST_REDIS_URL"
+            )
+        pytest.skip("no Redis: apt-get install redis-server, or set CALLCUE_TEST_REDIS_URL")
+    server = RedisProcess()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def redis_prefix() -> str:
+    """Keys of their own for each test (one Redis serves them all)."""
+    return f"t{uuid.uuid4().hex[:10]}"

@@ -112,7 +112,8 @@
   function finish() {
     state.stopped = true;
     document.body.classList.add("call-over");
-    setConn("ended", "call ended");
+    // node_failed: the server running the call died (several nodes); the transcript so far is kept
+    setConn("ended", state.endReason === "node_failed" ? "call lost: its server failed" : "call ended");
     clearPending();
     updateClock();
     updatePlaceholder();
@@ -183,6 +184,7 @@
   function onEnded(event) {
     state.ended = true;
     state.duration = event.duration;
+    state.endReason = event.reason;
     clearPendingPartials();
     finish();
   }

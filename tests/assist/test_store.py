@@ -26,7 +26,7 @@ from assist.events import (
 )
 from assist.exports import export, summary
 from assist.hub import EventHub
-from assist.store import CallQuery, CallStore, StoreError, sqlite_path
+from assist.store import MIGRATIONS, CallQuery, CallStore, StoreError, sqlite_path
 
 
 def play(store: CallStore, call_id: str, *, end: bool = True, agent: str = "a-17") -> list[Event]:
@@ -357,3 +357,34 @@ def test_webvtt_escapes_markup() -> None:
         "vtt",
     )
     assert "<v Agent>AT&amp;T &lt;3 you" in vtt
+
+
+def test_nodes_starting_at_once_migrate_a_new_database_once() -> None:
+    """Several nodes of one service opening a new PostgreSQL database at the same moment."""
+    import threading
+
+    from tests.conftest import fresh_postgres, postgres_url
+
+    url = postgres_url()
+    if url is None:
+        pytest.skip("no PostgreSQL: set CALLCUE_TEST_DATABASE_URL (.ci/run does)")
+    fresh_postgres(url)
+    errors: list[Exception] = []
+    start = threading.Barrier(4)
+
+    def open_store() -> None:
+        start.wait()
+        try:
+            CallStore(url, recover=False).close()
+        except Exception as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_store) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    store = CallStore(url, recover=False)
+    assert store.schema_version() == len(MIGRATIONS)
+    store.close()

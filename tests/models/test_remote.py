@@ -1,0 +1,75 @@
+"""Recognition on a worker over a real Redis: the scheduler's rules hold across the network
+(a newer partial replaces a waiting one, a final drops its channel's waiting partial, finals
+are taken first) and a final decoded remotely is the one the engine decodes here."""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import Future
+
+from models.remote import RemoteScheduler, run_worker
+from models.scheduler import RecognitionJob
+from tests.conftest import load_16k
+
+
+def test_worker_takes_finals_first_and_stale_partials_are_dropped(  # type: ignore[no-untyped-def]
+    engine, redis_url: str, redis_prefix: str
+) -> None:
+    audio = load_16k("ls_test-clean_2830-3980-0043.wav")
+    scheduler = RemoteScheduler(engine, redis_url, prefix=redis_prefix, final_timeout=60)
+    scheduler.start()
+    done: list[str] = []
+
+    def submit(name: str, key: str, seconds: float, final: bool) -> Future:  # type: ignore[type-arg]
+        job = RecognitionJob(key=key, audio=audio[: int(seconds * 16000)], final=final)
+        future = scheduler.submit(job)
+        future.add_done_callback(lambda f: done.append(name))
+        return future
+
+    try:
+        first = submit("first", "c1/customer", 1.0, False)
+        second = submit("second", "c1/customer", 2.0, False)
+        other = submit("other", "c2/agent", 2.0, False)
+        final = submit("final", "c1/customer", 30.0, True)
+        # no worker yet: the rules are applied on Redis and here, before any decode
+        assert first.result(timeout=0) is None and second.result(timeout=0) is None
+        assert scheduler.stats.partials_dropped == 2
+        assert scheduler.depths == (1, 1)
+        stop = threading.Event()
+        worker = threading.Thread(target=run_worker, args=(engine, redis_url, redis_prefix, stop))
+        worker.start()
+        try:
+            hyp = final.result(timeout=120)
+            partial = other.result(timeout=120)
+        finally:
+            stop.set()
+            worker.join(timeout=30)
+        assert done == ["first", "second", "final", "other"]  # the final was taken first
+        assert hyp is not None and partial is not None and partial.text
+        local = engine.decode(audio[: 30 * 16000], final=True)
+        assert hyp.text == local.text and [w.word for w in hyp.words] == [
+            w.word for w in local.words
+        ]
+        assert scheduler.stats.finals_done == 1 and scheduler.stats.partials_done == 1
+    finally:
+        scheduler.close()
+
+
+def test_a_final_no_worker_takes_fails_with_a_reason(  # type: ignore[no-untyped-def]
+    engine, redis_url: str, redis_prefix: str
+) -> None:
+    scheduler = RemoteScheduler(engine, redis_url, prefix=redis_prefix, final_timeout=1.0)
+    scheduler.start()
+    try:
+        audio = load_16k("wb_timit_LDC93S1.wav")
+        future = scheduler.submit(RecognitionJob(key="c/customer", audio=audio, final=True))
+        started = time.monotonic()
+        try:
+            future.result(timeout=10)
+            raise AssertionError("a final nobody decoded must fail")
+        except TimeoutError as exc:
+            assert "no recognition worker answered" in str(exc)
+        assert time.monotonic() - started < 5 and scheduler.stats.finals_overdue == 1
+    finally:
+        scheduler.close()
