@@ -298,16 +298,19 @@ class Cluster:
                 "them from the store",
                 len(self._outbox),
             )
-        for task in [*self._tasks, *(m.task for m in self._mirrors.values() if m.task)]:
+        tasks = [*self._tasks, *(m.task for m in self._mirrors.values() if m.task)]
+        for task in tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        if tasks:  # bounded: a task stuck in a Redis call must not hold up the stop
+            await asyncio.wait(tasks, timeout=grace)
         self._tasks.clear()
         if self._redis is not None:
+            # each bounded: with the pool's connections still held by cancelled readers, a
+            # command would wait for a free connection for good
             with contextlib.suppress(Exception):
-                await self._redis.delete(self._node_key(self.node))
-            await self._redis.aclose(close_connection_pool=True)
+                await asyncio.wait_for(self._redis.delete(self._node_key(self.node)), grace)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._redis.aclose(close_connection_pool=True), grace)
             self._redis = None
 
     def health(self) -> dict[str, Any]:
