@@ -796,34 +796,32 @@ class StoreWriter:
     def _retry(self) -> None:
         delay = 0.2
         while self.pending and not self._stop.is_set():
-            try:
-                while self.pending:
-                    self.store.record(self.pending[0])
-                    self.pending.popleft()
-            except Exception as exc:
-                self._failed(exc)
+            if not self._write_pending():
                 self._stop.wait(delay)
                 delay = min(delay * 2, 5.0)
                 continue
             log.info("the store is back: buffered events written")
             self._told.clear()
 
+    def _write_pending(self) -> bool:
+        """Write the waiting events in order; False (and counted) if the store failed."""
+        try:
+            while self.pending:
+                self.store.record(self.pending[0])
+                self.pending.popleft()  # only once written: a failure retries the same event
+        except Exception as exc:
+            self._failed(exc)
+            return False
+        return True
+
     def flush(self, timeout: float = 10.0) -> int:
         """Wait (blocking) for buffered events to be written; how many are still waiting."""
         deadline = time.monotonic() + timeout
         while self.pending and time.monotonic() < deadline:
             if self._retrying is None or not self._retrying.is_alive():
-                self._retry_once()
+                self._write_pending()
             time.sleep(0.05)
         return len(self.pending)
-
-    def _retry_once(self) -> None:
-        try:
-            while self.pending:
-                self.store.record(self.pending[0])
-                self.pending.popleft()
-        except Exception as exc:
-            self._failed(exc)
 
     def close(self) -> None:
         left = self.flush()
