@@ -651,6 +651,20 @@ class CallSession:
             )
         )
 
+    def _withdraw_partial(self, channel: str, utterance: int, start: float, end: float) -> None:
+        """An empty partial: screens take the utterance's live line away."""
+        self.publish(
+            TranscriptPartial(
+                call_id=self.call_id,
+                channel=channel,
+                utterance=utterance,
+                start=start,
+                end=end,
+                text="",
+                stable="",
+            )
+        )
+
     def _on_recognition_error(
         self, channel: str, kind: str, utterance: int, exc: BaseException
     ) -> None:
@@ -665,33 +679,11 @@ class CallSession:
                 f"transcribed ({type(exc).__name__}); the call goes on",
             )
         )
-        # a partial of it may be on screen: withdraw it, as for an utterance with no words
-        self.publish(
-            TranscriptPartial(
-                call_id=self.call_id,
-                channel=channel,
-                utterance=utterance,
-                start=0.0,
-                end=0.0,
-                text="",
-                stable="",
-            )
-        )
+        self._withdraw_partial(channel, utterance, 0.0, 0.0)  # a partial of it may be shown
 
     def _on_final(self, channel: str, final: Final) -> None:
-        if not final.text:
-            # nothing was said after all: withdraw a partial that may be on screen
-            self.publish(
-                TranscriptPartial(
-                    call_id=self.call_id,
-                    channel=channel,
-                    utterance=final.utterance,
-                    start=final.start,
-                    end=final.end,
-                    text="",
-                    stable="",
-                )
-            )
+        if not final.text:  # nothing was said after all
+            self._withdraw_partial(channel, final.utterance, final.start, final.end)
             return
         self.services.metrics.latency.observe(time.monotonic() - final.received_at, "final")
         words = tuple(Word(w.word, w.start, w.end, w.probability) for w in final.words)

@@ -214,11 +214,7 @@ class RemoteScheduler(RecognitionScheduler):
         hyp = hypothesis_from_json(fields[b"result"].decode())
         waited = float(fields.get(b"waited", b"0"))
         job.future.set_result(hyp)
-        if job.final:
-            self.stats.finals_done += 1
-            self.stats.final_wait_seconds += waited
-        else:
-            self.stats.partials_done += 1
+        self.stats.count(job.final, waited)
         if self.observer is not None:
             self.observer(job, hyp, waited, hyp.seconds)
 

@@ -38,6 +38,14 @@ class SchedulerStats:
     finals_overdue: int = 0
     final_wait_seconds: float = 0.0
 
+    def count(self, final: bool, waited: float) -> None:
+        """A decode finished (here or on a remote worker) after `waited` s in the queue."""
+        if final:
+            self.finals_done += 1
+            self.final_wait_seconds += waited
+        else:
+            self.partials_done += 1
+
 
 # Called after every decode: (job, result, seconds waited in the queue, seconds decoding).
 DecodeObserver = Callable[[RecognitionJob, Hypothesis, float, float], None]
@@ -169,11 +177,7 @@ class RecognitionScheduler:
                         busy=busy,
                     )
                     job.future.set_result(result)
-                    if job.final:
-                        self.stats.finals_done += 1
-                        self.stats.final_wait_seconds += waited
-                    else:
-                        self.stats.partials_done += 1
+                    self.stats.count(job.final, waited)
                     if self.observer is not None:
                         self.observer(job, result, waited, time.monotonic() - started)
             except Exception as exc:  # a decode failure fails that job, not the worker

@@ -64,6 +64,27 @@ async def wait_for_finals(seen: list[dict[str, Any]], count: int, limit: float =
         await asyncio.sleep(0.1)
 
 
+async def run_call(
+    services: Services, call_id: str, path: Path, seconds: float | None = None
+) -> list[Any]:
+    """Stream a recording (its first `seconds`) through an in-process call in 100 ms frames,
+    as fast as it is read; the call's events."""
+    audio = load_call_audio([path], 1)
+    end = None if seconds is None else int(seconds * audio.sample_rate)
+    pcm = audio.samples[:end, 0].astype("<i2").tobytes()
+    fmt = AudioFormat("pcm16", audio.sample_rate, 1)
+    session = CallSession(services, call_id, fmt, ("customer",))
+    session.start()
+    step = audio.sample_rate // 5  # 100 ms of 16-bit samples
+    for lo in range(0, len(pcm), step):
+        await session.feed(pcm[lo : lo + step])
+        await asyncio.sleep(0)  # let the assist worker run between frames
+    await session.finish("stop")
+    feed = services.hub.feed(call_id)
+    assert feed is not None
+    return list(feed.history)
+
+
 async def test_sigterm_ends_calls_cleanly(tmp_path: Path) -> None:
     """SIGTERM mid-call: the call's last finals and `call.ended` (reason shutdown) reach the
     client, which is closed with 1001; the store has every final; the process exits 0."""
@@ -118,18 +139,7 @@ async def test_recognition_failure_is_reported_and_the_call_goes_on() -> None:
 
     services.engine.decode = flaky  # type: ignore[method-assign]
     try:
-        audio = load_call_audio([AUDIO / "wb_jfk_inaugural_1961.flac"], 1)
-        pcm = audio.samples[:, 0].astype("<i2").tobytes()
-        fmt = AudioFormat("pcm16", audio.sample_rate, 1)
-        session = CallSession(services, "flaky-1", fmt, ("customer",))
-        session.start()
-        step = audio.sample_rate // 5  # 100 ms of 16-bit samples
-        for lo in range(0, len(pcm), step):
-            await session.feed(pcm[lo : lo + step])
-        await session.finish("stop")
-        feed = services.hub.feed("flaky-1")
-        assert feed is not None
-        events = feed.history
+        events = await run_call(services, "flaky-1", AUDIO / "wb_jfk_inaugural_1961.flac")
     finally:
         services.close()
     assert failed
@@ -284,20 +294,7 @@ async def test_assist_failure_is_reported_and_transcripts_go_on() -> None:
 
     services.assist.analyze = flaky  # type: ignore[method-assign]
     try:
-        audio = load_call_audio([CALLER], 1)
-        pcm = audio.samples[: 40 * audio.sample_rate, 0].astype("<i2").tobytes()
-        session = CallSession(
-            services, "assist-fail-1", AudioFormat("pcm16", audio.sample_rate, 1), ("customer",)
-        )
-        session.start()
-        step = audio.sample_rate // 5
-        for lo in range(0, len(pcm), step):
-            await session.feed(pcm[lo : lo + step])
-            await asyncio.sleep(0)
-        await session.finish("stop")
-        feed = services.hub.feed("assist-fail-1")
-        assert feed is not None
-        events = feed.history
+        events = await run_call(services, "assist-fail-1", CALLER, seconds=40)
     finally:
         services.close()
     errors = [e for e in events if e.type == "error"]
