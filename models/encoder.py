@@ -13,9 +13,12 @@ The graph returns two things per sentence:
   more than the last layer (intent and sentiment heads in `models/classifiers.py`).
 
 With a branch (the shipped sentiment model's LoRA-tuned top layers, merged into the base weights
-in numpy: `load_branch`), the same graph also runs those layers from the shared output below them
-and returns `sentiment` (their mean-pooled output); it is cached under a name that carries both
-hashes. The base export (no branch) is unchanged by it.
+in numpy: `load_branch`), the export is two graphs cached under names that carry both hashes:
+the base encoder, which also returns `branch_input` (the shared output below the tuned layers),
+and the branch, which runs those layers on it and returns `sentiment` (their mean-pooled
+output). Two graphs because onnxruntime runs every node of a graph whatever outputs are asked
+for: rows that need no sentiment (contexts, agent sentences, playbook texts) pay for the base
+encoder only. The base export (no branch) is unchanged by it.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ import numpy as np
 
 logger = logging.getLogger("callcue.encoder")
 
-EXPORT_VERSION = 1  # bump when the exported graph changes
+EXPORT_VERSION = 2  # bump when the exported graph changes
 MAX_TOKENS = 128  # utterances are short; sentence-transformers' own cap is 256
 DIM = 384
 # a fine-tuned copy of the top layers ("branch") ships with the sentiment model
@@ -119,14 +122,21 @@ class Branch:
     digest: str  # of the artifact they came from
 
 
+def branch_path(base: Path) -> Path:
+    """Where the branch graph of the base graph `base` is cached."""
+    return base.with_name(base.stem + "-branch.onnx")
+
+
 def export_onnx(model_dir: Path, out: Path, branch: Branch | None = None) -> Path:
     """Write the BERT encoder in `model_dir` (config.json + model.safetensors) as ONNX.
 
-    With a `branch`, the graph also runs the branch's own copy of the top layers from the shared
-    output of layer `branch.start - 1` and returns their mean-pooled output as `sentiment`; the
-    base outputs are computed exactly as without it.
+    With a `branch`, `out` also returns `branch_input` (the output of layer `branch.start - 1`)
+    and a second graph, `branch_path(out)`, runs the branch's own copy of the top layers on it
+    (inputs `branch_input`, `attention_mask`) and returns their mean-pooled output as
+    `sentiment`; the base outputs are computed exactly as without it.
     """
     import onnx
+    from onnx.utils import Extractor
     from onnx import TensorProto, helper, numpy_helper
     from safetensors.numpy import load_file
 
@@ -249,7 +259,7 @@ def export_onnx(model_dir: Path, out: Path, branch: Branch | None = None) -> Pat
     branch_input = x
     for i in range(layers):
         if branch is not None and i == branch.start:
-            branch_input = x
+            branch_input = node("Identity", [x], "branch_input")
         x = block(x, i)
         pooled.append(mean_pool(x, f"pool{i + 1}"))
 
@@ -286,6 +296,14 @@ def export_onnx(model_dir: Path, out: Path, branch: Branch | None = None) -> Pat
         ],
         outputs,
         inits,
+        value_info=[
+            # named for the split below (shape inference does not reach it through Reshape)
+            helper.make_tensor_value_info(
+                "branch_input", TensorProto.FLOAT, ["batch", "tokens", hidden]
+            )
+        ]
+        if branch is not None
+        else None,
     )
     model = helper.make_model(
         graph,
@@ -295,18 +313,37 @@ def export_onnx(model_dir: Path, out: Path, branch: Branch | None = None) -> Pat
     )
     model.ir_version = 8
     onnx.checker.check_model(model)
+    if branch is None:
+        _save(model, out)
+        return out
+    # split: the base graph (plus `branch_input`) and the branch graph on top of it
+    extractor = Extractor(model)
+    inputs = ["input_ids", "attention_mask"]
+    base = extractor.extract_model(inputs, ["embedding", "layers", "branch_input"])
+    top = extractor.extract_model(["branch_input", "attention_mask"], ["sentiment"])
+    for part in (base, top):
+        part.producer_name, part.producer_version = "callcue", str(EXPORT_VERSION)
+        onnx.checker.check_model(part)
+    _save(top, branch_path(out))  # first: `out` existing means both are there
+    _save(base, out)
+    return out
+
+
+def _save(model: Any, out: Path) -> None:
+    import onnx
+
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(f".tmp{os.getpid()}")
     onnx.save(model, str(tmp))
     tmp.replace(out)  # atomic: a crash never leaves a half-written cache entry
-    return out
 
 
 def ensure_onnx(
     model_dir: Path | None = None, cache_dir: Path | None = None, branch: Path | None = None
 ) -> Path:
     """The cached ONNX file for `model_dir` (with the branch stored in `branch`, if any),
-    exporting it on first use. The name carries the hashes of the weights and of the branch."""
+    exporting it on first use. The name carries the hashes of the weights and of the branch;
+    with a branch, its own graph lies beside it (`branch_path`)."""
     model_dir = model_dir or package_model_dir()
     cache_dir = cache_dir or default_cache_dir()
     digest = _sha256(model_dir / "model.safetensors")[:16]
@@ -317,7 +354,7 @@ def ensure_onnx(
             export_onnx(model_dir, out)
         return out
     out = cache_dir / f"minilm-{digest}-{_sha256(branch)[:16]}-v{EXPORT_VERSION}.onnx"
-    if not out.exists():
+    if not (out.exists() and branch_path(out).exists()):
         merged = load_branch(branch)
         if merged is None:
             raise RuntimeError(f"{branch}: no fine-tuned layers in it")
@@ -372,6 +409,13 @@ class TextEncoder:
         self.session = ort.InferenceSession(
             str(self.path), options, providers=["CPUExecutionProvider"]
         )
+        self.branch_session = (
+            ort.InferenceSession(
+                str(branch_path(self.path)), options, providers=["CPUExecutionProvider"]
+            )
+            if self.branch
+            else None
+        )
         self._lock = threading.Lock()
 
     def encode(
@@ -392,16 +436,12 @@ class TextEncoder:
             )
         encodings = self.tokenizer.encode_batch([t if t.strip() else "." for t in texts])
         wanted = set(range(len(texts)) if sentiment_rows is None else sentiment_rows)
-        # rows with the branch first, then without: a batch runs the branch or skips it
-        order = sorted(range(len(texts)), key=lambda i: (i not in wanted, len(encodings[i].ids)))
+        order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))  # little padding
         embedding = np.zeros((len(texts), DIM), np.float32)
         layers: np.ndarray | None = None
         sentiment = np.zeros((len(texts), DIM), np.float32) if self.branch else None
-        batches: list[list[int]] = []
-        for group in ([i for i in order if i in wanted], [i for i in order if i not in wanted]):
-            batches += [group[k : k + batch_size] for k in range(0, len(group), batch_size)]
-        for chunk in batches:
-            branch = sentiment is not None and chunk[0] in wanted
+        for k in range(0, len(order), batch_size):
+            chunk = order[k : k + batch_size]
             width = max(len(encodings[i].ids) for i in chunk)
             ids = np.zeros((len(chunk), width), np.int64)
             mask = np.zeros((len(chunk), width), np.int64)
@@ -409,17 +449,30 @@ class TextEncoder:
                 token_ids = encodings[i].ids
                 ids[row, : len(token_ids)] = token_ids
                 mask[row, : len(token_ids)] = 1
-            outputs = None if branch else ["embedding", "layers"]  # onnxruntime skips the rest
+            # the rows of this chunk that need the sentiment branch, and their width
+            rows = [row for row, i in enumerate(chunk) if i in wanted]
+            branch = self.branch_session is not None and bool(rows)
+            outputs = ["embedding", "layers", "branch_input"] if branch else ["embedding", "layers"]
             with self._lock:
                 emb, lay, *rest = self.session.run(
                     outputs, {"input_ids": ids, "attention_mask": mask}
                 )
+                if branch:
+                    assert self.branch_session is not None
+                    narrow = max(len(encodings[chunk[row]].ids) for row in rows)
+                    (tuned,) = self.branch_session.run(
+                        ["sentiment"],
+                        {
+                            "branch_input": rest[0][rows, :narrow],
+                            "attention_mask": mask[rows, :narrow],
+                        },
+                    )
             if layers is None:
                 layers = np.zeros((len(texts), lay.shape[1], DIM), np.float32)
             embedding[chunk] = emb
             layers[chunk] = lay
             if branch and sentiment is not None:
-                sentiment[chunk] = rest[0]
+                sentiment[[chunk[row] for row in rows]] = tuned
         assert layers is not None
         return Encoded(embedding, layers, sentiment)
 

@@ -10,7 +10,14 @@ import numpy as np
 import pytest
 
 from models.classifiers import SENTIMENT_HEAD, SentimentModel
-from models.encoder import BRANCH_LINEARS, TextEncoder, ensure_onnx, load_branch, package_model_dir
+from models.encoder import (
+    BRANCH_LINEARS,
+    TextEncoder,
+    branch_path,
+    ensure_onnx,
+    load_branch,
+    package_model_dir,
+)
 
 
 def test_artifact_is_small_and_has_a_branch() -> None:
@@ -83,6 +90,24 @@ def test_branch_export_is_cached_and_reproducible(tmp_path: Path) -> None:
     assert ensure_onnx(cache_dir=tmp_path, branch=SENTIMENT_HEAD).stat().st_mtime_ns == stamp
     again = ensure_onnx(cache_dir=tmp_path / "second", branch=SENTIMENT_HEAD)
     assert again.name == first.name and again.read_bytes() == first.read_bytes()
+    assert branch_path(again).read_bytes() == branch_path(first).read_bytes()
+
+
+def test_rows_without_sentiment_do_not_run_the_tuned_layers(tmp_path: Path) -> None:
+    """onnxruntime runs a whole graph whatever is asked of it, so the tuned layers live in a
+    graph of their own: the base graph has none of their nodes, the branch graph only them."""
+    import onnx
+
+    base = onnx.load(str(ensure_onnx(cache_dir=tmp_path, branch=SENTIMENT_HEAD)))
+    top = onnx.load(str(branch_path(ensure_onnx(cache_dir=tmp_path, branch=SENTIMENT_HEAD))))
+    assert [o.name for o in base.graph.output] == ["embedding", "layers", "branch_input"]
+    assert not [n for n in base.graph.node if n.name.startswith("sentiment/")]
+    assert [i.name for i in top.graph.input] == ["branch_input", "attention_mask"]
+    assert [o.name for o in top.graph.output] == ["sentiment"]
+    start = int(np.load(SENTIMENT_HEAD)["branch_start"])
+    matmuls = [n for n in top.graph.node if n.op_type == "MatMul" and "_qk" not in n.name]
+    # six weight matrices, attention-weighted values, per tuned layer; nothing below them
+    assert len(matmuls) == 7 * (6 - start)
 
 
 def test_serving_sentiment_needs_no_torch() -> None:
