@@ -348,8 +348,9 @@ def cmd_watch(args: argparse.Namespace) -> int:
 def cmd_worker(args: argparse.Namespace) -> int:
     """Run recognition for the nodes of a service (CALLCUE_RECOGNITION=remote), until stopped."""
     import logging
+    from dataclasses import replace
 
-    from assist.settings import SettingsError
+    from assist.settings import SettingsError, available_cores
     from models.remote import run_worker
     from models.whisper import WhisperEngine
 
@@ -362,7 +363,11 @@ def cmd_worker(args: argparse.Namespace) -> int:
         print("callcue worker: set --redis-url (or CALLCUE_REDIS_URL)", file=sys.stderr)
         return 2
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(message)s")
-    engine = WhisperEngine(settings.whisper)
+    # a worker decodes one job at a time: one model replica with every core (run several
+    # workers for decodes side by side)
+    engine = WhisperEngine(
+        replace(settings.whisper, workers=1, cpu_threads=settings.cpu_threads or available_cores())
+    )
     engine.warmup()
     try:
         run_worker(engine, settings.redis_url, settings.redis_prefix)

@@ -119,6 +119,13 @@ class Services:
             "Whisper decode seconds per second of call audio received (all channels)",
             lambda: self.engine.stats.busy_seconds / max(self.audio_seconds_in, 1e-9),
         )
+        m.labelled_gauge(
+            "callcue_prompt_echoes_total",
+            "Decodes that repeated the channel's previous words and were done again without them",
+            (),
+            lambda: [((), self.engine.stats.prompt_echoes)],
+            kind="counter",
+        )
         stats = self.scheduler.stats
         m.labelled_gauge(
             "callcue_finals_overdue_total",
@@ -236,7 +243,7 @@ class Services:
                 node=node.node if node is not None else settings.node_id,
             )
         else:
-            scheduler = RecognitionScheduler(engine, workers=settings.asr_workers)
+            scheduler = RecognitionScheduler(engine, workers=engine.options.workers)
         scheduler.start()
         return cls(
             metrics=metrics,

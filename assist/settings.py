@@ -253,7 +253,7 @@ SETTINGS: tuple[Setting, ...] = (
         0,
         _int,
         _range(0, 256),
-        "threads per Whisper decode (0: one per core)",
+        "threads per Whisper decode (0: the machine's cores shared among the ASR workers)",
     ),
     Setting(
         "beam_size",
@@ -291,10 +291,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "asr_workers",
         "CALLCUE_ASR_WORKERS",
-        1,
+        0,
         _int,
-        _range(1, 64),
-        "decodes run at once across all calls",
+        _range(0, 64),
+        "decodes run at once across all calls, each on its own model replica (0: one per "
+        "core up to 4 on a CPU, 1 on a GPU)",
     ),
     Setting(
         "partial_interval_ms",
@@ -689,6 +690,26 @@ def _read_secret(source: str, path: str) -> str:
     return lines[0]
 
 
+def available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def recognition_workers(device: str, workers: int, threads: int) -> tuple[int, int]:
+    """(decodes at once, threads per decode) for the `asr_workers` and `cpu_threads` settings,
+    0 meaning automatic. On a CPU a small Whisper gains little from several threads in one
+    decode (its matrices are small) and much from decodes side by side: one worker per core
+    (at most 4, each a model replica in memory), the cores shared among them."""
+    cores = available_cores()
+    if workers <= 0:
+        workers = min(cores, 4) if device == "cpu" else 1
+    if threads <= 0:
+        threads = max(1, cores // workers)
+    return workers, threads
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     host: str = "127.0.0.1"
@@ -701,7 +722,7 @@ class Settings:
     encoder_windows: tuple[float, ...] = (3.0, 6.0, 10.0, 15.0, 20.0, 30.0)
     final_windows: tuple[float, ...] = (30.0,)
     final_windows_busy: tuple[float, ...] = (10.0, 20.0, 30.0)
-    asr_workers: int = 1
+    asr_workers: int = 0
     partial_interval_ms: int = 400
     max_utterance_s: float = 10.0
     vad_threshold: float = 0.5
@@ -794,11 +815,13 @@ class Settings:
 
     @property
     def whisper(self) -> WhisperOptions:
+        workers, threads = recognition_workers(self.device, self.asr_workers, self.cpu_threads)
         return WhisperOptions(
             model=self.model,
             device=self.device,
             compute_type=self.compute_type,
-            cpu_threads=self.cpu_threads,
+            cpu_threads=threads,
+            workers=workers,
             beam_size=self.beam_size,
             windows=self.encoder_windows,
             final_windows=self.final_windows,

@@ -30,7 +30,8 @@ from benchmarks.server import ServerProcess
 PROBE = "tel_asterisk_allison_demo-instruct.wav"
 CONFIGS = {
     "callcue": [],
-    "callcue_2_workers": ["--asr-workers", "2", "--cpu-threads", "1"],
+    # the default before one worker per core: one decode at a time using every core
+    "callcue_one_worker": ["--asr-workers", "1"],
     "peer_full_window": [
         "--encoder-windows",
         "30",
@@ -122,9 +123,16 @@ def run_config(
                     delta('callcue_partials_dropped_total{reason="load"}')
                 ),
                 "finals_overdue": int(delta("callcue_finals_overdue_total")),
+                "prompt_echoes": int(delta("callcue_prompt_echoes_total")),
+                # where the recognition time went (wall seconds inside decodes, by kind)
+                "decode_seconds": {
+                    kind: round(delta(f'callcue_decode_seconds_sum{{kind="{kind}"}}'), 1)
+                    for kind in ("partial", "final")
+                },
                 "probe_wer": round(probe_m.errors / probe_m.ref_words, 4)
                 if probe_m.ref_words
                 else None,
+                "probe_text": probe_m.texts.get(probe.name),
             }
             rows.append(row)
             print(

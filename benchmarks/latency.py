@@ -81,6 +81,7 @@ class Measured:
     ref_words: int = 0
     audio_seconds: float = 0.0
     per_file: dict[str, Any] = field(default_factory=dict)
+    texts: dict[str, str] = field(default_factory=dict)  # the finals' text of a referenced file
     per_load: dict[str, dict[str, list[float]]] = field(default_factory=dict)
 
 
@@ -125,6 +126,7 @@ def measure(result: StreamResult, load: Workload, into: Measured) -> None:
         errors, n = word_errors(load.reference, text)
         into.errors += errors
         into.ref_words += n
+        into.texts[load.name] = text
         into.per_file.setdefault(load.name, []).append(round(errors / max(n, 1), 4))
 
 

@@ -30,6 +30,9 @@ class WhisperOptions:
     device: str = "cpu"
     compute_type: str = "int8"
     cpu_threads: int = 0  # 0: one per core
+    # decodes CTranslate2 runs at once (one model replica each, `cpu_threads` threads each);
+    # with one, concurrent `decode` calls wait for each other inside CTranslate2
+    workers: int = 1
     beam_size: int = 5  # finals; partials are always greedy
     language: str = "en"
     # Encoder windows in seconds: an utterance is encoded in the smallest one that holds it
@@ -80,6 +83,7 @@ class EngineStats:
     decodes: int = 0
     audio_seconds: float = 0.0
     busy_seconds: float = 0.0
+    prompt_echoes: int = 0  # decodes that repeated their prompt and were done again without it
     windows: dict[float, int] = field(default_factory=dict)
 
 
@@ -89,13 +93,20 @@ def compression_ratio(text: str) -> float:
 
 
 _WORD = re.compile(r"\S+")
+_NOT_WORD = re.compile(r"[^\w']+")
+ECHO_MIN_WORDS = 4  # a repeated opening this long (or longer) counts as an echo of the prompt
 
 
-def cut_repetition(text: str, max_period: int = 8) -> tuple[str, bool]:
+def _norm_word(word: str) -> str:
+    return _NOT_WORD.sub("", word.lower())
+
+
+def cut_repetition(text: str, max_period: int = 40) -> tuple[str, bool]:
     """Cut a looping tail: from some word on, the text repeats one phrase until it ends.
 
     "and so my fellow Americans and so my fellow Americans and" becomes "and so my fellow
-    Americans". A phrase of 3+ words must come back once, of 2 words twice, a single word
+    Americans"; a whole sentence said twice at the end (Whisper fills a window longer than the
+    utterance that way) is kept once. A phrase of 3+ words must come back once, of 2 words twice, a single word
     three times (so "no, no" and "very very" survive).
     """
     words = _WORD.findall(text)
@@ -131,7 +142,7 @@ class WhisperEngine:
             device=opts.device,
             compute_type=opts.compute_type,
             cpu_threads=opts.cpu_threads,
-            num_workers=1,
+            num_workers=max(1, opts.workers),
             local_files_only=False,
         )
         multilingual = self.model.model.is_multilingual
@@ -184,6 +195,7 @@ class WhisperEngine:
 
         started = time.perf_counter()
         opts = self.options
+        kind = "final" if final else "partial"
         audio = audio[: int(MAX_WINDOW_S * TARGET_RATE)]
         seconds = audio.size / TARGET_RATE
         window = self.window_for(seconds, final=final, busy=busy)
@@ -261,6 +273,13 @@ class WhisperEngine:
                 best = _rejected(best, "repetition")
             elif cut:
                 best = _replace_text(best, text, self.encode_text(text))
+        if prompt and not prefix and best.ok and self.echoes_prompt(best.text, prompt):
+            # decode again without the previous words: if the speaker really said them again,
+            # the audio alone gives them back
+            log.info("%s decode repeated its prompt (%r); decoding without it", kind, best.text)
+            with self._stats_lock:
+                self.stats.prompt_echoes += 1
+            return self.decode(audio, prefix=prefix, final=final, busy=busy)
         if best.ok:
             # Words aligned at the very end of the audio were invented after it ended (a short
             # window lets Whisper "continue" the utterance); cut them. Finals keep the timings.
@@ -284,6 +303,19 @@ class WhisperEngine:
             self.stats.busy_seconds += elapsed
             self.stats.windows[window] = self.stats.windows.get(window, 0) + 1
         return _with_seconds(best, elapsed)
+
+    def echoes_prompt(self, text: str, prompt: list[int] | tuple[int, ...]) -> bool:
+        """Whether `text` opens by repeating the end of the prompt (the channel's previous
+        words): a known Whisper failure on a short utterance in a cut window, which then
+        transcribes the previous sentence again before the new one."""
+        if not prompt or not text:
+            return False
+        said = [_norm_word(w) for w in self.tokenizer.decode(list(prompt)).split()]
+        heard = [_norm_word(w) for w in text.split()]
+        for k in range(min(len(said), len(heard)), ECHO_MIN_WORDS - 1, -1):
+            if heard[:k] == said[-k:]:
+                return True
+        return False
 
     def _align(
         self, tokens: tuple[int, ...], encoder_output: object, num_frames: int

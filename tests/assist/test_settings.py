@@ -40,3 +40,17 @@ def test_errors_name_the_setting(env: dict[str, str], words: str) -> None:
 def test_flag_errors_name_the_flag() -> None:
     with pytest.raises(SettingsError, match="--beam-size='0'"):
         Settings.load(env={}, overrides={"beam_size": "0"})
+
+
+def test_recognition_workers_default_to_one_per_core(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from assist import settings as module
+
+    monkeypatch.setattr(module, "available_cores", lambda: 2)
+    assert module.recognition_workers("cpu", 0, 0) == (2, 1)
+    assert module.recognition_workers("cuda", 0, 0) == (1, 2)
+    assert module.recognition_workers("cpu", 1, 0) == (1, 2)
+    assert module.recognition_workers("cpu", 3, 4) == (3, 4)
+    monkeypatch.setattr(module, "available_cores", lambda: 16)
+    assert module.recognition_workers("cpu", 0, 0) == (4, 4)  # replicas cost memory: at most 4
+    whisper = module.Settings(asr_workers=0, cpu_threads=0).whisper
+    assert (whisper.workers, whisper.cpu_threads) == (4, 4)

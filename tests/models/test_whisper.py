@@ -49,6 +49,9 @@ def test_cut_repetition() -> None:
     looped = "and so my fellow Americans and so my fellow Americans and"
     assert cut_repetition(looped) == ("and so my fellow Americans", True)
     assert cut_repetition("thanks thanks thanks thanks thanks") == ("thanks", True)
+    # seen under load: a 5.5 s utterance in a 10 s window came back twice
+    once = "The sample configuration also has a single user with extension 1234."
+    assert cut_repetition(f"{once} {once}") == (once, True)
     for fine in ("no, no, I said no", "very very good", "I want to, I want to cancel"):
         assert cut_repetition(fine) == (fine, False)
 
@@ -62,3 +65,25 @@ def test_model_resolution(tmp_path) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(ModelNotFoundError, match="unknown embedded"):
         resolve_whisper_model("embedded:large-v3")
     assert resolve_whisper_model("small.en") == "small.en"  # a hub name, passed through
+
+
+def test_an_echo_of_the_prompt_is_recognized(engine) -> None:  # type: ignore[no-untyped-def]
+    prompt = engine.encode_text("The sample configuration also has a single user with extension 1234.")
+    assert engine.echoes_prompt("The sample configuration also has a single user with extension 1234. And password 4242.", prompt)
+    assert engine.echoes_prompt("a single user with extension 1234. And password", prompt)
+    # three words are not enough; the previous words somewhere else are not an echo
+    assert not engine.echoes_prompt("extension 1234. And password 4242.", prompt)
+    assert not engine.echoes_prompt("And password 4242. The sample configuration also has", prompt)
+    assert not engine.echoes_prompt("The sample configuration also has a single user", ())
+
+
+def test_a_final_that_repeats_its_prompt_is_decoded_again_without_it(engine) -> None:  # type: ignore[no-untyped-def]
+    """Words the speaker really said again come back from the audio alone: the retry keeps
+    them (and is counted), so the guard never drops speech."""
+    audio = load_16k("wb_jfk_inaugural_1961.flac")
+    plain = engine.decode(audio, final=True)
+    opening = " ".join(plain.text.split()[:5])
+    before = engine.stats.prompt_echoes
+    again = engine.decode(audio, prompt=engine.encode_text(f"Thank you. {opening}"), final=True)
+    assert engine.stats.prompt_echoes == before + 1
+    assert again.text == plain.text and again.words == plain.words
