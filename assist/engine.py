@@ -43,6 +43,8 @@ from models.encoder import Encoded, TextEncoder
 log = logging.getLogger("callcue.assist")
 
 SENTENCE = re.compile(r"(?<=[.?!])\s+")
+CONTEXT_FOR_WORDS = 12  # customer finals this short are also read with the previous one
+CONTEXT_WORDS = 24  # words of the previous customer final they are read with
 FEEDBACK_ACTIONS = ("shown", "copied", "accepted", "dismissed", "done")
 FEEDBACK_KINDS = ("reply", "article", "action")
 
@@ -271,7 +273,13 @@ class CallAssist:
 
     # ---------------------------------------------------------------- per utterance
     def request(self, channel: str, text: str) -> Request:
-        context = self.last_customer_text if channel == "customer" else ""
+        """What to encode for a final. A short customer answer ("yes, the blue one") is also
+        read after the end of the previous customer utterance; a longer one carries its own
+        intent, and its context pass would only cost time (the encoder's cost grows with
+        the words)."""
+        context = ""
+        if channel == "customer" and len(text.split()) <= CONTEXT_FOR_WORDS:
+            context = " ".join(self.last_customer_text.split()[-CONTEXT_WORDS:])
         return Request(channel, text, context)
 
     def on_final(

@@ -350,6 +350,7 @@ class AssistWorker:
                 for i in batch
                 if i.session.assist_state is not None
             ]
+            taken = time.monotonic()
             try:
                 analyses = await loop.run_in_executor(self.executor, self.models.analyze, requests)
             except Exception as exc:
@@ -371,6 +372,7 @@ class AssistWorker:
                         item.session.assist_done()
                 continue
             self.metrics.batch.observe(len(batch), "assist")
+            analysed = time.monotonic()
             for item, analysis in zip(batch, analyses, strict=True):
                 state = item.session.assist_state
                 try:
@@ -390,6 +392,15 @@ class AssistWorker:
                     self.metrics.assist_errors.inc()
                 finally:
                     item.session.assist_done()
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug(
+                    "assist batch of %d: waited %.1f ms, encoded in %.1f ms, rules and "
+                    "publishing %.1f ms",
+                    len(batch),
+                    (taken - min(i.published_at for i in batch)) * 1000,
+                    (analysed - taken) * 1000,
+                    (time.monotonic() - analysed) * 1000,
+                )
 
     def close(self) -> None:
         if self._task is not None:

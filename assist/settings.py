@@ -298,6 +298,15 @@ SETTINGS: tuple[Setting, ...] = (
         "core up to 4 on a CPU, 1 on a GPU)",
     ),
     Setting(
+        "asr_nice",
+        "CALLCUE_ASR_NICE",
+        5,
+        _int,
+        _range(0, 19),
+        "niceness added to the Whisper decode threads (Linux), so the short latency-bound work "
+        "(websockets, VAD, assist) runs first; 0: same priority",
+    ),
+    Setting(
         "partial_interval_ms",
         "CALLCUE_PARTIAL_INTERVAL_MS",
         400,
@@ -723,6 +732,7 @@ class Settings:
     final_windows: tuple[float, ...] = (30.0,)
     final_windows_busy: tuple[float, ...] = (10.0, 20.0, 30.0)
     asr_workers: int = 0
+    asr_nice: int = 5
     partial_interval_ms: int = 400
     max_utterance_s: float = 10.0
     vad_threshold: float = 0.5
@@ -822,6 +832,7 @@ class Settings:
             compute_type=self.compute_type,
             cpu_threads=threads,
             workers=workers,
+            nice=self.asr_nice,
             beam_size=self.beam_size,
             windows=self.encoder_windows,
             final_windows=self.final_windows,

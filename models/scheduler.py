@@ -11,7 +11,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 from audio.codec import Float32Array
-from models.whisper import Hypothesis, WhisperEngine
+from models.whisper import Hypothesis, WhisperEngine, lower_priority
 
 log = logging.getLogger("callcue.scheduler")
 
@@ -153,6 +153,7 @@ class RecognitionScheduler:
             return self._partials.popitem(last=False)[1]
 
     def _run(self) -> None:
+        lower_priority(self.engine.options.nice)  # feature extraction runs here
         while (job := self._next()) is not None:
             try:
                 if job.future.set_running_or_notify_cancel():

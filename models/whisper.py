@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 import threading
 import time
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 
@@ -15,6 +18,7 @@ from audio.codec import TARGET_RATE, Float32Array
 from models.resolve import resolve_whisper_model
 
 log = logging.getLogger("callcue.whisper")
+T = TypeVar("T")
 
 FRAMES_PER_SECOND = 100  # log-mel frames
 MAX_WINDOW_S = 30.0
@@ -33,6 +37,9 @@ class WhisperOptions:
     # decodes CTranslate2 runs at once (one model replica each, `cpu_threads` threads each);
     # with one, concurrent `decode` calls wait for each other inside CTranslate2
     workers: int = 1
+    # niceness added to the decode threads (Linux): the short, latency-bound work beside them
+    # (the event loop, VAD, assist) gets a core first; 0 leaves them as they are
+    nice: int = 0
     beam_size: int = 5  # finals; partials are always greedy
     language: str = "en"
     # Encoder windows in seconds: an utterance is encoded in the smallest one that holds it
@@ -137,14 +144,19 @@ class WhisperEngine:
         opts = self.options
         self.model_path = resolve_whisper_model(opts.model)
         started = time.perf_counter()
-        self.model = WhisperModel(
-            self.model_path,
-            device=opts.device,
-            compute_type=opts.compute_type,
-            cpu_threads=opts.cpu_threads,
-            num_workers=max(1, opts.workers),
-            local_files_only=False,
-        )
+        def load() -> WhisperModel:
+            return WhisperModel(
+                self.model_path,
+                device=opts.device,
+                compute_type=opts.compute_type,
+                cpu_threads=opts.cpu_threads,
+                num_workers=max(1, opts.workers),
+                local_files_only=False,
+            )
+
+        # CTranslate2's worker threads are started by the thread that loads the model and take
+        # its priority: loaded from a lowered thread, every decode runs lowered
+        self.model = _in_lowered_thread(load, opts.nice) if opts.nice > 0 else load()
         multilingual = self.model.model.is_multilingual
         self.tokenizer = Tokenizer(
             self.model.hf_tokenizer,
@@ -355,6 +367,36 @@ class WhisperEngine:
             self.decode(noise, final=True)
         self.stats = EngineStats()
         return time.perf_counter() - started
+
+
+def lower_priority(nice: int) -> None:
+    """Add `nice` to the calling thread's niceness (Linux: per thread); elsewhere a no-op."""
+    if nice <= 0 or not hasattr(os, "setpriority"):
+        return
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, min(os.getpriority(os.PRIO_PROCESS, tid) + nice, 19))
+    except OSError as exc:  # pragma: no cover - a sandbox without the call
+        log.warning("could not lower the priority of the decode threads: %s", exc)
+
+
+def _in_lowered_thread(fn: Callable[[], T], nice: int) -> T:
+    box: list[T] = []
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        lower_priority(nice)
+        try:
+            box.append(fn())
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=run, name="callcue-whisper-load")
+    thread.start()
+    thread.join()
+    if errors:
+        raise errors[0]
+    return box[0]
 
 
 def _rejected(hyp: Hypothesis, reason: str) -> Hypothesis:

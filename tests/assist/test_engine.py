@@ -66,6 +66,16 @@ def test_intent_reply_with_name_article_and_action(call: CallAssist) -> None:
     assert of(events, "sentiment")[0]["channel"] == "customer"
 
 
+def test_short_answers_are_read_with_what_the_customer_said_before(call: CallAssist) -> None:
+    before = "so " * 30 + "I want to return the jacket I bought, it does not fit"
+    say(call, "customer", before)
+    short = call.request("customer", "yes the blue one")
+    assert short.context == " ".join(before.split()[-24:])
+    assert call.request("agent", "yes the blue one").context == ""
+    long = "it is the jacket from the winter sale that I ordered on Monday and it arrived torn"
+    assert call.request("customer", long).context == ""  # its own words say what it is
+
+
 def test_out_of_scope_utterance_has_no_intent(call: CallAssist) -> None:
     events = say(call, "customer", "what's the capital of mongolia")
     assert of(events, "intent")[0]["intent"] is None
