@@ -249,8 +249,11 @@ class WhisperEngine:
                 suppress_tokens=self._suppress,
                 **kwargs,
             )[0]
-            out = list(prefix) + [t for t in result.sequences_ids[0] if t < tk.eot]
-            n_new = max(len(result.sequences_ids[0]), 1)
+            # CTranslate2 returns the forced prefix as part of the sequence
+            out = [t for t in result.sequences_ids[0] if t < tk.eot]
+            if prefix and out[: len(prefix)] != list(prefix):
+                out = list(prefix) + out
+            n_new = max(len(result.sequences_ids[0]) - len(prefix), 1)
             avg_logprob = result.scores[0] * n_new / (n_new + 1)
             text = tk.decode(out).strip()
             ratio = compression_ratio(text)

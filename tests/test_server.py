@@ -125,6 +125,26 @@ async def test_late_screen_gets_no_gap_and_no_duplicate(server) -> None:  # type
     assert screen[-1]["type"] == "call.ended"
 
 
+async def test_partials_grow_from_a_stable_prefix(server) -> None:  # type: ignore[no-untyped-def]
+    """A partial's stable words never change until the final, and a partial never says more
+    than was spoken: the forced prefix comes back once (a duplicated prefix once snowballed)."""
+    audio = load_call_audio([AUDIO / "wb_jfk_inaugural_1961.flac"], 1)
+    result = await stream_call(server.url, audio, ["customer"], realtime=True, speed=2.0)
+    partials = [e for e in result.events if e["type"] == "transcript.partial"]
+    final_words = {f["utterance"]: len(f["text"].split()) for f in finals(result)}
+    assert len(partials) >= 3 and any(p["stable"] for p in partials)
+    stable: dict[int, str] = {}
+    for partial in partials:
+        utterance, text = partial["utterance"], partial["text"]
+        assert text.startswith(partial["stable"]), partial
+        assert partial["stable"].startswith(stable.get(utterance, "")), (stable, partial)
+        stable[utterance] = partial["stable"]
+        rest = text[len(partial["stable"]) :].split()
+        said = partial["stable"].split()
+        assert not said or rest[: len(said)] != said, partial  # "And so And so my fellow"
+        assert len(text.split()) <= final_words.get(utterance, 0) + 2, (partial, final_words)
+
+
 async def test_events_resume_after_seq(server) -> None:  # type: ignore[no-untyped-def]
     audio = load_call_audio([AUDIO / "ls_test-clean_2830-3980-0043.wav"], 1)
     result = await stream_call(server.url, audio, ["customer"], realtime=False, call_id="resume-1")
