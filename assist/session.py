@@ -158,11 +158,12 @@ class Services:
             )
 
     def _observe_decode(
-        self, job: RecognitionJob, hyp: Hypothesis, waited: float, seconds: float
+        self, jobs: list[RecognitionJob], hyps: list[Hypothesis], started: float, seconds: float
     ) -> None:
-        kind = "final" if job.final else "partial"
-        self.metrics.decode.observe(seconds, kind)
-        self.metrics.batch.observe(1, kind)
+        kind = "final" if jobs[0].final else "partial"
+        for _ in jobs:  # a batch's time shared out among its channels
+            self.metrics.decode.observe(seconds / len(jobs), kind)
+        self.metrics.batch.observe(len(jobs), kind)
 
     def admit(self, credential: str = "open") -> tuple[int, str] | None:
         """None if a new call can start; else (close code, reason), counted as refused.
@@ -243,7 +244,9 @@ class Services:
                 node=node.node if node is not None else settings.node_id,
             )
         else:
-            scheduler = RecognitionScheduler(engine, workers=engine.options.workers)
+            scheduler = RecognitionScheduler(
+                engine, workers=engine.options.workers, max_batch=settings.asr_batch
+            )
         scheduler.start()
         return cls(
             metrics=metrics,

@@ -298,6 +298,14 @@ SETTINGS: tuple[Setting, ...] = (
         "core up to 4 on a CPU, 1 on a GPU)",
     ),
     Setting(
+        "asr_batch",
+        "CALLCUE_ASR_BATCH",
+        4,
+        _int,
+        _range(1, 64),
+        "most partials of one encoder window decoded in one model call (1: one at a time)",
+    ),
+    Setting(
         "asr_nice",
         "CALLCUE_ASR_NICE",
         5,
@@ -732,6 +740,7 @@ class Settings:
     final_windows: tuple[float, ...] = (30.0,)
     final_windows_busy: tuple[float, ...] = (10.0, 20.0, 30.0)
     asr_workers: int = 0
+    asr_batch: int = 4
     asr_nice: int = 5
     partial_interval_ms: int = 400
     max_utterance_s: float = 10.0

@@ -136,8 +136,8 @@ def export_onnx(model_dir: Path, out: Path, branch: Branch | None = None) -> Pat
     `sentiment`; the base outputs are computed exactly as without it.
     """
     import onnx
-    from onnx.utils import Extractor
     from onnx import TensorProto, helper, numpy_helper
+    from onnx.utils import Extractor
     from safetensors.numpy import load_file
 
     config = json.loads((model_dir / "config.json").read_text())

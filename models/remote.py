@@ -216,7 +216,7 @@ class RemoteScheduler(RecognitionScheduler):
         job.future.set_result(hyp)
         self.stats.count(job.final, waited)
         if self.observer is not None:
-            self.observer(job, hyp, waited, hyp.seconds)
+            self.observer([job], [hyp], time.monotonic() - hyp.seconds, hyp.seconds)
 
     def _expire(self) -> None:
         now = time.monotonic()

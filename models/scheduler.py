@@ -10,8 +10,8 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
-from audio.codec import Float32Array
-from models.whisper import Hypothesis, WhisperEngine, lower_priority
+from audio.codec import TARGET_RATE, Float32Array
+from models.whisper import Hypothesis, PartialRequest, WhisperEngine, lower_priority
 
 log = logging.getLogger("callcue.scheduler")
 
@@ -37,6 +37,7 @@ class SchedulerStats:
     partials_skipped: int = 0  # never submitted: the scheduler was overloaded
     finals_overdue: int = 0
     final_wait_seconds: float = 0.0
+    batches: int = 0  # model calls (a batch of partials is one)
 
     def count(self, final: bool, waited: float) -> None:
         """A decode finished (here or on a remote worker) after `waited` s in the queue."""
@@ -47,8 +48,9 @@ class SchedulerStats:
             self.partials_done += 1
 
 
-# Called after every decode: (job, result, seconds waited in the queue, seconds decoding).
-DecodeObserver = Callable[[RecognitionJob, Hypothesis, float, float], None]
+# Called after every model call: (its jobs, their results, monotonic time it started, seconds
+# it took); a batch of partials is one call.
+DecodeObserver = Callable[[list[RecognitionJob], list[Hypothesis], float, float], None]
 
 IDLE, BUSY, OVERLOADED = 0, 1, 2
 
@@ -58,7 +60,9 @@ class RecognitionScheduler:
 
     Finals are served first and in order of arrival and are never dropped. Each channel
     holds at most one waiting partial: a newer partial replaces the waiting one (whose
-    future resolves to None and is counted as dropped), so partials never pile up.
+    future resolves to None and is counted as dropped), so partials never pile up. A worker
+    that takes a partial also takes the other waiting partials of the same encoder window, up
+    to `max_batch`, and decodes them in one model call (`WhisperEngine.decode_partials`).
     """
 
     def __init__(
@@ -67,9 +71,11 @@ class RecognitionScheduler:
         workers: int = 1,
         final_budget: float = 1.0,
         observer: DecodeObserver | None = None,
+        max_batch: int = 4,
     ) -> None:
         self.engine = engine
         self.workers = max(1, workers)
+        self.max_batch = max(1, max_batch)
         self.final_budget = final_budget  # queue wait a final may have before it is overdue
         self.observer = observer
         self._finals: deque[RecognitionJob] = deque()
@@ -141,50 +147,69 @@ class RecognitionScheduler:
         if stale is not None:
             stale.future.set_result(None)
 
-    def _next(self) -> RecognitionJob | None:
+    def _next(self) -> list[RecognitionJob]:
+        """The next work: one final, or partials of one encoder window ([] once closed)."""
         with self._cond:
             while not self._closed and not self._finals and not self._partials:
                 self._cond.wait()
             if self._closed:
-                return None
+                return []
             self.busy += 1
             if self._finals:
-                return self._finals.popleft()
-            return self._partials.popitem(last=False)[1]
+                return [self._finals.popleft()]
+            first = self._partials.popitem(last=False)[1]
+            batch = [first]
+            if self.max_batch > 1 and self._partials:
+                window = self.engine.window_for(first.audio.size / TARGET_RATE)
+                for key, job in list(self._partials.items()):
+                    if len(batch) >= self.max_batch:
+                        break
+                    if self.engine.window_for(job.audio.size / TARGET_RATE) == window:
+                        batch.append(self._partials.pop(key))
+            return batch
 
     def _run(self) -> None:
         lower_priority(self.engine.options.nice)  # feature extraction runs here
-        while (job := self._next()) is not None:
+        while jobs := self._next():
             try:
-                if job.future.set_running_or_notify_cancel():
-                    started = time.monotonic()
-                    waited = started - job.submitted
-                    if job.final and waited > self.final_budget:
-                        self.stats.finals_overdue += 1
-                        log.warning(
-                            "final for %s waited %.2fs in the queue (budget %.2fs): "
-                            "the machine is overloaded",
-                            job.key,
-                            waited,
-                            self.final_budget,
-                        )
-                    finals_waiting, partials_waiting = self.depths
-                    busy = finals_waiting > 0 or partials_waiting > self.workers
-                    result = self.engine.decode(
-                        job.audio,
-                        prompt=job.prompt,
-                        prefix=job.prefix,
-                        final=job.final,
-                        busy=busy,
-                    )
-                    job.future.set_result(result)
-                    self.stats.count(job.final, waited)
-                    if self.observer is not None:
-                        self.observer(job, result, waited, time.monotonic() - started)
-            except Exception as exc:  # a decode failure fails that job, not the worker
-                log.exception("decode failed for %s", job.key)
-                if not job.future.done():
-                    job.future.set_exception(exc)
+                jobs = [job for job in jobs if job.future.set_running_or_notify_cancel()]
+                if jobs:
+                    self._decode(jobs)
+            except Exception as exc:  # a decode failure fails those jobs, not the worker
+                log.exception("decode failed for %s", ", ".join(job.key for job in jobs))
+                for job in jobs:
+                    if not job.future.done():
+                        job.future.set_exception(exc)
             finally:
                 with self._cond:
                     self.busy -= 1
+
+    def _decode(self, jobs: list[RecognitionJob]) -> None:
+        started = time.monotonic()
+        job = jobs[0]
+        waited = started - job.submitted
+        if job.final and waited > self.final_budget:
+            self.stats.finals_overdue += 1
+            log.warning(
+                "final for %s waited %.2fs in the queue (budget %.2fs): the machine is overloaded",
+                job.key,
+                waited,
+                self.final_budget,
+            )
+        if job.final:
+            finals_waiting, partials_waiting = self.depths
+            busy = finals_waiting > 0 or partials_waiting > self.workers
+            results = [self.engine.decode(job.audio, prompt=job.prompt, final=True, busy=busy)]
+        elif len(jobs) == 1:
+            results = [self.engine.decode(job.audio, prompt=job.prompt, prefix=job.prefix)]
+        else:
+            results = self.engine.decode_partials(
+                [PartialRequest(j.audio, j.prompt, j.prefix) for j in jobs]
+            )
+        self.stats.batches += 1
+        seconds = time.monotonic() - started
+        for job, result in zip(jobs, results, strict=True):
+            job.future.set_result(result)
+            self.stats.count(job.final, started - job.submitted)
+        if self.observer is not None:
+            self.observer(jobs, results, started, seconds)

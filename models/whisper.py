@@ -8,7 +8,7 @@ import re
 import threading
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -85,6 +85,15 @@ class Hypothesis:
         return self.rejected is None and bool(self.text)
 
 
+@dataclass(frozen=True, slots=True)
+class PartialRequest:
+    """One channel's partial in a batch (see `WhisperEngine.decode_partials`)."""
+
+    audio: Float32Array
+    prompt: tuple[int, ...] = ()
+    prefix: tuple[int, ...] = ()
+
+
 @dataclass
 class EngineStats:
     decodes: int = 0
@@ -113,8 +122,8 @@ def cut_repetition(text: str, max_period: int = 40) -> tuple[str, bool]:
 
     "and so my fellow Americans and so my fellow Americans and" becomes "and so my fellow
     Americans"; a whole sentence said twice at the end (Whisper fills a window longer than the
-    utterance that way) is kept once. A phrase of 3+ words must come back once, of 2 words twice, a single word
-    three times (so "no, no" and "very very" survive).
+    utterance that way) is kept once. A phrase of 3+ words must come back once, of 2 words
+    twice, a single word three times (so "no, no" and "very very" survive).
     """
     words = _WORD.findall(text)
     keys = [w.lower().strip(".,!?;:") for w in words]
@@ -144,6 +153,7 @@ class WhisperEngine:
         opts = self.options
         self.model_path = resolve_whisper_model(opts.model)
         started = time.perf_counter()
+
         def load() -> WhisperModel:
             return WhisperModel(
                 self.model_path,
@@ -193,6 +203,89 @@ class WhisperEngine:
         return MAX_WINDOW_S
 
     # -- decoding -----------------------------------------------------------------------
+    def _features(self, audio: Float32Array, window: float) -> tuple[np.ndarray, int]:
+        """Log-mel features of `audio` cut or padded to `window`, and its content frames."""
+        n_frames = int(window * FRAMES_PER_SECOND)
+        features = self.model.feature_extractor(audio, padding=160)
+        content_frames = min(features.shape[-1] - 1, n_frames)
+        if features.shape[-1] >= n_frames:
+            features = features[:, :n_frames]
+        else:
+            features = np.pad(features, ((0, 0), (0, n_frames - features.shape[-1])))
+        return np.ascontiguousarray(features, dtype=np.float32), content_frames
+
+    def _context(self, prompt: list[int] | tuple[int, ...], keep: int | None = None) -> list[int]:
+        """The previous-text part of a prompt (before <|startoftranscript|>), its last `keep`
+        tokens at most."""
+        if not prompt:
+            return []
+        limit = self.model.max_length // 2 - 1
+        if keep is not None:
+            limit = min(limit, keep)
+        return [self.tokenizer.sot_prev, *(list(prompt)[-limit:] if limit > 0 else [])]
+
+    def _hypothesis(
+        self, result: object, prefix: list[int] | tuple[int, ...], temperature: float, window: float
+    ) -> Hypothesis:
+        tk = self.tokenizer
+        sequence = result.sequences_ids[0]  # type: ignore[attr-defined]
+        # CTranslate2 returns the forced prefix as part of the sequence
+        out = [t for t in sequence if t < tk.eot]
+        if prefix and out[: len(prefix)] != list(prefix):
+            out = list(prefix) + out
+        n_new = max(len(sequence) - len(prefix), 1)
+        avg_logprob = result.scores[0] * n_new / (n_new + 1)  # type: ignore[attr-defined]
+        text = tk.decode(out).strip()
+        hyp = Hypothesis(
+            text=text,
+            tokens=tuple(out),
+            avg_logprob=avg_logprob,
+            no_speech_prob=result.no_speech_prob,  # type: ignore[attr-defined]
+            compression_ratio=compression_ratio(text),
+            temperature=temperature,
+            window_s=window,
+        )
+        opts = self.options
+        if hyp.no_speech_prob > opts.no_speech_threshold and avg_logprob < opts.log_prob_threshold:
+            return _rejected(hyp, "no_speech")
+        return hyp
+
+    def _cut_repetition(self, best: Hypothesis) -> Hypothesis:
+        if best.rejected is None:
+            text, cut = cut_repetition(best.text)
+            if best.compression_ratio > self.options.compression_ratio_threshold and not cut:
+                return _rejected(best, "repetition")
+            if cut:
+                return _replace_text(best, text, self.encode_text(text))
+        return best
+
+    def _cut_beyond_audio(
+        self, best: Hypothesis, encoder_output: object, content_frames: int, final: bool
+    ) -> Hypothesis:
+        """Words aligned at the very end of the audio were invented after it ended (a short
+        window lets Whisper "continue" the utterance): cut them. Finals keep the timings."""
+        if not best.ok:
+            return best
+        words = self._align(best.tokens, encoder_output, content_frames)
+        content_end = content_frames / FRAMES_PER_SECOND - 0.03
+        keep = len(words)
+        while keep and words[keep - 1].start >= content_end:
+            keep -= 1
+        if keep < len(words):
+            text = " ".join(w.word for w in words[:keep])
+            best = _replace_text(best, text, self.encode_text(text))
+            words = words[:keep]
+            if not words:
+                best = _rejected(best, "beyond_audio")
+        return _with_words(best, words) if final else best
+
+    def _count(self, seconds: float, elapsed: float, window: float, decodes: int = 1) -> None:
+        with self._stats_lock:
+            self.stats.decodes += decodes
+            self.stats.audio_seconds += seconds
+            self.stats.busy_seconds += elapsed
+            self.stats.windows[window] = self.stats.windows.get(window, 0) + decodes
+
     def decode(
         self,
         audio: Float32Array,
@@ -211,23 +304,12 @@ class WhisperEngine:
         audio = audio[: int(MAX_WINDOW_S * TARGET_RATE)]
         seconds = audio.size / TARGET_RATE
         window = self.window_for(seconds, final=final, busy=busy)
-        n_frames = int(window * FRAMES_PER_SECOND)
-        features = self.model.feature_extractor(audio, padding=160)
-        content_frames = min(features.shape[-1] - 1, n_frames)
-        if features.shape[-1] >= n_frames:
-            features = features[:, :n_frames]
-        else:
-            features = np.pad(features, ((0, 0), (0, n_frames - features.shape[-1])))
-        storage = ctranslate2.StorageView.from_array(
-            np.ascontiguousarray(features[None, :, :], dtype=np.float32)
+        features, content_frames = self._features(audio, window)
+        encoder_output = self.model.model.encode(
+            ctranslate2.StorageView.from_array(features[None]), to_cpu=False
         )
-        encoder_output = self.model.model.encode(storage, to_cpu=False)
-
         tk = self.tokenizer
-        full_prompt: list[int] = []
-        if prompt:
-            full_prompt += [tk.sot_prev, *list(prompt)[-(self.model.max_length // 2 - 1) :]]
-        full_prompt += [*tk.sot_sequence, tk.no_timestamps, *prefix]
+        full_prompt = [*self._context(prompt), *tk.sot_sequence, tk.no_timestamps, *prefix]
         max_new = int(seconds * opts.max_tokens_per_second) + 8
         max_length = min(len(full_prompt) + max_new, self.model.max_length)
 
@@ -249,32 +331,12 @@ class WhisperEngine:
                 suppress_tokens=self._suppress,
                 **kwargs,
             )[0]
-            # CTranslate2 returns the forced prefix as part of the sequence
-            out = [t for t in result.sequences_ids[0] if t < tk.eot]
-            if prefix and out[: len(prefix)] != list(prefix):
-                out = list(prefix) + out
-            n_new = max(len(result.sequences_ids[0]) - len(prefix), 1)
-            avg_logprob = result.scores[0] * n_new / (n_new + 1)
-            text = tk.decode(out).strip()
-            ratio = compression_ratio(text)
-            hyp = Hypothesis(
-                text=text,
-                tokens=tuple(out),
-                avg_logprob=avg_logprob,
-                no_speech_prob=result.no_speech_prob,
-                compression_ratio=ratio,
-                temperature=temperature,
-                window_s=window,
-            )
-            if (
-                hyp.no_speech_prob > opts.no_speech_threshold
-                and avg_logprob < opts.log_prob_threshold
-            ):
-                hyp = _rejected(hyp, "no_speech")
+            hyp = self._hypothesis(result, prefix, temperature, window)
+            if hyp.rejected == "no_speech":
                 best = hyp
                 break
-            needs_fallback = ratio > opts.compression_ratio_threshold or (
-                avg_logprob < opts.log_prob_threshold
+            needs_fallback = hyp.compression_ratio > opts.compression_ratio_threshold or (
+                hyp.avg_logprob < opts.log_prob_threshold
             )
             if best is None or best.rejected or hyp.avg_logprob > best.avg_logprob:
                 best = hyp
@@ -282,12 +344,7 @@ class WhisperEngine:
                 best = hyp
                 break
         assert best is not None
-        if best.rejected is None:
-            text, cut = cut_repetition(best.text)
-            if best.compression_ratio > opts.compression_ratio_threshold and not cut:
-                best = _rejected(best, "repetition")
-            elif cut:
-                best = _replace_text(best, text, self.encode_text(text))
+        best = self._cut_repetition(best)
         if prompt and not prefix and best.ok and self.echoes_prompt(best.text, prompt):
             # decode again without the previous words: if the speaker really said them again,
             # the audio alone gives them back
@@ -295,29 +352,68 @@ class WhisperEngine:
             with self._stats_lock:
                 self.stats.prompt_echoes += 1
             return self.decode(audio, prefix=prefix, final=final, busy=busy)
-        if best.ok:
-            # Words aligned at the very end of the audio were invented after it ended (a short
-            # window lets Whisper "continue" the utterance); cut them. Finals keep the timings.
-            words = self._align(best.tokens, encoder_output, content_frames)
-            content_end = content_frames / FRAMES_PER_SECOND - 0.03
-            keep = len(words)
-            while keep and words[keep - 1].start >= content_end:
-                keep -= 1
-            if keep < len(words):
-                text = " ".join(w.word for w in words[:keep])
-                best = _replace_text(best, text, self.encode_text(text))
-                words = words[:keep]
-                if not words:
-                    best = _rejected(best, "beyond_audio")
-            if final:
-                best = _with_words(best, words)
+        best = self._cut_beyond_audio(best, encoder_output, content_frames, final)
         elapsed = time.perf_counter() - started
-        with self._stats_lock:
-            self.stats.decodes += 1
-            self.stats.audio_seconds += seconds
-            self.stats.busy_seconds += elapsed
-            self.stats.windows[window] = self.stats.windows.get(window, 0) + 1
+        self._count(seconds, elapsed, window)
         return _with_seconds(best, elapsed)
+
+    def decode_partials(self, jobs: Sequence[PartialRequest]) -> list[Hypothesis]:
+        """Decode several channels' partials in one model call (greedy, as `decode` does one).
+
+        The windows are stacked into one encoder batch and decoded together; CTranslate2 needs
+        <|startoftranscript|> at the same position in every prompt, so the previous-text part
+        of each is cut to the shortest among them (partials only: finals keep all of it).
+        Each result is the partial `decode` would give but for that shorter context.
+        """
+        if len(jobs) == 1:
+            job = jobs[0]
+            return [self.decode(job.audio, prompt=job.prompt, prefix=job.prefix)]
+        import ctranslate2
+
+        started = time.perf_counter()
+        opts = self.options
+        audios = [job.audio[: int(MAX_WINDOW_S * TARGET_RATE)] for job in jobs]
+        seconds = [a.size / TARGET_RATE for a in audios]
+        window = max(self.window_for(s) for s in seconds)
+        prepared = [self._features(a, window) for a in audios]
+        encoder_output = self.model.model.encode(
+            ctranslate2.StorageView.from_array(np.stack([f for f, _ in prepared])), to_cpu=True
+        )
+        encoded = np.asarray(encoder_output)
+        tk = self.tokenizer
+        keep = min(len(job.prompt) for job in jobs)
+        prompts = [
+            [
+                *self._context(job.prompt if keep else (), keep),
+                *tk.sot_sequence,
+                tk.no_timestamps,
+                *job.prefix,
+            ]
+            for job in jobs
+        ]
+        budgets = [
+            len(p) + int(s * opts.max_tokens_per_second) + 8
+            for p, s in zip(prompts, seconds, strict=True)
+        ]
+        max_length = min(max(budgets), self.model.max_length)
+        results = self.model.model.generate(
+            encoder_output,
+            prompts,
+            max_length=max_length,
+            return_scores=True,
+            return_no_speech_prob=True,
+            suppress_blank=not any(job.prefix for job in jobs),
+            suppress_tokens=self._suppress,
+            beam_size=1,
+        )
+        out = []
+        for i, (job, result) in enumerate(zip(jobs, results, strict=True)):
+            hyp = self._cut_repetition(self._hypothesis(result, job.prefix, 0.0, window))
+            item = ctranslate2.StorageView.from_array(np.ascontiguousarray(encoded[i : i + 1]))
+            out.append(self._cut_beyond_audio(hyp, item, prepared[i][1], final=False))
+        elapsed = time.perf_counter() - started
+        self._count(sum(seconds), elapsed, window, decodes=len(jobs))
+        return [_with_seconds(hyp, elapsed) for hyp in out]
 
     def echoes_prompt(self, text: str, prompt: list[int] | tuple[int, ...]) -> bool:
         """Whether `text` opens by repeating the end of the prompt (the channel's previous

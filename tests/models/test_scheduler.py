@@ -55,3 +55,30 @@ def test_pressure_levels(engine) -> None:  # type: ignore[no-untyped-def]
     scheduler.close()
     assert scheduler.pressure() == IDLE
     assert scheduler.stats.finals_overdue == 1  # it was picked up after its budget
+
+
+def test_waiting_partials_of_one_window_are_decoded_in_one_call(engine) -> None:  # type: ignore[no-untyped-def]
+    short = load_16k("ls_test-clean_2830-3980-0043.wav")  # ~2 s: a 3 s window
+    longer = load_16k("wb_jfk_inaugural_1961.flac")[: 16000 * 7]  # a 10 s window
+    assert engine.window_for(short.size / 16000) != engine.window_for(longer.size / 16000)
+    calls: list[list[str]] = []
+    scheduler = RecognitionScheduler(
+        engine,
+        workers=1,
+        max_batch=3,
+        observer=lambda jobs, hyps, started, seconds: calls.append([j.key for j in jobs]),
+    )
+    futures = {
+        key: scheduler.submit(RecognitionJob(key=key, audio=audio, final=False))
+        for key, audio in [("a", short), ("b", short), ("c", longer), ("d", short), ("e", short)]
+    }
+    scheduler.start()
+    try:
+        texts = {key: future.result(timeout=60).text for key, future in futures.items()}
+    finally:
+        scheduler.close()
+    # oldest first; its window's partials join it, up to max_batch; the rest wait their turn
+    assert calls == [["a", "b", "d"], ["c"], ["e"]]
+    assert scheduler.stats.batches == 3 and scheduler.stats.partials_done == 5
+    assert {texts[k] for k in "abde"} == {"Experience proves this."}
+    assert texts["c"].startswith("And so my fellow Americans")

@@ -70,8 +70,13 @@ def test_model_resolution(tmp_path) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_an_echo_of_the_prompt_is_recognized(engine) -> None:  # type: ignore[no-untyped-def]
-    prompt = engine.encode_text("The sample configuration also has a single user with extension 1234.")
-    assert engine.echoes_prompt("The sample configuration also has a single user with extension 1234. And password 4242.", prompt)
+    prompt = engine.encode_text(
+        "The sample configuration also has a single user with extension 1234."
+    )
+    assert engine.echoes_prompt(
+        "The sample configuration also has a single user with extension 1234. And password 4242.",
+        prompt,
+    )
     assert engine.echoes_prompt("a single user with extension 1234. And password", prompt)
     # three words are not enough; the previous words somewhere else are not an echo
     assert not engine.echoes_prompt("extension 1234. And password 4242.", prompt)
@@ -89,3 +94,22 @@ def test_a_final_that_repeats_its_prompt_is_decoded_again_without_it(engine) -> 
     again = engine.decode(audio, prompt=engine.encode_text(f"Thank you. {opening}"), final=True)
     assert engine.stats.prompt_echoes == before + 1
     assert again.text == plain.text and again.words == plain.words
+
+
+def test_partials_decoded_together_match_one_at_a_time(engine) -> None:  # type: ignore[no-untyped-def]
+    from models.whisper import PartialRequest
+
+    jfk = load_16k("wb_jfk_inaugural_1961.flac")
+    jobs = [
+        PartialRequest(jfk[: 16000 * 4]),
+        PartialRequest(
+            load_16k("ls_test-clean_4507-16021-0012.wav"),
+            prefix=tuple(engine.encode_text("Why should")),
+        ),
+        PartialRequest(jfk[16000 * 3 : 16000 * 7]),
+    ]
+    one_by_one = [engine.decode(j.audio, prefix=j.prefix) for j in jobs]
+    together = engine.decode_partials(jobs)
+    assert [h.text for h in together] == [h.text for h in one_by_one]
+    assert together[1].text.startswith("Why should one")  # each keeps its own forced words
+    assert len({h.window_s for h in together}) == 1
