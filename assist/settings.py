@@ -275,7 +275,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "final_windows",
         "CALLCUE_FINAL_WINDOWS",
-        (30.0,),
+        (10.0, 20.0, 30.0),
         _windows,
         _windows_ok,
         "encoder window sizes (s) for finals",
@@ -737,7 +737,7 @@ class Settings:
     cpu_threads: int = 0
     beam_size: int = 5
     encoder_windows: tuple[float, ...] = (3.0, 6.0, 10.0, 15.0, 20.0, 30.0)
-    final_windows: tuple[float, ...] = (30.0,)
+    final_windows: tuple[float, ...] = (10.0, 20.0, 30.0)
     final_windows_busy: tuple[float, ...] = (10.0, 20.0, 30.0)
     asr_workers: int = 0
     asr_batch: int = 4

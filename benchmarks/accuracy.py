@@ -42,7 +42,10 @@ async def streaming(files: tuple[str, ...], windows: str, beam_size: int) -> dic
     from audio.files import load_call_audio
     from cli import transcribe_call
 
-    settings = Settings.load(overrides={"final_windows": windows, "beam_size": beam_size})
+    # the same windows whether or not other work waits: each row measures exactly its windows
+    settings = Settings.load(
+        overrides={"final_windows": windows, "final_windows_busy": windows, "beam_size": beam_size}
+    )
     per_file, errors, total, seconds = {}, 0, 0, 0.0
     for name in files:
         audio = load_call_audio([DATA / name], 1)

@@ -45,7 +45,7 @@ class WhisperOptions:
     # Encoder windows in seconds: an utterance is encoded in the smallest one that holds it
     # (plus `window_margin_s`). Partials favour speed; finals favour accuracy.
     windows: tuple[float, ...] = (3.0, 6.0, 10.0, 15.0, 20.0, 30.0)
-    final_windows: tuple[float, ...] = (30.0,)
+    final_windows: tuple[float, ...] = (10.0, 20.0, 30.0)
     # Finals decoded while other work waits use these cheaper windows (load shedding that
     # costs a little accuracy instead of latency).
     final_windows_busy: tuple[float, ...] = (10.0, 20.0, 30.0)
