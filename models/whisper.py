@@ -77,7 +77,7 @@ class Hypothesis:
     compression_ratio: float = 0.0
     temperature: float = 0.0
     window_s: float = 0.0
-    rejected: str | None = None  # why the text was thrown away (no_speech, repetition, ...)
+    rejected: str | None = None  # why the text was dropped (no_speech, no_words, repetition, ...)
     seconds: float = 0.0  # wall time spent decoding
 
     @property
@@ -251,6 +251,9 @@ class WhisperEngine:
         return hyp
 
     def _cut_repetition(self, best: Hypothesis) -> Hypothesis:
+        if best.rejected is None and best.text and not any(c.isalnum() for c in best.text):
+            # "." or "..." from a silent or noisy window: nothing was said
+            return _rejected(best, "no_words")
         if best.rejected is None:
             text, cut = cut_repetition(best.text)
             if best.compression_ratio > self.options.compression_ratio_threshold and not cut:
