@@ -192,7 +192,11 @@ def add_setting_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def serve(settings: Settings) -> int:
-
+    # Threads hand the GIL over every 1 ms instead of 5: the assist encoder's thread takes it
+    # back several times per utterance (tokenizer, two onnxruntime runs, numpy) and each
+    # wait behind the event loop or a decode worker's Python cost up to the whole interval
+    # (a 37-word utterance: 26 ms alone, 51 ms beside a busy Python thread at 5 ms, 29 ms at 1)
+    sys.setswitchinterval(0.001)
     logging.basicConfig(
         level=settings.log_level.upper(),
         stream=sys.stderr,

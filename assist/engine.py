@@ -78,6 +78,7 @@ class Request:
     channel: str
     text: str
     context: str = ""  # previous customer utterance (customer only)
+    sentences: bool = True  # agent: encode each sentence for the checklist (none left: no)
 
 
 class AssistModels:
@@ -149,38 +150,64 @@ class AssistModels:
             return None
 
     def analyze(self, requests: Sequence[Request]) -> list[Analysis]:
-        """Encode every text (with contexts and agent sentences) in one batch. Blocking."""
+        """Encode every text (with contexts and agent sentences) in one batch. Blocking.
+
+        An agent's final of several sentences is read sentence by sentence (the checklist
+        needs each): its sentiment is theirs averaged by words, and the whole text is not
+        encoded again (the encoder's cost grows with the words; an agent's turn is long)."""
         texts: list[str] = []
-        slots: list[tuple[int, int, list[int]]] = []  # (text row, context row, sentence rows)
+        # (text row or -1, context row or -1, sentence rows, sentence weights)
+        slots: list[tuple[int, int, list[int], list[float]]] = []
+        sentiment_rows: list[int] = []
         for request in requests:
+            parts: list[str] = []
+            if request.channel == "agent" and request.sentences:
+                parts = [p for p in SENTENCE.split(request.text) if p.strip()]
+            if len(parts) > 1:
+                rows = list(range(len(texts), len(texts) + len(parts)))
+                texts.extend(parts)
+                sentiment_rows.extend(rows)
+                slots.append((-1, -1, rows, [len(p.split()) for p in parts]))
+                continue
             row = len(texts)
             texts.append(request.text)
+            sentiment_rows.append(row)
             context_row = -1
             if request.context:
                 context_row = len(texts)
                 texts.append(f"{request.context} {request.text}")
-            sentence_rows = []
-            if request.channel == "agent":
-                parts = [p for p in SENTENCE.split(request.text) if p.strip()]
-                if len(parts) > 1:
-                    for part in parts:
-                        sentence_rows.append(len(texts))
-                        texts.append(part)
-            slots.append((row, context_row, sentence_rows))
-        # the sentiment branch runs for the utterances only, not their contexts or sentences
-        encoded = self.encoder.encode(texts, sentiment_rows=[slot[0] for slot in slots])
+            slots.append((row, context_row, [], []))
+        # the sentiment branch runs for the utterances (or their sentences), not the contexts
+        encoded = self.encoder.encode(texts, sentiment_rows=sentiment_rows)
         intents = self.intents.classify(encoded)
         sentiments = self.sentiment.classify(encoded)
         out = []
-        for request, (row, context_row, sentence_rows) in zip(requests, slots, strict=True):
+        for request, (row, context_row, sentence_rows, weights) in zip(
+            requests, slots, strict=True
+        ):
             customer = request.channel == "customer"
+            if row < 0:  # read sentence by sentence
+                sentences = encoded.embedding[sentence_rows]
+                mean = np.average(sentences, axis=0, weights=weights)
+                out.append(
+                    Analysis(
+                        embedding=mean / max(float(np.linalg.norm(mean)), 1e-9),
+                        intent=None,
+                        context_intent=None,
+                        sentiment=self.sentiment.combine(
+                            [sentiments[r] for r in sentence_rows], weights
+                        ),
+                        sentences=sentences,
+                    )
+                )
+                continue
             out.append(
                 Analysis(
                     embedding=encoded.embedding[row],
                     intent=intents[row] if customer else None,
                     context_intent=intents[context_row] if customer and context_row >= 0 else None,
                     sentiment=sentiments[row],
-                    sentences=encoded.embedding[sentence_rows or [row]],
+                    sentences=encoded.embedding[[row]],
                 )
             )
         return out
@@ -276,11 +303,14 @@ class CallAssist:
         """What to encode for a final. A short customer answer ("yes, the blue one") is also
         read after the end of the previous customer utterance; a longer one carries its own
         intent, and its context pass would only cost time (the encoder's cost grows with
-        the words)."""
+        the words). An agent's final is split into sentences for the checklist while an
+        item is still open."""
         context = ""
         if channel == "customer" and len(text.split()) <= CONTEXT_FOR_WORDS:
             context = " ".join(self.last_customer_text.split()[-CONTEXT_WORDS:])
-        return Request(channel, text, context)
+        # an agent's sentences are encoded one by one only while a checklist item is open
+        pending = any(not state.done for state in self.checklist.values())
+        return Request(channel, text, context, sentences=pending)
 
     def on_final(
         self,

@@ -32,20 +32,22 @@ PAIR = ("cs_aws_auto_repairs_40_caller.wav", "cs_aws_auto_repairs_40_agent.wav")
 ASSIST = {"intent", "sentiment", "entities", "suggestion", "action"}
 
 
-async def one_call(url: str, audio: CallAudio, index: int) -> list[float]:
-    finals: dict[tuple[str, int], float] = {}
+async def one_call(url: str, audio: CallAudio, index: int) -> list[tuple[str, int, float]]:
+    """(channel, words, seconds from the final to its last assist event) per final."""
+    finals: dict[tuple[str, int], tuple[float, int]] = {}
     last: dict[tuple[str, int], float] = {}
 
     def on_event(event: dict[str, Any]) -> None:
         now = time.monotonic()
         if event["type"] == "transcript.final":
-            finals[(event["channel"], event["utterance"])] = now
+            key = (event["channel"], event["utterance"])
+            finals[key] = (now, len(event.get("text", "").split()))
         elif event["type"] in ASSIST and "utterance" in event and "channel" in event:
             last[(event["channel"], event["utterance"])] = now
 
     await asyncio.sleep(index * 1.0)
     await stream_call(url, audio, ["customer", "agent"], on_event=on_event, call_id=f"al-{index}")
-    return [last[k] - finals[k] for k in last if k in finals]
+    return [(k[0], finals[k][1], last[k] - finals[k][0]) for k in last if k in finals]
 
 
 def server_histogram(http: str) -> dict[str, float]:
@@ -58,20 +60,33 @@ def server_histogram(http: str) -> dict[str, float]:
     return out
 
 
-async def run(calls: int, seconds: float) -> dict[str, Any]:
+async def run(calls: int, seconds: float, server_log: list[str] | None = None) -> dict[str, Any]:
     full = load_call_audio([DATA / PAIR[0], DATA / PAIR[1]])
     audio = CallAudio(full.samples[: int(seconds * full.sample_rate)], full.sample_rate)
     server = ServerProcess()
     try:
-        delays = [
-            d
+        finals = [
+            f
             for r in await asyncio.gather(*(one_call(server.url, audio, i) for i in range(calls)))
-            for d in r
+            for f in r
         ]
         histogram = server_histogram(server.http)
     finally:
         server.stop()
+        if server_log is not None:
+            server_log.extend(server.log)
     total = histogram.get("count")
+    delays = [d for _, _, d in finals]
+    by_channel = {
+        channel: {
+            "finals": len(ds),
+            "p50": percentile(ds, 50),
+            "p95": percentile(ds, 95),
+        }
+        for channel in ("customer", "agent")
+        if (ds := [d for c, _, d in finals if c == channel])
+    }
+    slowest = sorted(finals, key=lambda f: -f[2])[:5]
     return {
         "calls": calls,
         "seconds_per_call": seconds,
@@ -81,6 +96,8 @@ async def run(calls: int, seconds: float) -> dict[str, Any]:
             "p95": percentile(delays, 95),
             "max": round(max(delays), 4) if delays else None,
         },
+        "by_channel": by_channel,
+        "slowest": [{"channel": c, "words": w, "s": round(d, 4)} for c, w, d in slowest],
         "server_assist_mean_s": round(histogram.get("sum", 0.0) / total, 4) if total else None,
     }
 
@@ -89,8 +106,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--calls", type=int, default=1)
     parser.add_argument("--seconds", type=float, default=120.0)
+    parser.add_argument("--server-log", metavar="PATH", help="write the server's log there")
     args = parser.parse_args()
-    result = asyncio.run(run(args.calls, args.seconds))
+    log: list[str] = []
+    result = asyncio.run(run(args.calls, args.seconds, log))
+    if args.server_log:  # with CALLCUE_LOG_LEVEL=debug: where each assist batch spent its time
+        Path(args.server_log).write_text("\n".join(log) + "\n")
     path = write_result("assist_latency", result)
     print(result)
     print(f"wrote {path}")

@@ -135,17 +135,20 @@ class SentimentModel:
         return self.head.predict_proba(x)[:, self._order]
 
     def classify(self, encoded: Encoded) -> list[SentimentResult]:
-        out = []
-        for row in self.probabilities(encoded):
-            best = int(np.argmax(row))
-            out.append(
-                SentimentResult(
-                    SENTIMENT_LABELS[best],
-                    round(float(row[2] - row[0]), 4),
-                    {
-                        label: round(float(p), 4)
-                        for label, p in zip(SENTIMENT_LABELS, row, strict=True)
-                    },
-                )
-            )
-        return out
+        return [_sentiment(row) for row in self.probabilities(encoded)]
+
+    @staticmethod
+    def combine(parts: Sequence[SentimentResult], weights: Sequence[float]) -> SentimentResult:
+        """One result for an utterance read sentence by sentence: the probabilities averaged,
+        weighted (by the sentences' words)."""
+        rows = np.array([[r.probabilities[label] for label in SENTIMENT_LABELS] for r in parts])
+        return _sentiment(np.average(rows, axis=0, weights=np.asarray(weights, float)))
+
+
+def _sentiment(row: np.ndarray) -> SentimentResult:
+    best = int(np.argmax(row))
+    return SentimentResult(
+        SENTIMENT_LABELS[best],
+        round(float(row[2] - row[0]), 4),
+        {label: round(float(p), 4) for label, p in zip(SENTIMENT_LABELS, row, strict=True)},
+    )

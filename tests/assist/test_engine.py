@@ -76,6 +76,34 @@ def test_short_answers_are_read_with_what_the_customer_said_before(call: CallAss
     assert call.request("customer", long).context == ""  # its own words say what it is
 
 
+def test_agent_sentences_are_encoded_only_while_a_checklist_item_is_open(
+    call: CallAssist,
+) -> None:
+    said = "Thanks for holding. I found your order. It ships today."
+    assert call.request("agent", said).sentences
+    split = call.models.analyze([call.request("agent", said)])[0]
+    assert split.sentences.shape == (3, 384)
+    # its sentiment is its sentences', averaged by words ("I found your order." weighs 4)
+    parts = [
+        r
+        for _, r in call.models.classify_text(
+            ["Thanks for holding.", "I found your order.", "It ships today."]
+        )
+    ]
+    for label, p in split.sentiment.probabilities.items():
+        expected = (
+            3 * parts[0].probabilities[label]
+            + 4 * parts[1].probabilities[label]
+            + 3 * parts[2].probabilities[label]
+        ) / 10
+        assert abs(p - expected) < 2e-3, (label, p, expected)
+    for state in call.checklist.values():
+        state.done = True
+    assert not call.request("agent", said).sentences
+    analysis = call.models.analyze([call.request("agent", said)])[0]
+    assert analysis.sentences.shape == (1, 384)  # the whole final, no sentence passes
+
+
 def test_out_of_scope_utterance_has_no_intent(call: CallAssist) -> None:
     events = say(call, "customer", "what's the capital of mongolia")
     assert of(events, "intent")[0]["intent"] is None

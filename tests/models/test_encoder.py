@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from models.classifiers import SentimentModel
-from models.encoder import TextEncoder, ensure_onnx
+from models.encoder import TextEncoder, ensure_onnx, length_chunks
 
 REFERENCE = Path(__file__).resolve().parents[1] / "fixtures" / "encoder_reference.json"
 
@@ -29,6 +29,16 @@ def test_batches_keep_order_and_values(assist_models) -> None:  # type: ignore[n
     assert np.abs(together.embedding - alone).max() < 1e-4
     assert together.layers.shape == (4, 7, 384)
     assert encoder.encode([]).embedding.shape == (0, 384)
+
+
+def test_batches_are_cut_where_padding_would_cost_more_than_a_run() -> None:
+    # an agent's final (41 tokens) and its three sentences: the long row goes alone
+    assert length_chunks([41, 16, 10, 19], 64, run_cost=15) == [[2, 1, 3], [0]]
+    assert length_chunks([12, 12, 13, 12], 64) == [[0, 1, 3, 2]]  # alike: one run
+    assert [len(c) for c in length_chunks([8] * 10, 4)] == [2, 4, 4]  # at most batch_size
+    chunks = length_chunks([5, 30, 7, 60, 6, 31], 64)
+    assert sorted(i for c in chunks for i in c) == list(range(6))  # every row once
+    assert length_chunks([], 64) == []
 
 
 def test_export_is_cached_and_reproducible(tmp_path: Path) -> None:
