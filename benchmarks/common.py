@@ -9,6 +9,7 @@ import platform
 import re
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -68,6 +69,31 @@ def percentile(values: list[float], q: float) -> float | None:
     return round(ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo), 4)
 
 
+def speed_probe() -> dict[str, float]:
+    """How fast this machine is right now, to compare results of different days: a shared VM's
+    speed varies (seen here: the same commit at half the calls on another day). Best of 3."""
+    loop = []
+    for _ in range(3):
+        started = time.perf_counter()
+        total = 0
+        for i in range(1_000_000):
+            total += i
+        loop.append(time.perf_counter() - started)
+    import numpy as np
+
+    a = np.random.default_rng(0).random((512, 512), dtype=np.float32)
+    matmul = []
+    for _ in range(3):
+        started = time.perf_counter()
+        for _ in range(10):
+            a @ a
+        matmul.append(time.perf_counter() - started)
+    return {
+        "python_loop_ns_per_iteration": round(min(loop) * 1000, 1),
+        "numpy_matmul_gflops": round(10 * 2 * 512**3 / min(matmul) / 1e9, 1),
+    }
+
+
 def machine() -> dict[str, Any]:
     cpu = platform.processor() or ""
     try:
@@ -93,6 +119,7 @@ def machine() -> dict[str, Any]:
     return {
         "cpu": cpu,
         "cores": os.cpu_count(),
+        "speed": speed_probe(),
         "memory_mib": mem,
         "python": sys.version.split()[0],
         "platform": platform.platform(),
