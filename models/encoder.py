@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 import threading
 from collections.abc import Collection, Sequence
@@ -387,18 +388,16 @@ def length_chunks(
     lengths: Sequence[int], batch_size: int, run_cost: int = RUN_COST_TOKENS
 ) -> list[list[int]]:
     """Indices sorted by length, cut into batches so that runs plus padded token rows cost
-    least (every row of a batch is padded to its longest). One batch for an agent's 41-token
-    final and its three sentences (10, 16, 19 tokens) was 164 token rows; [10, 16, 19] + [41]
-    is 98 rows in two runs."""
+    least (every row of a batch is padded to its longest). Rows of 10, 16, 19 and 41 tokens in
+    one batch are 164 token rows; [10, 16, 19] + [41] is 98 rows in two runs."""
     order = sorted(range(len(lengths)), key=lengths.__getitem__)
     sizes = [max(lengths[i], 1) for i in order]
-    best = [0] + [0] * len(order)  # best[j]: least cost of the first j rows
+    best = [0.0] + [math.inf] * len(order)  # best[j]: least cost of the first j rows
     cut = [0] * (len(order) + 1)
     for j in range(1, len(order) + 1):
-        best[j] = -1
         for i in range(max(0, j - batch_size), j):
             cost = best[i] + run_cost + (j - i) * sizes[j - 1]
-            if best[j] < 0 or cost < best[j]:
+            if cost < best[j]:
                 best[j], cut[j] = cost, i
     chunks: list[list[int]] = []
     j = len(order)
@@ -476,7 +475,7 @@ class TextEncoder:
         layers: np.ndarray | None = None
         sentiment = np.zeros((len(texts), DIM), np.float32) if self.branch else None
         for chunk in length_chunks(lengths, batch_size):
-            width = max(len(encodings[i].ids) for i in chunk)
+            width = max(lengths[i] for i in chunk)
             ids = np.zeros((len(chunk), width), np.int64)
             mask = np.zeros((len(chunk), width), np.int64)
             for row, i in enumerate(chunk):
@@ -493,7 +492,7 @@ class TextEncoder:
                 )
                 if branch:
                     assert self.branch_session is not None
-                    narrow = max(len(encodings[chunk[row]].ids) for row in rows)
+                    narrow = max(lengths[chunk[row]] for row in rows)
                     (tuned,) = self.branch_session.run(
                         ["sentiment"],
                         {
