@@ -58,6 +58,8 @@ def test_search_by_word_and_agent(page: Any, web_server: Any, stored_call: Any) 
     page.fill("input[name=q]", word)
     page.press("input[name=q]", "Enter")
     page.wait_for_url(re.compile(rf"/qa\?q={word}$"))
+    # the unfiltered list still shows the row until the search answers: wait for its answer
+    page.wait_for_function("/match/.test(document.getElementById('status').textContent)")
     row.wait_for()
     text = row.inner_text()
     assert "michelle" in text and "Crystal Minh" in text
