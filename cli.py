@@ -53,6 +53,8 @@ def cmd_stream(args: argparse.Namespace) -> int:
                 metadata=metadata,
                 on_event=show,
                 token=args.token or os.environ.get("CALLCUE_INGEST_KEY") or None,
+                vocabulary=_terms(args.vocabulary),
+                language=args.language,
             )
         )
     except OSError as exc:
@@ -60,6 +62,11 @@ def cmd_stream(args: argparse.Namespace) -> int:
         return 1
     errors = [e for e in result.events if e.get("type") == "error"]
     return 1 if errors else 0
+
+
+def _terms(text: str | None) -> list[str]:
+    """`--vocabulary "Acme, Zephyr Plus"` as a list of terms."""
+    return [t.strip() for t in (text or "").split(",") if t.strip()]
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
@@ -118,12 +125,17 @@ def _settings(args: argparse.Namespace) -> Any:
 
 def cmd_transcribe(args: argparse.Namespace) -> int:
     from assist.settings import SettingsError
+    from audio.protocols.vocabulary import check_language
 
     try:
         audio, names = _load(args.files, args.channels)
         settings = _settings(args)
     except (AudioFileError, SettingsError) as exc:
         print(f"callcue transcribe: {exc}", file=sys.stderr)
+        return 2
+    language, problem = check_language(args.language)
+    if problem is not None:
+        print(f"callcue transcribe: --language: {problem}", file=sys.stderr)
         return 2
     call = asyncio.run(
         transcribe_call(
@@ -132,6 +144,8 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
             names,
             Path(args.files[0]).stem,
             progress=sys.stderr.isatty() and not args.quiet,
+            vocabulary=tuple(_terms(args.vocabulary)),
+            language=language,
         )
     )
     if args.json:
@@ -152,9 +166,13 @@ async def transcribe_call(
     services: Any = None,
     source: str = "file",
     metadata: dict[str, Any] | None = None,
+    streaming: Any = None,
+    vocabulary: tuple[str, ...] = (),
+    language: str = "en",
 ) -> dict[str, Any]:
     """Run the live pipeline in-process over a recording, as fast as the machine allows.
-    With `services` given (and its store), the call is stored like a live one."""
+    With `services` given (and its store), the call is stored like a live one; `streaming`
+    (StreamingOptions) replaces the settings' segmentation (partials stay off)."""
     from dataclasses import replace
 
     from tqdm import tqdm
@@ -174,7 +192,9 @@ async def transcribe_call(
             tuple(channels),
             metadata=metadata,
             source=source,
-            streaming=replace(services.streaming, partials=False),
+            streaming=replace(streaming or services.streaming, partials=False),
+            vocabulary=vocabulary,
+            language=language,
         )
         session.start()
         step = audio.sample_rate  # one second per frame
@@ -198,6 +218,7 @@ async def transcribe_call(
                     "start": f.start,
                     "end": f.end,
                     "text": f.text,
+                    "language": f.language,
                     "words": [w.__dict__ if hasattr(w, "__dict__") else _word(w) for w in f.words],
                 }
                 for f in session.finals
@@ -365,12 +386,18 @@ def cmd_worker(args: argparse.Namespace) -> int:
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(message)s")
     # a worker decodes one job at a time: one model replica with every core (run several
     # workers for decodes side by side)
-    engine = WhisperEngine(
-        replace(settings.whisper, workers=1, cpu_threads=settings.cpu_threads or available_cores())
+    one = {"workers": 1, "cpu_threads": settings.cpu_threads or available_cores()}
+    engine = WhisperEngine(replace(settings.whisper, **one))
+    final_engine = (
+        WhisperEngine(replace(settings.final_whisper, **one)) if settings.two_pass else engine
     )
-    engine.warmup()
+    if final_engine is engine:
+        engine.warmup()
+    else:
+        engine.warmup(finals=False)
+        final_engine.warmup(partials=False)
     try:
-        run_worker(engine, settings.redis_url, settings.redis_prefix)
+        run_worker(engine, settings.redis_url, settings.redis_prefix, final_engine=final_engine)
     except KeyboardInterrupt:
         return 0
     except Exception as exc:  # Redis gone: say so, exit non-zero (a supervisor restarts it)
@@ -411,6 +438,10 @@ def main(argv: list[str] | None = None) -> int:
     stream.add_argument("--call-id")
     stream.add_argument("--metadata", help="JSON object sent as the call's metadata")
     stream.add_argument(
+        "--vocabulary", help='words the call is likely to contain, e.g. "Acme, Zephyr Plus"'
+    )
+    stream.add_argument("--language", help='a Whisper language code, or "auto" (default: en)')
+    stream.add_argument(
         "--token",
         help="ingest key or admin token, if the server needs one (env CALLCUE_INGEST_KEY)",
     )
@@ -421,7 +452,15 @@ def main(argv: list[str] | None = None) -> int:
     watch.add_argument("--after-seq", type=int, default=0, help="resume after this seq")
     watch.add_argument("--token", help="a token that may watch calls (or CALLCUE_TOKEN)")
     wk = sub.add_parser("worker", help="run Whisper for the nodes of a service, over Redis")
-    for name in ("redis_url", "redis_prefix", "model", "device", "compute_type", "cpu_threads"):
+    for name in (
+        "redis_url",
+        "redis_prefix",
+        "model",
+        "final_model",
+        "device",
+        "compute_type",
+        "cpu_threads",
+    ):
         wk.add_argument(f"--{name.replace('_', '-')}", dest=name)
     wk.add_argument("--log-level", dest="log_level")
     sim = sub.add_parser("simulate", help="stream a recording as Genesys AudioHook or Twilio")
@@ -439,7 +478,13 @@ def main(argv: list[str] | None = None) -> int:
     tr.add_argument("--channels")
     tr.add_argument("--json", action="store_true", help="print the finished call as JSON")
     tr.add_argument("--quiet", action="store_true", help="no progress bar")
-    for name in ("model", "device", "compute_type", "beam_size", "cpu_threads"):
+    tr.add_argument(
+        "--vocabulary", help='words the call is likely to contain, e.g. "Acme, Zephyr Plus"'
+    )
+    tr.add_argument(
+        "--language", default="en", help='en (default), a Whisper language code, or "auto"'
+    )
+    for name in ("model", "final_model", "device", "compute_type", "beam_size", "cpu_threads"):
         tr.add_argument(f"--{name.replace('_', '-')}", dest=name)
 
     im = sub.add_parser("import", help="transcribe recordings and store each as a call")

@@ -52,6 +52,7 @@ def build_app(services: Services, settings: Settings) -> Starlette:
                 "status": "ok",
                 "version": __version__,
                 "model": services.engine.model_path,
+                "final_model": services.final_engine.model_path,
                 "device": settings.device,
                 "compute_type": settings.compute_type,
                 "active_calls": len(services.sessions),
@@ -203,7 +204,11 @@ def serve(settings: Settings) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     log.info(
-        "loading models (%s, %s/%s)...", settings.model, settings.device, settings.compute_type
+        "loading models (partials %s, finals %s, %s/%s)...",
+        settings.model,
+        settings.final_model,
+        settings.device,
+        settings.compute_type,
     )
     if not settings.token_roles and settings.host not in LOOPBACK:
         log.warning(

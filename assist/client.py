@@ -63,6 +63,8 @@ async def stream_call(
     stop: bool = True,
     speed: float = 1.0,
     token: str | None = None,
+    vocabulary: list[str] | None = None,
+    language: str | None = None,
 ) -> StreamResult:
     """Stream `audio` as one call; returns once the server has said `stopped` and closed.
     `token`: an ingest key (CALLCUE_INGEST_KEYS) or admin token, for a server that needs one."""
@@ -86,6 +88,8 @@ async def stream_call(
                     "sample_rate": audio.sample_rate,
                     "channels": channels,
                     "metadata": metadata or {},
+                    **({"vocabulary": vocabulary} if vocabulary else {}),
+                    **({"language": language} if language else {}),
                 }
             )
         )

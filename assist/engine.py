@@ -318,10 +318,16 @@ class CallAssist:
         utterance: int,
         text: str,
         end: float,
-        analysis: Analysis,
+        analysis: Analysis | None,
         entities: Sequence[Entity],
+        language: str = "en",
     ) -> list[Event]:
+        """The events a final gives. `analysis` None: the text is not English (`language`),
+        which the models do not read: intent and sentiment say they are unavailable instead
+        of guessing, and only the playbook's phrase rules (checklist keywords) run."""
         self.elapsed = max(self.elapsed, end)
+        if analysis is None:
+            return self._not_read(channel, utterance, text, entities, language)
         events: list[Event] = []
         if entities:
             for entity in entities:
@@ -345,6 +351,62 @@ class CallAssist:
         elif channel == "agent":
             events += self._checklist(utterance, text, analysis.sentences)
         events += self._actions(channel, utterance)
+        return events
+
+    def _not_read(
+        self,
+        channel: str,
+        utterance: int,
+        text: str,
+        entities: Sequence[Entity],
+        language: str,
+    ) -> list[Event]:
+        why = f"the intent and sentiment models read English only; this is {language}"
+        events: list[Event] = []
+        if entities:
+            for entity in entities:
+                self.entities[entity.kind] = entity.value
+            events.append(
+                EntitiesEvent(
+                    call_id=self.call_id,
+                    channel=channel,
+                    utterance=utterance,
+                    entities=tuple(e.to_json() for e in entities),
+                )
+            )
+        events.append(
+            SentimentEvent(
+                call_id=self.call_id,
+                channel=channel,
+                utterance=utterance,
+                label="",
+                score=0.0,
+                probabilities={},
+                trend=self.trend.get(channel, 0.0),
+                negative_streak=self.streak.get(channel, 0),
+                unavailable=why,
+            )
+        )
+        if channel == "customer":
+            self.customer_turns += 1
+            self.last_customer_text = text
+            events.append(
+                IntentEvent(
+                    call_id=self.call_id,
+                    channel=channel,
+                    utterance=utterance,
+                    intent=None,
+                    label="",
+                    confidence=0.0,
+                    top=(),
+                    current=self.intent,
+                    current_label=self._label(self.intent),
+                    stage=self.stage,
+                    unavailable=why,
+                )
+            )
+        elif channel == "agent":
+            events += self._checklist(utterance, text, np.zeros((0, 1), dtype=np.float32))
         return events
 
     def _label(self, intent_id: str | None) -> str:
@@ -618,8 +680,11 @@ class CallAssist:
     def _checklist(self, utterance: int, text: str, sentences: np.ndarray) -> list[Event]:
         lowered = text.lower()
         changed = []
-        similarity = sentences @ self.models.checklist_examples.T  # [S, examples]
-        best = similarity.max(axis=0) if similarity.size else np.zeros(0)
+        if sentences.size:
+            similarity = sentences @ self.models.checklist_examples.T  # [S, examples]
+            best = similarity.max(axis=0) if similarity.size else np.zeros(0)
+        else:  # nothing encoded (a language the encoder does not read): keywords only
+            best = np.zeros(0)
         for item in self.models.playbook.checklist:
             state = self.checklist[item.id]
             if state.done or (item.due == "before_closing" and self.stage == "opening"):

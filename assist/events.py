@@ -63,6 +63,9 @@ class CallStarted(Event):
     metadata: dict[str, Any] = field(default_factory=dict)
     # the caller from the customer directory, with `predicted_reason` (None: not found)
     customer: dict[str, Any] | None = None
+    # words recognition is biased towards: the call's own, the names, the playbook's
+    vocabulary: tuple[str, ...] = ()
+    language: str = "en"  # as asked for: a Whisper language code, or "auto"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -90,6 +93,7 @@ class TranscriptFinal(Event):
     text: str
     words: tuple[Word, ...] = ()
     confidence: float = 0.0
+    language: str = "en"  # what it was recognized as
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -120,6 +124,8 @@ class IntentEvent(Event):
     current: str | None
     current_label: str
     stage: str
+    # why the intent model did not read this utterance ("" when it did), e.g. its language
+    unavailable: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -132,6 +138,8 @@ class SentimentEvent(Event):
     probabilities: dict[str, float]
     trend: float  # rolling score of this party
     negative_streak: int
+    # why the sentiment model did not read this utterance ("" when it did); label "" then
+    unavailable: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

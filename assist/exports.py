@@ -55,7 +55,9 @@ def export(call: dict[str, Any], utterances: list[dict[str, Any]], fmt: str) -> 
     if fmt == "csv":
         out = io.StringIO()
         writer = csv.writer(out)
-        writer.writerow(["call_id", "channel", "utterance", "start", "end", "text", "confidence"])
+        writer.writerow(
+            ["call_id", "channel", "utterance", "start", "end", "text", "confidence", "language"]
+        )
         for u in utterances:
             writer.writerow(
                 [
@@ -66,6 +68,7 @@ def export(call: dict[str, Any], utterances: list[dict[str, Any]], fmt: str) -> 
                     f"{u['end']:.2f}",
                     u["text"],
                     u["confidence"],
+                    u.get("language", "en"),
                 ]
             )
         return out.getvalue()

@@ -134,6 +134,18 @@ async def serve_native_ingest(
                     assert session is not None
                     await session.feed(event.data)
                 elif isinstance(event, StartCall):
+                    if not services.scheduler.speaks(event.language):
+                        await _refuse(
+                            conn,
+                            ProtocolError(
+                                "language_unavailable",
+                                f"language {event.language!r} needs a multilingual Whisper "
+                                "model for finals (CALLCUE_FINAL_MODEL=embedded:base); this "
+                                "server's is English-only",
+                                CLOSE_POLICY,
+                            ),
+                        )
+                        return
                     refusal = services.admit(credential)
                     if refusal is not None:
                         await _refuse(conn, ProtocolError("capacity", refusal[1], refusal[0]))
@@ -150,6 +162,8 @@ async def serve_native_ingest(
                         event.channels,
                         event.metadata,
                         credential=credential,
+                        vocabulary=event.vocabulary,
+                        language=event.language,
                     )
                     try:
                         session.start()

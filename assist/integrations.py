@@ -43,6 +43,7 @@ from audio.protocols.twilio import (
     TwilioStart,
     TwilioStop,
 )
+from audio.protocols.vocabulary import check_language, parse_vocabulary
 
 log = logging.getLogger("callcue.integrations")
 
@@ -56,17 +57,36 @@ async def _start_session(
     source: str,
     conn: Connection,
     credential: str,
+    vocabulary: Any = None,
+    language: Any = None,
 ) -> CallSession | tuple[int, str]:
-    """A started CallSession, or (close code, reason) why it could not be started."""
+    """A started CallSession, or (close code, reason) why it could not be started.
+    `vocabulary`: as the platform passed it (a list, or a comma-separated string)."""
     if not CALL_ID.match(call_id):
         return CLOSE_POLICY, f"call id {call_id[:40]!r} is not a valid call id"
+    terms, problem = parse_vocabulary(vocabulary if vocabulary is not None else [])
+    if problem is not None:
+        return CLOSE_POLICY, f"bad_vocabulary: {problem}"
+    code, problem = check_language(language if language is not None else "en")
+    if problem is not None:
+        return CLOSE_POLICY, f"bad_language: {problem}"
+    if not services.scheduler.speaks(code):
+        return CLOSE_POLICY, f"language_unavailable: {code!r} needs a multilingual model"
     refusal = services.admit(credential)
     if refusal is not None:
         return refusal
     if services.cluster is not None and (elsewhere := await services.cluster.claim(call_id)):
         return CLOSE_POLICY, elsewhere
     session = CallSession(
-        services, call_id, fmt, channels, metadata, source=source, credential=credential
+        services,
+        call_id,
+        fmt,
+        channels,
+        metadata,
+        source=source,
+        credential=credential,
+        vocabulary=terms,
+        language=code,
     )
     try:
         session.start()
@@ -169,6 +189,10 @@ async def serve_audiohook(
                             "audiohook",
                             conn,
                             credential,
+                            vocabulary=event.custom_config.get("vocabulary"),
+                            # Genesys names the conversation's language ("de-DE"); a
+                            # customConfig `language` ("auto", say) overrides it
+                            language=event.custom_config.get("language") or event.language or None,
                         )
                         if isinstance(started, tuple):
                             proto.disconnect(
@@ -304,6 +328,8 @@ async def serve_twilio(ws: WebSocket, services: Services, settings: Settings) ->
                         await conn.close(CLOSE_POLICY, "unauthorized: bad or missing token")
                         return
                     call_id = params.pop("call_id", "") or event.call_sid
+                    vocabulary = params.pop("vocabulary", None)
+                    language = params.pop("language", None)
                     track_index = {t: i for i, t in enumerate(event.tracks)}
                     channels = tuple(roles[t] for t in event.tracks)
                     metadata = {
@@ -321,6 +347,8 @@ async def serve_twilio(ws: WebSocket, services: Services, settings: Settings) ->
                         "twilio",
                         conn,
                         f"twilio-{token[-4:]}" if tokens else "open",
+                        vocabulary=vocabulary,
+                        language=language,
                     )
                     if isinstance(started, tuple):
                         log.warning("Twilio stream %s refused: %s", event.stream_sid, started[1])

@@ -12,6 +12,7 @@ Schema (version 1; README "Playbook" documents it with examples):
     actions:   [{id, action, reason, when, priority?: 1..5, once?: bool}]
     checklist: [{id, label, description?, examples: [≥2], keywords?: [str],
                  due?: opening|before_closing|any}]
+    vocabulary: [str]   company, product and plan names: Whisper is biased towards them
 
 `when` conditions (all must hold) are listed in `CONDITIONS`. Text may use the slots in `SLOTS`
 (`{preferred_name}` ...); a reply with a slot that cannot be filled uses its `fallback`, or is not
@@ -30,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from assist.entities import KINDS
+from audio.protocols.vocabulary import MAX_TERM_CHARS, MAX_TERMS
 
 DEFAULT_PLAYBOOK = Path(__file__).parent / "playbooks" / "retail.yaml"
 
@@ -154,6 +156,7 @@ class Playbook:
     checklist: tuple[ChecklistItem, ...]
     description: str = ""
     intent_threshold: float | None = None
+    vocabulary: tuple[str, ...] = ()
     _by_id: dict[str, Intent] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -327,6 +330,7 @@ def parse_playbook(data: Any, path: Path) -> Playbook:
             "articles": False,
             "actions": False,
             "checklist": False,
+            "vocabulary": False,
         },
     )
     version = top.get("version") if top else None
@@ -528,6 +532,13 @@ def parse_playbook(data: Any, path: Path) -> Playbook:
             c.fail(f"{w}.once", "must be true or false")
         actions.append(ActionRule(ident, action, reason, when, priority, bool(once)))
 
+    vocabulary = c.strings(top.get("vocabulary"), "vocabulary") if top else ()
+    for i, term in enumerate(vocabulary):
+        if len(term) > MAX_TERM_CHARS:
+            c.fail(f"vocabulary[{i}]", f"at most {MAX_TERM_CHARS} characters (has {len(term)})")
+    if len(vocabulary) > MAX_TERMS:
+        c.fail("vocabulary", f"at most {MAX_TERMS} terms (has {len(vocabulary)})")
+
     if c.problems:
         raise PlaybookError(path, c.problems)
     return Playbook(
@@ -540,6 +551,7 @@ def parse_playbook(data: Any, path: Path) -> Playbook:
         checklist=tuple(items),
         description=description,
         intent_threshold=threshold,
+        vocabulary=vocabulary,
     )
 
 

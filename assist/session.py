@@ -7,13 +7,14 @@ import functools
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from assist.cluster import Cluster
+from assist.customers import Customer
 from assist.engine import AssistModels, CallAssist
 from assist.entities import Entity
 from assist.events import (
@@ -43,7 +44,10 @@ log = logging.getLogger("callcue.session")
 
 @dataclass
 class Services:
-    """What every call shares: the Whisper engine and its scheduler, VAD, hub, thread pool."""
+    """What every call shares: the Whisper engines and their scheduler, VAD, hub, thread pool.
+
+    `engine` decodes partials; finals are decoded by `scheduler.final_engine` (the accurate
+    model), which is `engine` itself when one model does both."""
 
     engine: WhisperEngine
     scheduler: RecognitionScheduler
@@ -117,13 +121,15 @@ class Services:
         m.gauge(
             "callcue_real_time_factor",
             "Whisper decode seconds per second of call audio received (all channels)",
-            lambda: self.engine.stats.busy_seconds / max(self.audio_seconds_in, 1e-9),
+            lambda: (
+                sum(e.stats.busy_seconds for e in self.engines) / max(self.audio_seconds_in, 1e-9)
+            ),
         )
         m.labelled_gauge(
             "callcue_prompt_echoes_total",
             "Decodes that repeated the channel's previous words and were done again without them",
             (),
-            lambda: [((), self.engine.stats.prompt_echoes)],
+            lambda: [((), sum(e.stats.prompt_echoes for e in self.engines))],
             kind="counter",
         )
         stats = self.scheduler.stats
@@ -196,6 +202,17 @@ class Services:
             )
         return None
 
+    @property
+    def final_engine(self) -> WhisperEngine:
+        return self.scheduler.final_engine
+
+    @property
+    def engines(self) -> list[WhisperEngine]:
+        """The partials' engine, and the finals' where it is another model."""
+        return (
+            [self.engine] if self.final_engine is self.engine else [self.engine, self.final_engine]
+        )
+
     @classmethod
     def load(
         cls,
@@ -225,8 +242,14 @@ class Services:
             # found through the registry instead (Cluster._reap)
             recover = False
         engine = WhisperEngine(settings.whisper)
+        final_engine = WhisperEngine(settings.final_whisper) if settings.two_pass else engine
         remote = settings.recognition == "remote"
-        warm = engine.warmup() if warmup and not remote else 0.0
+        warm = 0.0
+        if warmup and not remote:
+            if final_engine is engine:
+                warm = engine.warmup()
+            else:  # each engine warms only the windows it decodes in
+                warm = engine.warmup(finals=False) + final_engine.warmup(partials=False)
         assist = None
         if settings.assist:
             assist = AssistModels.load(
@@ -242,10 +265,14 @@ class Services:
                 settings.redis_url,
                 prefix=settings.redis_prefix,
                 node=node.node if node is not None else settings.node_id,
+                final_engine=final_engine,
             )
         else:
             scheduler = RecognitionScheduler(
-                engine, workers=engine.options.workers, max_batch=settings.asr_batch
+                engine,
+                workers=engine.options.workers,
+                max_batch=settings.asr_batch,
+                final_engine=final_engine,
             )
         scheduler.start()
         return cls(
@@ -310,6 +337,7 @@ class _AssistItem:
     end: float
     entities: list[Entity]
     published_at: float
+    language: str = "en"
 
 
 class AssistWorker:
@@ -348,14 +376,18 @@ class AssistWorker:
             batch = [await self._queue.get()]
             while len(batch) < self.max_batch and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
+            # the models read English only: other finals get no analysis (see CallAssist)
+            read = [i for i in batch if i.session.assist_state is not None and i.language == "en"]
             requests = [
                 i.session.assist_state.request(i.channel, i.text)
-                for i in batch
+                for i in read
                 if i.session.assist_state is not None
             ]
             taken = time.monotonic()
             try:
-                analyses = await loop.run_in_executor(self.executor, self.models.analyze, requests)
+                done = await loop.run_in_executor(self.executor, self.models.analyze, requests)
+                by_item = {id(i): a for i, a in zip(read, done, strict=True)}
+                analyses = [by_item.get(id(i)) for i in batch]
             except Exception as exc:
                 log.exception("assist failed for a batch of %d utterances", len(batch))
                 self.metrics.assist_errors.inc()
@@ -387,6 +419,7 @@ class AssistWorker:
                             item.end,
                             analysis,
                             item.entities,
+                            item.language,
                         ):
                             item.session.publish(event)
                         self.metrics.latency.observe(time.monotonic() - item.published_at, "assist")
@@ -411,6 +444,30 @@ class AssistWorker:
         self.executor.shutdown(wait=False, cancel_futures=True)
 
 
+def call_vocabulary(
+    given: tuple[str, ...],
+    customer: Customer | None,
+    metadata: Mapping[str, Any],
+    playbook: tuple[str, ...],
+) -> tuple[str, ...]:
+    """What Whisper is biased towards on a call, most specific first (the transcriber keeps
+    as many as its token budget holds): the call's own `vocabulary`, the customer's and the
+    agent's names, the playbook's `vocabulary`. Repeats (any case) are dropped."""
+    names: list[str] = []
+    if customer is not None:
+        names += [customer.name, customer.preferred_name]
+    for key in ("agent_name", "customer_name"):
+        value = metadata.get(key)
+        if isinstance(value, str) and 0 < len(value) <= 64:
+            names.append(value)
+    out: list[str] = []
+    for term in (*given, *names, *playbook):
+        term = " ".join(term.split())
+        if term and term.lower() not in (t.lower() for t in out):
+            out.append(term)
+    return tuple(out)
+
+
 class CallSession:
     """One call from `start` to `finish`. Audio in; transcript events out through the hub."""
 
@@ -424,6 +481,8 @@ class CallSession:
         source: str = "native",
         streaming: StreamingOptions | None = None,
         credential: str = "open",
+        vocabulary: tuple[str, ...] = (),
+        language: str = "en",
     ) -> None:
         self.services = services
         self.call_id = call_id
@@ -457,6 +516,13 @@ class CallSession:
                 agent_name=str(agent) if isinstance(agent, str) else "",
             )
         options = streaming or services.streaming
+        self.language = language  # as asked for; each channel's finals say what was heard
+        self.vocabulary = call_vocabulary(
+            vocabulary,
+            self.assist_state.customer if self.assist_state is not None else None,
+            self.metadata,
+            services.assist.playbook.vocabulary if services.assist is not None else (),
+        )
         self.transcribers = [
             StreamingTranscriber(
                 key=f"{call_id}/{channel}",
@@ -468,6 +534,8 @@ class CallSession:
                 on_final=functools.partial(self._on_final, channel),
                 on_error=functools.partial(self._on_recognition_error, channel),
                 options=options,
+                vocabulary=self.vocabulary,
+                language=language,
             )
             for channel in channels
         ]
@@ -507,6 +575,8 @@ class CallSession:
                 sample_rate=self.format.sample_rate,
                 metadata=self.metadata,
                 customer=self.assist_state.customer_card() if self.assist_state else None,
+                vocabulary=self.vocabulary,
+                language=self.language,
             )
         )
         if self.assist_state is not None and self.assist_state.checklist:
@@ -725,6 +795,7 @@ class CallSession:
                 text=text,
                 words=words,
                 confidence=confidence,
+                language=final.language,
             )
         )
         assert isinstance(event, TranscriptFinal)
@@ -733,7 +804,14 @@ class CallSession:
         if worker is not None and self.assist_state is not None:
             worker.submit(
                 _AssistItem(
-                    self, channel, final.utterance, text, final.end, entities, time.monotonic()
+                    self,
+                    channel,
+                    final.utterance,
+                    text,
+                    final.end,
+                    entities,
+                    time.monotonic(),
+                    final.language,
                 )
             )
 

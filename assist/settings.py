@@ -7,13 +7,13 @@ import binascii
 import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from audio.vad import VadOptions
 from models.asr import StreamingOptions
-from models.resolve import ModelNotFoundError, resolve_whisper_model
+from models.resolve import EMBEDDED_WHISPER, ModelNotFoundError, resolve_whisper_model
 from models.whisper import WhisperOptions
 
 
@@ -222,8 +222,18 @@ SETTINGS: tuple[Setting, ...] = (
         "embedded:tiny.en",
         str,
         _ok,
-        "Whisper model: embedded:tiny.en, a CTranslate2 model directory, or a model name "
+        "Whisper model for partials (and finals where CALLCUE_FINAL_MODEL names the same): "
+        "embedded:tiny.en, embedded:base, a CTranslate2 model directory, or a model name "
         "(needs a reachable model hub)",
+    ),
+    Setting(
+        "final_model",
+        "CALLCUE_FINAL_MODEL",
+        "embedded:base",
+        str,
+        _ok,
+        "Whisper model for finals (decoded once per utterance: the accurate pass); same "
+        "values as CALLCUE_MODEL; loaded once when both name the same model",
     ),
     Setting(
         "device", "CALLCUE_DEVICE", "cpu", str, _choice("cpu", "cuda", "auto"), "where Whisper runs"
@@ -707,6 +717,15 @@ def _read_secret(source: str, path: str) -> str:
     return lines[0]
 
 
+def same_model(a: str, b: str) -> bool:
+    """Whether two model settings name the same model (`embedded` is `embedded:tiny.en`)."""
+
+    def norm(spec: str) -> str:
+        return EMBEDDED_WHISPER if spec in ("", "embedded") else spec
+
+    return norm(a) == norm(b)
+
+
 def available_cores() -> int:
     try:
         return len(os.sched_getaffinity(0))
@@ -732,6 +751,7 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8080
     model: str = "embedded:tiny.en"
+    final_model: str = "embedded:base"
     device: str = "cpu"
     compute_type: str = "int8"
     cpu_threads: int = 0
@@ -817,10 +837,12 @@ class Settings:
                 shown = "(hidden)" if setting.secret else repr(raw)
                 raise SettingsError(f"{source}={shown}: {problem}")
             values[setting.name] = value
-        try:
-            resolve_whisper_model(values["model"])
-        except ModelNotFoundError as exc:
-            raise SettingsError(f"CALLCUE_MODEL/--model={values['model']!r}: {exc}") from None
+        for name in ("model", "final_model"):
+            try:
+                resolve_whisper_model(values[name])
+            except ModelNotFoundError as exc:
+                variable = f"CALLCUE_{name.upper()}/--{name.replace('_', '-')}"
+                raise SettingsError(f"{variable}={values[name]!r}: {exc}") from None
         if values["recognition"] == "remote" and not values["redis_url"]:
             raise SettingsError(
                 "CALLCUE_RECOGNITION=remote sends recognition work over Redis: set "
@@ -847,6 +869,16 @@ class Settings:
             final_windows=self.final_windows,
             final_windows_busy=self.final_windows_busy,
         )
+
+    @property
+    def final_whisper(self) -> WhisperOptions:
+        """The finals' model with the same device, threads and windows as the partials'."""
+        return replace(self.whisper, model=self.final_model)
+
+    @property
+    def two_pass(self) -> bool:
+        """Whether finals use a model of their own (else one engine does both)."""
+        return not same_model(self.model, self.final_model)
 
     @property
     def cluster(self) -> Any:

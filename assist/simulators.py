@@ -93,6 +93,7 @@ async def simulate_audiohook(
     frame_ms: int = 100,
     probe: bool = False,
     extra_headers: dict[str, str] | None = None,
+    custom_config: dict[str, Any] | None = None,
 ) -> SimulationResult:
     """One AudioHook session: open (PCMU 8 kHz, external+internal), audio, close → closed."""
     endpoint = url.rstrip("/") + "/v1/audiohook"
@@ -168,6 +169,7 @@ async def simulate_audiohook(
                             },
                         ],
                         "language": "en-US",
+                        **({"customConfig": custom_config} if custom_config else {}),
                     },
                 )
             )

@@ -120,6 +120,9 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )""",
         "{fts}",
     ),
+    (  # 2: the language each final was recognized as
+        "ALTER TABLE utterances ADD COLUMN language TEXT NOT NULL DEFAULT 'en'",
+    ),
 )
 
 SQLITE_FTS = (
@@ -500,8 +503,8 @@ class CallStore:
             self._conn.execute(
                 self.dialect.sql(
                     "INSERT INTO utterances (call_id, channel, utterance, seq, start_s, end_s, "
-                    "text, words, confidence, segment) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, "
-                    "(SELECT segments FROM calls WHERE id = ?)) "
+                    "text, words, confidence, language, segment) VALUES (?, ?, ?, ?, ?, ?, ?, "
+                    "?, ?, ?, (SELECT segments FROM calls WHERE id = ?)) "
                     "ON CONFLICT (call_id, seq) DO NOTHING"
                 ),
                 (
@@ -514,6 +517,7 @@ class CallStore:
                     data["text"],
                     json.dumps(data.get("words") or [], ensure_ascii=False),
                     data.get("confidence") or 0.0,
+                    data.get("language") or "en",
                     call_id,
                 ),
             )
@@ -596,7 +600,7 @@ class CallStore:
 
     def utterances(self, call_id: str) -> list[dict[str, Any]]:
         rows = self._read(
-            "SELECT channel, utterance, seq, start_s, end_s, text, words, confidence "
+            "SELECT channel, utterance, seq, start_s, end_s, text, words, confidence, language "
             "FROM utterances WHERE call_id = ? ORDER BY segment, start_s, channel",
             (call_id,),
         )
@@ -610,6 +614,7 @@ class CallStore:
                 "text": r["text"],
                 "words": json.loads(r["words"]),
                 "confidence": r["confidence"],
+                "language": r["language"],
             }
             for r in rows
         ]

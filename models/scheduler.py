@@ -18,13 +18,20 @@ log = logging.getLogger("callcue.scheduler")
 
 @dataclass(eq=False)
 class RecognitionJob:
-    """Decode `audio` for channel `key`. A partial's future gets None when it is superseded."""
+    """Decode `audio` for channel `key`. A partial's future gets None when it is superseded.
+    `prompt` and `prefix` are tokens of the engine that decodes it (finals: `final_engine`)."""
 
     key: str
     audio: Float32Array
     final: bool
     prompt: tuple[int, ...] = ()
     prefix: tuple[int, ...] = ()
+    # finals: `audio` opens with `context_s` s already transcribed as `context` (WhisperEngine)
+    context: tuple[int, ...] = ()
+    context_s: float = 0.0
+    # "en", another Whisper language code, or "auto"; not English: decoded by the
+    # multilingual engine whichever the kind (`RecognitionScheduler.engine_for`)
+    language: str = "en"
     submitted: float = field(default_factory=time.monotonic)
     future: Future[Hypothesis | None] = field(default_factory=Future)
 
@@ -56,7 +63,9 @@ IDLE, BUSY, OVERLOADED = 0, 1, 2
 
 
 class RecognitionScheduler:
-    """Runs every call's decodes on a few worker threads sharing one `WhisperEngine`.
+    """Runs every call's decodes on a few worker threads sharing the Whisper engines: partials
+    on `engine` (the fast model), finals on `final_engine` (the accurate one; by default the
+    same engine).
 
     Finals are served first and in order of arrival and are never dropped. Each channel
     holds at most one waiting partial: a newer partial replaces the waiting one (whose
@@ -72,8 +81,10 @@ class RecognitionScheduler:
         final_budget: float = 1.0,
         observer: DecodeObserver | None = None,
         max_batch: int = 4,
+        final_engine: WhisperEngine | None = None,
     ) -> None:
         self.engine = engine
+        self.final_engine = final_engine or engine
         self.workers = max(1, workers)
         self.max_batch = max(1, max_batch)
         self.final_budget = final_budget  # queue wait a final may have before it is overdue
@@ -85,6 +96,24 @@ class RecognitionScheduler:
         self._closed = False
         self.busy = 0
         self.stats = SchedulerStats()
+
+    def engine_for(self, final: bool, language: str) -> WhisperEngine:
+        """Finals: the finals' engine. Partials: the partials' engine, or for a language it
+        does not speak the finals' (multilingual) one. ValueError when neither speaks it."""
+        if final or (language != "en" and not self.engine.multilingual):
+            engine = self.final_engine
+        else:
+            engine = self.engine
+        if language != "en" and not engine.multilingual:
+            raise ValueError(
+                f"language {language!r} needs a multilingual Whisper model; "
+                f"{engine.options.model} is English-only (set CALLCUE_FINAL_MODEL=embedded:base)"
+            )
+        return engine
+
+    def speaks(self, language: str) -> bool:
+        """Whether calls in `language` ("auto" included) can be recognized here."""
+        return language == "en" or self.final_engine.multilingual
 
     def start(self) -> None:
         for i in range(self.workers):
@@ -160,13 +189,23 @@ class RecognitionScheduler:
             first = self._partials.popitem(last=False)[1]
             batch = [first]
             if self.max_batch > 1 and self._partials:
+                engine = self._engine_or_none(first)
                 window = self.engine.window_for(first.audio.size / TARGET_RATE)
                 for key, job in list(self._partials.items()):
                     if len(batch) >= self.max_batch:
                         break
-                    if self.engine.window_for(job.audio.size / TARGET_RATE) == window:
+                    if (
+                        self.engine.window_for(job.audio.size / TARGET_RATE) == window
+                        and self._engine_or_none(job) is engine
+                    ):
                         batch.append(self._partials.pop(key))
             return batch
+
+    def _engine_or_none(self, job: RecognitionJob) -> WhisperEngine | None:
+        try:
+            return self.engine_for(job.final, job.language)
+        except ValueError:
+            return None
 
     def _run(self) -> None:
         lower_priority(self.engine.options.nice)  # feature extraction runs here
@@ -196,15 +235,30 @@ class RecognitionScheduler:
                 waited,
                 self.final_budget,
             )
+        engine = self.engine_for(job.final, job.language)
         if job.final:
             finals_waiting, partials_waiting = self.depths
             busy = finals_waiting > 0 or partials_waiting > self.workers
-            results = [self.engine.decode(job.audio, prompt=job.prompt, final=True, busy=busy)]
+            results = [
+                engine.decode(
+                    job.audio,
+                    prompt=job.prompt,
+                    final=True,
+                    busy=busy,
+                    context=job.context,
+                    context_s=job.context_s,
+                    language=job.language,
+                )
+            ]
         elif len(jobs) == 1:
-            results = [self.engine.decode(job.audio, prompt=job.prompt, prefix=job.prefix)]
+            results = [
+                engine.decode(
+                    job.audio, prompt=job.prompt, prefix=job.prefix, language=job.language
+                )
+            ]
         else:
-            results = self.engine.decode_partials(
-                [PartialRequest(j.audio, j.prompt, j.prefix) for j in jobs]
+            results = engine.decode_partials(
+                [PartialRequest(j.audio, j.prompt, j.prefix, j.language) for j in jobs]
             )
         self.stats.batches += 1
         seconds = time.monotonic() - started

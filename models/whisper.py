@@ -9,8 +9,8 @@ import threading
 import time
 import zlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import TypeVar
+from dataclasses import dataclass, field, replace
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -79,6 +79,7 @@ class Hypothesis:
     window_s: float = 0.0
     rejected: str | None = None  # why the text was dropped (no_speech, no_words, repetition, ...)
     seconds: float = 0.0  # wall time spent decoding
+    language: str = "en"  # what it was decoded as (detected, where `auto` was asked for)
 
     @property
     def ok(self) -> bool:
@@ -92,6 +93,7 @@ class PartialRequest:
     audio: Float32Array
     prompt: tuple[int, ...] = ()
     prefix: tuple[int, ...] = ()
+    language: str | None = None  # None: the engine's; "auto": detected
 
 
 @dataclass
@@ -100,6 +102,7 @@ class EngineStats:
     audio_seconds: float = 0.0
     busy_seconds: float = 0.0
     prompt_echoes: int = 0  # decodes that repeated their prompt and were done again without it
+    tails_recovered: int = 0  # finals that stopped short of their audio and were continued
     windows: dict[float, int] = field(default_factory=dict)
 
 
@@ -108,8 +111,20 @@ def compression_ratio(text: str) -> float:
     return len(data) / len(zlib.compress(data)) if data else 0.0
 
 
+# languages written without spaces between words (faster-whisper splits them by characters)
+NO_SPACES = frozenset({"zh", "ja", "th", "lo", "my", "yue"})
+
+
+def languages() -> tuple[str, ...]:
+    """Every language code Whisper knows ("en", "de", "ja", ...)."""
+    from faster_whisper.tokenizer import _LANGUAGE_CODES
+
+    return tuple(_LANGUAGE_CODES)
+
+
 _WORD = re.compile(r"\S+")
 _NOT_WORD = re.compile(r"[^\w']+")
+TAIL_S = 1.0  # a final whose last word ends this long before its audio is continued
 ECHO_MIN_WORDS = 4  # a repeated opening this long (or longer) counts as an echo of the prompt
 
 
@@ -167,13 +182,15 @@ class WhisperEngine:
         # CTranslate2's worker threads are started by the thread that loads the model and take
         # its priority: loaded from a lowered thread, every decode runs lowered
         self.model = _in_lowered_thread(load, opts.nice) if opts.nice > 0 else load()
-        multilingual = self.model.model.is_multilingual
+        self.multilingual = multilingual = bool(self.model.model.is_multilingual)
         self.tokenizer = Tokenizer(
             self.model.hf_tokenizer,
             multilingual,
             task="transcribe",
             language=opts.language if multilingual else "en",
         )
+        self._tokenizers = {self.tokenizer.language_code: self.tokenizer}
+        self._tokenizers_lock = threading.Lock()
         from faster_whisper.transcribe import get_suppressed_tokens
 
         self._suppress = list(get_suppressed_tokens(self.tokenizer, (-1,)) or [])
@@ -189,6 +206,40 @@ class WhisperEngine:
         )
 
     # -- tokens -------------------------------------------------------------------------
+    def tokenizer_for(self, language: str) -> Any:
+        """The tokenizer whose start sequence names `language` (and splits its words)."""
+        found = self._tokenizers.get(language)
+        if found is not None:
+            return found
+        if not self.multilingual:
+            raise ValueError(
+                f"Whisper {self.options.model} is English-only; language {language!r} needs a "
+                "multilingual model (CALLCUE_FINAL_MODEL=embedded:base)"
+            )
+        from faster_whisper.tokenizer import Tokenizer
+
+        with self._tokenizers_lock:
+            tokenizer = Tokenizer(
+                self.model.hf_tokenizer, True, task="transcribe", language=language
+            )
+            self._tokenizers[language] = tokenizer
+        return tokenizer
+
+    def _languages_of(self, requested: Sequence[str | None], encoder_output: object) -> list[str]:
+        """The language of each item of an encoder batch: as requested, the engine's own for
+        None, detected from the audio for "auto"."""
+        default = self.tokenizer.language_code
+        out = [default if r is None else r for r in requested]
+        if "auto" in out:
+            if not self.multilingual:
+                out = [default if r == "auto" else r for r in out]
+            else:
+                detected = self.model.model.detect_language(encoder_output)
+                for i, r in enumerate(out):
+                    if r == "auto":
+                        out[i] = str(detected[i][0][0])[2:-2]  # "<|de|>" -> "de"
+        return out
+
     def encode_text(self, text: str) -> list[int]:
         return list(self.tokenizer.encode(" " + text.strip())) if text.strip() else []
 
@@ -250,6 +301,13 @@ class WhisperEngine:
             return _rejected(hyp, "no_speech")
         return hyp
 
+    def _without_context(self, hyp: Hypothesis, n: int) -> Hypothesis:
+        """`hyp` less its first `n` tokens (the forced context)."""
+        if hyp.rejected is not None:
+            return hyp
+        tokens = hyp.tokens[n:]
+        return replace(hyp, text=self.tokenizer.decode(list(tokens)).strip(), tokens=tokens)
+
     def _cut_repetition(self, best: Hypothesis) -> Hypothesis:
         if best.rejected is None and best.text and not any(c.isalnum() for c in best.text):
             # "." or "..." from a silent or noisy window: nothing was said
@@ -263,24 +321,58 @@ class WhisperEngine:
         return best
 
     def _cut_beyond_audio(
-        self, best: Hypothesis, encoder_output: object, content_frames: int, final: bool
+        self,
+        best: Hypothesis,
+        encoder_output: object,
+        content_frames: int,
+        final: bool,
+        context: tuple[int, ...] = (),
+        context_s: float = 0.0,
     ) -> Hypothesis:
         """Words aligned at the very end of the audio were invented after it ended (a short
-        window lets Whisper "continue" the utterance): cut them. Finals keep the timings."""
+        window lets Whisper "continue" the utterance): cut them. Finals keep the timings.
+        `context`: tokens forced before `best.tokens` for the first `context_s` seconds of the
+        audio; they are aligned with it, and the timings are given from `context_s` on."""
         if not best.ok:
             return best
-        words = self._align(best.tokens, encoder_output, content_frames)
-        content_end = content_frames / FRAMES_PER_SECOND - 0.03
+        tk = self.tokenizer_for(best.language)
+        full = (*context, *best.tokens)
+        aligned = self._align_tokens(full, encoder_output, content_frames, tk)
+        # each word after the context, moved to the utterance's time, with where its tokens
+        # start and end in `full`; a word that began in the context ("then" + "?") is the
+        # context's, its punctuation too
+        words: list[WordTiming] = []
+        starts: list[int] = []
+        ends: list[int] = []
+        seen = 0
+        for word, n_tokens in aligned:
+            seen += n_tokens
+            if seen - n_tokens < len(context) or word is None:
+                continue
+            starts.append(seen - n_tokens)
+            words.append(
+                WordTiming(
+                    word=word.word,
+                    start=round(max(word.start - context_s, 0.0), 3),
+                    end=round(max(word.end - context_s, 0.0), 3),
+                    probability=word.probability,
+                )
+            )
+            ends.append(seen)
+        content_end = content_frames / FRAMES_PER_SECOND - 0.03 - context_s
         keep = len(words)
         while keep and words[keep - 1].start >= content_end:
             keep -= 1
-        if keep < len(words):
-            text = " ".join(w.word for w in words[:keep])
-            best = _replace_text(best, text, self.encode_text(text))
-            words = words[:keep]
-            if not words:
-                best = _rejected(best, "beyond_audio")
-        return _with_words(best, words) if final else best
+        if not words and not context:
+            return best  # nothing could be aligned: the text stands, untimed
+        if not keep:
+            return _rejected(best, "beyond_audio")
+        if keep < len(words) or (
+            context and (starts[0] > len(context) or ends[keep - 1] < len(full))
+        ):
+            tokens = full[starts[0] : ends[keep - 1]]
+            best = _replace_text(best, tk.decode(list(tokens)).strip(), list(tokens))
+        return _with_words(best, tuple(words[:keep])) if final else best
 
     def _count(self, seconds: float, elapsed: float, window: float, decodes: int = 1) -> None:
         with self._stats_lock:
@@ -297,13 +389,26 @@ class WhisperEngine:
         prefix: list[int] | tuple[int, ...] = (),
         final: bool = False,
         busy: bool = False,
+        context: tuple[int, ...] = (),
+        context_s: float = 0.0,
+        language: str | None = None,
+        recover: int = 2,
     ) -> Hypothesis:
-        """Decode one utterance (≤ 30 s). Partials: greedy, no fallback, no word timings."""
+        """Decode one utterance (≤ 30 s). Partials: greedy, no fallback, no word timings.
+
+        `context` (finals): the audio opens with `context_s` seconds already transcribed as
+        these tokens (the end of the channel's previous final; none for silence put before
+        it); they are forced, so the model hears the utterance with what led to it, and only
+        the words after them are returned, timed from `context_s`. `language`: a Whisper
+        language code, "auto" (detected from this audio) or None (the engine's own, English
+        unless configured otherwise). `recover`: how many times a final that stops short of
+        its audio is continued (`_recover_tail`)."""
         import ctranslate2
 
         started = time.perf_counter()
         opts = self.options
         kind = "final" if final else "partial"
+        given, given_context_s = audio, context_s  # for the decodes done again below
         audio = audio[: int(MAX_WINDOW_S * TARGET_RATE)]
         seconds = audio.size / TARGET_RATE
         window = self.window_for(seconds, final=final, busy=busy)
@@ -311,8 +416,10 @@ class WhisperEngine:
         encoder_output = self.model.model.encode(
             ctranslate2.StorageView.from_array(features[None]), to_cpu=False
         )
-        tk = self.tokenizer
-        full_prompt = [*self._context(prompt), *tk.sot_sequence, tk.no_timestamps, *prefix]
+        language = self._languages_of([language], encoder_output)[0]
+        tk = self.tokenizer_for(language)
+        forced = [*context, *prefix]
+        full_prompt = [*self._context(prompt), *tk.sot_sequence, tk.no_timestamps, *forced]
         max_new = int(seconds * opts.max_tokens_per_second) + 8
         max_length = min(len(full_prompt) + max_new, self.model.max_length)
 
@@ -330,11 +437,13 @@ class WhisperEngine:
                 max_length=max_length,
                 return_scores=True,
                 return_no_speech_prob=True,
-                suppress_blank=not prefix,
+                suppress_blank=not forced,
                 suppress_tokens=self._suppress,
                 **kwargs,
             )[0]
-            hyp = self._hypothesis(result, prefix, temperature, window)
+            hyp = replace(self._hypothesis(result, forced, temperature, window), language=language)
+            if context:
+                hyp = self._without_context(hyp, len(context))
             if hyp.rejected == "no_speech":
                 best = hyp
                 break
@@ -354,11 +463,95 @@ class WhisperEngine:
             log.info("%s decode repeated its prompt (%r); decoding without it", kind, best.text)
             with self._stats_lock:
                 self.stats.prompt_echoes += 1
-            return self.decode(audio, prefix=prefix, final=final, busy=busy)
-        best = self._cut_beyond_audio(best, encoder_output, content_frames, final)
+            return self.decode(
+                given,
+                prefix=prefix,
+                final=final,
+                busy=busy,
+                context=context,
+                context_s=given_context_s,
+                language=language,
+            )
+        best = self._cut_beyond_audio(
+            best, encoder_output, content_frames, final, context, context_s
+        )
+        if context and not best.ok and best.rejected != "no_speech":
+            # no words after the context ("?", or the model took the context for the whole
+            # audio): the utterance alone
+            log.debug("final with context gave %s; decoding it alone", best.rejected or "nothing")
+            skip = int(given_context_s * TARGET_RATE)
+            return self.decode(
+                given[skip:],
+                prompt=prompt,
+                prefix=prefix,
+                final=final,
+                busy=busy,
+                language=language,
+                recover=recover,
+            )
         elapsed = time.perf_counter() - started
         self._count(seconds, elapsed, window)
-        return _with_seconds(best, elapsed)
+        if final and recover > 0:
+            skip = int(given_context_s * TARGET_RATE)
+            best = self._recover_tail(best, given[skip:], prompt, busy, recover)
+        return _with_seconds(best, time.perf_counter() - started)
+
+    def _recover_tail(
+        self,
+        best: Hypothesis,
+        utterance: Float32Array,
+        prompt: list[int] | tuple[int, ...],
+        busy: bool,
+        recover: int,
+    ) -> Hypothesis:
+        """A final whose words stop more than `TAIL_S` before its audio does ended early
+        (Whisper emits its end-of-text after a few words of a longer turn: "The first
+        availability we have is" of a 7 s sentence): the rest is decoded, with the last words
+        heard as its left context, and joined on."""
+        if not (best.ok and best.words):
+            return best
+        last_end = best.words[-1].end
+        length = utterance.size / TARGET_RATE
+        if length - last_end <= TAIL_S:
+            return best
+        kept = [w for w in best.words if w.start >= last_end - 3.0]
+        lo = max(kept[0].start - 0.1, 0.0) if kept else last_end
+        joiner = "" if best.language in NO_SPACES else " "
+        context = tuple(self.encode_text(joiner.join(w.word for w in kept)))
+        cut = min(last_end + 0.05, length)
+        rest = self.decode(
+            utterance[int(lo * TARGET_RATE) :],
+            prompt=prompt,
+            final=True,
+            busy=busy,
+            context=context,
+            context_s=cut - lo,
+            language=best.language,
+            recover=recover - 1,
+        )
+        said = (*prompt, *self.encode_text(best.text))
+        if (
+            not rest.ok
+            or rest.avg_logprob < self.options.log_prob_threshold
+            or rest.no_speech_prob > self.options.no_speech_threshold
+            or self.echoes_prompt(rest.text, said)
+        ):
+            # unsure, or what was said before once more: the tail was noise or a pause
+            return best
+        with self._stats_lock:
+            self.stats.tails_recovered += 1
+        words = tuple(
+            WordTiming(w.word, round(w.start + cut, 3), round(w.end + cut, 3), w.probability)
+            for w in rest.words
+        )
+        log.debug("final continued after %.2fs of %.2fs: %r", last_end, length, rest.text)
+        return replace(
+            best,
+            text=f"{best.text}{joiner}{rest.text}",
+            tokens=best.tokens + rest.tokens,
+            words=best.words + words,
+            compression_ratio=compression_ratio(f"{best.text}{joiner}{rest.text}"),
+        )
 
     def decode_partials(self, jobs: Sequence[PartialRequest]) -> list[Hypothesis]:
         """Decode several channels' partials in one model call (greedy, as `decode` does one).
@@ -370,7 +563,9 @@ class WhisperEngine:
         """
         if len(jobs) == 1:
             job = jobs[0]
-            return [self.decode(job.audio, prompt=job.prompt, prefix=job.prefix)]
+            return [
+                self.decode(job.audio, prompt=job.prompt, prefix=job.prefix, language=job.language)
+            ]
         import ctranslate2
 
         started = time.perf_counter()
@@ -383,8 +578,10 @@ class WhisperEngine:
             ctranslate2.StorageView.from_array(np.stack([f for f, _ in prepared])), to_cpu=True
         )
         encoded = np.asarray(encoder_output)
-        tk = self.tokenizer
+        langs = self._languages_of([job.language for job in jobs], encoder_output)
+        tks = [self.tokenizer_for(lang) for lang in langs]
         keep = min(len(job.prompt) for job in jobs)
+        # every start sequence has the same length (with a language token or without)
         prompts = [
             [
                 *self._context(job.prompt if keep else (), keep),
@@ -392,7 +589,7 @@ class WhisperEngine:
                 tk.no_timestamps,
                 *job.prefix,
             ]
-            for job in jobs
+            for job, tk in zip(jobs, tks, strict=True)
         ]
         budgets = [
             len(p) + int(s * opts.max_tokens_per_second) + 8
@@ -411,7 +608,8 @@ class WhisperEngine:
         )
         out = []
         for i, (job, result) in enumerate(zip(jobs, results, strict=True)):
-            hyp = self._cut_repetition(self._hypothesis(result, job.prefix, 0.0, window))
+            hyp = replace(self._hypothesis(result, job.prefix, 0.0, window), language=langs[i])
+            hyp = self._cut_repetition(hyp)
             item = ctranslate2.StorageView.from_array(np.ascontiguousarray(encoded[i : i + 1]))
             out.append(self._cut_beyond_audio(hyp, item, prepared[i][1], final=False))
         elapsed = time.perf_counter() - started
@@ -431,40 +629,44 @@ class WhisperEngine:
                 return True
         return False
 
-    def _align(
-        self, tokens: tuple[int, ...], encoder_output: object, num_frames: int
-    ) -> tuple[WordTiming, ...]:
+    def _align_tokens(
+        self, tokens: tuple[int, ...], encoder_output: object, num_frames: int, tk: Any = None
+    ) -> list[tuple[WordTiming | None, int]]:
+        """Each aligned word with the number of tokens it took (None: tokens of no word)."""
         from faster_whisper.transcribe import merge_punctuations
 
         if not tokens:
-            return ()
+            return []
         alignment = self.model.find_alignment(
-            self.tokenizer, [list(tokens)], encoder_output, num_frames
+            tk or self.tokenizer, [list(tokens)], encoder_output, num_frames
         )[0]
         merge_punctuations(alignment, PREPEND_PUNCTUATIONS, APPEND_PUNCTUATIONS)
-        words = []
+        words: list[tuple[WordTiming | None, int]] = []
         for item in alignment:
             word = str(item["word"])
+            n_tokens = len(item["tokens"])
             if not word.strip():
+                words.append((None, n_tokens))
                 continue
-            words.append(
-                WordTiming(
-                    word=word.strip(),
-                    start=round(float(item["start"]), 3),
-                    end=round(float(item["end"]), 3),
-                    probability=round(float(item["probability"]), 4),
-                )
+            timing = WordTiming(
+                word=word.strip(),
+                start=round(float(item["start"]), 3),
+                end=round(float(item["end"]), 3),
+                probability=round(float(item["probability"]), 4),
             )
-        return tuple(words)
+            words.append((timing, n_tokens))
+        return words
 
-    def warmup(self) -> float:
-        """Run every encoder window once so the first call pays no first-use cost."""
+    def warmup(self, *, partials: bool = True, finals: bool = True) -> float:
+        """Run every encoder window once (of partials, finals or both) so the first call pays
+        no first-use cost."""
         started = time.perf_counter()
         rng = np.random.default_rng(0)
         opts = self.options
-        for window in sorted(
-            set(opts.windows) | set(opts.final_windows) | set(opts.final_windows_busy)
-        ):
+        windows = set(opts.windows) if partials else set()
+        if finals:
+            windows |= set(opts.final_windows) | set(opts.final_windows_busy)
+        for window in sorted(windows):
             noise = (rng.standard_normal(int(window * TARGET_RATE)) * 0.01).astype(np.float32)
             self.decode(noise, final=True)
         self.stats = EngineStats()
@@ -511,6 +713,7 @@ def _rejected(hyp: Hypothesis, reason: str) -> Hypothesis:
         temperature=hyp.temperature,
         window_s=hyp.window_s,
         rejected=reason,
+        language=hyp.language,
     )
 
 
@@ -523,6 +726,7 @@ def _replace_text(hyp: Hypothesis, text: str, tokens: list[int]) -> Hypothesis:
         compression_ratio=compression_ratio(text),
         temperature=hyp.temperature,
         window_s=hyp.window_s,
+        language=hyp.language,
     )
 
 
@@ -537,10 +741,9 @@ def _with_words(hyp: Hypothesis, words: tuple[WordTiming, ...]) -> Hypothesis:
         temperature=hyp.temperature,
         window_s=hyp.window_s,
         rejected=hyp.rejected,
+        language=hyp.language,
     )
 
 
 def _with_seconds(hyp: Hypothesis, seconds: float) -> Hypothesis:
-    from dataclasses import replace
-
     return replace(hyp, seconds=round(seconds, 4))

@@ -63,6 +63,15 @@ def engine():  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture(scope="session")
+def base_engine():  # type: ignore[no-untyped-def]
+    """Whisper base (`embedded:base`), the default finals' model."""
+    from models.resolve import EMBEDDED_BASE
+    from models.whisper import WhisperEngine, WhisperOptions
+
+    return WhisperEngine(WhisperOptions(model=EMBEDDED_BASE))
+
+
+@pytest.fixture(scope="session")
 def vad_model():  # type: ignore[no-untyped-def]
     from models.vad import SileroVad
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from audio.codec import ENCODINGS, MAX_RATE, MIN_RATE, AudioFormat, Encoding
 from audio.protocols.jsontext import parse_json_text
+from audio.protocols.vocabulary import check_language, parse_vocabulary
 
 # websocket close codes (RFC 6455 §7.4.1)
 CLOSE_NORMAL = 1000
@@ -26,7 +27,16 @@ CLOSE_TRY_AGAIN = 1013
 
 CALL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@+-]{0,127}\Z")
 CHANNEL = re.compile(r"^[a-z][a-z0-9_-]{0,31}\Z")
-START_FIELDS = {"type", "call_id", "encoding", "sample_rate", "channels", "metadata"}
+START_FIELDS = {
+    "type",
+    "call_id",
+    "encoding",
+    "sample_rate",
+    "channels",
+    "metadata",
+    "vocabulary",
+    "language",
+}
 REQUIRED = ("call_id", "encoding", "sample_rate")
 MAX_CHANNELS = 8
 MAX_METADATA_BYTES = 16_384
@@ -39,6 +49,8 @@ class StartCall:
     format: AudioFormat
     channels: tuple[str, ...]
     metadata: dict[str, Any] = field(default_factory=dict)
+    vocabulary: tuple[str, ...] = ()  # words the call is likely to contain (Whisper biasing)
+    language: str = "en"  # a Whisper language code, or "auto" (detected per channel)
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,12 +204,20 @@ class NativeIngestProtocol:
             return self._fail("bad_metadata", "metadata must be a JSON object")
         if len(json.dumps(metadata)) > MAX_METADATA_BYTES:
             return self._fail("bad_metadata", f"metadata exceeds {MAX_METADATA_BYTES} bytes")
+        vocabulary, problem = parse_vocabulary(message.get("vocabulary", []))
+        if problem is not None:
+            return self._fail("bad_vocabulary", problem)
+        language, problem = check_language(message.get("language", "en"))
+        if problem is not None:
+            return self._fail("bad_language", problem)
         enc: Encoding = encoding
         self.start = StartCall(
             call_id=call_id,
             format=AudioFormat(encoding=enc, sample_rate=rate, channels=len(channels)),
             channels=tuple(channels),
             metadata=metadata,
+            vocabulary=vocabulary,
+            language=language,
         )
         self.state = "streaming"
         return [self.start]

@@ -30,11 +30,22 @@ def test_env_and_flags() -> None:
         ({"CALLCUE_VAD_THRESHOLD": "2"}, "CALLCUE_VAD_THRESHOLD"),
         ({"CALLCUE_ENCODER_WINDOWS": "5,10"}, "largest being 30"),
         ({"CALLCUE_MODEL": "./missing-model"}, "does not exist"),
+        ({"CALLCUE_FINAL_MODEL": "embedded:large"}, "CALLCUE_FINAL_MODEL/--final-model="),
+        ({"CALLCUE_FINAL_MODEL": "./missing-model"}, "does not exist"),
     ],
 )
 def test_errors_name_the_setting(env: dict[str, str], words: str) -> None:
     with pytest.raises(SettingsError, match=words.replace("(", r"\(")):
         Settings.load(env=env)
+
+
+def test_two_passes_by_default_one_model_when_both_name_it() -> None:
+    s = Settings.load(env={})
+    assert (s.model, s.final_model, s.two_pass) == ("embedded:tiny.en", "embedded:base", True)
+    assert s.final_whisper.model == "embedded:base"
+    assert s.final_whisper.windows == s.whisper.windows  # same device, threads, windows
+    one = Settings.load(env={"CALLCUE_FINAL_MODEL": "embedded"})
+    assert not one.two_pass
 
 
 def test_flag_errors_name_the_flag() -> None:

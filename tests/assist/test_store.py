@@ -277,7 +277,7 @@ def test_crashed_calls_are_marked_interrupted_on_open(store_url: str) -> None:
     call = reopened.get_call("live")
     assert call is not None and call["outcome"] == "interrupted" and call["ended_at"]
     assert len(reopened.utterances("live")) == 2
-    assert reopened.schema_version() == 1
+    assert reopened.schema_version() == len(MIGRATIONS)
     reopened.close()
 
 
@@ -387,4 +387,33 @@ def test_nodes_starting_at_once_migrate_a_new_database_once() -> None:
     assert errors == []
     store = CallStore(url, recover=False)
     assert store.schema_version() == len(MIGRATIONS)
+    store.close()
+
+
+def test_the_language_of_each_final_is_stored_and_exported(store_url: str) -> None:
+    store = CallStore(store_url)
+    hub = EventHub()
+    hub.open("lang-1")
+    for event in (
+        CallStarted(call_id="lang-1", channels=("customer",), language="auto"),
+        TranscriptFinal(
+            call_id="lang-1",
+            channel="customer",
+            utterance=1,
+            start=0.2,
+            end=1.9,
+            text="Ich möchte meine Kreditkarte sperren lassen.",
+            language="de",
+        ),
+    ):
+        store.record(hub.publish(event))
+    call = store.get_call("lang-1")
+    assert call is not None
+    [utterance] = store.utterances("lang-1")
+    assert utterance["language"] == "de"
+    rows = list(csv.DictReader(io.StringIO(export(call, [utterance], "csv"))))
+    assert rows[0]["language"] == "de"
+    assert json.loads(export(call, [utterance], "json"))["utterances"][0]["language"] == "de"
+    started = store.events("lang-1", types=["call.started"])[0]
+    assert started["language"] == "auto"
     store.close()

@@ -38,12 +38,17 @@ secret_value = st.lists(
 ).map(lambda parts: "".join(a + b for a, b in parts))
 
 
+MODEL_SETTINGS = ("CALLCUE_MODEL/--model", "CALLCUE_FINAL_MODEL/--final-model")
+
+
 def load(env: dict[str, str]) -> Settings | SettingsError:
     try:
         return Settings.load(env=env, overrides={})
     except SettingsError as exc:
         message = str(exc)
-        assert re.match(r"^(CALLCUE_[A-Z_]+|CALLCUE_MODEL/--model)=", message), message
+        assert re.match(r"^(CALLCUE_[A-Z_]+|CALLCUE_(FINAL_)?MODEL/--(final-)?model)=", message), (
+            message
+        )
         return exc
 
 
@@ -53,7 +58,7 @@ def test_any_environment_gives_settings_or_a_settings_error(env: dict[str, str])
     result = load(env)
     if isinstance(result, SettingsError):
         named = str(result).split("=", 1)[0]
-        assert named in env or named == "CALLCUE_MODEL/--model"
+        assert named in env or named in MODEL_SETTINGS
         if named in {s.env for s in SECRETS}:
             assert str(result).startswith(f"{named}=(hidden): ")
 
