@@ -8,7 +8,8 @@ server dropped or skipped, and the probe's WER. Reports the largest N that holds
 p95 ≤ 1.5 s and partial p50 ≤ 1 s with WER within 5 % of the single-call run.
 
 The same ramp runs against a peer-style configuration of the same server (every step decodes
-a full 30 s window, no cut windows, no batching across channels) as the baseline.
+a full 30 s window, no cut windows, no batching across channels) as the baseline, and
+against tiny.en for both passes (`callcue_tiny_only`: what the two passes cost).
 
     .venv/bin/python -m benchmarks.capacity [--calls 1 2 4 8 10 12] [--pair-seconds 60]
 """
@@ -29,7 +30,9 @@ from benchmarks.server import ServerProcess
 
 PROBE = "tel_asterisk_allison_demo-instruct.wav"
 CONFIGS = {
-    "callcue": [],
+    "callcue": [],  # the default: tiny.en partials, base finals
+    # one model for both passes (the default before the two passes)
+    "callcue_tiny_only": ["--final-model", "embedded:tiny.en"],
     # the default before one worker per core: one decode at a time using every core
     "callcue_one_worker": ["--asr-workers", "1"],
     # open-source streaming Whisper servers: every step decodes a full 30 s window, channels
@@ -171,7 +174,10 @@ def main() -> None:
     parser.add_argument("--pair-seconds", type=float, default=60.0)
     parser.add_argument("--stagger", type=float, default=1.0)
     parser.add_argument(
-        "--configs", nargs="+", default=["callcue", "peer_full_window"], choices=list(CONFIGS)
+        "--configs",
+        nargs="+",
+        default=["callcue", "callcue_tiny_only", "peer_full_window"],
+        choices=list(CONFIGS),
     )
     args = parser.parse_args()
     full = load_call_audio([DATA / PAIR[0], DATA / PAIR[1]])
@@ -197,10 +203,14 @@ def main() -> None:
         # None: the peer-style server holds the budget at no N (the ratio has no finite value)
         peer = summary["peer_full_window"]
         summary["ratio"] = round(summary["callcue"] / peer, 2) if peer else None
+    if "callcue" in summary and "callcue_tiny_only" in summary:
+        tiny = summary["callcue_tiny_only"]
+        summary["two_pass_vs_tiny_only"] = round(summary["callcue"] / tiny, 2) if tiny else None
     path = write_result(
         "capacity",
         {
-            "model": "embedded:tiny.en int8 cpu",
+            "model": "partials embedded:tiny.en, finals embedded:base (callcue_tiny_only: "
+            "tiny.en for both), int8 cpu",
             "pair_seconds": args.pair_seconds,
             "budget": {"final_p95_s": 1.5, "partial_p50_s": 1.0, "wer_vs_single_call": 1.05},
             "summary": summary,

@@ -250,7 +250,8 @@ def main() -> None:
     path = write_result(
         args.out,
         {
-            "model": "embedded:tiny.en int8 cpu (unless server_args say otherwise)",
+            "model": "partials embedded:tiny.en, finals embedded:base, int8 cpu "
+            "(unless server_args say otherwise)",
             "server_args": args.server_args,
             "workload": [w.name for w in loads],
             "runs": results,
