@@ -17,7 +17,7 @@ import numpy as np
 from audio.codec import TARGET_RATE, Float32Array
 from audio.vad import SpeechEnded, SpeechStarted, VadSegmenter
 from models.scheduler import BUSY, OVERLOADED, RecognitionJob, RecognitionScheduler
-from models.whisper import Hypothesis, WhisperEngine, WordTiming
+from models.whisper import Hypothesis, WhisperEngine, WordTiming, text_from
 
 log = logging.getLogger("callcue.asr")
 
@@ -77,18 +77,6 @@ VOCABULARY_TOKENS = 100
 
 def _norm(word: str) -> str:
     return _NORM.sub("", word.lower())
-
-
-def text_from(text: str, words: tuple[WordTiming, ...], first: int) -> str:
-    """`text` from its word number `first` on, as written (timed words lose the spacing of
-    "d'où" or of languages without spaces): each word is found from the end of the text."""
-    pos = len(text)
-    for word in reversed(words[first:]):
-        found = text.rfind(word.word, 0, pos)
-        if found < 0:  # the timed words were rewritten: fall back to them
-            return " ".join(w.word for w in words[first:])
-        pos = found
-    return text[pos:]
 
 
 def agreed_prefix(a: list[str], b: list[str]) -> int:
@@ -344,7 +332,6 @@ class StreamingTranscriber:
         previous, words, text = last
         end = previous.size / TARGET_RATE
         chosen = [w for w in words if end - (w.start - 0.1) <= budget]
-        said = text_from(text, words, len(words) - len(chosen))
         if not chosen:
             return RecognitionJob(
                 key=self.key,
@@ -360,7 +347,7 @@ class StreamingTranscriber:
             audio=np.concatenate([left, audio]),
             final=True,
             prompt=self._prompt(engine, drop=len(chosen)),
-            context=tuple(engine.encode_text(said)),
+            context=tuple(engine.encode_text(text_from(text, words, len(words) - len(chosen)))),
             context_s=left.size / TARGET_RATE,
             language=self.language,
         )

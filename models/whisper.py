@@ -517,7 +517,9 @@ class WhisperEngine:
         kept = [w for w in best.words if w.start >= last_end - 3.0]
         lo = max(kept[0].start - 0.1, 0.0) if kept else last_end
         joiner = "" if best.language in NO_SPACES else " "
-        context = tuple(self.encode_text(joiner.join(w.word for w in kept)))
+        context = tuple(
+            self.encode_text(text_from(best.text, best.words, len(best.words) - len(kept)))
+        )
         cut = min(last_end + 0.05, length)
         rest = self.decode(
             utterance[int(lo * TARGET_RATE) :],
@@ -701,6 +703,18 @@ def _in_lowered_thread(fn: Callable[[], T], nice: int) -> T:
     if errors:
         raise errors[0]
     return box[0]
+
+
+def text_from(text: str, words: tuple[WordTiming, ...], first: int) -> str:
+    """`text` from its word number `first` on, as written (timed words lose the spacing of
+    "d'où" or of languages without spaces): each word is found from the end of the text."""
+    pos = len(text)
+    for word in reversed(words[first:]):
+        found = text.rfind(word.word, 0, pos)
+        if found < 0:  # the timed words were rewritten: fall back to them
+            return " ".join(w.word for w in words[first:])
+        pos = found
+    return text[pos:]
 
 
 def _rejected(hyp: Hypothesis, reason: str) -> Hypothesis:
