@@ -471,6 +471,7 @@ class WhisperEngine:
                 context=context,
                 context_s=given_context_s,
                 language=language,
+                recover=recover,
             )
         best = self._cut_beyond_audio(
             best, encoder_output, content_frames, final, context, context_s
