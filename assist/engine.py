@@ -328,18 +328,7 @@ class CallAssist:
         self.elapsed = max(self.elapsed, end)
         if analysis is None:
             return self._not_read(channel, utterance, text, entities, language)
-        events: list[Event] = []
-        if entities:
-            for entity in entities:
-                self.entities[entity.kind] = entity.value
-            events.append(
-                EntitiesEvent(
-                    call_id=self.call_id,
-                    channel=channel,
-                    utterance=utterance,
-                    entities=tuple(e.to_json() for e in entities),
-                )
-            )
+        events = self._entities(channel, utterance, entities)
         events += self._sentiment(channel, utterance, analysis.sentiment)
         if channel == "customer":
             self.customer_turns += 1
@@ -353,6 +342,21 @@ class CallAssist:
         events += self._actions(channel, utterance)
         return events
 
+    def _entities(self, channel: str, utterance: int, entities: Sequence[Entity]) -> list[Event]:
+        """Remember the entities a final named; the event that lists them (none: no event)."""
+        if not entities:
+            return []
+        for entity in entities:
+            self.entities[entity.kind] = entity.value
+        return [
+            EntitiesEvent(
+                call_id=self.call_id,
+                channel=channel,
+                utterance=utterance,
+                entities=tuple(e.to_json() for e in entities),
+            )
+        ]
+
     def _not_read(
         self,
         channel: str,
@@ -362,18 +366,7 @@ class CallAssist:
         language: str,
     ) -> list[Event]:
         why = f"the intent and sentiment models read English only; this is {language}"
-        events: list[Event] = []
-        if entities:
-            for entity in entities:
-                self.entities[entity.kind] = entity.value
-            events.append(
-                EntitiesEvent(
-                    call_id=self.call_id,
-                    channel=channel,
-                    utterance=utterance,
-                    entities=tuple(e.to_json() for e in entities),
-                )
-            )
+        events = self._entities(channel, utterance, entities)
         events.append(
             SentimentEvent(
                 call_id=self.call_id,
