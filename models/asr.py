@@ -307,25 +307,26 @@ class StreamingTranscriber:
         utterance's encoder window, or silence before it at the start of the channel."""
         self._final_audio[utt] = audio
         engine = self.final_engine
-        last = self._last_final
+
+        def job(
+            before: Float32Array | None = None, context: tuple[int, ...] = (), drop: int = 0
+        ) -> RecognitionJob:
+            """The job for `audio` with `before` (already heard as `context`) put first."""
+            return RecognitionJob(
+                key=self.key,
+                audio=audio if before is None else np.concatenate([before, audio]),
+                final=True,
+                prompt=self._prompt(engine, drop=drop),
+                context=context,
+                context_s=0.0 if before is None else before.size / TARGET_RATE,
+                language=self.language,
+            )
+
         if start < self._pad and self.options.lead_ms > 0:
-            lead = np.zeros(self.options.lead_ms * TARGET_RATE // 1000, dtype=np.float32)
-            return RecognitionJob(
-                key=self.key,
-                audio=np.concatenate([lead, audio]),
-                final=True,
-                prompt=self._prompt(engine),
-                context_s=lead.size / TARGET_RATE,
-                language=self.language,
-            )
+            return job(np.zeros(self.options.lead_ms * TARGET_RATE // 1000, dtype=np.float32))
+        last = self._last_final
         if self.options.context_s <= 0 or last is None or self._emitted != self._submitted:
-            return RecognitionJob(
-                key=self.key,
-                audio=audio,
-                final=True,
-                prompt=self._prompt(engine),
-                language=self.language,
-            )
+            return job()
         seconds = audio.size / TARGET_RATE
         window = engine.window_for(seconds, final=True)
         budget = min(self.options.context_s, window - engine.options.window_margin_s - seconds)
@@ -333,23 +334,13 @@ class StreamingTranscriber:
         end = previous.size / TARGET_RATE
         chosen = [w for w in words if end - (w.start - 0.1) <= budget]
         if not chosen:
-            return RecognitionJob(
-                key=self.key,
-                audio=audio,
-                final=True,
-                prompt=self._prompt(engine),
-                language=self.language,
-            )
-        left = previous[max(int((chosen[0].start - 0.1) * TARGET_RATE), 0) :]
+            return job()
         self.context_used += 1
-        return RecognitionJob(
-            key=self.key,
-            audio=np.concatenate([left, audio]),
-            final=True,
-            prompt=self._prompt(engine, drop=len(chosen)),
-            context=tuple(engine.encode_text(text_from(text, words, len(words) - len(chosen)))),
-            context_s=left.size / TARGET_RATE,
-            language=self.language,
+        said = text_from(text, words, len(words) - len(chosen))
+        return job(
+            previous[max(int((chosen[0].start - 0.1) * TARGET_RATE), 0) :],
+            tuple(engine.encode_text(said)),
+            drop=len(chosen),
         )
 
     # -- partials -----------------------------------------------------------------------
