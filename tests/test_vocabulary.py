@@ -129,6 +129,8 @@ def test_the_vocabulary_opens_every_prompt_and_changes_a_real_recognition(
 
 
 async def started_event(server_url: str, call_id: str) -> dict[str, Any]:
+    """The first event a screen of `call_id` gets, whenever it connects: `call.started` comes
+    first from the live call, from its history, or from the store once it has ended."""
     async with connect(f"{server_url}/v1/calls/{call_id}/events") as ws:
         return dict(json.loads(await asyncio.wait_for(ws.recv(), timeout=60)))
 
@@ -149,7 +151,6 @@ async def test_each_source_reaches_the_call(server: Any) -> None:
     # Twilio
     call_id = "vocab-tw-" + uuid.uuid4().hex[:6]
     screen = asyncio.create_task(started_event(server.url, call_id))
-    await asyncio.sleep(0.2)
     await simulate_twilio(
         server.url,
         audio,
@@ -162,7 +163,6 @@ async def test_each_source_reaches_the_call(server: Any) -> None:
     # AudioHook
     conversation = str(uuid.uuid4())
     screen = asyncio.create_task(started_event(server.url, conversation))
-    await asyncio.sleep(0.2)
     await simulate_audiohook(
         server.url,
         audio,
