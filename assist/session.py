@@ -132,6 +132,13 @@ class Services:
             lambda: [((), sum(e.stats.prompt_echoes for e in self.engines))],
             kind="counter",
         )
+        m.labelled_gauge(
+            "callcue_finals_continued_total",
+            "Finals that stopped more than 1 s before their audio and had the rest decoded",
+            (),
+            lambda: [((), sum(e.stats.tails_recovered for e in self.engines))],
+            kind="counter",
+        )
         stats = self.scheduler.stats
         m.labelled_gauge(
             "callcue_finals_overdue_total",

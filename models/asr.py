@@ -147,7 +147,6 @@ class StreamingTranscriber:
         self._final_audio: dict[int, Float32Array] = {}  # utterance -> audio of its final job
         # audio, words (timed from its start) and text of the last final: left context
         self._last_final: tuple[Float32Array, tuple[WordTiming, ...], str] | None = None
-        self.context_used = 0
         self._finals: asyncio.Queue[tuple[int, int, int, asyncio.Future[Hypothesis | None]] | None]
         self._finals = asyncio.Queue()
         self._emitter: asyncio.Task[None] | None = None
@@ -335,7 +334,6 @@ class StreamingTranscriber:
         chosen = [w for w in words if end - (w.start - 0.1) <= budget]
         if not chosen:
             return job()
-        self.context_used += 1
         said = text_from(text, words, len(words) - len(chosen))
         return job(
             previous[max(int((chosen[0].start - 0.1) * TARGET_RATE), 0) :],
