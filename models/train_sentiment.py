@@ -38,8 +38,9 @@ from typing import Any
 import numpy as np
 
 from models.classifiers import SENTIMENT_HEAD, SENTIMENT_LABELS, SentimentModel
-from models.encoder import BRANCH_LINEARS, TextEncoder, package_model_dir
+from models.encoder import TextEncoder
 from models.heads import LinearHead, _fit_temperature
+from models.lora import TopLayers
 
 ROOT = Path(__file__).resolve().parent.parent
 CLINC_TRAIN = "intent/clinc150/train.csv"
@@ -160,15 +161,6 @@ class Settings:
     max_tokens: int = 128
 
 
-PARAMS = (
-    *(name + part for name in BRANCH_LINEARS for part in (".weight", ".bias")),
-    "attention.output.LayerNorm.weight",
-    "attention.output.LayerNorm.bias",
-    "output.LayerNorm.weight",
-    "output.LayerNorm.bias",
-)
-
-
 def finetune(
     train: tuple[list[str], list[str]],
     devs: dict[str, tuple[list[str], list[str]]],
@@ -177,163 +169,29 @@ def finetune(
     """LoRA-tune layers `settings.start`… ; returns the artifact's arrays and the dev scores."""
     import torch  # type: ignore[import-not-found, unused-ignore]  # the `train` extra
     import torch.nn.functional as F  # type: ignore[import-not-found, unused-ignore]
-    from safetensors.numpy import load_file
-    from tokenizers import Tokenizer
 
     torch.manual_seed(settings.seed)
     torch.set_num_threads(settings.threads)
     rng = np.random.default_rng(settings.seed)
-    model_dir = package_model_dir()
-    config = json.loads((model_dir / "config.json").read_text())
-    heads = int(config["num_attention_heads"])
-    depth = int(config["num_hidden_layers"])
-    hidden = int(config["hidden_size"])
-    eps = float(config.get("layer_norm_eps", 1e-12))
-    base = {
-        k: torch.from_numpy(np.asarray(v, np.float32))
-        for k, v in load_file(str(model_dir / "model.safetensors")).items()
-    }
-    tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
-    tokenizer.enable_truncation(max_length=settings.max_tokens)
-    tokenizer.no_padding()
-    scale = settings.alpha / settings.rank
-    Lora = dict[str, tuple[torch.Tensor, torch.Tensor]]
-
-    def layer(
-        x: torch.Tensor,
-        bias: torch.Tensor,
-        p: dict[str, torch.Tensor],
-        lora: Lora,
-        train: bool,
-    ) -> torch.Tensor:
-        drop = settings.dropout if train else 0.0
-
-        def linear(h: torch.Tensor, name: str) -> torch.Tensor:
-            out = F.linear(h, p[name + ".weight"], p[name + ".bias"])
-            if name in lora:
-                a, b = lora[name]
-                out = out + F.linear(F.linear(F.dropout(h, drop, train), a), b) * scale
-            return out
-
-        batch, width, _ = x.shape
-
-        def split(t: torch.Tensor) -> torch.Tensor:
-            return t.view(batch, width, heads, hidden // heads).transpose(1, 2)
-
-        q = split(linear(x, "attention.self.query"))
-        k = split(linear(x, "attention.self.key"))
-        v = split(linear(x, "attention.self.value"))
-        scores = q @ k.transpose(-1, -2) / math.sqrt(hidden // heads) + bias
-        ctx = (F.dropout(scores.softmax(-1), drop, train) @ v).transpose(1, 2)
-        attn = F.dropout(
-            linear(ctx.reshape(batch, width, hidden), "attention.output.dense"), drop, train
-        )
-        x = F.layer_norm(
-            attn + x,
-            (hidden,),
-            p["attention.output.LayerNorm.weight"],
-            p["attention.output.LayerNorm.bias"],
-            eps,
-        )
-        ffn = linear(F.gelu(linear(x, "intermediate.dense")), "output.dense")
-        return F.layer_norm(
-            F.dropout(ffn, drop, train) + x,
-            (hidden,),
-            p["output.LayerNorm.weight"],
-            p["output.LayerNorm.bias"],
-            eps,
-        )
-
-    def padded(rows: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        width = max(r.shape[0] for r in rows)
-        x = torch.zeros(len(rows), width, *rows[0].shape[1:], dtype=rows[0].dtype)
-        mask = torch.zeros(len(rows), width)
-        for i, r in enumerate(rows):
-            x[i, : r.shape[0]] = r
-            mask[i, : r.shape[0]] = 1
-        return x, mask
-
-    def trunk(texts: list[str]) -> list[torch.Tensor]:
-        """Output of the frozen layers, per sentence [tokens, hidden] in fp16."""
-        ids = [
-            torch.tensor(e.ids)
-            for e in tokenizer.encode_batch([t if t.strip() else "." for t in texts])
-        ]
-        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-        out: list[torch.Tensor] = [torch.empty(0)] * len(ids)
-        with torch.no_grad():
-            for s in range(0, len(order), 128):
-                chunk = order[s : s + 128]
-                tokens, mask = padded([ids[i] for i in chunk])
-                bias = (1 - mask)[:, None, None, :] * -1e4
-                x = (
-                    base["embeddings.word_embeddings.weight"][tokens]
-                    + base["embeddings.position_embeddings.weight"][: tokens.shape[1]]
-                    + base["embeddings.token_type_embeddings.weight"][0]
-                )
-                x = F.layer_norm(
-                    x,
-                    (hidden,),
-                    base["embeddings.LayerNorm.weight"],
-                    base["embeddings.LayerNorm.bias"],
-                    eps,
-                )
-                for i in range(settings.start):
-                    p = {n: base[f"encoder.layer.{i}.{n}"] for n in PARAMS}
-                    x = layer(x, bias, p, {}, False)
-                for row, i in enumerate(chunk):
-                    out[i] = x[row, : len(ids[i])].to(torch.float16).clone()
-        return out
-
+    model = TopLayers(
+        start=settings.start,
+        rank=settings.rank,
+        alpha=settings.alpha,
+        dropout=settings.dropout,
+        max_tokens=settings.max_tokens,
+    )
     started = time.perf_counter()
-    train_h = trunk(train[0])
-    dev_h = {name: trunk(texts) for name, (texts, _) in devs.items()}
+    train_h = model.trunk(train[0])
+    dev_h = {name: model.trunk(texts) for name, (texts, _) in devs.items()}
     print(f"frozen layers cached in {time.perf_counter() - started:.0f}s", flush=True)
 
-    top = range(settings.start, depth)
-    params: dict[int, dict[str, torch.Tensor]] = {}
-    loras: dict[int, Lora] = {}
-    trainable: list[torch.Tensor] = []
-    for i in top:
-        params[i] = {}
-        for n in PARAMS:
-            t = base[f"encoder.layer.{i}.{n}"].clone()
-            if not n.endswith(".weight") or "LayerNorm" in n:
-                t.requires_grad_(True)
-                trainable.append(t)
-            params[i][n] = t
-        loras[i] = {}
-        for n in BRANCH_LINEARS:
-            out_dim, in_dim = params[i][n + ".weight"].shape
-            a = (torch.randn(settings.rank, in_dim) / math.sqrt(in_dim)).requires_grad_(True)
-            b = torch.zeros(out_dim, settings.rank, requires_grad=True)
-            loras[i][n] = (a, b)
-            trainable += [a, b]
-    head_w = torch.zeros(len(SENTIMENT_LABELS), hidden, requires_grad=True)
+    head_w = torch.zeros(len(SENTIMENT_LABELS), model.hidden, requires_grad=True)
     head_b = torch.zeros(len(SENTIMENT_LABELS), requires_grad=True)
-    trainable += [head_w, head_b]
-
-    def pooled(rows: list[torch.Tensor], train: bool) -> torch.Tensor:
-        x, mask = padded(rows)
-        x = x.float()
-        bias = (1 - mask)[:, None, None, :] * -1e4
-        for i in top:
-            x = layer(x, bias, params[i], loras[i], train)
-        return (x * mask[:, :, None]).sum(1) / mask.sum(1, keepdim=True)
+    trainable = [*model.trainable, head_w, head_b]
 
     def dev_logits() -> dict[str, np.ndarray]:
-        out = {}
-        with torch.no_grad():
-            for name, rows in dev_h.items():
-                order = sorted(range(len(rows)), key=lambda i: rows[i].shape[0])
-                logits = np.zeros((len(rows), len(SENTIMENT_LABELS)), np.float32)
-                for s in range(0, len(order), 128):
-                    chunk = order[s : s + 128]
-                    logits[chunk] = F.linear(
-                        pooled([rows[i] for i in chunk], False), head_w, head_b
-                    ).numpy()
-                out[name] = logits
-        return out
+        weight, bias = head_w.detach().numpy(), head_b.detach().numpy()
+        return {name: model.pooled_all(rows) @ weight.T + bias for name, rows in dev_h.items()}
 
     y = torch.tensor([SENTIMENT_LABELS.index(label) for label in train[1]])
     counts = np.bincount(y.numpy(), minlength=len(SENTIMENT_LABELS))
@@ -366,7 +224,9 @@ def finetune(
     stream = batches()
     for step in range(1, total + 1):
         chunk = next(stream)
-        features = F.dropout(pooled([train_h[i] for i in chunk], True), settings.dropout, True)
+        features = F.dropout(
+            model.pooled([train_h[i] for i in chunk], True), settings.dropout, True
+        )
         loss = F.cross_entropy(F.linear(features, head_w, head_b), y[chunk], weight=weight)
         optimizer.zero_grad()
         torch.autograd.backward(loss)
@@ -393,19 +253,11 @@ def finetune(
             np.concatenate([[SENTIMENT_LABELS.index(g) for g in devs[n][1]] for n in calib]),
         )
         artifact = {
-            "branch_start": np.array(settings.start, np.int64),
-            "lora_scale": np.array(scale, np.float32),
+            **model.arrays(),
             "head_weight": head_w.detach().numpy().T.copy(),
             "head_bias": head_b.detach().numpy().copy(),
             "temperature": np.array(temperature, np.float32),
         }
-        for i in top:
-            for n, t in params[i].items():
-                if t.requires_grad:
-                    artifact[f"encoder.layer.{i}.{n}"] = t.detach().numpy().copy()
-            for n, (a, b) in loras[i].items():
-                artifact[f"lora.{i}.{n}.A"] = a.detach().numpy().copy()
-                artifact[f"lora.{i}.{n}.B"] = b.detach().numpy().copy()
     return artifact, best
 
 
