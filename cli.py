@@ -8,6 +8,7 @@ import asyncio
 import json
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -340,6 +341,50 @@ def cmd_classify(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    """Tune the text encoder on a playbook's intent examples (cached by their hash)."""
+    from assist.playbook import PlaybookError, load_playbook
+    from models.train_intents import train
+
+    try:
+        playbook = load_playbook(Path(args.playbook) if args.playbook else None)
+    except (PlaybookError, OSError) as exc:
+        print(f"callcue train: {exc}", file=sys.stderr)
+        return 2
+    texts, labels = playbook.intent_examples()
+    if len(set(labels)) < 2:
+        print(f"callcue train: {playbook.path}: needs at least two intents", file=sys.stderr)
+        return 2
+    bar = None
+    if not args.quiet:
+        from tqdm import tqdm
+
+        bar = tqdm(total=0, unit="step", desc=f"tuning {len(set(labels))} intents")
+
+    def progress(step: int, steps: int, loss: float) -> None:
+        if bar is not None:
+            bar.total = steps
+            bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
+            bar.update(1)
+
+    started = time.perf_counter()
+    out = train(texts, labels, threads=args.threads, force=args.force, progress=progress)
+    if bar is not None:
+        bar.close()
+    print(
+        json.dumps(
+            {
+                "playbook": str(playbook.path),
+                "intents": len(set(labels)),
+                "examples": len(texts),
+                "artifact": str(out),
+                "seconds": round(time.perf_counter() - started, 1),
+            }
+        )
+    )
+    return 0
+
+
 def cmd_watch(args: argparse.Namespace) -> int:
     """Print every event of a call as a screen on that server gets it, one JSON line each."""
     from urllib.parse import quote, urlencode
@@ -501,6 +546,14 @@ def main(argv: list[str] | None = None) -> int:
     cl.add_argument("texts", nargs="*", metavar="TEXT", help="utterances (default: stdin lines)")
     cl.add_argument("--playbook", help="playbook YAML (default: the shipped retail playbook)")
 
+    tn = sub.add_parser(
+        "train", help="tune the text encoder on a playbook's intents (about a minute)"
+    )
+    tn.add_argument("playbook", nargs="?", help="playbook YAML (default: the shipped one)")
+    tn.add_argument("--threads", type=int, default=os.cpu_count() or 2)
+    tn.add_argument("--force", action="store_true", help="train again even if cached")
+    tn.add_argument("--quiet", action="store_true", help="no progress bar")
+
     if argv and argv[0] == "serve":
         import server
 
@@ -516,6 +569,8 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_simulate(args)
     if args.command == "classify":
         return cmd_classify(args)
+    if args.command == "train":
+        return cmd_train(args)
     if args.command == "import":
         return cmd_import(args)
     return cmd_transcribe(args)

@@ -39,6 +39,7 @@ from assist.events import (
 from assist.playbook import ActionRule, Conditions, Playbook, Reply, load_playbook, template_slots
 from models.classifiers import IntentClassifier, IntentResult, SentimentModel, SentimentResult
 from models.encoder import Encoded, TextEncoder
+from models.train_intents import find_artifact
 
 log = logging.getLogger("callcue.assist")
 
@@ -99,9 +100,7 @@ class AssistModels:
         self.directory = directory
         self.options = options or AssistOptions()
         threshold = self.options.intent_threshold or playbook.intent_threshold
-        texts = [e for i in playbook.intents for e in i.examples]
-        labels = [i.id for i in playbook.intents for _ in i.examples]
-        self.intents = IntentClassifier.train(encoder, texts, labels)
+        self.intents = IntentClassifier.train(encoder, *playbook.intent_examples())
         if threshold is not None:
             self.intents.threshold = threshold
         self.articles = encoder.embed([f"{a.title}. {a.body}" for a in playbook.articles])
@@ -131,13 +130,25 @@ class AssistModels:
         customers_path: Any = None,
         options: AssistOptions | None = None,
         threads: int = 1,
+        tuned_intents: bool = True,
     ) -> AssistModels:
+        """`tuned_intents` False: the frozen features even where `callcue train` has tuned
+        the playbook (benchmarks compare the two)."""
         playbook = load_playbook(playbook_path)
         directory = JsonDirectory(customers_path) if customers_path else None
         sentiment = SentimentModel.load()
-        # one encoder pass serves both: the sentiment model's fine-tuned layers are a branch
-        # of the encoder graph (base outputs unchanged for intents, articles and checklist)
-        encoder = TextEncoder(threads=threads, branch=sentiment.branch)
+        texts, labels = playbook.intent_examples()
+        intent_branch = find_artifact(texts, labels) if sentiment.branch and tuned_intents else None
+        if intent_branch is None and tuned_intents:
+            log.warning(
+                "playbook %r: its intents are not tuned (intents from frozen features, less "
+                "accurate); `callcue train %s` tunes them in about a minute",
+                playbook.name,
+                playbook_path or "",
+            )
+        # one encoder pass serves all: the sentiment model's and the playbook's tuned layers
+        # are branches of the encoder graph (base outputs unchanged for articles and checklist)
+        encoder = TextEncoder(threads=threads, branch=sentiment.branch, intent_branch=intent_branch)
         return cls(encoder, playbook, sentiment, directory, options)
 
     def lookup(self, metadata: dict[str, Any]) -> Customer | None:
@@ -159,6 +170,7 @@ class AssistModels:
         # (text row or -1, context row or -1, sentence rows, sentence weights)
         slots: list[tuple[int, int, list[int], list[float]]] = []
         sentiment_rows: list[int] = []
+        intent_rows: list[int] = []  # a customer's utterances and their contexts
         for request in requests:
             parts: list[str] = []
             if request.channel == "agent" and request.sentences:
@@ -176,10 +188,13 @@ class AssistModels:
             if request.context:
                 context_row = len(texts)
                 texts.append(f"{request.context} {request.text}")
+            if request.channel == "customer":
+                intent_rows.extend(r for r in (row, context_row) if r >= 0)
             slots.append((row, context_row, [], []))
-        # the sentiment branch runs for the utterances (or their sentences), not the contexts
-        encoded = self.encoder.encode(texts, sentiment_rows=sentiment_rows)
-        intents = self.intents.classify(encoded)
+        # the sentiment branch runs for the utterances (or their sentences), not the contexts;
+        # the intent branch for what a customer said
+        encoded = self.encoder.encode(texts, sentiment_rows=sentiment_rows, intent_rows=intent_rows)
+        intents = self.intents.classify(encoded, texts=texts)
         sentiments = self.sentiment.classify(encoded)
         out = []
         for request, (row, context_row, sentence_rows, weights) in zip(
@@ -215,7 +230,11 @@ class AssistModels:
     def classify_text(self, texts: Sequence[str]) -> list[tuple[IntentResult, SentimentResult]]:
         encoded: Encoded = self.encoder.encode(list(texts))
         return list(
-            zip(self.intents.classify(encoded), self.sentiment.classify(encoded), strict=True)
+            zip(
+                self.intents.classify(encoded, texts=texts),
+                self.sentiment.classify(encoded),
+                strict=True,
+            )
         )
 
 

@@ -165,6 +165,13 @@ class Playbook:
     def intent(self, intent_id: str) -> Intent:
         return self._by_id[intent_id]
 
+    def intent_examples(self) -> tuple[list[str], list[str]]:
+        """Every intent example and its intent id, in playbook order (what intents train on)."""
+        return (
+            [e for i in self.intents for e in i.examples],
+            [i.id for i in self.intents for _ in i.examples],
+        )
+
     def label(self, intent_id: str | None) -> str:
         """The intent's label ("" for none; the id itself for an unknown one)."""
         if not intent_id:

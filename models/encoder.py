@@ -123,13 +123,22 @@ def branch_path(base: Path) -> Path:
     return base.with_name(base.stem + "-branch.onnx")
 
 
-def export_onnx(model_dir: Path, out: Path, branch: Branch | None = None) -> Path:
+def export_onnx(
+    model_dir: Path,
+    out: Path,
+    branch: Branch | None = None,
+    *,
+    output: str = "sentiment",
+    branch_only: bool = False,
+) -> Path:
     """Write the BERT encoder in `model_dir` (config.json + model.safetensors) as ONNX.
 
     With a `branch`, `out` also returns `branch_input` (the output of layer `branch.start - 1`)
     and a second graph, `branch_path(out)`, runs the branch's own copy of the top layers on it
     (inputs `branch_input`, `attention_mask`) and returns their mean-pooled output as
-    `sentiment`; the base outputs are computed exactly as without it.
+    `output` (`sentiment`, or `intent` for a playbook's intent branch); the base outputs are
+    computed exactly as without it. `branch_only`: write the branch graph only (a second branch
+    reads the `branch_input` of the base graph written for the first).
     """
     import onnx
     from onnx import TensorProto, helper, numpy_helper
@@ -276,12 +285,8 @@ def export_onnx(model_dir: Path, out: Path, branch: Branch | None = None) -> Pat
         for i in range(branch.start, layers):
             h = block(h, i, BRANCH_TAG)
         branch_pool = mean_pool(h, BRANCH_TAG + "pool")
-        nodes.append(
-            helper.make_node("Squeeze", [branch_pool, "axis1"], ["sentiment"], name="sentiment")
-        )
-        outputs.append(
-            helper.make_tensor_value_info("sentiment", TensorProto.FLOAT, ["batch", hidden])
-        )
+        nodes.append(helper.make_node("Squeeze", [branch_pool, "axis1"], [output], name=output))
+        outputs.append(helper.make_tensor_value_info(output, TensorProto.FLOAT, ["batch", hidden]))
 
     graph = helper.make_graph(
         nodes,
@@ -316,12 +321,13 @@ def export_onnx(model_dir: Path, out: Path, branch: Branch | None = None) -> Pat
     extractor = Extractor(model)
     inputs = ["input_ids", "attention_mask"]
     base = extractor.extract_model(inputs, ["embedding", "layers", "branch_input"])
-    top = extractor.extract_model(["branch_input", "attention_mask"], ["sentiment"])
+    top = extractor.extract_model(["branch_input", "attention_mask"], [output])
     for part in (base, top):
         part.producer_name, part.producer_version = "callcue", str(EXPORT_VERSION)
         onnx.checker.check_model(part)
     _save(top, branch_path(out))  # first: `out` existing means both are there
-    _save(base, out)
+    if not branch_only:
+        _save(base, out)
     return out
 
 
@@ -359,6 +365,29 @@ def ensure_onnx(
     return out
 
 
+def ensure_intent_onnx(
+    branch: Path, model_dir: Path | None = None, cache_dir: Path | None = None
+) -> Path:
+    """The cached graph of a playbook's intent branch (`models.train_intents`), exporting it on
+    first use: its tuned layers on the base graph's `branch_input`, returning `intent`."""
+    model_dir = model_dir or package_model_dir()
+    cache_dir = cache_dir or default_cache_dir()
+    digest = _sha256(model_dir / "model.safetensors")[:16]
+    out = cache_dir / f"minilm-{digest}-intent-{_sha256(branch)[:16]}-v{EXPORT_VERSION}.onnx"
+    if not branch_path(out).exists():
+        merged = load_branch(branch)
+        if merged is None:
+            raise RuntimeError(f"{branch}: no fine-tuned layers in it")
+        logger.info("exporting the intent branch of %s (once)", branch)
+        export_onnx(model_dir, out, merged, output="intent", branch_only=True)
+    return branch_path(out)
+
+
+def branch_start(path: Path) -> int:
+    with np.load(path, allow_pickle=False) as data:
+        return int(data["branch_start"])
+
+
 def has_branch(path: Path | None) -> bool:
     if path is None or not path.exists():
         return False
@@ -371,6 +400,7 @@ class Encoded:
     embedding: np.ndarray  # [B, 384], unit length
     layers: np.ndarray  # [B, 7, 384], mean-pooled per layer
     sentiment: np.ndarray | None = None  # [B, 384], mean-pooled output of the branch, if any
+    intent: np.ndarray | None = None  # [B, 384], the intent branch's (zeros: rows not asked)
 
 
 # What one onnxruntime run costs beyond its rows, in token rows: on this 2-core machine a run
@@ -408,6 +438,9 @@ class TextEncoder:
     `branch`: an artifact with fine-tuned top layers (by default the shipped sentiment model's);
     the same pass then also fills `Encoded.sentiment`. None, or a file without them: the base
     encoder alone. `embedding` and `layers` are the base encoder's either way.
+    `intent_branch`: a playbook's intent branch (`models.train_intents`), tuned from the same
+    layer on the same shared trunk; it fills `Encoded.intent`. It needs `branch` (the base graph
+    then returns the trunk's output).
     """
 
     def __init__(
@@ -418,12 +451,26 @@ class TextEncoder:
         threads: int = 1,
         max_tokens: int = MAX_TOKENS,
         branch: Path | None = DEFAULT_BRANCH,
+        intent_branch: Path | None = None,
     ) -> None:
         import onnxruntime as ort
         from tokenizers import Tokenizer
 
         model_dir = model_dir or package_model_dir()
         self.branch = branch if has_branch(branch) else None
+        self.intent_branch = intent_branch
+        if intent_branch is not None:
+            if self.branch is None:
+                raise RuntimeError(
+                    f"{intent_branch}: an intent branch runs on the trunk the sentiment branch "
+                    "shares; give the encoder the sentiment model's branch too"
+                )
+            if branch_start(intent_branch) != branch_start(self.branch):
+                raise RuntimeError(
+                    f"{intent_branch}: tuned from layer {branch_start(intent_branch)}, the "
+                    f"sentiment branch from layer {branch_start(self.branch)}; train it again "
+                    "(callcue train)"
+                )
         self.path = ensure_onnx(model_dir, cache_dir, self.branch)
         self.tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
         self.tokenizer.enable_truncation(max_length=max_tokens)
@@ -435,14 +482,15 @@ class TextEncoder:
         # articles: ~360 MiB) for the life of the server; per-run allocation costs nothing
         # measurable at these sizes
         options.enable_cpu_mem_arena = False
-        self.session = ort.InferenceSession(
-            str(self.path), options, providers=["CPUExecutionProvider"]
-        )
-        self.branch_session = (
-            ort.InferenceSession(
-                str(branch_path(self.path)), options, providers=["CPUExecutionProvider"]
-            )
-            if self.branch
+
+        def session(path: Path) -> Any:
+            return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+        self.session = session(self.path)
+        self.branch_session = session(branch_path(self.path)) if self.branch else None
+        self.intent_session = (
+            session(ensure_intent_onnx(intent_branch, model_dir, cache_dir))
+            if intent_branch is not None
             else None
         )
         self._lock = threading.Lock()
@@ -453,22 +501,31 @@ class TextEncoder:
         *,
         batch_size: int = 64,
         sentiment_rows: Collection[int] | None = None,
+        intent_rows: Collection[int] | None = None,
     ) -> Encoded:
         """Encode texts in length-sorted batches (little padding); order is kept.
-        `sentiment_rows`: the texts that need the sentiment branch (default: all); the others
-        skip its layers (their `sentiment` row is zeros)."""
+        `sentiment_rows` / `intent_rows`: the texts that need the sentiment / intent branch
+        (default: all); the others skip its layers (their row is zeros)."""
+        tops = [
+            (name, top, set(range(len(texts)) if rows is None else rows))
+            for name, top, rows in (
+                ("sentiment", self.branch_session, sentiment_rows),
+                ("intent", self.intent_session, intent_rows),
+            )
+            if top is not None
+        ]
+        tuned = {name: np.zeros((len(texts), DIM), np.float32) for name, _, _ in tops}
         if not texts:
             return Encoded(
                 np.zeros((0, DIM), np.float32),
                 np.zeros((0, 7, DIM), np.float32),
-                np.zeros((0, DIM), np.float32) if self.branch else None,
+                tuned.get("sentiment"),
+                tuned.get("intent"),
             )
         encodings = self.tokenizer.encode_batch([t if t.strip() else "." for t in texts])
-        wanted = set(range(len(texts)) if sentiment_rows is None else sentiment_rows)
         lengths = [len(e.ids) for e in encodings]
         embedding = np.zeros((len(texts), DIM), np.float32)
         layers: np.ndarray | None = None
-        sentiment = np.zeros((len(texts), DIM), np.float32) if self.branch else None
         for chunk in length_chunks(lengths, batch_size):
             width = max(lengths[i] for i in chunk)
             ids = np.zeros((len(chunk), width), np.int64)
@@ -477,32 +534,33 @@ class TextEncoder:
                 token_ids = encodings[i].ids
                 ids[row, : len(token_ids)] = token_ids
                 mask[row, : len(token_ids)] = 1
-            # the rows of this chunk that need the sentiment branch, and their width
-            rows = [row for row, i in enumerate(chunk) if i in wanted]
-            branch = self.branch_session is not None and bool(rows)
-            outputs = ["embedding", "layers", "branch_input"] if branch else ["embedding", "layers"]
+            # for each branch, the rows of this chunk that need it
+            wanted = [
+                (name, top, [row for row, i in enumerate(chunk) if i in rows])
+                for name, top, rows in tops
+            ]
+            wanted = [(name, top, rows) for name, top, rows in wanted if rows]
+            outputs = ["embedding", "layers"] + (["branch_input"] if wanted else [])
             with self._lock:
                 emb, lay, *rest = self.session.run(
                     outputs, {"input_ids": ids, "attention_mask": mask}
                 )
-                if branch:
-                    assert self.branch_session is not None
+                for name, top, rows in wanted:
                     narrow = max(lengths[chunk[row]] for row in rows)
-                    (tuned,) = self.branch_session.run(
-                        ["sentiment"],
+                    (out,) = top.run(
+                        [name],
                         {
                             "branch_input": rest[0][rows, :narrow],
                             "attention_mask": mask[rows, :narrow],
                         },
                     )
+                    tuned[name][[chunk[row] for row in rows]] = out
             if layers is None:
                 layers = np.zeros((len(texts), lay.shape[1], DIM), np.float32)
             embedding[chunk] = emb
             layers[chunk] = lay
-            if branch and sentiment is not None:
-                sentiment[[chunk[row] for row in rows]] = tuned
         assert layers is not None
-        return Encoded(embedding, layers, sentiment)
+        return Encoded(embedding, layers, tuned.get("sentiment"), tuned.get("intent"))
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         return self.encode(texts).embedding
