@@ -551,7 +551,8 @@ SETTINGS: tuple[Setting, ...] = (
         _float,
         _range(0.0, 0.99),
         "calibrated confidence below which an utterance has no intent (0: the playbook's "
-        "settings.intent_threshold, else 0.6)",
+        "settings.intent_threshold, else 0.3 for a playbook tuned by `callcue train`, 0.6 "
+        "for one that is not)",
     ),
     Setting(
         "pii_mask",

@@ -1,7 +1,11 @@
 """Intent accuracy on any CSVs with columns `text,intent`, trained exactly as a playbook is.
 
     python benchmarks/intent_eval.py --train TRAIN.csv --test TEST.csv [--shots K]
-        [--oos-label oos] [--threshold T] [--json]
+        [--oos-label oos] [--threshold T] [--frozen] [--json]
+
+Trained as a playbook is after `callcue train PLAYBOOK`: the encoder's intent branch tuned on
+the training rows (`models.train_intents`, cached by their hash), then the head; `--frozen`
+measures a playbook that was not trained (the head on frozen features).
 
 Training rows labelled with the out-of-scope label are ignored (a playbook has no "other"
 examples); out-of-scope test rows measure rejection. Prints
@@ -28,8 +32,9 @@ if __package__ in (None, ""):
 
 from benchmarks.common import write_result
 from benchmarks.textmetrics import accuracy, macro_f1, read_csv
-from models.classifiers import DEFAULT_INTENT_THRESHOLD, IntentClassifier
+from models.classifiers import IntentClassifier
 from models.encoder import TextEncoder
+from models.train_intents import train as train_intents_branch
 
 
 def main() -> None:
@@ -44,8 +49,13 @@ def main() -> None:
     )
     parser.add_argument("--shots", type=int, help="keep K training examples per intent")
     parser.add_argument("--oos-label", default="oos")
-    parser.add_argument("--threshold", type=float, default=DEFAULT_INTENT_THRESHOLD)
+    parser.add_argument(
+        "--threshold", type=float, help="confidence threshold (default: the product's)"
+    )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--frozen", action="store_true", help="no intent tuning: the head on frozen features"
+    )
     parser.add_argument("--json", action="store_true", help="print only the JSON result")
     parser.add_argument("--save", help="also write benchmarks/results/<SAVE>.json")
     args = parser.parse_args()
@@ -69,14 +79,16 @@ def main() -> None:
         test_texts += t
         gold += g
 
-    encoder = TextEncoder(threads=2)
     started = time.perf_counter()
+    train_texts, train_intents = [t for t, _ in pairs], [i for _, i in pairs]
+    branch = None if args.frozen else train_intents_branch(train_texts, train_intents)
+    encoder = TextEncoder(threads=2, intent_branch=branch)
     classifier = IntentClassifier.train(
-        encoder, [t for t, _ in pairs], [i for _, i in pairs], threshold=args.threshold
+        encoder, train_texts, train_intents, threshold=args.threshold
     )
     train_seconds = time.perf_counter() - started
     started = time.perf_counter()
-    results = classifier.classify(encoder.encode(test_texts))
+    results = classifier.classify(encoder.encode(test_texts, sentiment_rows=()), texts=test_texts)
     test_seconds = time.perf_counter() - started
 
     predicted = [r.intent or args.oos_label for r in results]
@@ -97,7 +109,9 @@ def main() -> None:
         "oos_recall": round(sum(predicted[k] == args.oos_label for k in oos) / len(oos), 4)
         if oos
         else None,
-        "threshold": args.threshold,
+        "method": "frozen" if args.frozen else "tuned",
+        "threshold": classifier.threshold,
+        "min_similarity": classifier.min_similarity,
         "temperature": round(classifier.head.temperature, 3),
         "train_examples": len(pairs),
         "shots": args.shots,

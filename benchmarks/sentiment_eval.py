@@ -1,6 +1,10 @@
 """Sentiment accuracy of the shipped model against the VADER baseline on any labelled CSV.
 
-    python benchmarks/sentiment_eval.py --test TEST.csv [--json] [--save NAME]
+    python benchmarks/sentiment_eval.py --test TEST.csv [--exclude OTHER.csv] [--json]
+        [--save NAME]
+
+`--exclude`: leave out the rows whose text is in OTHER.csv (DynaSent's test without its Round 2
+rows, which the shipped model trains on the Round 2 train split of).
 
 CSV columns `text,label`, labels negative/neutral/positive. Macro-F1 is over the labels the test
 set uses; when a set has no neutral label (UCI), both models choose between the labels it has
@@ -44,10 +48,15 @@ def vader(texts: list[str], labels: list[str]) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--test", type=Path, required=True)
+    parser.add_argument("--exclude", type=Path, help="leave out the rows whose text is here")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--save", help="also write benchmarks/results/<SAVE>.json")
     args = parser.parse_args()
     texts, gold = read_csv(args.test, "label")
+    if args.exclude:
+        drop = set(read_csv(args.exclude, "label")[0])
+        kept = [k for k, t in enumerate(texts) if t not in drop]
+        texts, gold = [texts[k] for k in kept], [gold[k] for k in kept]
     bad = sorted(set(gold) - set(SENTIMENT_LABELS))
     if bad:
         raise SystemExit(f"{args.test}: labels must be negative/neutral/positive, found {bad}")
@@ -70,7 +79,14 @@ def main() -> None:
         "labels": labels,
     }
     if args.save:
-        write_result(args.save, {"test": str(args.test), **payload})
+        write_result(
+            args.save,
+            {
+                "test": str(args.test),
+                "exclude": str(args.exclude) if args.exclude else None,
+                **payload,
+            },
+        )
     print(json.dumps(payload) if args.json else json.dumps(payload, indent=2))
 
 

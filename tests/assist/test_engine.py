@@ -109,6 +109,25 @@ def test_out_of_scope_utterance_has_no_intent(call: CallAssist) -> None:
     assert of(events, "intent")[0]["intent"] is None
 
 
+@pytest.mark.parametrize("said", ["I'm here.", "Okay.", "Hello?", "Yes, I'm still on the line."])
+def test_a_turn_with_no_request_has_no_intent(call: CallAssist, said: str) -> None:
+    events = say(call, "customer", said)
+    assert of(events, "intent")[0]["intent"] is None
+
+
+def test_thanks_keeps_the_closing_intent_whose_examples_say_it(call: CallAssist) -> None:
+    """The tuned head calls "Okay." the closing intent too (its shortest examples); only a word
+    of thanks or farewell that the intent's own examples use lets a phatic turn keep it."""
+    for said in ("Thank you so much.", "Okay, bye."):
+        assert of(say(call, "customer", said), "intent")[0]["intent"] == "thanks_goodbye"
+
+
+def test_a_request_after_a_filler_still_gets_its_intent(call: CallAssist) -> None:
+    assert call.models.intents.tuned  # the shipped playbook's tuned intents
+    events = say(call, "customer", "Okay. I was charged twice for the same order, can you fix it?")
+    assert of(events, "intent")[0]["intent"] is not None
+
+
 def test_entities_and_card_number_masked(call: CallAssist) -> None:
     masked, entities = call.scan(
         "my order is five two six three zero eight five one nine one "
