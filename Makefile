@@ -38,15 +38,30 @@ bench-accuracy: $(STAMP)
 soak: $(STAMP)
 	$(BIN)/python -m benchmarks.soak --calls 4 --minutes 20 --save soak
 
-# intent (CLINC150), sentiment (GoEmotions, UCI, MELD vs VADER), final→assist latency
+# intents (CLINC150, HWU64: tuned and frozen, 5/10/all examples per intent; customer turns),
+# sentiment (GoEmotions, UCI, MELD, DynaSent vs VADER), final→assist latency; about 30 min
 CLINC := ../shared/data/text/intent/clinc150
+HWU := ../shared/data/text/intent/hwu64
 SENT := ../shared/data/text/sentiment
+INTENT := $(BIN)/python benchmarks/intent_eval.py
 bench-assist: $(STAMP)
-	$(BIN)/python benchmarks/intent_eval.py --train $(CLINC)/train.csv --test $(CLINC)/test.csv $(CLINC)/oos_test.csv --save intent_clinc150_full
-	$(BIN)/python benchmarks/intent_eval.py --train $(CLINC)/train.csv --test $(CLINC)/test.csv $(CLINC)/oos_test.csv --shots 10 --save intent_clinc150_10shot
+	$(INTENT) --train $(CLINC)/train.csv --test $(CLINC)/test.csv $(CLINC)/oos_test.csv --save intent_clinc150_full
+	$(INTENT) --train $(CLINC)/train.csv --test $(CLINC)/test.csv $(CLINC)/oos_test.csv --shots 10 --save intent_clinc150_10shot
+	$(INTENT) --train $(CLINC)/train.csv --test $(CLINC)/test.csv $(CLINC)/oos_test.csv --shots 5 --save intent_clinc150_5shot
+	$(INTENT) --train $(CLINC)/train.csv --test $(CLINC)/test.csv $(CLINC)/oos_test.csv --frozen --save intent_clinc150_full_frozen
+	$(INTENT) --train $(CLINC)/train.csv --test $(CLINC)/test.csv $(CLINC)/oos_test.csv --shots 10 --frozen --save intent_clinc150_10shot_frozen
+	$(INTENT) --train $(HWU)/train.csv --test $(HWU)/test.csv --save intent_hwu64_full
+	$(INTENT) --train $(HWU)/train.csv --test $(HWU)/test.csv --shots 10 --save intent_hwu64_10shot
+	$(INTENT) --train $(HWU)/train.csv --test $(HWU)/test.csv --shots 5 --save intent_hwu64_5shot
+	$(INTENT) --train $(HWU)/train.csv --test $(HWU)/test.csv --frozen --save intent_hwu64_full_frozen
+	$(INTENT) --train $(HWU)/train.csv --test $(HWU)/test.csv --shots 10 --frozen --save intent_hwu64_10shot_frozen
+	$(BIN)/python benchmarks/turns_eval.py --save turns_tuned
+	$(BIN)/python benchmarks/turns_eval.py --frozen --save turns_frozen
 	$(BIN)/python benchmarks/sentiment_eval.py --test $(SENT)/goemotions/normalized/test.csv --save sentiment_goemotions
 	$(BIN)/python benchmarks/sentiment_eval.py --test $(SENT)/uci_sentiment_sentences/normalized/all_test.csv --save sentiment_uci
 	$(BIN)/python benchmarks/sentiment_eval.py --test $(SENT)/meld/normalized/test.csv --save sentiment_meld
+	$(BIN)/python benchmarks/sentiment_eval.py --test $(SENT)/dynasent/normalized/test.csv --exclude $(SENT)/dynasent/normalized/round2_only/test.csv --save sentiment_dynasent_r1
+	$(BIN)/python benchmarks/sentiment_eval.py --test $(SENT)/dynasent/normalized/round2_only/test.csv --save sentiment_dynasent_r2
 	$(BIN)/python benchmarks/assist_latency.py --calls 1 --seconds 240
 
 # fine-tune the shipped sentiment model (models/artifacts/sentiment.npz) from ../shared/data/text:

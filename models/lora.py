@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -28,9 +28,40 @@ PARAMS = (
 )
 
 
+class LoraConfig(Protocol):
+    @property
+    def start(self) -> int: ...
+    @property
+    def rank(self) -> int: ...
+    @property
+    def alpha(self) -> float: ...
+    @property
+    def dropout(self) -> float: ...
+    @property
+    def max_tokens(self) -> int: ...
+    @property
+    def seed(self) -> int: ...
+
+
 class TopLayers:
-    """Frozen bottom, LoRA-tuned top. Create it after seeding torch: the LoRA factors are drawn
-    here, in a fixed order, so a seed gives the same start."""
+    """Frozen bottom, LoRA-tuned top. Create it after seeding torch (or with `seeded`): the
+    LoRA factors are drawn here, in a fixed order, so a seed gives the same start."""
+
+    @classmethod
+    def seeded(cls, config: LoraConfig, threads: int) -> TopLayers:
+        """torch seeded with `config.seed` and limited to `threads` (a fixed thread count keeps
+        a run deterministic), then the layers."""
+        import torch
+
+        torch.manual_seed(config.seed)
+        torch.set_num_threads(threads)
+        return cls(
+            start=config.start,
+            rank=config.rank,
+            alpha=config.alpha,
+            dropout=config.dropout,
+            max_tokens=config.max_tokens,
+        )
 
     def __init__(
         self, *, start: int, rank: int, alpha: float, dropout: float, max_tokens: int

@@ -74,9 +74,10 @@ def _base_digest() -> str:
 def artifact_key(
     texts: Sequence[str], labels: Sequence[str], tuning: IntentTuning = IntentTuning()
 ) -> str:
-    """What the tuned layers depend on: examples with their intents, settings, base weights."""
+    """What the tuned layers depend on: examples with their intents in their order (the order
+    draws the batches), settings, base weights."""
     payload = {
-        "examples": sorted(zip(texts, labels, strict=True)),
+        "examples": list(zip(texts, labels, strict=True)),
         "tuning": asdict(tuning),
         "base": _base_digest(),
     }
@@ -116,16 +117,8 @@ def finetune(
     names = sorted(set(labels))
     if len(names) < 2:
         raise ValueError("intent tuning needs at least two intents")
-    torch.manual_seed(tuning.seed)
-    torch.set_num_threads(threads)
     rng = np.random.default_rng(tuning.seed)
-    model = TopLayers(
-        start=tuning.start,
-        rank=tuning.rank,
-        alpha=tuning.alpha,
-        dropout=tuning.dropout,
-        max_tokens=tuning.max_tokens,
-    )
+    model = TopLayers.seeded(tuning, threads)
     trunk = model.trunk(list(texts))
     y = np.array([names.index(label) for label in labels])
     rows_of = [np.flatnonzero(y == c) for c in range(len(names))]

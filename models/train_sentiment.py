@@ -170,16 +170,8 @@ def finetune(
     import torch  # type: ignore[import-not-found, unused-ignore]  # the `train` extra
     import torch.nn.functional as F  # type: ignore[import-not-found, unused-ignore]
 
-    torch.manual_seed(settings.seed)
-    torch.set_num_threads(settings.threads)
     rng = np.random.default_rng(settings.seed)
-    model = TopLayers(
-        start=settings.start,
-        rank=settings.rank,
-        alpha=settings.alpha,
-        dropout=settings.dropout,
-        max_tokens=settings.max_tokens,
-    )
+    model = TopLayers.seeded(settings, settings.threads)
     started = time.perf_counter()
     train_h = model.trunk(train[0])
     dev_h = {name: model.trunk(texts) for name, (texts, _) in devs.items()}
