@@ -1,8 +1,13 @@
 """Optional call recording: each channel's audio as a 16 kHz PCM16 WAV file, written as it
-arrives (the header is kept valid after every write, so a crash leaves a playable file)."""
+arrives (the header is kept valid after every write, so a crash leaves a playable file).
+
+A file's name is a readable part of the call id and channel name followed by a hash of the
+exact strings (`file_name`): two calls never share a file, whatever their ids (`a_b` and
+`a@b`, or ids that differ only after their first hundred characters, once did)."""
 
 from __future__ import annotations
 
+import hashlib
 import re
 from pathlib import Path
 
@@ -12,8 +17,16 @@ import soundfile as sf
 from audio.codec import TARGET_RATE
 
 
-def _safe(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", name)[:100] or "call"
+def _safe(name: str, limit: int) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name)[:limit].strip(".") or "x"
+
+
+def file_name(call_id: str, index: int, channel: str) -> str:
+    """`{call id, readable}-{hash}.{index}-{channel, readable}-{hash}.wav`: the hashes (of the
+    exact call id and channel name) make it unique; the readable parts are for people."""
+    call_hash = hashlib.sha256(call_id.encode()).hexdigest()[:16]
+    channel_hash = hashlib.sha256(channel.encode()).hexdigest()[:8]
+    return f"{_safe(call_id, 64)}-{call_hash}.{index}-{_safe(channel, 32)}-{channel_hash}.wav"
 
 
 class Recorder:
@@ -22,7 +35,7 @@ class Recorder:
         self.paths: dict[str, Path] = {}
         self._files: list[sf.SoundFile] = []
         for index, channel in enumerate(channels):
-            path = folder / f"{_safe(call_id)}.{index}-{_safe(channel)}.wav"
+            path = folder / file_name(call_id, index, channel)
             self.paths[channel] = path
             mode = "r+" if path.exists() else "w"  # a resumed call appends
             handle = (
