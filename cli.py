@@ -29,7 +29,7 @@ def _load(files: list[str], channels: str | None) -> tuple[CallAudio, list[str]]
 
 
 def cmd_stream(args: argparse.Namespace) -> int:
-    from assist.client import stream_call
+    from clients.native import stream_call
 
     try:
         audio, names = _load(args.files, args.channels)
@@ -72,7 +72,7 @@ def _terms(text: str | None) -> list[str]:
 
 def cmd_simulate(args: argparse.Namespace) -> int:
     """Stream a recording the way Genesys AudioHook or Twilio would, and print the replies."""
-    from assist.simulators import simulate_audiohook, simulate_twilio
+    from clients.simulators import simulate_audiohook, simulate_twilio
 
     try:
         audio = load_call_audio(list(args.files))
@@ -241,7 +241,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     """Run recordings through the live pipeline and store each as a call (for QA review)."""
     from assist.session import Services
     from assist.settings import SettingsError
-    from assist.store import StoreError
+    from store.calls import StoreError
 
     try:
         settings = _settings(args)

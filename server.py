@@ -20,15 +20,15 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket
 
-from assist.api import api_routes, error
-from assist.auth import READ, Authorizer, CallLinks, Denied
-from assist.ingest import check_origin, refuse_unauthorized, serve_native_ingest
-from assist.integrations import make_authenticator, serve_audiohook, serve_twilio
-from assist.limits import RateLimitMiddleware
 from assist.playbook import PlaybookError
-from assist.screens import serve_call_events
 from assist.session import Services
 from assist.settings import SETTINGS, Settings, SettingsError
+from gateway.api import api_routes, error
+from gateway.auth import READ, Authorizer, CallLinks, Denied
+from gateway.ingest import check_origin, refuse_unauthorized, serve_native_ingest
+from gateway.integrations import make_authenticator, serve_audiohook, serve_twilio
+from gateway.limits import RateLimitMiddleware
+from gateway.screens import serve_call_events
 
 log = logging.getLogger("callcue")
 __version__ = "0.1.0"

@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
 
     from assist.session import CallSession
-    from assist.store import CallStore
+    from store.calls import CallStore
 
 log = logging.getLogger("callcue.cluster")
 

@@ -30,7 +30,6 @@ from assist.hub import EventHub
 from assist.metrics import Metrics
 from assist.recording import Recorder
 from assist.settings import Settings
-from assist.store import CallStore, StoreWriter
 from audio.codec import TARGET_RATE, AudioFormat, StreamDecoder
 from audio.vad import VadOptions, VadSegmenter
 from models.asr import Final, Partial, StreamingOptions, StreamingTranscriber
@@ -38,6 +37,7 @@ from models.remote import RemoteScheduler
 from models.scheduler import OVERLOADED, RecognitionJob, RecognitionScheduler
 from models.vad import SileroVad
 from models.whisper import Hypothesis, WhisperEngine
+from store.calls import CallStore, StoreWriter
 
 log = logging.getLogger("callcue.session")
 

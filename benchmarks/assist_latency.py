@@ -23,10 +23,10 @@ from typing import Any
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from assist.client import stream_call
 from audio.files import CallAudio, load_call_audio
 from benchmarks.common import DATA, percentile, write_result
 from benchmarks.server import ServerProcess
+from clients.native import stream_call
 
 PAIR = ("cs_aws_auto_repairs_40_caller.wav", "cs_aws_auto_repairs_40_agent.wav")
 ASSIST = {"intent", "sentiment", "entities", "suggestion", "action"}

@@ -22,11 +22,11 @@ import time
 import urllib.request
 from typing import Any
 
-from assist.client import stream_call
 from audio.files import CallAudio, load_call_audio
 from benchmarks.common import DATA, percentile, reference_text, write_result
 from benchmarks.latency import PAIR, Measured, Sampler, Workload, measure
 from benchmarks.server import ServerProcess
+from clients.native import stream_call
 
 PROBE = "tel_asterisk_allison_demo-instruct.wav"
 CONFIGS = {

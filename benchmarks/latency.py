@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from assist.client import StreamResult, stream_call
 from audio.files import CallAudio, load_call_audio
 from benchmarks.common import (
     DATA,
@@ -34,6 +33,7 @@ from benchmarks.common import (
     write_result,
 )
 from benchmarks.server import ServerProcess
+from clients.native import StreamResult, stream_call
 
 PAIR = ("cs_aws_auto_repairs_40_caller.wav", "cs_aws_auto_repairs_40_agent.wav")
 _NORM = re.compile(r"[^\w']+")

@@ -48,12 +48,12 @@ import psutil
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, WebSocketException
 
-from assist.client import StreamResult, encode_frames, stream_call
 from audio.files import CallAudio, load_call_audio
 from benchmarks.capacity import scrape
 from benchmarks.common import DATA, RESULTS, percentile, write_result
 from benchmarks.latency import PAIR, Measured, Sampler, Workload, measure
 from benchmarks.server import ServerProcess
+from clients.native import StreamResult, encode_frames, stream_call
 
 CHANNELS = ["customer", "agent"]
 WORKLOAD = "aws_auto_repairs_40 (2ch, looped)"

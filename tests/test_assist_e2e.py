@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import websockets
 
-from assist.client import stream_call
 from audio.files import CallAudio, load_call_audio
 from benchmarks.server import ServerProcess
+from clients.native import stream_call
 from tests.conftest import AUDIO
 
 PLAYBOOK = Path(__file__).parent / "fixtures" / "auto_repair.yaml"

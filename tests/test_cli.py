@@ -154,7 +154,7 @@ def test_simulate_refused(server) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_import_stores_recordings_as_calls(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from assist.store import CallQuery, CallStore
+    from store.calls import CallQuery, CallStore
 
     url = f"sqlite:///{tmp_path}/import.db"
     files = [str(AUDIO / "wb_jfk_inaugural_1961.flac"), str(AUDIO / "wb_timit_LDC93S1.wav")]

@@ -20,13 +20,13 @@ import numpy as np
 import pytest
 from websockets.asyncio.client import connect
 
-from assist.client import stream_call
 from assist.session import CallSession, Services
 from assist.settings import Settings
-from assist.store import CallStore
 from audio.codec import AudioFormat
 from audio.files import CallAudio, load_call_audio
 from benchmarks.server import ServerProcess
+from clients.native import stream_call
+from store.calls import CallStore
 from tests.conftest import AUDIO, fresh_postgres, postgres_url
 
 CALLER = AUDIO / "cs_aws_auto_repairs_40_caller.wav"

@@ -15,9 +15,9 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from assist.client import stream_call
 from audio.files import CallAudio, load_call_audio
 from benchmarks.server import ServerProcess
+from clients.native import stream_call
 from tests.conftest import AUDIO
 
 ADMIN = "admin-token-hardening-01"

@@ -12,8 +12,8 @@ import numpy as np
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from assist.simulators import simulate_audiohook, simulate_twilio
 from audio.files import load_call_audio
+from clients.simulators import simulate_audiohook, simulate_twilio
 from tests.conftest import AUDIO, AUDIOHOOK_KEY, AUDIOHOOK_SECRET, TWILIO_TOKEN
 
 GENESYS = AUDIO / "cs_genesys_audiohook_stereo_pcmu.wav"
@@ -113,7 +113,7 @@ async def test_audiohook_refuses_bad_credentials(server) -> None:  # type: ignor
 
 
 async def test_audiohook_replayed_request_is_refused(server) -> None:  # type: ignore[no-untyped-def]
-    from assist.simulators import sign_audiohook_request
+    from clients.simulators import sign_audiohook_request
 
     url = server.url + "/v1/audiohook"
     headers = {

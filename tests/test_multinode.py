@@ -24,10 +24,10 @@ from typing import Any
 import pytest
 import websockets
 
-from assist.client import stream_call
-from assist.store import CallStore
 from audio.files import CallAudio, load_call_audio
 from benchmarks.server import ROOT, ServerProcess, free_port
+from clients.native import stream_call
+from store.calls import CallStore
 from tests.conftest import AUDIO, fresh_postgres, postgres_url
 
 PAIR = [AUDIO / "cs_aws_auto_repairs_40_caller.wav", AUDIO / "cs_aws_auto_repairs_40_agent.wav"]

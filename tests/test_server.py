@@ -12,10 +12,10 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from assist.client import StreamResult, stream_call
 from audio.files import CallAudio, load_call_audio
 from benchmarks.common import wer
 from benchmarks.server import ServerProcess
+from clients.native import StreamResult, stream_call
 from tests.conftest import AUDIO, reference
 
 PAIR = [AUDIO / "cs_aws_auto_repairs_40_caller.wav", AUDIO / "cs_aws_auto_repairs_40_agent.wav"]

@@ -72,7 +72,7 @@ const callcue = (() => {
   // Sentiment score (-1..1) → CSS class and word.
   function mood(score) {
     if (score === null || score === undefined) return ["mood-none", "—"];
-    // the same cut-offs as the stored call label (assist/store.py): ±0.2
+    // the same cut-offs as the stored call label (store/calls.py): ±0.2
     if (score < -0.2) return ["mood-neg", "negative"];
     if (score > 0.2) return ["mood-pos", "positive"];
     return ["mood-neu", "neutral"];

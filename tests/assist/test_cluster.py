@@ -17,8 +17,8 @@ from assist.cluster import Cluster, ClusterOptions, ClusterUnavailable
 from assist.events import CallEnded, CallStarted, Event, TranscriptFinal, TranscriptPartial
 from assist.hub import Subscription
 from assist.metrics import Metrics
-from assist.store import CallStore
 from benchmarks.server import RedisProcess, free_port
+from store.calls import CallStore
 
 
 def partial(call_id: str, i: int) -> TranscriptPartial:

@@ -11,7 +11,7 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from assist.exports import FORMATS, export
+from store.exports import FORMATS, export
 from tests.fuzz.strategies import NASTY_STRINGS, fuzz_settings
 
 texts = st.one_of(

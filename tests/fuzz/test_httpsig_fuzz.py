@@ -9,7 +9,6 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from assist.simulators import sign_audiohook_request
 from audio.protocols.httpsig import (
     AudioHookAuthenticator,
     SignatureSyntaxError,
@@ -17,6 +16,7 @@ from audio.protocols.httpsig import (
     parse_signature,
     parse_signature_input,
 )
+from clients.simulators import sign_audiohook_request
 from tests.fuzz.strategies import fuzz_settings, text_mutations
 
 NOW = 1_700_000_000

@@ -29,14 +29,14 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from assist.events import CallEnded, CallStarted, SentimentEvent, TranscriptFinal, Word, now_iso
-from assist.ingest import close_reason
-from assist.simulators import sign_audiohook_request
-from assist.store import CallStore
 from audio.files import CallAudio, load_call_audio
 from audio.protocols.audiohook import AudioHookClose
 from audio.protocols.native import ProtocolError, StartCall, StopCall
 from audio.protocols.twilio import TwilioFailed, TwilioStart, TwilioStop
 from benchmarks.server import ServerProcess
+from clients.simulators import sign_audiohook_request
+from gateway.ingest import close_reason
+from store.calls import CallStore
 from tests.conftest import AUDIO
 from tests.fuzz import test_audiohook_fuzz as audiohook
 from tests.fuzz import test_native_fuzz as native

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from assist.client import StreamResult, stream_call
 from audio.files import CallAudio, load_call_audio
 from benchmarks.server import ServerProcess
+from clients.native import StreamResult, stream_call
 from tests.conftest import AUDIO
 
 CHROMIUM = os.environ.get("CALLCUE_CHROMIUM", "/usr/bin/chromium")

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from assist.auth import READ, REVIEW, Authorizer, CallLinks, Denied, origin_allowed
-from assist.limits import TokenBuckets
 from assist.settings import Settings, SettingsError
+from gateway.auth import READ, REVIEW, Authorizer, CallLinks, Denied, origin_allowed
+from gateway.limits import TokenBuckets
 
 ADMIN = "admin-token-0123456789"
 

@@ -18,7 +18,6 @@ from starlette.responses import PlainTextResponse
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from assist.hub import CallActiveError
-from assist.ingest import Connection
 from assist.session import CallSession, Services
 from assist.settings import Settings, parse_keys, parse_roles
 from audio.codec import AudioFormat
@@ -44,6 +43,7 @@ from audio.protocols.twilio import (
     TwilioStop,
 )
 from audio.protocols.vocabulary import check_language, parse_vocabulary
+from gateway.ingest import Connection
 
 log = logging.getLogger("callcue.integrations")
 

@@ -14,9 +14,9 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from assist.auth import ADMIN, READ, REVIEW, Authorizer, Denied, Principal
-from assist.exports import FORMATS, export, summary
-from assist.store import CallQuery, CallStore, unavailable_errors
+from gateway.auth import ADMIN, READ, REVIEW, Authorizer, Denied, Principal
+from store.calls import CallQuery, CallStore, unavailable_errors
+from store.exports import FORMATS, export, summary
 
 Handler = Callable[[Request], Awaitable[Response]]
 DATE_PATTERN = "^[0-9]{4}-[0-9]{2}-[0-9]{2}(T[0-9:.]+Z?)?$"

@@ -24,9 +24,9 @@ from assist.events import (
     TranscriptPartial,
     Word,
 )
-from assist.exports import export, summary
 from assist.hub import EventHub
-from assist.store import MIGRATIONS, CallQuery, CallStore, StoreError, sqlite_path
+from store.calls import MIGRATIONS, CallQuery, CallStore, StoreError, sqlite_path
+from store.exports import export, summary
 
 
 def play(store: CallStore, call_id: str, *, end: bool = True, agent: str = "a-17") -> list[Event]:

@@ -8,10 +8,10 @@ import re
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from assist.ingest import Connection
 from assist.session import Services
 from audio.protocols.jsontext import parse_json_text
 from audio.protocols.native import CALL_ID, CLOSE_NORMAL, CLOSE_POLICY
+from gateway.ingest import Connection
 
 
 async def serve_call_events(ws: WebSocket, services: Services, call_id: str) -> None:

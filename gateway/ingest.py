@@ -12,7 +12,6 @@ from urllib.parse import quote
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from assist.auth import Authorizer, Denied, origin_allowed
 from assist.hub import CallActiveError
 from assist.session import CallSession, Services
 from assist.settings import Settings
@@ -26,6 +25,7 @@ from audio.protocols.native import (
     StartCall,
     StopCall,
 )
+from gateway.auth import Authorizer, Denied, origin_allowed
 
 log = logging.getLogger("callcue.ingest")
 CLOSE_GOING_AWAY = 1001
