@@ -28,6 +28,7 @@ from gateway.auth import READ, Authorizer, CallLinks, Denied
 from gateway.ingest import check_origin, refuse_unauthorized, serve_native_ingest
 from gateway.integrations import make_authenticator, serve_audiohook, serve_twilio
 from gateway.limits import RateLimitMiddleware
+from gateway.logs import install as redact_logged_secrets
 from gateway.screens import serve_call_events
 
 log = logging.getLogger("callcue")
@@ -248,6 +249,7 @@ def serve(settings: Settings) -> int:
         ssl_keyfile=settings.tls_keyfile or None,
         timeout_graceful_shutdown=5,
     )
+    redact_logged_secrets()  # after uvicorn.Config: it (re)configures its loggers
     server = DrainingServer(config, services, settings.shutdown_timeout)
     http, ws = ("https", "wss") if settings.tls_certfile else ("http", "ws")
 

@@ -5,6 +5,7 @@ each refused with a clear error and counted in /metrics."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import urllib.error
 import urllib.request
@@ -315,3 +316,28 @@ async def test_size_limits_are_counted(secured: ServerProcess) -> None:
                 replies.append(json.loads(await ws.recv()))
     assert replies[-1]["code"] == "frame_too_large" and ws.close_code == 1009
     assert metric(secured, "callcue_limit_rejections_total", 'limit="frame"') == before + 1
+
+
+async def test_no_credential_from_a_url_reaches_the_log(secured: ServerProcess) -> None:
+    """uvicorn logs every websocket's path with its query string: right and wrong tokens sent
+    as `?token=` (ingest key, staff token, call link) must not appear in the server's log."""
+    wrong = "wrong-secret-4b1d9c0e77"
+    replies, code, _ = await exchange(
+        f"{secured.url}/v1/ingest?token={KEY_B}",
+        [start_message("query-token-1"), json.dumps({"type": "stop"})],
+    )
+    assert replies[0]["type"] == "started" and code == 1000
+    link = replies[0]["screen"]["token"]
+    for token in (AGENT, link, wrong):
+        with contextlib.suppress(InvalidStatus):  # refused at the handshake: logged all the same
+            await exchange(f"{secured.url}/v1/calls/query-token-1/events?token={token}", limit=5)
+    with contextlib.suppress(InvalidStatus):
+        await exchange(f"{secured.url}/v1/ingest?token={wrong}", [start_message("q-2")])
+    for _ in range(200):  # the log is read by a thread: wait for the lines to arrive
+        if sum("?token=[redacted]" in line for line in secured.log) >= 5:
+            break
+        await asyncio.sleep(0.05)
+    text = "\n".join(secured.log)
+    assert text.count("?token=[redacted]") >= 5, text[-3000:]
+    for secret in (KEY_B, AGENT, link, wrong):
+        assert secret not in text
