@@ -66,6 +66,14 @@ class CallStarted(Event):
     # words recognition is biased towards: the call's own, the names, the playbook's
     vocabulary: tuple[str, ...] = ()
     language: str = "en"  # as asked for: a Whisper language code, or "auto"
+    # a digest of the credential that started the call: the store keeps it (who may resume
+    # the call id); never sent to screens or stored with the event
+    owner: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        data = Event.to_dict(self)
+        del data["owner"]
+        return data
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import hashlib
 import logging
 import os
 import time
@@ -37,9 +38,27 @@ from models.remote import RemoteScheduler
 from models.scheduler import OVERLOADED, RecognitionJob, RecognitionScheduler
 from models.vad import SileroVad
 from models.whisper import Hypothesis, WhisperEngine
-from store.calls import CallStore, StoreWriter
+from store.calls import CallOwnership, CallStore, StoreWriter
 
 log = logging.getLogger("callcue.session")
+
+
+class CallIdTaken(RuntimeError):
+    """A call id the store holds that this credential may not resume (`call_id_taken`)."""
+
+
+def resume_refusal(stored: CallOwnership, owner: str, window: float, now: float) -> str | None:
+    """Why a stored call may not be resumed by `owner` (None: it may). Only the credential
+    that started it may, and only within `window` seconds of its end; the answer reveals
+    nothing of the call."""
+    if stored.owner != owner:
+        return "this call id is taken: start the call with another id"
+    if stored.ended is not None and now - stored.ended > window:
+        return (
+            "this call id is taken: the call ended too long ago to resume "
+            "(CALLCUE_RESUME_SECONDS); start the call with another id"
+        )
+    return None
 
 
 @dataclass
@@ -59,6 +78,7 @@ class Services:
     max_calls: int = 200
     max_calls_per_key: int = 0  # 0: no per-credential limit
     max_call_seconds: float = 14_400.0
+    resume_seconds: float = 600.0  # how long after its end a call may be resumed by its owner
     sessions: dict[str, CallSession] = field(default_factory=dict)
     warmup_seconds: float = 0.0
     metrics: Metrics = field(default_factory=Metrics)
@@ -303,6 +323,7 @@ class Services:
             max_calls=settings.max_calls,
             max_calls_per_key=settings.max_calls_per_key,
             max_call_seconds=float(settings.max_call_seconds),
+            resume_seconds=float(settings.resume_seconds),
             warmup_seconds=warm,
         )
 
@@ -494,6 +515,9 @@ class CallSession:
         self.services = services
         self.call_id = call_id
         self.credential = credential  # name of the ingest key/token (per-key limits)
+        # who may resume this call id: a digest of the credential (the store keeps it; a
+        # credential's name can carry the tail of an admin token)
+        self.owner = hashlib.sha256(credential.encode()).hexdigest()[:32]
         # set by the connection: called (on the loop) when the server ends the call itself
         # (max duration, shutdown) so the client's connection is closed with the reason
         self.on_server_end: Callable[[str, str], Awaitable[None]] | None = None
@@ -563,19 +587,30 @@ class CallSession:
         return stamped
 
     def start(self) -> None:
+        """Open the call. Raises CallActiveError (streaming elsewhere) or CallIdTaken (a stored
+        call of another credential, or one that ended too long ago to resume)."""
         store = self.services.store
         base = 0
         if store is not None:
             try:
-                base = store.last_seq(self.call_id)
+                stored = store.ownership(self.call_id)
             except Exception as exc:  # the store is down: the call goes on, its events wait
-                log.warning("cannot read the last seq of %s from the store: %s", self.call_id, exc)
+                log.warning("cannot read the call %s from the store: %s", self.call_id, exc)
+            else:
+                if stored is not None:
+                    refusal = resume_refusal(
+                        stored, self.owner, self.services.resume_seconds, time.time()
+                    )
+                    if refusal is not None:
+                        raise CallIdTaken(refusal)
+                    base = stored.last_seq
         self.services.hub.open(self.call_id, base=base)
         self.services.sessions[self.call_id] = self
         self.services.metrics.calls.inc(1, self.source)
         self.publish(
             CallStarted(
                 call_id=self.call_id,
+                owner=self.owner,
                 channels=self.channels,
                 source=self.source,
                 encoding=self.format.encoding,

@@ -398,6 +398,15 @@ SETTINGS: tuple[Setting, ...] = (
         "longest call (seconds of audio); a longer one is ended with reason max_duration",
     ),
     Setting(
+        "resume_seconds",
+        "CALLCUE_RESUME_SECONDS",
+        600,
+        _int,
+        _range(0, 7 * 86_400),
+        "how long after a call ended the credential that started it may resume it (same call "
+        "id); another credential never may (call_id_taken)",
+    ),
+    Setting(
         "rate_limit",
         "CALLCUE_RATE_LIMIT",
         600,
@@ -772,6 +781,7 @@ class Settings:
     events_backlog: int = 2000
     max_calls_per_key: int = 0
     max_call_seconds: int = 14_400
+    resume_seconds: int = 600
     rate_limit: int = 600
     ingest_keys: str = field(default="", repr=False)
     allowed_origins: str = ""

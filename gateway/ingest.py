@@ -13,7 +13,7 @@ from urllib.parse import quote
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from assist.hub import CallActiveError
-from assist.session import CallSession, Services
+from assist.session import CallIdTaken, CallSession, Services
 from assist.settings import Settings
 from audio.protocols.native import (
     CLOSE_INTERNAL,
@@ -177,6 +177,12 @@ async def serve_native_ingest(
                                 "another connection",
                                 CLOSE_POLICY,
                             ),
+                        )
+                        return
+                    except CallIdTaken as taken:
+                        session = None
+                        await _refuse(
+                            conn, ProtocolError("call_id_taken", str(taken), CLOSE_POLICY)
                         )
                         return
                     started: dict[str, Any] = {"type": "started", "call_id": event.call_id}

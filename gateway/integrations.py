@@ -18,7 +18,7 @@ from starlette.responses import PlainTextResponse
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from assist.hub import CallActiveError
-from assist.session import CallSession, Services
+from assist.session import CallIdTaken, CallSession, Services
 from assist.settings import Settings, parse_keys, parse_roles
 from audio.codec import AudioFormat
 from audio.protocols.audiohook import (
@@ -92,6 +92,8 @@ async def _start_session(
         session.start()
     except CallActiveError:
         return CLOSE_POLICY, f"call {call_id!r} is already streaming"
+    except CallIdTaken as taken:
+        return CLOSE_POLICY, f"call {call_id!r}: {taken}"
     session.on_server_end = conn.close_for
     return session
 

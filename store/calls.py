@@ -123,6 +123,9 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (  # 2: the language each final was recognized as
         "ALTER TABLE utterances ADD COLUMN language TEXT NOT NULL DEFAULT 'en'",
     ),
+    (  # 3: who started each call (a digest of the credential): only they may resume it
+        "ALTER TABLE calls ADD COLUMN owner TEXT NOT NULL DEFAULT ''",
+    ),
 )
 
 SQLITE_FTS = (
@@ -178,6 +181,14 @@ class CallQuery:
     outcome: str = ""
     limit: int = 50
     offset: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class CallOwnership:
+    owner: str  # digest of the credential that started the call ('' before migration 3)
+    in_progress: bool
+    ended: float | None  # epoch seconds
+    last_seq: int
 
 
 def now_iso() -> str:
@@ -465,9 +476,9 @@ class CallStore:
                 self._conn.execute(
                     self.dialect.sql(
                         "INSERT INTO calls (id, started_at, channels, source, agent, customer_id,"
-                        " customer_name, metadata, outcome, segments) VALUES (?, ?, ?, ?, ?, ?, "
-                        "?, ?, 'in_progress', 1) ON CONFLICT (id) DO UPDATE SET outcome = "
-                        "'in_progress', ended_at = NULL, segments = calls.segments + 1"
+                        " customer_name, metadata, outcome, segments, owner) VALUES (?, ?, ?, ?, "
+                        "?, ?, ?, ?, 'in_progress', 1, ?) ON CONFLICT (id) DO UPDATE SET outcome "
+                        "= 'in_progress', ended_at = NULL, segments = calls.segments + 1"
                     ),
                     (
                         call_id,
@@ -478,6 +489,7 @@ class CallStore:
                         _clean(customer.get("id") or metadata.get("customer_id") or ""),
                         _clean(customer.get("name") or ""),
                         json.dumps(metadata, ensure_ascii=False),
+                        getattr(event, "owner", ""),
                     ),
                 )
             self._conn.execute(
@@ -589,6 +601,25 @@ class CallStore:
         return _review(rows[0])
 
     # ------------------------------------------------------------------ reads
+    def ownership(self, call_id: str) -> CallOwnership | None:
+        """Who started a stored call, whether it is still in progress, when it ended, its last
+        seq (None: no such call)."""
+        rows = self._rows(
+            "SELECT owner, outcome, ended_at, last_seq FROM calls WHERE id = ?", (call_id,)
+        )
+        if not rows:
+            return None
+        row = rows[0]
+        ended = row["ended_at"]
+        return CallOwnership(
+            owner=str(row["owner"] or ""),
+            in_progress=row["outcome"] == "in_progress",
+            ended=datetime.fromisoformat(str(ended).replace("Z", "+00:00")).timestamp()
+            if ended
+            else None,
+            last_seq=int(row["last_seq"] or 0),
+        )
+
     def last_seq(self, call_id: str) -> int:
         """The highest seq issued for a call, partials included (0: unknown call)."""
         rows = self._rows("SELECT last_seq FROM calls WHERE id = ?", (call_id,))

@@ -341,3 +341,33 @@ async def test_no_credential_from_a_url_reaches_the_log(secured: ServerProcess) 
     assert text.count("?token=[redacted]") >= 5, text[-3000:]
     for secret in (KEY_B, AGENT, link, wrong):
         assert secret not in text
+
+
+async def test_a_call_id_belongs_to_the_credential_that_started_it(
+    secured: ServerProcess,
+) -> None:
+    """Another key that starts a stored call's id is refused (call_id_taken) and learns and
+    changes nothing; the key that started it may resume it."""
+    say = json.dumps({"type": "stop"})
+    replies, code, _ = await exchange(
+        secured.url + "/v1/ingest", [start_message("owned-1"), say], token=KEY_B
+    )
+    assert replies[0]["type"] == "started" and code == 1000
+    before = http(secured, "/v1/calls/owned-1")[2]
+    events_before = http(secured, "/v1/calls/owned-1/events")[2]
+    assert before["outcome"] == "stop"
+
+    replies, code, _ = await exchange(
+        secured.url + "/v1/ingest", [start_message("owned-1"), say], token=KEY_A
+    )
+    assert code == 1008 and [r["type"] for r in replies] == ["error"]
+    assert replies[0]["code"] == "call_id_taken" and "screen" not in replies[0]
+    assert replies[0]["message"] == "this call id is taken: start the call with another id"
+    assert http(secured, "/v1/calls/owned-1")[2] == before  # nothing changed
+    assert http(secured, "/v1/calls/owned-1/events")[2] == events_before
+
+    replies, code, _ = await exchange(
+        secured.url + "/v1/ingest", [start_message("owned-1"), say], token=KEY_B
+    )
+    assert replies[0]["type"] == "started" and code == 1000  # the owner resumes it
+    assert http(secured, "/v1/calls/owned-1")[2]["outcome"] == "stop"

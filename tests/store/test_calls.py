@@ -417,3 +417,34 @@ def test_the_language_of_each_final_is_stored_and_exported(store_url: str) -> No
     started = store.events("lang-1", types=["call.started"])[0]
     assert started["language"] == "auto"
     store.close()
+
+
+def test_the_owner_is_kept_for_resumes_and_never_sent_or_stored_with_the_event(
+    store_url: str,
+) -> None:
+    from assist.session import resume_refusal
+
+    store = CallStore(store_url)
+    assert store.ownership("o-1") is None
+    hub = EventHub()
+    hub.open("o-1")
+    started = hub.publish(CallStarted(call_id="o-1", channels=("customer",), owner="digest-a"))
+    assert "owner" not in started.to_dict() and "digest-a" not in started.to_json()
+    store.record(started)
+    stored = store.ownership("o-1")
+    assert stored is not None and stored.owner == "digest-a" and stored.in_progress
+    assert "digest-a" not in json.dumps(store.events("o-1"))
+    store.record(hub.publish(CallEnded(call_id="o-1", reason="stop", duration=1.0)))
+    stored = store.ownership("o-1")
+    assert stored is not None and not stored.in_progress and stored.ended is not None
+    assert stored.last_seq == 2
+    now = stored.ended + 5
+    assert resume_refusal(stored, "digest-a", 600, now) is None
+    assert "taken" in str(resume_refusal(stored, "digest-b", 600, now))
+    assert "too long ago" in str(resume_refusal(stored, "digest-a", 600, stored.ended + 601))
+    # a resume by its owner keeps the owner; the row's owner is never rewritten
+    again = EventHub()
+    again.open("o-1", base=stored.last_seq)
+    store.record(again.publish(CallStarted(call_id="o-1", channels=("customer",), owner="x")))
+    assert store.ownership("o-1").owner == "digest-a"  # type: ignore[union-attr]
+    store.close()
