@@ -43,6 +43,15 @@ from store.calls import CallOwnership, CallStore, StoreWriter
 log = logging.getLogger("callcue.session")
 
 
+# Feedback a call keeps at most (a person clicks a few times a minute; a script was seen sending
+# 20,000 in a quarter of a second, which grew memory and the store and pushed screens off)
+MAX_FEEDBACK_PER_CALL = 500
+
+
+class FeedbackLimit(ValueError):
+    """A call that has had all the feedback it keeps (`feedback_limit`)."""
+
+
 class CallIdTaken(RuntimeError):
     """A call id the store holds that this credential may not resume (`call_id_taken`)."""
 
@@ -515,6 +524,7 @@ class CallSession:
         self.services = services
         self.call_id = call_id
         self.credential = credential  # name of the ingest key/token (per-key limits)
+        self.feedback_count = 0
         # who may resume this call id: a digest of the credential (the store keeps it; a
         # credential's name can carry the tail of an admin token)
         self.owner = hashlib.sha256(credential.encode()).hexdigest()[:32]
@@ -660,10 +670,18 @@ class CallSession:
             self.assist_idle.set()
 
     def feedback(self, message: dict[str, Any]) -> Event:
-        """Record feedback from a screen; ValueError names what is wrong with it."""
+        """Record feedback from a screen; ValueError names what is wrong with it,
+        FeedbackLimit that the call has had all the feedback it may."""
         if self.assist_state is None:
             raise ValueError("assist is off on this server (CALLCUE_ASSIST=false)")
+        if self.feedback_count >= MAX_FEEDBACK_PER_CALL:
+            self.services.metrics.limited.inc(1, "feedback")
+            raise FeedbackLimit(
+                f"this call has had {MAX_FEEDBACK_PER_CALL} feedback messages, the most one "
+                "call keeps; later ones are not stored"
+            )
         event = self.assist_state.on_feedback(message)
+        self.feedback_count += 1
         self.services.metrics.feedback.inc(1, event.kind, event.action)
         return self.publish(event)
 

@@ -23,9 +23,16 @@ ASGIApp = Callable[..., Any]
 
 
 class TokenBuckets:
-    def __init__(self, per_minute: int, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        per_minute: int,
+        clock: Callable[[], float] = time.monotonic,
+        *,
+        burst: float | None = None,
+    ) -> None:
+        """`burst`: how many may come at once (default: a quarter of a minute's, at least 10)."""
         self.rate = per_minute / 60.0
-        self.capacity = max(10.0, per_minute / 4)
+        self.capacity = burst if burst is not None else max(10.0, per_minute / 4)
         self.clock = clock
         self._buckets: dict[str, tuple[float, float]] = {}  # client -> (tokens, at)
 

@@ -8,10 +8,11 @@ import re
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from assist.session import Services
+from assist.session import FeedbackLimit, Services
 from audio.protocols.jsontext import parse_json_text
 from audio.protocols.native import CALL_ID, CLOSE_NORMAL, CLOSE_POLICY
 from gateway.ingest import Connection
+from gateway.limits import TokenBuckets
 
 
 async def serve_call_events(ws: WebSocket, services: Services, call_id: str) -> None:
@@ -82,16 +83,35 @@ async def serve_call_events(ws: WebSocket, services: Services, call_id: str) -> 
             await reader
 
 
+# What one screen may send: a burst of FEEDBACK_BURST messages, then FEEDBACK_PER_MINUTE a
+# minute (an agent clicks a few times a minute); more gets `feedback_limit` and is not stored
+FEEDBACK_PER_MINUTE = 120
+FEEDBACK_BURST = 30
+
+
 async def _read_screen(ws: WebSocket, conn: Connection, services: Services, call_id: str) -> None:
     """Read what the screen sends: `feedback` messages; returns when it disconnects.
 
-    A bad message gets an `error` reply naming the problem; the screen stays connected.
+    A bad message gets an `error` reply naming the problem; the screen stays connected. A
+    screen past its rate, or a call past `MAX_FEEDBACK_PER_CALL`, gets `feedback_limit`.
     """
+    bucket = TokenBuckets(FEEDBACK_PER_MINUTE, burst=FEEDBACK_BURST)
     with contextlib.suppress(WebSocketDisconnect, RuntimeError):
         while True:
             message = await ws.receive()
             if message["type"] == "websocket.disconnect":
                 return
+            if (wait := bucket.take("screen")) > 0:
+                services.metrics.limited.inc(1, "feedback")
+                await conn.send_json(
+                    {
+                        "type": "error",
+                        "code": "feedback_limit",
+                        "message": f"more than {FEEDBACK_PER_MINUTE} messages a minute from "
+                        f"this screen; not stored (try again in {wait:.1f} s)",
+                    }
+                )
+                continue
             text = message.get("text")
             # bad JSON of every kind (too deep, too long a number) is a reply, not a crash
             data, problem = parse_json_text(text) if text else (None, None)
@@ -106,6 +126,11 @@ async def _read_screen(ws: WebSocket, conn: Connection, services: Services, call
                 else:
                     try:
                         session.feedback(data)
+                    except FeedbackLimit as exc:
+                        await conn.send_json(
+                            {"type": "error", "code": "feedback_limit", "message": str(exc)}
+                        )
+                        continue
                     except ValueError as exc:
                         problem = str(exc)
             if problem is not None:

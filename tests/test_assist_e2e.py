@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -96,3 +97,41 @@ async def test_feedback_from_a_screen(repair_server) -> None:  # type: ignore[no
     assert "not valid JSON" in replies[0]["message"]
     assert "was shown in this call" in replies[1]["message"]
     assert replies[-1]["type"] == "feedback" and replies[-1]["action"] == "dismissed"
+
+
+async def test_a_screen_cannot_flood_feedback(repair_server) -> None:  # type: ignore[no-untyped-def]
+    """200 feedback messages at once: the burst is read (bad ones answered bad_feedback), the
+    rest refused with feedback_limit and counted; the screen stays connected."""
+    pair = load_call_audio(PAIR)
+    audio = CallAudio(pair.samples[: 20 * pair.sample_rate], pair.sample_rate)
+    call = asyncio.ensure_future(
+        stream_call(repair_server.url, audio, ["customer", "agent"], realtime=True, call_id="fl-1")
+    )
+    before = metric_value(repair_server, 'callcue_limit_rejections_total{limit="feedback"}')
+    flood = json.dumps({"type": "feedback", "kind": "reply", "id": "nope", "action": "dismissed"})
+    codes: list[str] = []
+    async with websockets.connect(repair_server.url + "/v1/calls/fl-1/events") as screen:
+        async for raw in screen:  # the call is live once its screen sees call.started
+            if json.loads(raw)["type"] == "call.started":
+                break
+        for _ in range(200):
+            await screen.send(flood)
+        async for raw in screen:
+            event = json.loads(raw)
+            if event["type"] == "error":
+                codes.append(event["code"])
+            if len(codes) == 200:
+                break
+    call.cancel()
+    assert set(codes) == {"bad_feedback", "feedback_limit"}
+    assert 30 <= codes.count("bad_feedback") <= 45, codes.count("bad_feedback")
+    after = metric_value(repair_server, 'callcue_limit_rejections_total{limit="feedback"}')
+    assert after - before == codes.count("feedback_limit")
+
+
+def metric_value(server: ServerProcess, series: str) -> float:
+    with urllib.request.urlopen(server.http + "/metrics", timeout=10) as response:
+        for line in response.read().decode().splitlines():
+            if line.startswith(series + " "):
+                return float(line.rsplit(" ", 1)[1])
+    return 0.0

@@ -196,3 +196,28 @@ def test_negative_streak_raises_one_alert(call: CallAssist) -> None:
         "negative_sentiment"
     ]
     assert call.streak["customer"] >= 2
+
+
+def test_a_call_keeps_at_most_its_feedback_limit() -> None:
+    """CallSession.feedback past MAX_FEEDBACK_PER_CALL: refused, counted, nothing published."""
+    from types import SimpleNamespace
+
+    from assist.metrics import Metrics
+    from assist.session import MAX_FEEDBACK_PER_CALL, CallSession, FeedbackLimit
+
+    published: list[object] = []
+    metrics = Metrics()
+    stub: Any = SimpleNamespace(
+        assist_state=SimpleNamespace(
+            on_feedback=lambda m: SimpleNamespace(kind="reply", action="shown")
+        ),
+        feedback_count=MAX_FEEDBACK_PER_CALL - 1,
+        services=SimpleNamespace(metrics=metrics),
+        publish=published.append,
+    )
+    CallSession.feedback(stub, {"type": "feedback"})
+    assert len(published) == 1 and stub.feedback_count == MAX_FEEDBACK_PER_CALL
+    with pytest.raises(FeedbackLimit, match=str(MAX_FEEDBACK_PER_CALL)):
+        CallSession.feedback(stub, {"type": "feedback"})
+    assert len(published) == 1
+    assert 'callcue_limit_rejections_total{limit="feedback"} 1' in metrics.render()
