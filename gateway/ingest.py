@@ -10,6 +10,7 @@ import logging
 from typing import Any
 from urllib.parse import quote
 
+from starlette.types import Message
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from assist.hub import CallActiveError
@@ -83,6 +84,23 @@ class Connection:
                 await self.ws.close(code=code, reason=close_reason(reason))
 
 
+# A connection that has not started a call this long after it opened is closed
+# (`start_timeout`): idle sockets would otherwise be held for ever
+START_SECONDS = 10.0
+
+
+async def receive(ws: WebSocket, deadline: float | None) -> Message | None:
+    """The next websocket message; None when the loop's clock passes `deadline` first (None:
+    no deadline, a call is running)."""
+    if deadline is None:
+        return await ws.receive()
+    try:
+        async with asyncio.timeout_at(deadline):
+            return await ws.receive()
+    except TimeoutError:
+        return None
+
+
 def close_reason(text: str) -> str:
     """`text` cut to what a close frame carries: 123 bytes of UTF-8, whole characters (a
     longer reason makes the websocket layer raise instead of closing)."""
@@ -120,9 +138,21 @@ async def serve_native_ingest(
     session: CallSession | None = None
     forwarder: asyncio.Task[None] | None = None
     reason = "disconnect"
+    deadline = asyncio.get_running_loop().time() + START_SECONDS
     try:
         while True:
-            message = await ws.receive()
+            message = await receive(ws, None if session is not None else deadline)
+            if message is None:
+                reason = "error"
+                await _refuse(
+                    conn,
+                    ProtocolError(
+                        "start_timeout",
+                        f"no start message within {START_SECONDS:.0f} s of connecting",
+                        CLOSE_POLICY,
+                    ),
+                )
+                return
             if message["type"] == "websocket.disconnect":
                 return
             if message.get("text") is not None:

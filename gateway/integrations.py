@@ -43,7 +43,7 @@ from audio.protocols.twilio import (
     TwilioStop,
 )
 from audio.protocols.vocabulary import check_language, parse_vocabulary
-from gateway.ingest import Connection
+from gateway.ingest import START_SECONDS, Connection, receive
 
 log = logging.getLogger("callcue.integrations")
 
@@ -150,9 +150,16 @@ async def serve_audiohook(
         if forwarder is not None:
             await forwarder
 
+    deadline = asyncio.get_running_loop().time() + START_SECONDS
     try:
         while True:
-            message = await ws.receive()
+            message = await receive(ws, None if session is not None else deadline)
+            if message is None:
+                log.warning(
+                    "AudioHook session %s: no open within %.0f s", session_id, START_SECONDS
+                )
+                await conn.close(CLOSE_POLICY, "start_timeout: no open message in time")
+                return
             if message["type"] == "websocket.disconnect":
                 return
             if message.get("text") is not None:
@@ -306,9 +313,14 @@ async def serve_twilio(ws: WebSocket, services: Services, settings: Settings) ->
     session: CallSession | None = None
     track_index: dict[str, int] = {}
     reason = "disconnect"
+    deadline = asyncio.get_running_loop().time() + START_SECONDS
     try:
         while True:
-            message = await ws.receive()
+            message = await receive(ws, None if session is not None else deadline)
+            if message is None:
+                log.warning("Twilio stream: no start within %.0f s", START_SECONDS)
+                await conn.close(CLOSE_POLICY, "start_timeout: no start message in time")
+                return
             if message["type"] == "websocket.disconnect":
                 return
             if message.get("text") is not None:

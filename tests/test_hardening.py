@@ -371,3 +371,18 @@ async def test_a_call_id_belongs_to_the_credential_that_started_it(
     )
     assert replies[0]["type"] == "started" and code == 1000  # the owner resumes it
     assert http(secured, "/v1/calls/owned-1")[2]["outcome"] == "stop"
+
+
+async def test_a_connection_that_starts_no_call_is_closed(secured: ServerProcess) -> None:
+    """An authenticated ingest websocket that sends no start is closed after START_SECONDS
+    with a reason, instead of being held for ever."""
+    from gateway.ingest import START_SECONDS
+
+    started = asyncio.get_running_loop().time()
+    replies, code, reason = await exchange(
+        secured.url + "/v1/ingest", [], token=KEY_B, limit=START_SECONDS + 20
+    )
+    waited = asyncio.get_running_loop().time() - started
+    assert code == 1008 and reason == "start_timeout", (code, reason)
+    assert replies[0]["code"] == "start_timeout" and "start message" in replies[0]["message"]
+    assert START_SECONDS - 1 <= waited < START_SECONDS + 15

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import urllib.request
 import uuid
@@ -172,3 +173,18 @@ async def test_twilio_mono_inbound_only(server) -> None:  # type: ignore[no-unty
     text = " ".join(e["text"] for e in events if e["type"] == "transcript.final").lower()
     assert "halt on the way" in text  # 16 kHz audio, resampled to 8 kHz μ-law like a phone
     assert events[0]["channels"] == ["customer"]
+
+
+async def test_a_twilio_stream_that_never_starts_is_closed(server) -> None:  # type: ignore[no-untyped-def]
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import ConnectionClosed
+
+    from gateway.ingest import START_SECONDS
+
+    async with connect(f"{server.url}/v1/twilio") as ws:  # its token comes with `start`
+        await ws.send(json.dumps({"event": "connected", "protocol": "Call", "version": "1.0.0"}))
+        with contextlib.suppress(ConnectionClosed):
+            async with asyncio.timeout(START_SECONDS + 20):
+                async for _ in ws:
+                    pass
+    assert ws.close_code == 1008 and (ws.close_reason or "").startswith("start_timeout")
