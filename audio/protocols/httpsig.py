@@ -23,7 +23,10 @@ REQUIRED_COMPONENTS = (
     "x-api-key",
 )
 MAX_CLOCK_SKEW = 5  # seconds
-MAX_SIGNATURE_AGE = 300  # seconds a signature stays acceptable without an `expires`
+# seconds a signature stays acceptable after its `created`, whatever its `expires` says: a
+# signature created a year ago with `expires` ten years ahead was accepted, and since nonces
+# are remembered only by this process, one replayed after a restart was too
+MAX_SIGNATURE_AGE = 300
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,9 +206,15 @@ class AudioHookAuthenticator:
             return Verdict(False, "signature has no 'created' time")
         if created > now + MAX_CLOCK_SKEW:
             return Verdict(False, "signature 'created' is in the future")
-        deadline = expires if isinstance(expires, int) else created + MAX_SIGNATURE_AGE
+        deadline = created + MAX_SIGNATURE_AGE
+        if isinstance(expires, int):
+            deadline = min(deadline, expires)
         if deadline < now - MAX_CLOCK_SKEW:
-            return Verdict(False, "signature has expired")
+            return Verdict(
+                False,
+                f"signature has expired (past its 'expires', or created more than "
+                f"{MAX_SIGNATURE_AGE} s ago)",
+            )
         if not isinstance(nonce, str) or not nonce:
             return Verdict(False, "signature has no nonce")
         try:
@@ -219,7 +228,7 @@ class AudioHookAuthenticator:
         self._forget_old(now)
         if nonce in self._nonces:
             return Verdict(False, "nonce was already used (replayed request)")
-        self._nonces[nonce] = min(float(deadline), now + 24 * 3600)
+        self._nonces[nonce] = float(deadline)  # at most MAX_SIGNATURE_AGE after `created`
         return Verdict(True, api_key=api_key)
 
     def _forget_old(self, now: float) -> None:

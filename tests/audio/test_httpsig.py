@@ -55,6 +55,11 @@ def test_expired_and_future_signatures() -> None:
     assert not expired.ok and "expired" in expired.reason
     future = auth(now=1641013200 - 600).verify(HEADERS, TARGET, AUTHORITY)
     assert not future.ok and "future" in future.reason
+    # `expires` ten years ahead does not make a year-old signature good
+    old = auth(now=1641013200 + 365 * 86400).verify(HEADERS, TARGET, AUTHORITY)
+    assert not old.ok and "created more than 300 s ago" in old.reason
+    assert not auth(now=1641013200 + 306).verify(HEADERS, TARGET, AUTHORITY).ok
+    assert auth(now=1641013200 + 300).verify(HEADERS, TARGET, AUTHORITY).ok
 
 
 def test_api_key_checks() -> None:
