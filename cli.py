@@ -119,9 +119,10 @@ def _settings(args: argparse.Namespace) -> Any:
     """Settings from the environment, with the flags this command was given on top."""
     from assist.settings import Settings
 
-    return Settings.load(
-        overrides={k: v for k, v in vars(args).items() if k in Settings.__dataclass_fields__ and v}
-    )
+    overrides = {k: v for k, v in vars(args).items() if k in Settings.__dataclass_fields__ and v}
+    if getattr(args, "live", False):
+        overrides["revise"] = False
+    return Settings.load(overrides=overrides)
 
 
 def cmd_transcribe(args: argparse.Namespace) -> int:
@@ -212,19 +213,27 @@ async def transcribe_call(
                 await session.settle()  # each utterance gets the previous ones as its prompt
                 bar.update(round(chunk.shape[0] / audio.sample_rate, 1))
             await session.finish("stop")
+        if services.reviser is not None:
+            if progress:
+                print("revising with the finals' model…", file=sys.stderr)
+            await session.revisions_done()
+
+        def utterance(f: Any) -> dict[str, Any]:
+            revised = session.revised.get((f.channel, f.utterance))
+            line = {
+                "channel": f.channel,
+                "start": f.start,
+                "end": f.end,
+                "text": f.text if revised is None else revised.text,
+                "language": f.language if revised is None else revised.language,
+                "words": [_word(w) for w in (f.words if revised is None else revised.words)],
+            }
+            if revised is not None:
+                line["live_text"] = f.text  # what the live final said
+            return line
+
         utterances = sorted(
-            (
-                {
-                    "channel": f.channel,
-                    "start": f.start,
-                    "end": f.end,
-                    "text": f.text,
-                    "language": f.language,
-                    "words": [w.__dict__ if hasattr(w, "__dict__") else _word(w) for w in f.words],
-                }
-                for f in session.finals
-            ),
-            key=lambda u: (u["start"], u["channel"]),
+            (utterance(f) for f in session.finals), key=lambda u: (u["start"], u["channel"])
         )
         return {
             "call_id": call_id,
@@ -531,6 +540,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     for name in ("model", "final_model", "device", "compute_type", "beam_size", "cpu_threads"):
         tr.add_argument(f"--{name.replace('_', '-')}", dest=name)
+    tr.add_argument(
+        "--live",
+        action="store_true",
+        help="the live finals only (no revision by the finals' model over long windows)",
+    )
 
     im = sub.add_parser("import", help="transcribe recordings and store each as a call")
     im.add_argument("files", nargs="+", metavar="FILE", help="one recording per call")
@@ -541,6 +555,11 @@ def main(argv: list[str] | None = None) -> int:
     im.add_argument("--quiet", action="store_true", help="no progress bar")
     im.add_argument("--database-url", dest="database_url")
     im.add_argument("--playbook")
+    im.add_argument(
+        "--live",
+        action="store_true",
+        help="store the live finals only (no revision by the finals' model over long windows)",
+    )
 
     cl = sub.add_parser("classify", help="intent, sentiment and entities of utterances")
     cl.add_argument("texts", nargs="*", metavar="TEXT", help="utterances (default: stdin lines)")

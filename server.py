@@ -129,7 +129,12 @@ def build_app(services: Services, settings: Settings) -> Starlette:
             Route("/metrics", metrics),
             Route("/v1/calls/live", live_calls),
             *(
-                api_routes(services.store, authorizer, lambda cid: cid in services.sessions)
+                api_routes(
+                    services.store,
+                    authorizer,
+                    lambda cid: cid in services.sessions,
+                    lambda cid: cid in services.revising,
+                )
                 if services.store is not None
                 else []
             ),

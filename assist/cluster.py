@@ -103,8 +103,8 @@ class ClusterHub(EventHub):
         self.cluster._enqueue(_Out("register", call_id))
         return feed
 
-    def publish(self, event: Event) -> Event:
-        stamped = super().publish(event)
+    def publish(self, event: Event, feed: CallFeed | None = None) -> Event:
+        stamped = super().publish(event, feed)
         self.cluster._enqueue(
             _Out("event", stamped.call_id, stamped.seq, stamped.type, stamped.to_json())
         )

@@ -105,6 +105,39 @@ class TranscriptFinal(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class TranscriptRevised(Event):
+    """A final's text as the accurate model heard it decoding the channel offline-style
+    (long windows, the text before it): it replaces the text and words of the final with the
+    same `channel` and `utterance` (`final_seq` is that final's seq); `live_text` is what
+    the final said. Sent during a call (after each minute or so of a channel) and after
+    `call.ended` for the rest of the call, only where the words changed."""
+
+    type: ClassVar[str] = "transcript.revised"
+    channel: str
+    utterance: int
+    final_seq: int
+    start: float
+    end: float
+    text: str
+    live_text: str
+    words: tuple[Word, ...] = ()
+    confidence: float = 0.0
+    language: str = "en"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallRevised(Event):
+    """The end-of-call revision is done (it follows `call.ended`): every `transcript.revised`
+    of the call has been sent and stored. `revised`: finals whose text changed, of `finals`;
+    `skipped`: stretches not revised (the machine was too far behind: their live text stays)."""
+
+    type: ClassVar[str] = "call.revised"
+    revised: int
+    finals: int
+    skipped: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class CallEnded(Event):
     type: ClassVar[str] = "call.ended"
     reason: str  # stop | disconnect | error | shutdown

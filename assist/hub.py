@@ -101,8 +101,10 @@ class EventHub:
         self._feeds.move_to_end(call_id)
         return feed
 
-    def publish(self, event: Event) -> Event:
-        feed = self._feeds[event.call_id]
+    def publish(self, event: Event, feed: CallFeed | None = None) -> Event:
+        """Stamp and fan out; `feed`: the call's own feed (its session holds it: events
+        published after `end`, such as revisions, still follow its seq)."""
+        feed = feed if feed is not None else self._feeds[event.call_id]
         stamped = dataclasses.replace(event, seq=feed.seq + 1, ts=now_iso())
         feed.history.append(stamped)
         feed.touched = time.monotonic()

@@ -20,11 +20,13 @@ from assist.engine import AssistModels, CallAssist
 from assist.entities import Entity
 from assist.events import (
     CallEnded,
+    CallRevised,
     CallStarted,
     ErrorEvent,
     Event,
     TranscriptFinal,
     TranscriptPartial,
+    TranscriptRevised,
     Word,
 )
 from assist.hub import EventHub
@@ -33,8 +35,9 @@ from assist.recording import Recorder
 from assist.settings import Settings
 from audio.codec import TARGET_RATE, AudioFormat, StreamDecoder
 from audio.vad import VadOptions, VadSegmenter
-from models.asr import Final, Partial, StreamingOptions, StreamingTranscriber
+from models.asr import Final, Partial, RevisedFinal, StreamingOptions, StreamingTranscriber
 from models.remote import RemoteScheduler
+from models.revise import Reviser, RevisionOptions
 from models.scheduler import OVERLOADED, RecognitionJob, RecognitionScheduler
 from models.vad import SileroVad
 from models.whisper import Hypothesis, WhisperEngine
@@ -98,6 +101,9 @@ class Services:
     writer: StoreWriter | None = None
     recordings_dir: Path | None = None  # set: each channel's audio is kept as WAV
     cluster: Cluster | None = None  # set: one node of several, on Redis (`hub` is its hub)
+    reviser: Reviser | None = None  # set: finals are revised offline-style (transcript.revised)
+    # ended calls whose revisions are still running (a resumed call id stops them)
+    revising: dict[str, CallSession] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         m = self.metrics
@@ -168,6 +174,32 @@ class Services:
             lambda: [((), sum(e.stats.tails_recovered for e in self.engines))],
             kind="counter",
         )
+        if self.reviser is not None:
+            rstats = self.reviser.stats
+            m.labelled_gauge(
+                "callcue_revisions_total",
+                "Stretches of channel audio revised by the accurate model (skipped: too many "
+                "waited; failed: the decode raised)",
+                ("outcome",),
+                lambda: [
+                    (("done",), rstats.done),
+                    (("skipped",), rstats.skipped),
+                    (("failed",), rstats.failed),
+                ],
+                kind="counter",
+            )
+            m.gauge(
+                "callcue_revision_backlog_seconds",
+                "Seconds of call audio waiting for revision",
+                lambda: rstats.pending_seconds,
+            )
+            m.labelled_gauge(
+                "callcue_finals_revised_total",
+                "Finals whose text a revision changed (transcript.revised sent)",
+                (),
+                lambda: [((), rstats.changed)],
+                kind="counter",
+            )
         stats = self.scheduler.stats
         m.labelled_gauge(
             "callcue_finals_overdue_total",
@@ -311,7 +343,16 @@ class Services:
                 final_engine=final_engine,
             )
         scheduler.start()
+        reviser = None
+        if settings.revise and not remote:
+            reviser = Reviser(
+                settings.final_whisper,
+                RevisionOptions(
+                    seconds=float(settings.revise_seconds), beam_size=settings.beam_size
+                ),
+            )
         return cls(
+            reviser=reviser,
             metrics=metrics,
             cluster=node,
             store=call_store,
@@ -355,6 +396,8 @@ class Services:
         return len(pending)
 
     def close(self) -> None:
+        if self.reviser is not None:
+            self.reviser.close()
         self.scheduler.close()
         self.executor.shutdown(wait=True, cancel_futures=True)
         if self.assist_worker is not None:
@@ -543,6 +586,10 @@ class CallSession:
         self.finished = False
         self._finishing: asyncio.Task[None] | None = None
         self.finals: list[TranscriptFinal] = []
+        self.revised: dict[tuple[str, int], TranscriptRevised] = {}
+        self._revising: asyncio.Future[None] | None = None
+        self._revisions_stopped = False
+        self.hub_feed: Any = None  # the hub's feed of this call (set by `start`)
         self.recorder: Recorder | None = None
         self.assist_state: CallAssist | None = None
         self.assist_pending = 0
@@ -577,6 +624,8 @@ class CallSession:
                 options=options,
                 vocabulary=self.vocabulary,
                 language=language,
+                reviser=services.reviser,
+                on_revised=functools.partial(self._on_revised, channel),
             )
             for channel in channels
         ]
@@ -591,7 +640,7 @@ class CallSession:
     def publish(self, event: Event) -> Event:
         """Stamp and fan out an event, and store it before any screen can have been sent it
         (the hub only queues; sends happen after this returns)."""
-        stamped = self.services.hub.publish(event)
+        stamped = self.services.hub.publish(event, self.hub_feed)
         if self.services.writer is not None:
             self.services.writer.write(stamped)
         return stamped
@@ -614,7 +663,10 @@ class CallSession:
                     if refusal is not None:
                         raise CallIdTaken(refusal)
                     base = stored.last_seq
-        self.services.hub.open(self.call_id, base=base)
+        earlier = self.services.revising.pop(self.call_id, None)
+        if earlier is not None:  # resumed: the rest of the old session's revisions would
+            earlier.stop_revisions()  # interleave seqs with this one; its live text stays
+        self.hub_feed = self.services.hub.open(self.call_id, base=base)
         self.services.sessions[self.call_id] = self
         self.services.metrics.calls.inc(1, self.source)
         self.publish(
@@ -781,6 +833,76 @@ class CallSession:
         log.info(
             "call %s ended (%s) after %.1fs of audio", self.call_id, reason, self.audio_seconds
         )
+        if self.services.reviser is not None:
+            self.services.revising[self.call_id] = self
+            self._revising = asyncio.ensure_future(self._await_revisions())
+
+    async def _await_revisions(self) -> None:
+        try:
+            await asyncio.gather(*(t.revised() for t in self.transcribers))
+            if not self._revisions_stopped:
+                self.publish(
+                    CallRevised(
+                        call_id=self.call_id,
+                        revised=len(self.revised),
+                        finals=len(self.finals),
+                        skipped=sum(t.revisions_skipped for t in self.transcribers),
+                    )
+                )
+        finally:
+            if self.services.revising.get(self.call_id) is self:
+                del self.services.revising[self.call_id]
+
+    async def revisions_done(self) -> None:
+        """Wait until the end-of-call revisions are published (after `finish`)."""
+        if self._revising is not None:
+            await asyncio.shield(self._revising)
+
+    def stop_revisions(self) -> None:
+        """Publish no more revisions (the call id was resumed by a new session)."""
+        self._revisions_stopped = True
+
+    def _on_revised(self, channel: str, revised: RevisedFinal) -> None:
+        if self._revisions_stopped:
+            return
+        final = next(
+            (
+                f
+                for f in reversed(self.finals)
+                if f.channel == channel and f.utterance == revised.utterance
+            ),
+            None,
+        )
+        if final is None:
+            return
+        words = tuple(Word(w.word, w.start, w.end, w.probability) for w in revised.words)
+        text = revised.text
+        if self.assist_state is not None:  # what the live text masked, the revised one masks
+            text, _ = self.assist_state.scan(revised.text)
+            if text != revised.text:
+                words = mask_words(words, revised.text, text)
+        if text == final.text:
+            return
+        confidence = round(sum(w.probability for w in words) / len(words), 4) if words else 0.0
+        event = self.publish(
+            TranscriptRevised(
+                call_id=self.call_id,
+                channel=channel,
+                utterance=revised.utterance,
+                final_seq=final.seq,
+                start=final.start,
+                end=final.end,
+                text=text,
+                live_text=final.text,
+                words=words,
+                confidence=confidence,
+                language=revised.language,
+            )
+        )
+        assert isinstance(event, TranscriptRevised)
+        self.revised[(channel, revised.utterance)] = event
+        if self.services.reviser is not None:
+            self.services.reviser.stats.changed += 1
 
     def _on_partial(self, channel: str, partial: Partial) -> None:
         if self.finished:

@@ -274,6 +274,25 @@ SETTINGS: tuple[Setting, ...] = (
         "beam size for finals (partials are greedy)",
     ),
     Setting(
+        "revise",
+        "CALLCUE_REVISE",
+        True,
+        _bool,
+        _ok,
+        "revise finals with the finals' model decoding each channel offline-style (long "
+        "windows, the text before): transcript.revised events, and the stored transcript is "
+        "the revised one; runs at the lowest CPU priority (local recognition only)",
+    ),
+    Setting(
+        "revise_seconds",
+        "CALLCUE_REVISE_SECONDS",
+        60,
+        _int,
+        _range(0, 3600),
+        "a channel is revised after each stretch of this much of its audio (at the end of an "
+        "utterance) and when the call ends; 0: when the call ends only",
+    ),
+    Setting(
         "encoder_windows",
         "CALLCUE_ENCODER_WINDOWS",
         (3.0, 6.0, 10.0, 15.0, 20.0, 30.0),
@@ -776,6 +795,8 @@ class Settings:
     max_utterance_s: float = 10.0
     vad_threshold: float = 0.5
     vad_min_silence_ms: int = 400
+    revise: bool = True
+    revise_seconds: int = 60
     max_frame_bytes: int = 1_048_576
     max_calls: int = 200
     events_backlog: int = 2000

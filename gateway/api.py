@@ -95,7 +95,10 @@ def _date(request: Request, name: str) -> str:
 
 
 def api_routes(
-    store: CallStore, authorizer: Authorizer, is_live: Callable[[str], bool] = lambda _: False
+    store: CallStore,
+    authorizer: Authorizer,
+    is_live: Callable[[str], bool] = lambda _: False,
+    is_revising: Callable[[str], bool] = lambda _: False,
 ) -> list[Route]:
     def found(call_id: str) -> dict[str, Any]:
         call = store.get_call(call_id)
@@ -221,6 +224,13 @@ def api_routes(
         call = await run_in_threadpool(found, call_id)
         if call["outcome"] == "in_progress" or is_live(call_id):
             raise BadRequest(f"call {call_id!r} is still in progress", 409, "conflict")
+        if is_revising(call_id):
+            raise BadRequest(
+                f"call {call_id!r} is still being revised (its transcript is decoded again "
+                "after it ends); delete it once that is done",
+                409,
+                "conflict",
+            )
         await run_in_threadpool(store.delete_call, call_id)
         return Response(status_code=204)
 
@@ -229,7 +239,9 @@ def api_routes(
         days = _int(request, "days", -1, 0, 36500)
         if days < 0:
             raise BadRequest("'days' is required: calls older than this many days are deleted")
-        deleted = await run_in_threadpool(store.purge, days, keep=is_live)
+        deleted = await run_in_threadpool(
+            store.purge, days, keep=lambda cid: is_live(cid) or is_revising(cid)
+        )
         return JSONResponse({"deleted": deleted, "days": days})
 
     @guarded(authorizer, READ, "make call links")

@@ -16,6 +16,7 @@ import numpy as np
 
 from audio.codec import TARGET_RATE, Float32Array
 from audio.vad import SpeechEnded, SpeechStarted, VadSegmenter
+from models.revise import Reviser, Revision, assign, same_text, skipped_speech
 from models.scheduler import BUSY, OVERLOADED, RecognitionJob, RecognitionScheduler
 from models.whisper import Hypothesis, WhisperEngine, WordTiming, text_from
 
@@ -69,6 +70,17 @@ class Final:
     language: str = "en"
 
 
+@dataclass(frozen=True, slots=True)
+class RevisedFinal:
+    """A final's text as offline decoding of its stretch of the channel heard it (words timed
+    from the start of the call); sent only where it differs from the live text."""
+
+    utterance: int
+    text: str
+    words: tuple[WordTiming, ...]
+    language: str
+
+
 _NORM = re.compile(r"[^\w']+")
 # prompt tokens the vocabulary may take (Whisper keeps 223 of the prompt; the channel's
 # previous words, `prompt_words`, take about 80)
@@ -112,6 +124,8 @@ class StreamingTranscriber:
         on_error: Callable[[str, int, BaseException], None] | None = None,
         vocabulary: tuple[str, ...] = (),
         language: str = "en",
+        reviser: Reviser | None = None,
+        on_revised: Callable[[RevisedFinal], None] | None = None,
     ) -> None:
         self.key = key
         self.engine = engine  # partials; finals are tokenized for the scheduler's final engine
@@ -161,6 +175,17 @@ class StreamingTranscriber:
         self.speculative_used = 0
         self.speculative_wasted = 0
         self._closed = False
+        # revision (models/revise.py): the channel's audio since `_rev_start` (int16, to halve
+        # what it holds) and the finals emitted in it: (utterance, start, end sample, text)
+        self.reviser = reviser if on_revised is not None else None
+        self.on_revised = on_revised
+        self._rev_audio: list[np.ndarray] = []
+        self._rev_start = 0
+        self._rev_samples = 0
+        self._rev_finals: list[tuple[int, int, int, str]] = []
+        self._rev_prompt = ""  # the live text before the stretch (faster-whisper's prompt)
+        self._revisions: list[asyncio.Future[Revision]] = []
+        self.revisions_skipped = 0
 
     # -- input --------------------------------------------------------------------------
     async def push(self, samples: Float32Array) -> None:
@@ -170,6 +195,8 @@ class StreamingTranscriber:
             self._emitter = asyncio.create_task(self._emit_finals(), name=f"finals:{self.key}")
         self._buf = np.concatenate([self._buf, samples]) if self._buf.size else samples.copy()
         self.total += samples.size
+        if self.reviser is not None:
+            self._keep_for_revision(samples)
         self._arrivals.append((self.total, time.monotonic()))
         while len(self._arrivals) > 2 and self._arrivals[0][0] < self._buf_start - TARGET_RATE:
             self._arrivals.popleft()
@@ -474,6 +501,8 @@ class StreamingTranscriber:
         if text:
             self._history.append(text)
             del self._history[:-8]
+            if self.reviser is not None:
+                self._rev_finals.append((utt, start, end, text))
         self.on_final(
             Final(
                 utterance=utt,
@@ -489,9 +518,13 @@ class StreamingTranscriber:
                 language=hyp.language,
             )
         )
+        stretch = self.reviser.options.seconds if self.reviser is not None else 0
+        if text and stretch > 0 and end - self._rev_start >= stretch * TARGET_RATE:
+            self._revise(end)
 
     async def close(self) -> None:
-        """Finalize the utterance in progress and wait until every final has been emitted."""
+        """Finalize the utterance in progress and wait until every final has been emitted;
+        then the rest of the channel goes to revision (`revised` waits for it)."""
         if self._closed:
             return
         self._closed = True
@@ -500,3 +533,105 @@ class StreamingTranscriber:
         self._finals.put_nowait(None)
         if self._emitter is not None:
             await self._emitter
+        if self.reviser is not None:
+            self._revise(self.total)
+            self._rev_audio = []
+
+    # -- revision -----------------------------------------------------------------------
+    def _keep_for_revision(self, samples: Float32Array) -> None:
+        pcm = (np.clip(samples, -1.0, 1.0) * 32767).astype(np.int16)
+        self._rev_audio.append(pcm)
+        self._rev_samples += pcm.size
+        assert self.reviser is not None
+        # a long stretch with no final in it and none in flight (hold music, a silent party):
+        # only the audio an utterance may still need is kept
+        limit = max(self.reviser.options.seconds, 30.0) * TARGET_RATE
+        if self._rev_samples > limit and not self._rev_finals and self._emitted == self._submitted:
+            keep_from = self._utt_start if self._utt_start is not None else self.total - self._pad
+            self._drop_revision_audio(max(keep_from, self._rev_start))
+
+    def _drop_revision_audio(self, upto: int) -> np.ndarray:
+        """Take the kept audio before sample `upto` out (returned as one array)."""
+        audio = np.concatenate(self._rev_audio) if self._rev_audio else np.zeros(0, np.int16)
+        n = min(max(upto - self._rev_start, 0), audio.size)
+        rest = audio[n:]
+        self._rev_audio = [rest] if rest.size else []
+        self._rev_samples = rest.size
+        self._rev_start += n
+        return audio[:n]
+
+    def _revise(self, upto: int) -> None:
+        """Send the kept audio up to sample `upto` (the end of a final) to revision, with the
+        finals emitted in it."""
+        assert self.reviser is not None
+        start = self._rev_start
+        finals = [f for f in self._rev_finals if f[2] <= upto]
+        self._rev_finals = [f for f in self._rev_finals if f[2] > upto]
+        pcm = self._drop_revision_audio(upto)
+        if not finals or pcm.size < TARGET_RATE // 2:
+            return
+        prompt = self._rev_prompt
+        words = " ".join(f[3] for f in finals).split()
+        self._rev_prompt = " ".join(words[-self.options.prompt_words :])
+        future = self.reviser.submit(
+            pcm.astype(np.float32) / 32767.0,
+            self.language,
+            prompt=prompt,
+            hotwords=", ".join(self.vocabulary),
+        )
+        if future is None:
+            self.revisions_skipped += 1
+            return
+        revision = asyncio.wrap_future(future)
+        self._revisions.append(revision)
+        revision.add_done_callback(lambda f: self._revision_done(f, start, finals))
+
+    def _revision_done(
+        self,
+        future: asyncio.Future[Revision],
+        start: int,
+        finals: list[tuple[int, int, int, str]],
+    ) -> None:
+        if future in self._revisions:
+            self._revisions.remove(future)
+        if future.cancelled():
+            return
+        if (exc := future.exception()) is not None:
+            log.warning("revision of %s failed: %s (the live text is kept)", self.key, exc)
+            return
+        assert self.on_revised is not None
+        revision = future.result()
+        offset = start / TARGET_RATE
+        heard = assign(
+            revision.words,
+            [(u, (s - start) / TARGET_RATE, (e - start) / TARGET_RATE, t) for u, s, e, t in finals],
+        )
+        for utt, _, _, live in finals:
+            words = heard.get(utt) or []
+            if not words:  # nothing heard there offline: the live text stays
+                continue
+            text = "".join(w.word for w in words).strip()
+            if not text or same_text(text, live) or skipped_speech(text, live):
+                continue
+            self.on_revised(
+                RevisedFinal(
+                    utterance=utt,
+                    text=text,
+                    words=tuple(
+                        WordTiming(
+                            w.word,
+                            round(offset + w.start, 3),
+                            round(offset + max(w.end, w.start), 3),
+                            w.probability,
+                        )
+                        for w in words
+                    ),
+                    language=revision.language,
+                )
+            )
+
+    async def revised(self) -> None:
+        """Wait until every revision submitted so far is done (after `close`: all of them)."""
+        while self._revisions:
+            await asyncio.gather(*list(self._revisions), return_exceptions=True)
+            await asyncio.sleep(0)  # their done callbacks run

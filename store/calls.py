@@ -39,6 +39,8 @@ STORED_EVENTS = frozenset(
     {
         "call.started",
         "transcript.final",
+        "transcript.revised",
+        "call.revised",
         "intent",
         "sentiment",
         "entities",
@@ -125,6 +127,10 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
     (  # 3: who started each call (a digest of the credential): only they may resume it
         "ALTER TABLE calls ADD COLUMN owner TEXT NOT NULL DEFAULT ''",
+    ),
+    (  # 4: a revised final keeps what was said live beside the revised text (NULL: unrevised)
+        "ALTER TABLE utterances ADD COLUMN live_text TEXT",
+        "ALTER TABLE calls ADD COLUMN revised_at TEXT",  # when the end-of-call revision ended
     ),
 )
 
@@ -533,6 +539,23 @@ class CallStore:
                     call_id,
                 ),
             )
+        elif kind == "transcript.revised":
+            self._conn.execute(
+                self.dialect.sql(
+                    "UPDATE utterances SET live_text = COALESCE(live_text, text), text = ?, "
+                    "words = ?, confidence = ?, language = ? WHERE call_id = ? AND seq = ?"
+                ),
+                (
+                    data["text"],
+                    json.dumps(data.get("words") or [], ensure_ascii=False),
+                    data.get("confidence") or 0.0,
+                    data.get("language") or "en",
+                    call_id,
+                    data["final_seq"],
+                ),
+            )
+        elif kind == "call.revised":
+            update("UPDATE calls SET revised_at = ? WHERE id = ?", data["ts"])
         elif kind == "intent" and data.get("intent"):
             rows = self._rows("SELECT intents FROM calls WHERE id = ?", (call_id,))
             intents = json.loads(rows[0]["intents"]) if rows else []
@@ -631,8 +654,8 @@ class CallStore:
 
     def utterances(self, call_id: str) -> list[dict[str, Any]]:
         rows = self._read(
-            "SELECT channel, utterance, seq, start_s, end_s, text, words, confidence, language "
-            "FROM utterances WHERE call_id = ? ORDER BY segment, start_s, channel",
+            "SELECT channel, utterance, seq, start_s, end_s, text, words, confidence, language, "
+            "live_text FROM utterances WHERE call_id = ? ORDER BY segment, start_s, channel",
             (call_id,),
         )
         return [
@@ -646,6 +669,8 @@ class CallStore:
                 "words": json.loads(r["words"]),
                 "confidence": r["confidence"],
                 "language": r["language"],
+                # what the live final said, where a revision changed it (else absent)
+                **({"live_text": r["live_text"]} if r["live_text"] is not None else {}),
             }
             for r in rows
         ]
@@ -916,6 +941,8 @@ def _call(row: dict[str, Any]) -> dict[str, Any]:
         "alerts": row["alerts"],
         "checklist": {"done": row["checklist_done"], "total": row["checklist_total"]},
         "events": row["last_seq"],
+        # when the accurate model's end-of-call revision finished (None: not yet, or off)
+        "revised_at": row.get("revised_at"),
     }
 
 

@@ -15,6 +15,13 @@ import soxr
 
 from benchmarks.server import RedisProcess, ServerProcess
 
+# Revision (the finals' model decoding each channel again after the call, `transcript.revised`)
+# is on for users. Here it is off unless a test turns it on (tests/test_revision.py,
+# tests/models/test_revise.py, tests/web/test_revision_pages.py): it changes stored and
+# replayed text some time after `call.ended`, which tests comparing them with the streamed
+# finals would otherwise race with, and it costs CPU every other test would wait for.
+os.environ.setdefault("CALLCUE_REVISE", "false")
+
 DATA = Path(os.environ.get("CALLCUE_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 AUDIO = DATA / "audio"
 

@@ -129,6 +129,7 @@
     "call.started": onStarted,
     "transcript.partial": onPartial,
     "transcript.final": onFinal,
+    "transcript.revised": onRevised,
     intent: onIntent,
     sentiment: onSentiment,
     entities: onEntities,
@@ -281,6 +282,18 @@
       line.el.classList.add("unsure");
       line.el.title = "Low recognition confidence (" + Math.round(event.confidence * 100) + "%)";
     }
+    transcriptChanged();
+  }
+
+  // The accurate model heard the utterance again with the audio around it: its text replaces
+  // the live one (kept in the tooltip).
+  function onRevised(event) {
+    const line = lines.get(event.channel + ":" + event.utterance);
+    if (!line || !line.final || !event.text) return;
+    line.text.textContent = event.text;
+    line.el.classList.add("revised");
+    line.el.classList.remove("unsure");
+    line.el.title = "Revised by the accurate model; heard live as: “" + event.live_text + "”";
     transcriptChanged();
   }
 

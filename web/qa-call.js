@@ -177,7 +177,9 @@
       },
       el("span", { class: "t" }, clock(u.start)),
       el("span", { class: "who " + u.channel }, speaker(u.channel)),
-      el("span", { class: "text" }, el("span", { class: "said" }, u.text), tags, el("span", { class: "notes" })));
+      el("span", { class: "text" }, el("span", { class: "said" }, u.text),
+        u.live_text ? el("span", { class: "revised", title: `Revised by the accurate model after the call; heard live as: “${u.live_text}”` }, "revised") : null,
+        tags, el("span", { class: "notes" })));
       const line = { u, li };
       state.lines.set(key(u.channel, u.utterance), line);
       li.addEventListener("click", () => select(line, { play: true }));

@@ -1,0 +1,245 @@
+"""Revision: a channel's finals decoded again, offline-style, for the record QA reads.
+
+Live finals are decoded one utterance at a time, as soon as it ends, with a few seconds of
+the channel before it. Offline decoding of the whole channel hears every utterance with up to
+30 s around it and the text before it, and is more accurate (README "Recognition").
+`Reviser` runs that offline decode on stretches of a channel's audio while the call goes on
+(after each `RevisionOptions.seconds` of a channel, at the end of an utterance) and on what is
+left when it ends; `StreamingTranscriber` gives each word back to the final whose audio holds
+it.
+
+It runs beside the live work, never in its way: one thread, a model replica of its own
+(the finals' model: a live final never waits for a revision inside CTranslate2), loaded on
+first use from a thread at the lowest priority, so its compute threads get a core only when
+partials and finals leave one free. On a machine that is busy all the time revisions fall
+behind; past `max_pending_s` of audio waiting, new ones are skipped (the live text stays, and
+`callcue_revisions_total{outcome="skipped"}` counts them).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from audio.codec import TARGET_RATE, Float32Array
+from models.whisper import WhisperOptions, WordTiming, lower_priority
+
+log = logging.getLogger("callcue.revise")
+
+LOWEST = 19  # niceness of the revision thread and the compute threads it starts
+
+
+@dataclass(frozen=True, slots=True)
+class RevisionOptions:
+    """When revisions run (the `CALLCUE_REVISE*` settings)."""
+
+    enabled: bool = True
+    # a channel is revised after each stretch of this much of its audio (at the end of an
+    # utterance) and at the end of the call; 0: at the end of the call only
+    seconds: float = 60.0
+    max_pending_s: float = 900.0  # audio waiting for revision, all calls; beyond: skipped
+    beam_size: int = 5
+
+
+@dataclass(frozen=True, slots=True)
+class Revision:
+    """What the offline decode of one stretch heard (word times from the stretch's start)."""
+
+    words: tuple[WordTiming, ...]
+    language: str
+    seconds: float  # wall time it took
+
+
+@dataclass
+class RevisionStats:
+    done: int = 0
+    skipped: int = 0  # the backlog was full
+    failed: int = 0
+    audio_seconds: float = 0.0
+    busy_seconds: float = 0.0
+    pending_seconds: float = 0.0
+    load_seconds: float = 0.0
+    changed: int = 0  # finals whose text a revision changed (counted by the transcribers)
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+
+class Reviser:
+    """Decodes stretches of call audio with faster-whisper's offline `transcribe` (beam
+    search, its VAD filter, word timings), one at a time, at the lowest priority."""
+
+    def __init__(self, whisper: WhisperOptions, options: RevisionOptions | None = None) -> None:
+        self.whisper = whisper
+        self.options = options or RevisionOptions()
+        self.stats = RevisionStats()
+        self._model: object | None = None
+        self._multilingual = False
+        self._executor = ThreadPoolExecutor(
+            max_workers=1,
+            thread_name_prefix="callcue-revise",
+            initializer=lower_priority,
+            initargs=(LOWEST,),
+        )
+        self._closed = False
+
+    def submit(
+        self, audio: Float32Array, language: str, prompt: str = "", hotwords: str = ""
+    ) -> Future[Revision] | None:
+        """Queue one stretch; None when revisions are closed or too far behind (skipped)."""
+        seconds = audio.size / TARGET_RATE
+        with self.stats.lock:
+            if self._closed:
+                return None
+            if self.stats.pending_seconds + seconds > self.options.max_pending_s:
+                self.stats.skipped += 1
+                log.warning(
+                    "revision of %.0f s skipped: %.0f s of audio already wait for revision "
+                    "(the machine has no spare CPU for it; the live text is kept)",
+                    seconds,
+                    self.stats.pending_seconds,
+                )
+                return None
+            self.stats.pending_seconds += seconds
+        try:
+            return self._executor.submit(self._run, audio, language, prompt, hotwords)
+        except RuntimeError:  # closed meanwhile
+            with self.stats.lock:
+                self.stats.pending_seconds -= seconds
+            return None
+
+    def _load(self) -> object:
+        if self._model is None:
+            from faster_whisper import WhisperModel
+
+            from models.resolve import resolve_whisper_model
+
+            started = time.perf_counter()
+            opts = self.whisper
+            # loaded from the revision thread (lowest priority): CTranslate2's compute threads
+            # take its priority
+            model = WhisperModel(
+                resolve_whisper_model(opts.model),
+                device=opts.device,
+                compute_type=opts.compute_type,
+                cpu_threads=opts.cpu_threads,
+                num_workers=1,
+            )
+            self._multilingual = bool(model.model.is_multilingual)
+            self._model = model
+            self.stats.load_seconds = time.perf_counter() - started
+            log.info(
+                "revision model %s loaded in %.1fs (lowest priority)",
+                opts.model,
+                self.stats.load_seconds,
+            )
+        return self._model
+
+    def _run(self, audio: Float32Array, language: str, prompt: str, hotwords: str) -> Revision:
+        seconds = audio.size / TARGET_RATE
+        started = time.perf_counter()
+        try:
+            model = self._load()
+            if language != "en" and language != "auto" and not self._multilingual:
+                raise ValueError(f"{self.whisper.model} is English-only: cannot revise {language}")
+            segments, info = model.transcribe(  # type: ignore[attr-defined]
+                np.ascontiguousarray(audio, dtype=np.float32),
+                language=None if language == "auto" else language,
+                beam_size=self.options.beam_size,
+                vad_filter=True,
+                word_timestamps=True,
+                condition_on_previous_text=True,
+                initial_prompt=prompt or None,
+                hotwords=hotwords or None,
+            )
+            words = tuple(
+                WordTiming(w.word, round(w.start, 3), round(w.end, 3), round(w.probability, 4))
+                for segment in segments
+                for w in segment.words or ()
+            )
+            elapsed = time.perf_counter() - started
+            with self.stats.lock:
+                self.stats.done += 1
+                self.stats.audio_seconds += seconds
+                self.stats.busy_seconds += elapsed
+            return Revision(words, info.language if language == "auto" else language, elapsed)
+        except BaseException:
+            with self.stats.lock:
+                self.stats.failed += 1
+            raise
+        finally:
+            with self.stats.lock:
+                self.stats.pending_seconds -= seconds
+
+    def close(self) -> None:
+        """Stop: waiting revisions are cancelled, the one running finishes in its thread."""
+        with self.stats.lock:
+            self._closed = True
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def assign(
+    words: tuple[WordTiming, ...], finals: list[tuple[int, float, float, str]]
+) -> dict[int, list[WordTiming]]:
+    """Each revised word to one of the live finals (key, start, end in seconds, text).
+
+    By text first: the revised words are aligned with the live ones (difflib); a word that
+    matches a live word, or replaces words of one final only, goes to that final, so the
+    utterances keep their live boundaries where the two agree (word times alone moved words
+    across them). Any other word goes to the final whose span holds its middle, else the
+    nearest one. Words keep their own times."""
+    import difflib
+
+    out: dict[int, list[WordTiming]] = {key: [] for key, _, _, _ in finals}
+    if not finals:
+        return out
+    live: list[tuple[str, int]] = [
+        (_norm(w), key) for key, _, _, text in finals for w in text.split() if _norm(w)
+    ]
+    revised = [_norm(w.word) for w in words]
+    owner: list[int | None] = [None] * len(words)
+    matcher = difflib.SequenceMatcher(a=[w for w, _ in live], b=revised, autojunk=False)
+    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+        if tag == "equal":
+            for j in range(j1, j2):
+                owner[j] = live[i1 + j - j1][1]
+        elif tag == "replace" and len({key for _, key in live[i1:i2]}) == 1:
+            owner[j1:j2] = [live[i1][1]] * (j2 - j1)  # other words for one final's words
+
+    def by_time(word: WordTiming) -> int:
+        middle = (word.start + word.end) / 2
+
+        def distance(final: tuple[int, float, float, str]) -> float:
+            _, lo, hi, _ = final
+            return 0.0 if lo <= middle <= hi else min(abs(middle - lo), abs(middle - hi))
+
+        return min(finals, key=distance)[0]
+
+    for word, key in zip(words, owner, strict=True):
+        out[key if key is not None else by_time(word)].append(word)
+    return out
+
+
+def _norm(word: str) -> str:
+    return re.sub(r"[^\w']+", "", word.lower())
+
+
+def same_text(a: str, b: str) -> bool:
+    """Equal but for case, spacing and punctuation (no revision is sent for that)."""
+
+    def norm(text: str) -> str:
+        return " ".join(re.sub(r"[^\w']+", " ", text.lower()).split())
+
+    return norm(a) == norm(b)
+
+
+def skipped_speech(revised: str, live: str) -> bool:
+    """The revision kept less than half of a live final of four words or more: offline
+    long-form decoding skips stretches now and then (seen on real calls: a seven-word turn
+    came back as one word), so the live text is kept there."""
+    n = len(live.split())
+    return n >= 4 and len(revised.split()) * 2 < n

@@ -1,0 +1,135 @@
+"""Revision: the finals' model decodes a channel again over long windows (transcript.revised).
+
+Unit tests for how revised words go back to the live finals; a real-model test that a
+channel streamed with tiny.en finals is revised by Whisper base during the call and at its
+end, closer to the reference than live."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import numpy as np
+
+from audio.codec import TARGET_RATE
+from audio.vad import VadSegmenter
+from benchmarks.common import reference_text, word_errors
+from models.asr import Final, RevisedFinal, StreamingOptions, StreamingTranscriber
+from models.revise import Reviser, RevisionOptions, assign, same_text, skipped_speech
+from models.scheduler import RecognitionScheduler
+from models.whisper import WhisperOptions, WordTiming
+from tests.conftest import load_16k
+
+
+def timed(text: str, start: float, step: float = 0.3) -> tuple[WordTiming, ...]:
+    return tuple(
+        WordTiming(" " + w, start + i * step, start + i * step + 0.25, 0.9)
+        for i, w in enumerate(text.split())
+    )
+
+
+def test_words_go_to_the_final_whose_words_they_match() -> None:
+    finals = [(1, 0.0, 2.0, "I'm calling in today because about"), (2, 2.0, 5.0, "two weeks ago")]
+    # the offline word times put "two" inside the first final's span: the text decides
+    words = timed("I'm calling in today because about two weeks ago", 0.0, step=0.21)
+    heard = assign(words, finals)
+    assert [w.word.strip() for w in heard[1]][-1] == "about"
+    assert [w.word.strip() for w in heard[2]] == ["two", "weeks", "ago"]
+
+
+def test_a_replaced_word_stays_in_its_utterance_and_new_words_go_by_time() -> None:
+    finals = [(1, 0.0, 1.5, "I'm Shell. My name's Jack."), (2, 4.0, 6.0, "the service came on")]
+    words = timed("Hi, Michelle. My name is Jack.", 0.0, step=0.2) + timed(
+        "um the service light came on", 4.0
+    )
+    heard = assign(words, finals)
+    assert "".join(w.word for w in heard[1]).strip() == "Hi, Michelle. My name is Jack."
+    assert "".join(w.word for w in heard[2]).strip() == "um the service light came on"
+    # a word nothing live matches, heard in no final's span: the nearest final takes it
+    extra = (WordTiming(" okay", 7.0, 7.3, 0.8),)
+    assert assign(extra, finals)[2] == list(extra)
+    assert assign((), finals) == {1: [], 2: []}
+    assert assign(words, []) == {}
+
+
+def test_same_text_and_skipped_speech() -> None:
+    assert same_text("Okay, so let's do it.", "okay so let's do it")
+    assert not same_text("so let's do it", "so let's do that")
+    # a revision that kept one word of a seven-word turn skipped speech: the live text stays
+    assert skipped_speech("waste", "to days. Is it possible that I could make?")
+    assert not skipped_speech("two weeks", "to weeks")  # short finals may change freely
+    assert not skipped_speech("I could make it in two days", "I could make in to days")
+
+
+def test_a_full_backlog_skips_a_revision_and_says_so() -> None:
+    reviser = Reviser(WhisperOptions(model="embedded:tiny.en"), RevisionOptions(max_pending_s=5))
+    try:
+        audio = np.zeros(6 * TARGET_RATE, dtype=np.float32)
+        assert reviser.submit(audio, "en") is None
+        assert reviser.stats.skipped == 1 and reviser.stats.pending_seconds == 0
+    finally:
+        reviser.close()
+    assert reviser.submit(np.zeros(TARGET_RATE, dtype=np.float32), "en") is None  # closed
+
+
+def test_tiny_finals_are_revised_by_base_during_and_after_the_call(
+    engine: Any, vad_model: Any
+) -> None:
+    """Live finals from tiny.en (the finals' model is tiny here, to leave room to improve);
+    the reviser runs base. A revision comes during the call (every 20 s of the channel) and
+    at its end; the revised transcript is closer to the reference than the live one."""
+    name = "tel_asterisk_allison_demo-instruct.wav"
+    audio = load_16k(name)
+    reviser = Reviser(
+        WhisperOptions(model="embedded:base"), RevisionOptions(seconds=20.0, beam_size=5)
+    )
+
+    async def main() -> tuple[list[Final], list[RevisedFinal], int]:
+        from concurrent.futures import ThreadPoolExecutor
+
+        scheduler = RecognitionScheduler(engine, workers=1)
+        scheduler.start()
+        finals: list[Final] = []
+        revised: list[RevisedFinal] = []
+        during = 0
+        with ThreadPoolExecutor(1) as pool:
+            tr = StreamingTranscriber(
+                "t/customer",
+                engine,
+                scheduler,
+                VadSegmenter(vad_model),
+                pool,
+                on_partial=lambda p: None,
+                on_final=finals.append,
+                options=StreamingOptions(partials=False),
+                reviser=reviser,
+                on_revised=revised.append,
+            )
+            step = TARGET_RATE // 2
+            for lo in range(0, audio.size, step):
+                await tr.push(audio[lo : lo + step])
+                await tr.settle()
+            await tr.close()
+            during = reviser.stats.done + len(tr._revisions)  # submitted before the end
+            await tr.revised()
+        scheduler.close()
+        return finals, revised, during
+
+    try:
+        finals, revised, submitted = asyncio.run(main())
+    finally:
+        reviser.close()
+    assert reviser.stats.done >= 3 and submitted >= 3  # two mid-call stretches and the rest
+    assert revised, "nothing was revised"
+    by_utterance = {f.utterance: f for f in finals}
+    for r in revised:
+        final = by_utterance[r.utterance]
+        assert r.text and not same_text(r.text, final.text)
+        assert all(final.start - 2.0 <= w.start <= final.end + 2.0 for w in r.words)
+    changed = {r.utterance: r.text for r in revised}
+    live = " ".join(f.text for f in finals)
+    record = " ".join(changed.get(f.utterance, f.text) for f in finals)
+    reference = reference_text(name)
+    live_errors, n = word_errors(reference, live)
+    revised_errors, _ = word_errors(reference, record)
+    assert revised_errors < live_errors, (live_errors, revised_errors, n)
