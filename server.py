@@ -24,7 +24,8 @@ from assist.playbook import PlaybookError
 from assist.session import Services
 from assist.settings import SETTINGS, Settings, SettingsError
 from gateway.api import api_routes, error
-from gateway.auth import READ, Authorizer, CallLinks, Denied
+from gateway.auth import READ, Authorizer, CallLinks, Denied, allowed_hosts
+from gateway.edge import EdgeMiddleware
 from gateway.ingest import check_origin, refuse_unauthorized, serve_native_ingest
 from gateway.integrations import make_authenticator, serve_audiohook, serve_twilio
 from gateway.limits import RateLimitMiddleware
@@ -115,8 +116,14 @@ def build_app(services: Services, settings: Settings) -> Starlette:
     return Starlette(
         middleware=[
             Middleware(
+                EdgeMiddleware,
+                hosts=allowed_hosts(settings.allowed_hosts, bool(settings.token_roles)),
+                origins=settings.origins,
+                metrics=services.metrics,
+            ),
+            Middleware(
                 RateLimitMiddleware, per_minute=settings.rate_limit, metrics=services.metrics
-            )
+            ),
         ],
         routes=[
             Route("/", page("index.html")),

@@ -454,6 +454,16 @@ SETTINGS: tuple[Setting, ...] = (
         "https://crm.example.com); empty: the server's own origin only; '*': any",
     ),
     Setting(
+        "allowed_hosts",
+        "CALLCUE_ALLOWED_HOSTS",
+        "",
+        str,
+        _ok,
+        "host names this server answers to (comma-separated, e.g. callcue.example.com; '*': "
+        "any); other Host headers get 400 host_not_allowed (DNS rebinding); empty: the "
+        "loopback names on a server without tokens, any host on one with tokens",
+    ),
+    Setting(
         "link_secret",
         "CALLCUE_LINK_SECRET",
         "",
@@ -785,6 +795,8 @@ class Settings:
     compute_type: str = "int8"
     cpu_threads: int = 0
     beam_size: int = 5
+    revise: bool = True
+    revise_seconds: int = 60
     encoder_windows: tuple[float, ...] = (3.0, 6.0, 10.0, 15.0, 20.0, 30.0)
     final_windows: tuple[float, ...] = (10.0, 20.0, 30.0)
     final_windows_busy: tuple[float, ...] = (10.0, 20.0, 30.0)
@@ -795,8 +807,6 @@ class Settings:
     max_utterance_s: float = 10.0
     vad_threshold: float = 0.5
     vad_min_silence_ms: int = 400
-    revise: bool = True
-    revise_seconds: int = 60
     max_frame_bytes: int = 1_048_576
     max_calls: int = 200
     events_backlog: int = 2000
@@ -806,6 +816,7 @@ class Settings:
     rate_limit: int = 600
     ingest_keys: str = field(default="", repr=False)
     allowed_origins: str = ""
+    allowed_hosts: str = ""
     link_secret: str = field(default="", repr=False)
     link_ttl: int = 43_200
     tls_certfile: str = ""

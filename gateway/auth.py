@@ -84,16 +84,53 @@ class CallLinks:
         return base64.urlsafe_b64encode(digest).decode()
 
 
-def origin_allowed(headers: Any, allowed: frozenset[str]) -> bool:
+def hostname(host: str) -> str:
+    """The name in a Host header or URL netloc, without port, brackets or a trailing dot."""
+    host = host.strip().lower()
+    if host.startswith("["):  # [::1]:8080
+        return host[1 : host.find("]")] if "]" in host else host[1:]
+    if host.count(":") == 1:
+        host = host.partition(":")[0]
+    return host.rstrip(".")
+
+
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+def allowed_hosts(value: str, tokens: bool) -> frozenset[str] | None:
+    """The host names of `CALLCUE_ALLOWED_HOSTS` (None: any). Empty: the loopback names on a
+    server without tokens (it listens on loopback only), any host on one with tokens."""
+    names = frozenset(hostname(h) for h in value.split(",") if h.strip())
+    if "*" in names:
+        return None
+    if names:
+        return names
+    return None if tokens else LOOPBACK_HOSTS
+
+
+def same_origin(
+    origin: str, host: str, allowed: frozenset[str], hosts: frozenset[str] | None = None
+) -> bool:
+    """A browser's `Origin` is one of `allowed` (CALLCUE_ALLOWED_ORIGINS; '*': any) or this
+    server's own: its host and port are the request's `Host`, and that host is one of `hosts`
+    (CALLCUE_ALLOWED_HOSTS; None: any), so a rebound name never passes for this server."""
+    origin = origin.strip().rstrip("/").lower()
+    if "*" in allowed or origin in allowed:
+        return True
+    if not origin or origin == "null":
+        return False
+    netloc = urlsplit(origin).netloc
+    if not netloc or netloc != host.strip().lower():
+        return False
+    return hosts is None or hostname(netloc) in hosts
+
+
+def origin_allowed(
+    headers: Any, allowed: frozenset[str], hosts: frozenset[str] | None = None
+) -> bool:
     """A websocket's Origin (sent by browsers only) is this server's own or in `allowed`."""
     origin = headers.get("origin", "")
-    if not origin or "*" in allowed:
-        return True
-    origin = origin.rstrip("/").lower()
-    if origin in allowed:
-        return True
-    host = headers.get("host", "").lower()
-    return bool(host) and urlsplit(origin).netloc == host
+    return not origin or same_origin(origin, headers.get("host", ""), allowed, hosts)
 
 
 class Authorizer:

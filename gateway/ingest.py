@@ -26,7 +26,7 @@ from audio.protocols.native import (
     StartCall,
     StopCall,
 )
-from gateway.auth import Authorizer, Denied, origin_allowed
+from gateway.auth import Authorizer, Denied, allowed_hosts, origin_allowed
 
 log = logging.getLogger("callcue.ingest")
 CLOSE_GOING_AWAY = 1001
@@ -40,7 +40,8 @@ async def refuse_unauthorized(ws: WebSocket, denied: Denied) -> None:
 
 
 def check_origin(ws: WebSocket, settings: Settings) -> Denied | None:
-    if origin_allowed(ws.headers, settings.origins):
+    hosts = allowed_hosts(settings.allowed_hosts, bool(settings.token_roles))
+    if origin_allowed(ws.headers, settings.origins, hosts):
         return None
     return Denied(
         403,

@@ -59,7 +59,7 @@ def test_search_by_word_and_agent(page: Any, web_server: Any, stored_call: Any) 
     page.press("input[name=q]", "Enter")
     page.wait_for_url(re.compile(rf"/qa\?q={word}$"))
     # the unfiltered list still shows the row until the search answers: wait for its answer
-    page.wait_for_function("/match/.test(document.getElementById('status').textContent)")
+    page.wait_for_function("() => /match/.test(document.getElementById('status').textContent)")
     row.wait_for()
     text = row.inner_text()
     assert "michelle" in text and "Crystal Minh" in text
@@ -263,7 +263,7 @@ def test_audio_follows_the_transcript(page: Any, recording_server: ServerProcess
     ]
     assert audio.first.get_attribute("src").startswith(f"/v1/calls/{call_id}/audio/")
     page.wait_for_function(
-        "[...document.querySelectorAll('#players audio')].every(a => a.readyState >= 1)"
+        "() => [...document.querySelectorAll('#players audio')].every(a => a.readyState >= 1)"
     )
     durations = audio.evaluate_all("els => els.map(a => a.duration)")
     assert all(d > 25 for d in durations), durations
