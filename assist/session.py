@@ -351,6 +351,8 @@ class Services:
                     seconds=float(settings.revise_seconds), beam_size=settings.beam_size
                 ),
             )
+            if warmup:  # a server (not the CLI, which may never revise): load it before calls
+                reviser.preload()
         return cls(
             reviser=reviser,
             metrics=metrics,
