@@ -25,6 +25,7 @@ from assist.session import Services
 from assist.settings import SETTINGS, Settings, SettingsError
 from gateway.api import api_routes, error
 from gateway.auth import READ, Authorizer, CallLinks, Denied, allowed_hosts
+from gateway.connections import with_header_timeout
 from gateway.edge import EdgeMiddleware
 from gateway.ingest import check_origin, refuse_unauthorized, serve_native_ingest
 from gateway.integrations import make_authenticator, serve_audiohook, serve_twilio
@@ -260,6 +261,8 @@ def serve(settings: Settings) -> int:
         ssl_certfile=settings.tls_certfile or None,
         ssl_keyfile=settings.tls_keyfile or None,
         timeout_graceful_shutdown=5,
+        http=with_header_timeout(float(settings.header_timeout)),
+        limit_concurrency=settings.max_connections or None,
     )
     redact_logged_secrets()  # after uvicorn.Config: it (re)configures its loggers
     server = DrainingServer(config, services, settings.shutdown_timeout)
@@ -306,9 +309,11 @@ def serve(settings: Settings) -> int:
                 raise SystemExit(f"callcue: cannot start: Redis: {exc}") from None
         task = asyncio.create_task(announce())
         purge = asyncio.create_task(retention())
+        idle = asyncio.create_task(services.watch_idle())
         await server.serve()
         task.cancel()
         purge.cancel()
+        idle.cancel()
 
     import asyncio
 

@@ -140,7 +140,7 @@ class CallRevised(Event):
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CallEnded(Event):
     type: ClassVar[str] = "call.ended"
-    reason: str  # stop | disconnect | error | shutdown
+    reason: str  # stop | disconnect | error | shutdown | max_duration | idle
     duration: float
 
 

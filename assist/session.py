@@ -91,6 +91,7 @@ class Services:
     max_calls_per_key: int = 0  # 0: no per-credential limit
     max_call_seconds: float = 14_400.0
     resume_seconds: float = 600.0  # how long after its end a call may be resumed by its owner
+    idle_seconds: float = 60.0  # a call with no audio this long is ended (`watch_idle`); 0: never
     sessions: dict[str, CallSession] = field(default_factory=dict)
     warmup_seconds: float = 0.0
     metrics: Metrics = field(default_factory=Metrics)
@@ -376,8 +377,31 @@ class Services:
             max_calls_per_key=settings.max_calls_per_key,
             max_call_seconds=float(settings.max_call_seconds),
             resume_seconds=float(settings.resume_seconds),
+            idle_seconds=float(settings.idle_seconds),
             warmup_seconds=warm,
         )
+
+    async def watch_idle(self) -> None:
+        """End calls that have received no audio for `idle_seconds` (reason `idle`): a
+        client that started a call and went quiet would hold its slot for ever (runs for the
+        server's life)."""
+        if self.idle_seconds <= 0:
+            return
+        while True:
+            await asyncio.sleep(min(5.0, max(0.25, self.idle_seconds / 8)))
+            now = time.monotonic()
+            for session in list(self.sessions.values()):
+                if session.idle_for(now) > self.idle_seconds:
+                    self.metrics.limited.inc(1, "idle")
+                    session.publish(
+                        ErrorEvent(
+                            call_id=session.call_id,
+                            code="call_idle",
+                            message=f"no audio for {self.idle_seconds:.0f} s "
+                            "(CALLCUE_IDLE_SECONDS): the call was ended; its transcript is kept",
+                        )
+                    )
+                    session.end_by_server("idle")
 
     async def drain(self, seconds: float, forced: Callable[[], bool] = lambda: False) -> int:
         """End every call in progress with reason "shutdown" (finals first, then
@@ -585,6 +609,8 @@ class CallSession:
         # platforms that send each party separately (Twilio) get one mono decoder a track
         self.track_decoders: dict[int, StreamDecoder] = {}
         self.started_at = time.time()
+        self.last_audio = time.monotonic()  # when audio last arrived (the idle check)
+        self.paused = False  # the platform paused the stream (AudioHook): not idle
         self.finished = False
         self._finishing: asyncio.Task[None] | None = None
         self.finals: list[TranscriptFinal] = []
@@ -744,6 +770,7 @@ class CallSession:
         Audio that arrives once the call is ending is ignored."""
         if self._finishing is not None:
             return
+        self.last_audio = time.monotonic()
         await self._push(self.decoder.decode(data))
         self._check_duration()
 
@@ -760,6 +787,17 @@ class CallSession:
                 )
             )
             self.end_by_server("max_duration")
+
+    def idle_for(self, now: float) -> float:
+        """Seconds since audio last arrived (0 while paused or ending)."""
+        if self.paused or self._finishing is not None:
+            return 0.0
+        return now - self.last_audio
+
+    def pause(self, paused: bool) -> None:
+        """The platform paused (or resumed) the stream: a pause is not idleness."""
+        self.paused = paused
+        self.last_audio = time.monotonic()
 
     def end_by_server(self, reason: str) -> asyncio.Future[None]:
         """End the call from this side (duration limit, shutdown): finals first, then
@@ -780,6 +818,7 @@ class CallSession:
             decoder = self.track_decoders[index] = StreamDecoder(mono)
         if self._finishing is not None:
             return
+        self.last_audio = time.monotonic()
         audio = decoder.decode(data)
         if audio.shape[1] and self.recorder is not None:
             self.recorder.write_channel(index, audio[0])

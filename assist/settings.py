@@ -417,6 +417,33 @@ SETTINGS: tuple[Setting, ...] = (
         "longest call (seconds of audio); a longer one is ended with reason max_duration",
     ),
     Setting(
+        "header_timeout",
+        "CALLCUE_HEADER_TIMEOUT",
+        10,
+        _int,
+        _range(0, 3600),
+        "seconds a connection has to send a complete request head (after opening, or after "
+        "its previous response); later, it is closed; 0: no limit",
+    ),
+    Setting(
+        "max_connections",
+        "CALLCUE_MAX_CONNECTIONS",
+        1000,
+        _int,
+        _range(0, 1_000_000),
+        "open connections (calls, screens, REST) the server takes; beyond it requests get "
+        "503; 0: no limit",
+    ),
+    Setting(
+        "idle_seconds",
+        "CALLCUE_IDLE_SECONDS",
+        60,
+        _int,
+        _range(0, 86_400),
+        "a call that receives no audio for this long is ended with reason idle (an AudioHook "
+        "session paused by Genesys is not idle); 0: never",
+    ),
+    Setting(
         "resume_seconds",
         "CALLCUE_RESUME_SECONDS",
         600,
@@ -813,6 +840,9 @@ class Settings:
     max_calls_per_key: int = 0
     max_call_seconds: int = 14_400
     resume_seconds: int = 600
+    idle_seconds: int = 60
+    header_timeout: int = 10
+    max_connections: int = 1000
     rate_limit: int = 600
     ingest_keys: str = field(default="", repr=False)
     allowed_origins: str = ""

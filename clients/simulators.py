@@ -94,8 +94,10 @@ async def simulate_audiohook(
     probe: bool = False,
     extra_headers: dict[str, str] | None = None,
     custom_config: dict[str, Any] | None = None,
+    pause_s: float = 0.0,
 ) -> SimulationResult:
-    """One AudioHook session: open (PCMU 8 kHz, external+internal), audio, close → closed."""
+    """One AudioHook session: open (PCMU 8 kHz, external+internal), audio, close → closed.
+    `pause_s`: after the audio, Genesys pauses the stream this long (`paused`, `resumed`)."""
     endpoint = url.rstrip("/") + "/v1/audiohook"
     audio = at_8khz(audio)
     session_id = str(uuid.uuid4())
@@ -190,6 +192,11 @@ async def simulate_audiohook(
                     sent_samples += chunk.shape[0]
                     if lo // step % 50 == 49:
                         await ws.send(message("ping", {}))
+            if pause_s > 0 and not receiver.done():
+                await ws.send(message("paused", {}))
+                await asyncio.sleep(pause_s)
+                position = duration(sent_samples / 8000)
+                await ws.send(message("resumed", {"start": position, "discarded": "PT0S"}))
             if not receiver.done():
                 await ws.send(message("close", {"reason": "end"}))
             await receiver

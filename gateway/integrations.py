@@ -28,6 +28,7 @@ from audio.protocols.audiohook import (
     AudioHookDiscarded,
     AudioHookFailed,
     AudioHookOpen,
+    AudioHookPaused,
     AudioHookProtocol,
     AudioHookResumed,
     AudioHookUpdate,
@@ -231,7 +232,12 @@ async def serve_audiohook(
                     await end_session("error")
                 elif isinstance(event, AudioHookClientError):
                     log.warning("AudioHook client error %s: %s", event.code, event.message)
+                elif isinstance(event, AudioHookPaused):
+                    if session is not None:
+                        session.pause(True)
                 elif isinstance(event, AudioHookDiscarded | AudioHookResumed):
+                    if session is not None and isinstance(event, AudioHookResumed):
+                        session.pause(False)
                     log.info(
                         "AudioHook session %s: %.2fs of audio discarded by the client",
                         session_id,
