@@ -198,7 +198,7 @@ async def transcribe_call(
             vocabulary=vocabulary,
             language=language,
         )
-        session.start()
+        await session.start()
         step = audio.sample_rate  # one second per frame
         with tqdm(
             total=round(audio.duration, 1),

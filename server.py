@@ -54,8 +54,9 @@ def build_app(services: Services, settings: Settings) -> Starlette:
             {
                 "status": "ok",
                 "version": __version__,
-                "model": services.engine.model_path,
-                "final_model": services.final_engine.model_path,
+                # names as configured, not paths on this machine
+                "model": settings.model,
+                "final_model": settings.final_model,
                 "device": settings.device,
                 "compute_type": settings.compute_type,
                 "active_calls": len(services.sessions),
@@ -123,7 +124,10 @@ def build_app(services: Services, settings: Settings) -> Starlette:
                 metrics=services.metrics,
             ),
             Middleware(
-                RateLimitMiddleware, per_minute=settings.rate_limit, metrics=services.metrics
+                RateLimitMiddleware,
+                per_minute=settings.rate_limit,
+                metrics=services.metrics,
+                known=authorizer.known,
             ),
         ],
         routes=[
@@ -189,10 +193,10 @@ def store_health(services: Services) -> dict[str, object]:
     if writer is None:
         return {"status": "off"}
     return {
-        "status": "ok" if not writer.pending else "unreachable",
+        "status": "unreachable" if writer.unreachable else "ok",
         "buffered": len(writer.pending),
         "dropped": writer.dropped,
-        "last_error": writer.last_error if writer.pending else "",
+        "last_error": writer.last_error if writer.failing else "",
     }
 
 

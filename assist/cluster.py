@@ -90,8 +90,9 @@ class _Out:
 
 
 class ClusterHub(EventHub):
-    """The in-process hub, plus: every event published here also goes to Redis, and a call
-    that starts here takes over from a mirror of it (screens waiting for it move along)."""
+    """The in-process hub, plus: every event published here also goes to Redis (when it goes
+    to this node's screens), and a call that starts here takes over from a mirror of it
+    (screens waiting for it move along)."""
 
     def __init__(self, cluster: Cluster, backlog: int = 2000) -> None:
         super().__init__(backlog=backlog)
@@ -103,12 +104,10 @@ class ClusterHub(EventHub):
         self.cluster._enqueue(_Out("register", call_id))
         return feed
 
-    def publish(self, event: Event, feed: CallFeed | None = None) -> Event:
-        stamped = super().publish(event, feed)
-        self.cluster._enqueue(
-            _Out("event", stamped.call_id, stamped.seq, stamped.type, stamped.to_json())
-        )
-        return stamped
+    def _send(self, feed: CallFeed, event: Event) -> None:
+        """As it goes to this node's screens (once the store has it), it goes to Redis."""
+        super()._send(feed, event)
+        self.cluster._enqueue(_Out("event", event.call_id, event.seq, event.type, event.to_json()))
 
 
 class _Mirror:

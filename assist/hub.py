@@ -11,6 +11,10 @@ from dataclasses import dataclass, field
 
 from assist.events import Event, now_iso
 
+# A held event (published before the store has it) goes to screens once it is written, or
+# after this long at the latest: a slow database delays screens this much, never the call.
+HOLD_SECONDS = 0.25
+
 
 class CallActiveError(RuntimeError):
     """A call id that is already streaming."""
@@ -61,6 +65,8 @@ class CallFeed:
     base: int = 0  # events before this seq are in the store (a call resumed after a restart)
     # a copy of a call another node runs (multi-node): its events come stamped, `relay`ed in
     mirror: bool = False
+    released: int = 0  # events up to this seq have gone to subscribers (the rest are held)
+    closing: bool = False  # ended, with events still held: subscribers close after them
 
     @property
     def seq(self) -> int:
@@ -91,7 +97,7 @@ class EventHub:
             # (a mirror's seqs belong to another node: `base`, from the store, counts)
             old = feed
             kept = old.seq if old is not None and not old.mirror else 0
-            feed = CallFeed(call_id, base=max(base, kept))
+            feed = CallFeed(call_id, base=max(base, kept), released=max(base, kept))
             if old is not None and not old.ended:
                 feed.subscribers = old.subscribers  # screens waiting for the call
                 for sub in feed.subscribers:
@@ -101,16 +107,43 @@ class EventHub:
         self._feeds.move_to_end(call_id)
         return feed
 
-    def publish(self, event: Event, feed: CallFeed | None = None) -> Event:
+    def publish(self, event: Event, feed: CallFeed | None = None, *, held: bool = False) -> Event:
         """Stamp and fan out; `feed`: the call's own feed (its session holds it: events
-        published after `end`, such as revisions, still follow its seq)."""
+        published after `end`, such as revisions, still follow its seq). `held`: not sent
+        until `release` (the store has written it) or HOLD_SECONDS have passed."""
         feed = feed if feed is not None else self._feeds[event.call_id]
         stamped = dataclasses.replace(event, seq=feed.seq + 1, ts=now_iso())
         feed.history.append(stamped)
         feed.touched = time.monotonic()
-        for sub in list(feed.subscribers):
-            sub._offer(stamped)
+        if held:
+            asyncio.get_running_loop().call_later(HOLD_SECONDS, self.release, feed, stamped.seq)
+        else:
+            self.release(feed, stamped.seq)
         return stamped
+
+    def release(self, feed: CallFeed, seq: int) -> None:
+        """Send the held events of `feed` up to `seq` (in order; each once)."""
+        if seq <= feed.released:
+            return
+        first = bisect.bisect_right(feed.history, feed.released, key=_seq)
+        last = bisect.bisect_right(feed.history, seq, key=_seq)
+        feed.released = seq
+        for event in feed.history[first:last]:
+            self._send(feed, event)
+        if feed.closing and feed.released >= feed.seq:
+            feed.closing = False
+            for sub in list(feed.subscribers):
+                sub._offer(None)
+
+    def release_written(self, call_id: str, seq: int) -> None:
+        """The store has written the call's events up to `seq`."""
+        feed = self._feeds.get(call_id)
+        if feed is not None and not feed.mirror:
+            self.release(feed, min(seq, feed.seq))
+
+    def _send(self, feed: CallFeed, event: Event) -> None:
+        for sub in list(feed.subscribers):
+            sub._offer(event)
 
     def open_mirror(self, call_id: str, base: int = 0) -> CallFeed:
         """A feed for a call another node runs: screens here subscribe to it as to a local
@@ -146,8 +179,11 @@ class EventHub:
             return
         feed.live = False
         feed.ended = True
-        for sub in list(feed.subscribers):
-            sub._offer(None)
+        if not feed.mirror and feed.released < feed.seq:  # events still held: close after them
+            feed.closing = True
+        else:
+            for sub in list(feed.subscribers):
+                sub._offer(None)
         self._evict()
 
     def subscribe(self, call_id: str, after_seq: int = 0) -> tuple[list[Event], Subscription]:
@@ -159,10 +195,14 @@ class EventHub:
             self._feeds.move_to_end(call_id, last=False)  # waiting screens are evicted first
         sub = Subscription(self, feed, self.backlog)
         # by seq, not by position: a mirrored call may lack partials its node never sent out
-        backlog = feed.history[bisect.bisect_right(feed.history, after_seq, key=_seq) :]
+        lo = bisect.bisect_right(feed.history, after_seq, key=_seq)
+        hi = len(feed.history)
+        if not feed.mirror:  # held events come with their release
+            hi = bisect.bisect_right(feed.history, feed.released, key=_seq)
+        backlog = feed.history[lo:hi]
         if backlog:
             sub.last_seq = backlog[-1].seq
-        if feed.ended:
+        if feed.ended and not feed.closing:
             sub.queue.put_nowait(None)
         else:
             feed.subscribers.add(sub)

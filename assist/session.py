@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import hashlib
 import logging
@@ -102,6 +103,7 @@ class Services:
     writer: StoreWriter | None = None
     recordings_dir: Path | None = None  # set: each channel's audio is kept as WAV
     cluster: Cluster | None = None  # set: one node of several, on Redis (`hub` is its hub)
+    _loop: asyncio.AbstractEventLoop | None = None  # where written events are released
     reviser: Reviser | None = None  # set: finals are revised offline-style (transcript.revised)
     # ended calls whose revisions are still running (a resumed call id stops them)
     revising: dict[str, CallSession] = field(default_factory=dict)
@@ -114,6 +116,7 @@ class Services:
             self.writer = StoreWriter(self.store)
         if self.writer is not None:
             self.writer.on_loss = self._store_loss
+            self.writer.on_written = self._written
         m.gauge(
             "callcue_store_buffered_events",
             "Events waiting in memory for the store to come back",
@@ -219,6 +222,30 @@ class Services:
             ],
             kind="counter",
         )
+
+    def hold_until_written(self) -> bool:
+        """Whether events go to screens only once stored (a store is configured); binds the
+        writer's callbacks to the running loop the first time."""
+        if self.writer is None:
+            return False
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+        return True
+
+    def _written(self, events: list[Event]) -> None:
+        """(writer thread) These events are stored: send them to screens."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        last: dict[str, int] = {}
+        for event in events:
+            last[event.call_id] = max(last.get(event.call_id, 0), event.seq)
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+            loop.call_soon_threadsafe(self._release, last)
+
+    def _release(self, last: dict[str, int]) -> None:
+        for call_id, seq in last.items():
+            self.hub.release_written(call_id, seq)
 
     def _store_loss(self, call_id: str) -> None:
         """The store's buffer is full: tell the call's screens its events are not kept."""
@@ -666,21 +693,26 @@ class CallSession:
         return samples / self.format.sample_rate
 
     def publish(self, event: Event) -> Event:
-        """Stamp and fan out an event, and store it before any screen can have been sent it
-        (the hub only queues; sends happen after this returns)."""
-        stamped = self.services.hub.publish(event, self.hub_feed)
-        if self.services.writer is not None:
-            self.services.writer.write(stamped)
+        """Stamp an event and queue it for the store; screens get it once the store has
+        written it (or after `HOLD_SECONDS` if the store is slow): the event loop never waits
+        on the database, and a screen never sees what a crash would lose."""
+        services = self.services
+        if not services.hold_until_written():
+            return services.hub.publish(event, self.hub_feed)
+        stamped = services.hub.publish(event, self.hub_feed, held=True)
+        assert services.writer is not None
+        services.writer.write(stamped)
         return stamped
 
-    def start(self) -> None:
+    async def start(self) -> None:
         """Open the call. Raises CallActiveError (streaming elsewhere) or CallIdTaken (a stored
-        call of another credential, or one that ended too long ago to resume)."""
+        call of another credential, or one that ended too long ago to resume). The store is
+        read in a worker thread: the event loop never waits on the database."""
         store = self.services.store
         base = 0
         if store is not None:
             try:
-                stored = store.ownership(self.call_id)
+                stored = await asyncio.to_thread(store.ownership, self.call_id)
             except Exception as exc:  # the store is down: the call goes on, its events wait
                 log.warning("cannot read the call %s from the store: %s", self.call_id, exc)
             else:
@@ -715,11 +747,19 @@ class CallSession:
             self.publish(self.assist_state.checklist_event())
         if self.services.recordings_dir is not None and store is not None:
             self.recorder = Recorder(self.services.recordings_dir, self.call_id, self.channels)
-            for channel, path in self.recorder.paths.items():
-                try:
-                    store.add_recording(self.call_id, channel, path, TARGET_RATE)
-                except Exception as exc:  # the WAV is still written; only its index is missing
-                    log.error("cannot index the recording %s in the store: %s", path, exc)
+            await asyncio.to_thread(self._index_recordings, self.recorder.paths)
+
+    def _index_recordings(self, paths: dict[str, Path]) -> None:
+        """(worker thread) Index the call's WAV files once the call's row is stored."""
+        store, writer = self.services.store, self.services.writer
+        assert store is not None
+        if writer is not None:
+            writer.wait_written(writer.queued, 5.0)  # `call.started` makes the call's row
+        for channel, path in paths.items():
+            try:
+                store.add_recording(self.call_id, channel, path, TARGET_RATE)
+            except Exception as exc:  # the WAV is still written; only its index is missing
+                log.error("cannot index the recording %s in the store: %s", path, exc)
 
     def live_summary(self) -> dict[str, Any]:
         """What the wallboard shows for this call."""
@@ -868,6 +908,9 @@ class CallSession:
             CallEnded(call_id=self.call_id, reason=reason, duration=round(self.audio_seconds, 3))
         )
         self.services.hub.end(self.call_id)
+        writer = self.services.writer
+        if writer is not None:  # the client is told the call ended once the store has it all
+            await asyncio.to_thread(writer.wait_written, writer.queued, 5.0)
         self.services.sessions.pop(self.call_id, None)
         if self.recorder is not None:
             self.recorder.close()

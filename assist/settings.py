@@ -209,6 +209,13 @@ def _ingest_keys_ok(value: Any) -> str | None:
     return None
 
 
+def _twilio_tokens_ok(value: Any) -> str | None:
+    for part in str(value).split(","):
+        if part.strip() and (problem := _token_ok(part.strip())):
+            return problem
+    return None
+
+
 def _ok(_: Any) -> str | None:
     return None
 
@@ -572,9 +579,9 @@ SETTINGS: tuple[Setting, ...] = (
         "CALLCUE_TWILIO_TOKENS",
         "",
         str,
-        _ok,
-        "comma-separated tokens a Twilio stream must carry in customParameters.token; "
-        "empty: Twilio streams need no token",
+        _twilio_tokens_ok,
+        "comma-separated tokens (16 characters or more) a Twilio stream must carry in "
+        "customParameters.token; empty: Twilio streams need no token",
         secret=True,
     ),
     Setting(

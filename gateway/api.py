@@ -69,6 +69,16 @@ def guarded(
     return wrap
 
 
+def not_by_link(principal: Principal, what: str) -> None:
+    """A call link opens one call's screen, transcript and summary, nothing of its QA."""
+    if principal.call_id is not None:
+        raise Denied(
+            403,
+            "forbidden",
+            f"a call link may not {what} (it opens the screen, transcript and summary of its call)",
+        )
+
+
 def _int(request: Request, name: str, default: int, lo: int, hi: int) -> int:
     raw = request.query_params.get(name)
     if raw is None or raw == "":
@@ -138,11 +148,12 @@ def api_routes(
         )
 
     @guarded(authorizer, READ, "read calls")
-    async def get_call(request: Request, _: Principal) -> Response:
+    async def get_call(request: Request, principal: Principal) -> Response:
         call_id = request.path_params["call_id"]
         call = await run_in_threadpool(found, call_id)
-        call["recordings"] = sorted(store.recordings(call_id))
-        call["reviews"] = store.reviews(call_id)
+        if principal.call_id is None:  # a call link opens the call, not its QA record
+            call["recordings"] = sorted(store.recordings(call_id))
+            call["reviews"] = store.reviews(call_id)
         return JSONResponse(call)
 
     @guarded(authorizer, READ, "read calls")
@@ -174,7 +185,8 @@ def api_routes(
         return JSONResponse({"call_id": call_id, "events": events})
 
     @guarded(authorizer, READ, "listen to recordings")
-    async def audio(request: Request, _: Principal) -> Response:
+    async def audio(request: Request, principal: Principal) -> Response:
+        not_by_link(principal, "listen to recordings")
         call_id, channel = request.path_params["call_id"], request.path_params["channel"]
         await run_in_threadpool(found, call_id)
         if is_live(call_id):
@@ -206,14 +218,15 @@ def api_routes(
         review = await run_in_threadpool(
             store.add_review,
             call_id,
-            reviewer or f"{principal.role}…{principal.token_hint}",
+            reviewer or principal.role,  # never a piece of the token
             scores,
             comments,
         )
         return JSONResponse(review, status_code=201)
 
     @guarded(authorizer, READ, "read calls")
-    async def list_reviews(request: Request, _: Principal) -> Response:
+    async def list_reviews(request: Request, principal: Principal) -> Response:
+        not_by_link(principal, "read QA reviews")
         call_id = request.path_params["call_id"]
         await run_in_threadpool(found, call_id)
         return JSONResponse({"reviews": store.reviews(call_id)})

@@ -179,6 +179,20 @@ class Authorizer:
             raise Denied(403, "forbidden", f"role '{role}' may not {what} (needs {needs})")
         return Principal(role, token[-4:])
 
+    def known(self, token: str) -> bool:
+        """Whether `token` is one this server issued or was given: a role token, an ingest
+        key or a call link that verifies (rate limits key on it only then)."""
+        if token.startswith(LINK_PREFIX):
+            try:
+                self.links.verify(token)
+            except Denied:
+                return False
+            return True
+        return any(
+            hmac.compare_digest(known.encode(), token.encode())
+            for known in (*self._tokens, *self._ingest)
+        )
+
     def ingest(self, headers: Any, query: Any) -> str:
         """The name of the credential that may stream a call (for limits and logs); Denied
         when one is needed and missing or wrong."""

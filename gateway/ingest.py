@@ -197,7 +197,7 @@ async def serve_native_ingest(
                         language=event.language,
                     )
                     try:
-                        session.start()
+                        await session.start()
                     except CallActiveError:
                         session = None
                         await _refuse(

@@ -90,7 +90,7 @@ async def _start_session(
         language=code,
     )
     try:
-        session.start()
+        await session.start()
     except CallActiveError:
         return CLOSE_POLICY, f"call {call_id!r} is already streaming"
     except CallIdTaken as taken:
@@ -339,8 +339,9 @@ async def serve_twilio(ws: WebSocket, services: Services, settings: Settings) ->
                         await session.feed_track(track_index[event.track], event.data)
                 elif isinstance(event, TwilioStart):
                     params = dict(event.custom_parameters)
-                    token = params.pop("token", "")
-                    if tokens and not any(hmac.compare_digest(token, t) for t in tokens):
+                    token = str(params.pop("token", ""))
+                    given = token.encode()  # compared as bytes: any text is just a wrong token
+                    if tokens and not any(hmac.compare_digest(given, t.encode()) for t in tokens):
                         log.warning(
                             "Twilio stream %s refused: bad or missing token", event.stream_sid
                         )
@@ -352,11 +353,11 @@ async def serve_twilio(ws: WebSocket, services: Services, settings: Settings) ->
                     language = params.pop("language", None)
                     track_index = {t: i for i, t in enumerate(event.tracks)}
                     channels = tuple(roles[t] for t in event.tracks)
-                    metadata = {
+                    metadata = {  # Twilio's own ids win over custom parameters of those names
+                        **params,
                         "call_sid": event.call_sid,
                         "stream_sid": event.stream_sid,
                         "account_sid": event.account_sid,
-                        **params,
                     }
                     started = await _start_session(
                         services,

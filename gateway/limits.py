@@ -1,6 +1,7 @@
 """Request-rate limit for the REST API: a token bucket per client, as ASGI middleware.
 
-A client is its bearer token (or `?token=`), else its address. Each may make `per_minute`
+A client is its bearer token (or `?token=`) when the token is a valid one, else its address:
+a fresh made-up token on every request is limited as its address. Each may make `per_minute`
 requests a minute in bursts of up to a quarter of that; beyond it the answer is
 `429 rate_limited` with `Retry-After`, counted in `callcue_limit_rejections_total{limit="rate"}`.
 Refused credentials (401/403) are counted in `callcue_auth_failures_total{endpoint="rest"}`.
@@ -57,22 +58,29 @@ class TokenBuckets:
                 del self._buckets[client]
 
 
-def client_key(scope: Scope) -> str:
+def client_key(scope: Scope, known: Callable[[str], bool] = lambda _: True) -> str:
     headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
     token = headers.get("authorization", "").partition(" ")[2].strip()
     if not token:
         for part in scope.get("query_string", b"").decode("latin-1").split("&"):
             if part.startswith("token="):
                 token = part[6:]
-    if token:  # hashed: the table never holds a secret
+    if token and known(token):  # hashed: the table never holds a secret
         return "t:" + hashlib.sha256(token.encode()).hexdigest()[:24]
     client = scope.get("client") or ("?", 0)
     return f"a:{client[0]}"
 
 
 class RateLimitMiddleware:
-    def __init__(self, app: ASGIApp, per_minute: int, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        per_minute: int,
+        metrics: Metrics,
+        known: Callable[[str], bool] = lambda _: True,
+    ) -> None:
         self.app = app
+        self.known = known  # tokens that key a bucket of their own (valid ones)
         self.per_minute = per_minute
         self.buckets = TokenBuckets(per_minute) if per_minute else None
         self.metrics = metrics
@@ -82,7 +90,7 @@ class RateLimitMiddleware:
             await self.app(scope, receive, send)
             return
         if self.buckets is not None:
-            wait = self.buckets.take(client_key(scope))
+            wait = self.buckets.take(client_key(scope, self.known))
             if wait:
                 self.metrics.limited.inc(1, "rate")
                 await self._too_many(send, wait)

@@ -16,6 +16,7 @@ search, auto-increment) live in `_Dialect`.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import re
@@ -168,6 +169,19 @@ def unavailable_errors() -> tuple[type[Exception], ...]:
         import psycopg
 
         errors.append(psycopg.OperationalError)
+    except ImportError:  # pragma: no cover - a dependency of callcue
+        pass
+    return tuple(errors)
+
+
+def refused_errors() -> tuple[type[Exception], ...]:
+    """Exceptions that mean "the database refuses this event" (a constraint, as when its call
+    was deleted meanwhile, or a bug in what it holds): retrying would never help."""
+    errors: list[type[Exception]] = [sqlite3.IntegrityError, KeyError, TypeError, ValueError]
+    try:
+        import psycopg
+
+        errors += [psycopg.IntegrityError, psycopg.DataError]
     except ImportError:  # pragma: no cover - a dependency of callcue
         pass
     return tuple(errors)
@@ -463,53 +477,59 @@ class CallStore:
 
     # ------------------------------------------------------------------ writes
     def record(self, event: Event) -> None:
-        """Write one published event (and what it changes in the call's row). Events not kept
-        (partials) still advance the call's `last_seq`, so a resumed call never reuses a seq a
-        screen has seen."""
-        call_id = event.call_id
-        if event.type not in STORED_EVENTS:
-            self._execute(
-                "UPDATE calls SET last_seq = ? WHERE id = ? AND last_seq < ?",
-                (event.seq, call_id, event.seq),
-            )
-            return
-        data = event.to_dict()
+        """Write one published event (and what it changes in the call's row)."""
+        self.record_many([event])
+
+    def record_many(self, events: Sequence[Event]) -> None:
+        """Write published events in order, in one transaction. Events not kept (partials)
+        still advance their call's `last_seq` (one UPDATE a call, not one an event), so a
+        resumed call never reuses a seq a screen has seen."""
+        last: dict[str, int] = {}
         with self._transaction():
-            if event.type == "call.started":
-                metadata = data.get("metadata") or {}
-                customer = data.get("customer") or {}
-                agent = _clean(metadata.get("agent_name") or metadata.get("agent") or "")
+            for event in events:
+                if event.type in STORED_EVENTS:
+                    self._record_one(event)
+                last[event.call_id] = max(last.get(event.call_id, 0), event.seq)
+            for call_id, seq in last.items():
                 self._conn.execute(
-                    self.dialect.sql(
-                        "INSERT INTO calls (id, started_at, channels, source, agent, customer_id,"
-                        " customer_name, metadata, outcome, segments, owner) VALUES (?, ?, ?, ?, "
-                        "?, ?, ?, ?, 'in_progress', 1, ?) ON CONFLICT (id) DO UPDATE SET outcome "
-                        "= 'in_progress', ended_at = NULL, segments = calls.segments + 1"
-                    ),
-                    (
-                        call_id,
-                        event.ts,
-                        json.dumps(list(data["channels"])),
-                        data["source"],
-                        agent,
-                        _clean(customer.get("id") or metadata.get("customer_id") or ""),
-                        _clean(customer.get("name") or ""),
-                        json.dumps(metadata, ensure_ascii=False),
-                        getattr(event, "owner", ""),
-                    ),
+                    self.dialect.sql("UPDATE calls SET last_seq = ? WHERE id = ? AND last_seq < ?"),
+                    (seq, call_id, seq),
                 )
+
+    def _record_one(self, event: Event) -> None:
+        call_id = event.call_id
+        data = event.to_dict()
+        if event.type == "call.started":
+            metadata = data.get("metadata") or {}
+            customer = data.get("customer") or {}
+            agent = _clean(metadata.get("agent_name") or metadata.get("agent") or "")
             self._conn.execute(
                 self.dialect.sql(
-                    "INSERT INTO events (call_id, seq, type, ts, data) VALUES (?, ?, ?, ?, ?) "
-                    "ON CONFLICT (call_id, seq) DO NOTHING"
+                    "INSERT INTO calls (id, started_at, channels, source, agent, customer_id,"
+                    " customer_name, metadata, outcome, segments, owner) VALUES (?, ?, ?, ?, "
+                    "?, ?, ?, ?, 'in_progress', 1, ?) ON CONFLICT (id) DO UPDATE SET outcome "
+                    "= 'in_progress', ended_at = NULL, segments = calls.segments + 1"
                 ),
-                (call_id, event.seq, event.type, event.ts, json.dumps(data, ensure_ascii=False)),
+                (
+                    call_id,
+                    event.ts,
+                    json.dumps(list(data["channels"])),
+                    data["source"],
+                    agent,
+                    _clean(customer.get("id") or metadata.get("customer_id") or ""),
+                    _clean(customer.get("name") or ""),
+                    json.dumps(metadata, ensure_ascii=False),
+                    getattr(event, "owner", ""),
+                ),
             )
-            self._conn.execute(
-                self.dialect.sql("UPDATE calls SET last_seq = ? WHERE id = ? AND last_seq < ?"),
-                (event.seq, call_id, event.seq),
-            )
-            self._apply(event.type, data)
+        self._conn.execute(
+            self.dialect.sql(
+                "INSERT INTO events (call_id, seq, type, ts, data) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT (call_id, seq) DO NOTHING"
+            ),
+            (call_id, event.seq, event.type, event.ts, json.dumps(data, ensure_ascii=False)),
+        )
+        self._apply(event.type, data)
 
     def _apply(self, kind: str, data: dict[str, Any]) -> None:
         call_id = data["call_id"]
@@ -721,8 +741,9 @@ class CallStore:
                 where.append(f"{column} {op} ?")
                 params.append(value)
         if query.customer:
-            where.append("(customer_id = ? OR LOWER(customer_name) LIKE ?)")
-            params += [query.customer, f"%{query.customer.lower()}%"]
+            where.append("(customer_id = ? OR LOWER(customer_name) LIKE ? ESCAPE '!')")
+            literal = re.sub(r"([!%_])", r"!\1", query.customer.lower())  # % and _ as typed
+            params += [query.customer, f"%{literal}%"]
         if query.intent:
             where.append("intents LIKE ?")
             params.append(f'%"{query.intent}"%')
@@ -790,16 +811,22 @@ class CallStore:
 
 
 class StoreWriter:
-    """Writes each published event to the store, in order, and rides out an outage.
+    """One thread owns every write: `write` only queues the event (the event loop never waits
+    on the database), and the thread writes what is queued, in order, a batch to a
+    transaction. After each commit `on_written` gets the batch (from the writer thread): the
+    server sends events to screens then, so a screen sees only what is stored (kill -9 safe)
+    unless the store is too slow to wait for (see `live.hub`'s hold).
 
-    Healthy: `write` stores the event at once, before any screen is sent it (kill -9 safe).
-    When a write fails (database restarting, network cut, SQLite locked by another process)
-    the event and every later one wait in memory, in order, up to `limit` events, while a
-    background thread retries with backoff (reconnecting PostgreSQL) and writes them when the
-    store is back. Beyond the limit events are not kept: each is counted (`dropped`), the
-    calls are told once through `on_loss`, and `full` lets the server refuse new calls.
+    When a write fails because the database is not answering (restarting, network cut, SQLite
+    locked by another process) the events wait in memory, in order, up to `limit`, while the
+    thread retries with backoff (reconnecting PostgreSQL). Beyond the limit events are not
+    kept: each is counted (`dropped`), the calls are told once through `on_loss`, and `full`
+    lets the server refuse new calls. An event the database refuses as such (a bug, or its
+    call deleted meanwhile) is logged and counted as dropped instead of holding up the rest.
     Nothing is dropped silently.
     """
+
+    BATCH = 500
 
     def __init__(
         self,
@@ -810,84 +837,156 @@ class StoreWriter:
         self.store = store
         self.limit = limit
         self.on_loss = on_loss
+        # called from the writer thread with each batch once it is committed (or given up)
+        self.on_written: Callable[[list[Event]], None] | None = None
         self.pending: deque[Event] = deque()
         self.failures = 0  # writes that failed (each outage counts its attempts)
         self.dropped = 0
         self.last_error = ""
         self._told: set[str] = set()
-        self._retrying: threading.Thread | None = None
-        self._stop = threading.Event()
+        self._cond = threading.Condition()
+        self._stop = False
+        self._writing = False  # a batch is being written (it is still in `pending`)
+        self.queued = 0  # events ever queued; `written` catches up with it
+        self.failing = False  # the last write failed: the database is not answering
+        self._batch_started = 0.0  # monotonic time the batch being written was started
+        self.written = 0
+        self._thread = threading.Thread(target=self._run, name="callcue-store-writer", daemon=True)
+        self._thread.start()
 
     @property
     def full(self) -> bool:
         return len(self.pending) >= self.limit
 
+    @property
+    def unreachable(self) -> bool:
+        """The last write failed, or the one under way has waited a second or more (a lock
+        held elsewhere, a database that stopped answering)."""
+        stuck = self._writing and time.monotonic() - self._batch_started >= 1.0
+        return self.failing or stuck
+
     def write(self, event: Event) -> None:
-        if not self.pending:
-            try:
-                self.store.record(event)
+        """Queue `event` (never blocks on the database)."""
+        with self._cond:
+            if len(self.pending) < self.limit:
+                self.pending.append(event)
+                self.queued += 1
+                self._cond.notify()
                 return
-            except Exception as exc:
-                self._failed(exc)
-        if len(self.pending) >= self.limit:
             self.dropped += 1
-            if event.call_id not in self._told:
-                self._told.add(event.call_id)
-                log.error(
-                    "the store is unreachable and %d events are waiting (CALLCUE_STORE_BUFFER): "
-                    "events of call %s are no longer kept",
-                    len(self.pending),
-                    event.call_id,
-                )
-                if self.on_loss is not None:
-                    self.on_loss(event.call_id)
-            return
-        self.pending.append(event)
-        if self._retrying is None or not self._retrying.is_alive():
-            self._retrying = threading.Thread(
-                target=self._retry, name="callcue-store-retry", daemon=True
+            first = event.call_id not in self._told
+            self._told.add(event.call_id)
+        if first:
+            log.error(
+                "the store is unreachable and %d events are waiting (CALLCUE_STORE_BUFFER): "
+                "events of call %s are no longer kept",
+                len(self.pending),
+                event.call_id,
             )
-            self._retrying.start()
+            if self.on_loss is not None:
+                self.on_loss(event.call_id)
+
+    def _run(self) -> None:
+        delay = 0.2
+        failing = False
+        while True:
+            with self._cond:
+                while not self.pending and not self._stop:
+                    self._cond.wait()
+                if not self.pending:
+                    return
+                batch = list(itertools.islice(self.pending, self.BATCH))
+                self._writing = True
+                self._batch_started = time.monotonic()
+            try:
+                written = self._write(batch)
+            except Exception as exc:  # the database is not answering: retry the same batch
+                self._failed(exc)
+                failing = self.failing = True
+                with self._cond:
+                    self._writing = False
+                    if not self._stop:
+                        self._cond.wait(delay)
+                    stop = self._stop
+                delay = min(delay * 2, 5.0)
+                if stop:  # stopping while the database is down: what waits is lost
+                    log.error(
+                        "stopping with %d events the store could not take: they are lost",
+                        len(self.pending),
+                    )
+                    return
+                continue
+            with self._cond:
+                for _ in batch:
+                    self.pending.popleft()
+                self.written += len(batch)
+                self._writing = False
+                self._cond.notify_all()
+            if failing:
+                log.info("the store is back: buffered events written")
+                with self._cond:
+                    self._told.clear()
+                failing, delay = False, 0.2
+                self.failing = False
+            if self.on_written is not None:
+                try:
+                    self.on_written(written)
+                except Exception:
+                    log.exception("after writing %d events", len(written))
+
+    def _write(self, batch: list[Event]) -> list[Event]:
+        """Write the batch; an event the database refuses as such is dropped and logged (the
+        others are written one by one). Any other error (the database is not answering, or
+        one not known) is raised: the batch is retried."""
+        try:
+            self.store.record_many(batch)
+            return batch
+        except refused_errors():  # which event? each on its own
+            pass
+        for event in batch:
+            try:
+                self.store.record_many([event])
+            except refused_errors() as exc:
+                with self._cond:
+                    self.dropped += 1
+                log.error(
+                    "the store refused a %s event of call %s (seq %d), which is not kept: %s",
+                    event.type,
+                    event.call_id,
+                    event.seq,
+                    f"{type(exc).__name__}: {exc}"[:300],
+                )
+        return batch
 
     def _failed(self, exc: Exception) -> None:
         self.failures += 1
         self.last_error = f"{type(exc).__name__}: {exc}"[:300]
         log.error("the store could not write (events are kept and retried): %s", self.last_error)
 
-    def _retry(self) -> None:
-        delay = 0.2
-        while self.pending and not self._stop.is_set():
-            if not self._write_pending():
-                self._stop.wait(delay)
-                delay = min(delay * 2, 5.0)
-                continue
-            log.info("the store is back: buffered events written")
-            self._told.clear()
-
-    def _write_pending(self) -> bool:
-        """Write the waiting events in order; False (and counted) if the store failed."""
-        try:
-            while self.pending:
-                self.store.record(self.pending[0])
-                self.pending.popleft()  # only once written: a failure retries the same event
-        except Exception as exc:
-            self._failed(exc)
-            return False
-        return True
+    def wait_written(self, position: int, timeout: float) -> bool:
+        """Wait (blocking) until the first `position` events queued are written; False when
+        `timeout` passed first (the store is slow or down: they stay queued)."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self.written < position and (left := deadline - time.monotonic()) > 0:
+                self._cond.wait(min(left, 0.1))
+            return self.written >= position
 
     def flush(self, timeout: float = 10.0) -> int:
-        """Wait (blocking) for buffered events to be written; how many are still waiting."""
+        """Wait (blocking) for what is queued to be written; how many events still wait."""
         deadline = time.monotonic() + timeout
-        while self.pending and time.monotonic() < deadline:
-            if self._retrying is None or not self._retrying.is_alive():
-                self._write_pending()
-            time.sleep(0.05)
-        return len(self.pending)
+        with self._cond:
+            while self.pending and (left := deadline - time.monotonic()) > 0:
+                self._cond.wait(min(left, 0.1))
+            return len(self.pending)
 
     def close(self) -> None:
         left = self.flush()
-        self._stop.set()
-        if left:
+        with self._cond:
+            self._stop = True
+            self._cond.notify_all()
+        self._thread.join(timeout=5)
+        if left and self._thread.is_alive():  # still inside a write the database holds up
             log.error("stopping with %d events the store could not take: they are lost", left)
 
 

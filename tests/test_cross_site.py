@@ -60,10 +60,12 @@ def request(
 def open_server() -> Iterator[ServerProcess]:
     """The `make run` default: no tokens, loopback only; one stored call (JFK)."""
     server = ServerProcess()
-    audio = load_call_audio([AUDIO / "wb_jfk_inaugural_1961.flac"], 1)
-    asyncio.run(stream_call(server.url, audio, ["customer"], realtime=False, call_id="keep-1"))
-    yield server
-    server.stop()
+    try:
+        audio = load_call_audio([AUDIO / "wb_jfk_inaugural_1961.flac"], 1)
+        asyncio.run(stream_call(server.url, audio, ["customer"], realtime=False, call_id="keep-1"))
+        yield server
+    finally:
+        server.stop()
 
 
 def test_host_names_and_origins() -> None:
@@ -149,6 +151,7 @@ def test_cross_site_writes_are_refused_and_change_nothing(open_server: ServerPro
         body=review,
     )
     assert status == 201, body
+    assert body["reviewer"] == "admin"  # the role, never a piece of a token
     status, _, body = request(open_server, "POST", "/v1/admin/purge?days=30")
     assert status == 200 and body["deleted"] == []
 
@@ -163,6 +166,8 @@ def test_pages_and_answers_carry_security_headers(open_server: ServerProcess) ->
         assert headers["x-frame-options"] == "SAMEORIGIN"
         assert headers["x-content-type-options"] == "nosniff"
         assert headers["referrer-policy"] == "no-referrer"
+    status, _, health = request(open_server, "GET", "/healthz")
+    assert (health["model"], health["final_model"]) == ("embedded:tiny.en", "embedded:base")
     status, headers, _ = request(open_server, "GET", "/healthz", host=REBOUND)
     assert status == 400 and headers["x-frame-options"] == "SAMEORIGIN"
 

@@ -74,7 +74,7 @@ async def run_call(
     pcm = audio.samples[:end, 0].astype("<i2").tobytes()
     fmt = AudioFormat("pcm16", audio.sample_rate, 1)
     session = CallSession(services, call_id, fmt, ("customer",))
-    session.start()
+    await session.start()
     step = audio.sample_rate // 5  # 100 ms of 16-bit samples
     for lo in range(0, len(pcm), step):
         await session.feed(pcm[lo : lo + step])

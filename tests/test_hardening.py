@@ -206,7 +206,14 @@ async def test_key_limit_and_call_links(secured: ServerProcess) -> None:
     # staff make links for any stored call
     status, _, made = http(secured, "/v1/calls/linked-1/link", AGENT, "POST")
     assert status == 201 and made["call_id"] == "linked-1"
-    assert http(secured, "/v1/calls/linked-1", made["token"])[0] == 200
+    status, _, call = http(secured, "/v1/calls/linked-1", made["token"])
+    assert status == 200 and call["id"] == "linked-1"
+    # a link opens the call, not its QA record: no reviews, no recordings
+    assert "reviews" not in call and "recordings" not in call
+    status, _, body = http(secured, "/v1/calls/linked-1/reviews", made["token"])
+    assert status == 403 and "call link" in body["message"]
+    assert http(secured, "/v1/calls/linked-1/audio/customer", made["token"])[0] == 403
+    assert "reviews" in http(secured, "/v1/calls/linked-1", QA)[2]  # staff see them
     assert http(secured, "/v1/calls/nobody-1/link", AGENT, "POST")[0] == 404
     assert http(secured, "/v1/calls/linked-1", made["token"][:-3] + "AAA")[0] == 401
 
@@ -266,6 +273,17 @@ def test_rest_rate_limit(secured: ServerProcess) -> None:
     assert http(secured, "/v1/calls?limit=1", AGENT)[0] == 200
     after = metric(secured, "callcue_limit_rejections_total", 'limit="rate"')
     assert after - before == statuses.count(429)
+
+
+def test_made_up_tokens_share_their_address_bucket(secured: ServerProcess) -> None:
+    """A fresh invented token on every request used to get a fresh bucket each time, so it
+    was never limited; now only valid tokens key a bucket, the rest count as the address."""
+    statuses = [
+        http(secured, "/v1/calls?limit=1", f"made-up-token-{n:04d}-xxxxxxxx")[0] for n in range(40)
+    ]
+    assert statuses[0] == 401 and 429 in statuses, statuses
+    assert set(statuses) == {401, 429}
+    assert http(secured, "/v1/calls?limit=1", AGENT)[0] == 200  # a valid token: its own bucket
 
 
 def test_direct_tls(tmp_path: Any) -> None:

@@ -160,6 +160,35 @@ async def test_twilio_refuses_a_missing_token(server) -> None:  # type: ignore[n
     assert result.close_code == 1008 and "token" in result.close_reason
 
 
+async def test_twilio_refuses_a_non_ascii_token_cleanly(server) -> None:  # type: ignore[no-untyped-def]
+    """Compared as text it raised TypeError (a 1006 close); now it is a wrong token."""
+    audio = load_call_audio([AUDIO / "wb_timit_LDC93S1.wav"], 1)
+    result = await simulate_twilio(server.url, audio, token="tökén-ünïcødé", realtime=False)
+    assert result.close_code == 1008 and "token" in result.close_reason
+
+
+async def test_twilio_ids_are_not_overwritten_by_custom_parameters(server) -> None:  # type: ignore[no-untyped-def]
+    audio = load_call_audio([AUDIO / "wb_timit_LDC93S1.wav"], 1)
+    call_id = "twilio-ids-" + uuid.uuid4().hex[:6]
+    result = await simulate_twilio(
+        server.url,
+        audio,
+        call_id=call_id,
+        token=TWILIO_TOKEN,
+        realtime=False,
+        extra_parameters={"call_sid": "CAforged", "account_sid": "ACforged", "crm": "42"},
+    )
+    assert result.close_code == 1000
+
+    def stored() -> dict:
+        with urllib.request.urlopen(f"{server.http}/v1/calls/{call_id}", timeout=10) as answer:
+            return dict(json.load(answer)["metadata"])
+
+    metadata = await asyncio.to_thread(stored)
+    assert metadata["call_sid"].startswith("CA") and metadata["call_sid"] != "CAforged"
+    assert metadata["account_sid"] != "ACforged" and metadata["crm"] == "42"
+
+
 async def test_twilio_mono_inbound_only(server) -> None:  # type: ignore[no-untyped-def]
     audio = load_call_audio([AUDIO / "ls_test-clean_4507-16021-0012.wav"], 1)
     call_id = "twilio-mono-" + uuid.uuid4().hex[:6]

@@ -51,14 +51,16 @@ def revised(tmp_path_factory: Any) -> Iterator[tuple[ServerProcess, StreamResult
             "CALLCUE_REVISE_SECONDS": "20",
         }
     )
-    pair = load_call_audio(PAIR)
-    audio = CallAudio(pair.samples[: 60 * pair.sample_rate], pair.sample_rate)
-    result = asyncio.run(
-        stream_call(server.url, audio, ["customer", "agent"], realtime=False, call_id=CALL)
-    )
-    wait_until_revised(server, CALL)
-    yield server, result
-    server.stop()
+    try:
+        pair = load_call_audio(PAIR)
+        audio = CallAudio(pair.samples[: 60 * pair.sample_rate], pair.sample_rate)
+        result = asyncio.run(
+            stream_call(server.url, audio, ["customer", "agent"], realtime=False, call_id=CALL)
+        )
+        wait_until_revised(server, CALL)
+        yield server, result
+    finally:
+        server.stop()
 
 
 def test_revisions_replace_the_stored_text_and_keep_the_live_one(

@@ -113,3 +113,42 @@ def test_resumed_call_continues_its_sequence() -> None:
     backlog, sub = hub.subscribe("c", after_seq=7)
     assert [e.seq for e in backlog] == [8] and sub.feed.base == 7
     assert [e.seq for e in hub.subscribe("c", after_seq=0)[0]] == [8]  # older ones: the store
+
+
+async def test_held_events_go_out_once_written_in_order_then_the_end() -> None:
+    """Events published `held` reach screens when the store has written them (`release`), in
+    order, each once; a late joiner gets only what was released, the rest live; a call that
+    ends with events still held closes its screens after them."""
+    hub = EventHub()
+    feed = hub.open("c")
+    _, early = hub.subscribe("c")
+    for i in range(4):
+        hub.publish(partial(i), held=True)
+    assert early.queue.empty()  # nothing was written yet
+    hub.release_written("c", 2)
+    backlog, late = hub.subscribe("c")
+    assert [e.seq for e in backlog] == [1, 2]  # only what is stored
+    hub.publish(CallEnded(call_id="c", reason="stop", duration=1.0), held=True)
+    hub.end("c")
+    assert feed.closing
+    hub.release_written("c", 5)
+    hub.release_written("c", 3)  # late and repeated news changes nothing
+    for sub, first in ((early, 1), (late, 3)):
+        got = []
+        while (event := await sub.next()) is not None:
+            got.append(event.seq)
+        assert got == list(range(first, 6))
+
+
+async def test_held_events_go_out_after_the_hold_if_the_store_is_slow() -> None:
+    import asyncio
+
+    from assist.hub import HOLD_SECONDS
+
+    hub = EventHub()
+    hub.open("c")
+    _, sub = hub.subscribe("c")
+    hub.publish(partial(1), held=True)  # never written: the store is stalled
+    async with asyncio.timeout(HOLD_SECONDS + 5):
+        event = await sub.next()
+    assert event is not None and event.seq == 1

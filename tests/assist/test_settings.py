@@ -32,6 +32,7 @@ def test_env_and_flags() -> None:
         ({"CALLCUE_MODEL": "./missing-model"}, "does not exist"),
         ({"CALLCUE_FINAL_MODEL": "embedded:large"}, "CALLCUE_FINAL_MODEL/--final-model="),
         ({"CALLCUE_FINAL_MODEL": "./missing-model"}, "does not exist"),
+        ({"CALLCUE_TWILIO_TOKENS": "ab"}, "at least 16 characters"),
     ],
 )
 def test_errors_name_the_setting(env: dict[str, str], words: str) -> None:

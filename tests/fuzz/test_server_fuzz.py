@@ -47,7 +47,7 @@ ADMIN = "fuzz-admin-token-0123456789"
 QA = "fuzz-qa-token-0123456789ab"
 AUDIOHOOK_KEY = "fuzz-audiohook-key"
 AUDIOHOOK_SECRET = "TXlTdXBlclNlY3JldEtleVRlbGxOby0xITJAMyM0JDU="
-TWILIO_TOKEN = "t0k"  # the token in the fuzzed Twilio `start` template
+TWILIO_TOKEN = "t0k-twilio-token-0001"  # the token in the fuzzed Twilio `start` template
 PAIR = [AUDIO / "cs_aws_auto_repairs_40_caller.wav", AUDIO / "cs_aws_auto_repairs_40_agent.wav"]
 GOOD_CALL = "good-call-1"
 STORED = ["stored:odd@id+1.x-y", "stored-2"]

@@ -54,7 +54,7 @@ START = {
         "streamSid": STREAM,
         "callSid": "CA456",
         "tracks": ["inbound", "outbound"],
-        "customParameters": {"call_id": "c-9", "token": "t0k"},
+        "customParameters": {"call_id": "c-9", "token": "t0k-twilio-token-0001"},
         "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1},
     },
 }

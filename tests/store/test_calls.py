@@ -188,6 +188,10 @@ def test_search_full_text_and_filters(store_url: str) -> None:
     assert store.search(CallQuery(date_to="2000-01-01"))[1] == 0
     page, total = store.search(CallQuery(limit=1, offset=1))
     assert total == 2 and len(page) == 1
+    # a customer search matches the name as typed: % and _ are not wildcards
+    assert store.search(CallQuery(customer="crystal"))[1] == 2
+    assert store.search(CallQuery(customer="%"))[1] == 0
+    assert store.search(CallQuery(customer="cr_stal"))[1] == 0
     store.close()
 
 
@@ -447,4 +451,60 @@ def test_the_owner_is_kept_for_resumes_and_never_sent_or_stored_with_the_event(
     again.open("o-1", base=stored.last_seq)
     store.record(again.publish(CallStarted(call_id="o-1", channels=("customer",), owner="x")))
     assert store.ownership("o-1").owner == "digest-a"  # type: ignore[union-attr]
+    store.close()
+
+
+def test_the_writer_never_waits_for_a_locked_database(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """`write` only queues: with the SQLite file locked by another process's transaction it
+    returns at once, and the writer thread stores the events once the lock is gone."""
+    import sqlite3
+    import time as clock
+
+    from store.calls import StoreWriter
+
+    url = f"sqlite:///{tmp_path}/locked.db"
+    store = CallStore(url)
+    writer = StoreWriter(store)
+    hub = EventHub()
+    hub.open("w-1")
+    blocker = sqlite3.connect(str(tmp_path / "locked.db"), isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")  # another process holds the write lock
+    try:
+        started = clock.monotonic()
+        writer.write(hub.publish(CallStarted(call_id="w-1", channels=("customer",))))
+        for i in range(50):
+            writer.write(
+                hub.publish(
+                    TranscriptPartial(
+                        call_id="w-1", channel="customer", utterance=1, start=0, end=i, text="x"
+                    )
+                )
+            )
+        queued = clock.monotonic() - started
+        assert not writer.wait_written(writer.queued, 0.3)  # still held up by the lock
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    assert queued < 0.3, queued  # the busy timeout (5 s) would have been waited here before
+    assert writer.wait_written(writer.queued, 30)
+    assert store.last_seq("w-1") == 51 and writer.written == 51
+    writer.close()
+    store.close()
+
+
+def test_an_event_the_database_refuses_does_not_hold_up_the_rest(store_url: str) -> None:
+    from store.calls import StoreWriter
+
+    store = CallStore(store_url)
+    writer = StoreWriter(store)
+    hub = EventHub()
+    hub.open("ghost")
+    hub.open("real")
+    # an event of a call the store never had (deleted meanwhile): its row is refused
+    writer.write(hub.publish(CallEnded(call_id="ghost", reason="stop", duration=1.0)))
+    writer.write(hub.publish(CallStarted(call_id="real", channels=("customer",))))
+    assert writer.wait_written(writer.queued, 30)
+    assert store.get_call("real") is not None and store.events("ghost") == []
+    assert writer.dropped == 1 and not writer.pending
+    writer.close()
     store.close()

@@ -30,15 +30,17 @@ def revised_server(tmp_path_factory: Any) -> Iterator[ServerProcess]:
     server = ServerProcess(
         env={"CALLCUE_DATABASE_URL": f"sqlite:///{tmp}/store.db", "CALLCUE_REVISE": "true"}
     )
-    pair = load_call_audio(PAIR)
-    audio = CallAudio(pair.samples[: 40 * pair.sample_rate], pair.sample_rate)
-    call = stream_call(server.url, audio, ["customer", "agent"], realtime=False, call_id=CALL)
-    # in a thread of its own: Playwright's sync API runs an event loop in this one
-    with ThreadPoolExecutor(1) as pool:
-        pool.submit(asyncio.run, call).result()
-    wait_until_revised(server, CALL)
-    yield server
-    server.stop()
+    try:
+        pair = load_call_audio(PAIR)
+        audio = CallAudio(pair.samples[: 40 * pair.sample_rate], pair.sample_rate)
+        call = stream_call(server.url, audio, ["customer", "agent"], realtime=False, call_id=CALL)
+        # in a thread of its own: Playwright's sync API runs an event loop in this one
+        with ThreadPoolExecutor(1) as pool:
+            pool.submit(asyncio.run, call).result()
+        wait_until_revised(server, CALL)
+        yield server
+    finally:
+        server.stop()
 
 
 def test_the_agent_screen_applies_a_revision_as_it_comes(page: Any, web_server: Any) -> None:
