@@ -117,7 +117,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 def _settings(args: argparse.Namespace) -> Any:
     """Settings from the environment, with the flags this command was given on top."""
-    from assist.settings import Settings
+    from service.settings import Settings
 
     overrides = {k: v for k, v in vars(args).items() if k in Settings.__dataclass_fields__ and v}
     if getattr(args, "live", False):
@@ -126,8 +126,8 @@ def _settings(args: argparse.Namespace) -> Any:
 
 
 def cmd_transcribe(args: argparse.Namespace) -> int:
-    from assist.settings import SettingsError
     from audio.protocols.vocabulary import check_language
+    from service.settings import SettingsError
 
     try:
         audio, names = _load(args.files, args.channels)
@@ -179,12 +179,13 @@ async def transcribe_call(
 
     from tqdm import tqdm
 
-    from assist.session import CallSession, Services
     from audio.codec import AudioFormat
+    from live.session import CallSession
+    from service.node import load_services
 
     own = services is None
     if own:
-        services = await asyncio.to_thread(Services.load, settings, warmup=False, store=False)
+        services = await asyncio.to_thread(load_services, settings, warmup=False, store=False)
     try:
         fmt = AudioFormat("pcm16", audio.sample_rate, len(channels))
         session = CallSession(
@@ -248,8 +249,8 @@ async def transcribe_call(
 
 def cmd_import(args: argparse.Namespace) -> int:
     """Run recordings through the live pipeline and store each as a call (for QA review)."""
-    from assist.session import Services
-    from assist.settings import SettingsError
+    from service.node import load_services
+    from service.settings import SettingsError
     from store.calls import StoreError
 
     try:
@@ -262,7 +263,7 @@ def cmd_import(args: argparse.Namespace) -> int:
         print(f"callcue import: {exc}", file=sys.stderr)
         return 2
     try:
-        services = Services.load(settings, warmup=False, recover=False)
+        services = load_services(settings, warmup=False, recover=False)
     except (StoreError, ValueError, RuntimeError) as exc:
         print(f"callcue import: {exc}", file=sys.stderr)
         return 2
@@ -425,9 +426,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
     import logging
     from dataclasses import replace
 
-    from assist.settings import SettingsError, available_cores
     from models.remote import run_worker
     from models.whisper import WhisperEngine
+    from service.settings import SettingsError, available_cores
 
     try:
         settings = _settings(args)

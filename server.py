@@ -21,8 +21,6 @@ from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket
 
 from assist.playbook import PlaybookError
-from assist.session import Services
-from assist.settings import SETTINGS, Settings, SettingsError
 from gateway.api import api_routes, error
 from gateway.auth import READ, Authorizer, CallLinks, Denied, allowed_hosts
 from gateway.connections import with_header_timeout
@@ -32,6 +30,9 @@ from gateway.integrations import make_authenticator, serve_audiohook, serve_twil
 from gateway.limits import RateLimitMiddleware
 from gateway.logs import install as redact_logged_secrets
 from gateway.screens import serve_call_events
+from live.session import Services
+from service.node import load_services
+from service.settings import SETTINGS, Settings, SettingsError
 
 log = logging.getLogger("callcue")
 __version__ = "0.1.0"
@@ -238,7 +239,7 @@ def serve(settings: Settings) -> int:
     elif not settings.token_roles:
         log.info("no access token configured: REST and screens are open on loopback only")
     try:
-        services = Services.load(settings, cluster=True)
+        services = load_services(settings, cluster=True)
     except (PlaybookError, ValueError, RuntimeError) as exc:
         print(f"callcue: cannot start: {exc}", file=sys.stderr)
         return 2

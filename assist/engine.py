@@ -8,7 +8,7 @@ next best actions, checklist and alerts.
   checklist, what was shown, dismissed or used) and the rules. Pure logic, no I/O: it turns an
   analysed utterance into events.
 
-`assist.session` runs `analyze` in its own thread, batching the finals of all calls that are
+`live.session` runs `analyze` in its own thread, batching the finals of all calls that are
 waiting, so assist work never holds up transcripts.
 """
 

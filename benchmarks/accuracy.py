@@ -22,6 +22,7 @@ the finals' model decodes each channel again over long windows, `transcript.revi
 text the store keeps).
 
     .venv/bin/python -m benchmarks.accuracy [--configs two-pass tiny.en] [--beam-size 5]
+        [--final-windows 10,20,30] [--offline-from benchmarks/results/accuracy.json]
 
 Writes benchmarks/results/accuracy.json.
 """
@@ -107,19 +108,26 @@ def offline(beam_size: int) -> dict[str, Any]:
     return out
 
 
-async def streaming(config: str, beam_size: int, base_calls: dict[str, str]) -> dict[str, Any]:
+async def streaming(
+    config: str, beam_size: int, base_calls: dict[str, str], final_windows: str = ""
+) -> dict[str, Any]:
     """One configuration through the live pipeline: reference WER, and WER of each call
     channel against offline base."""
     from dataclasses import replace
 
-    from assist.settings import Settings
     from audio.files import load_call_audio
     from cli import transcribe_call
+    from service.settings import Settings
 
     partial_model, final_model, context_s = CONFIGS[config]
-    settings = Settings.load(
-        overrides={"model": partial_model, "final_model": final_model, "beam_size": beam_size}
-    )
+    overrides: dict[str, Any] = {
+        "model": partial_model,
+        "final_model": final_model,
+        "beam_size": beam_size,
+    }
+    if final_windows:  # the finals' encoder windows (and those used under load) to measure
+        overrides["final_windows"] = overrides["final_windows_busy"] = final_windows
+    settings = Settings.load(overrides=overrides)
     settings = replace(settings, assist=False)
     streaming_options = replace(settings.streaming, context_s=context_s)
     started = time.perf_counter()
@@ -162,6 +170,7 @@ async def streaming(config: str, beam_size: int, base_calls: dict[str, str]) -> 
                 calls[key][kind] = {"wer_vs_offline_base": round(e / max(n, 1), 4), "text": text}
     return {
         "config": config,
+        "final_windows": list(settings.final_windows),
         "model": partial_model,
         "final_model": final_model,
         "context_s": context_s,
@@ -183,15 +192,31 @@ def main() -> None:
     parser.add_argument("--beam-size", type=int, default=5, help="beam size for streaming finals")
     parser.add_argument("--offline-beam-size", type=int, default=5)
     parser.add_argument("--save", default="accuracy", help="result name under benchmarks/results")
+    parser.add_argument(
+        "--final-windows", default="", help="finals' encoder windows in s, e.g. 30 or 10,20,30"
+    )
+    parser.add_argument(
+        "--offline-from", default="", help="reuse the offline decodes of an earlier result JSON"
+    )
     args = parser.parse_args()
-    baseline = offline(args.offline_beam_size)
+    if args.offline_from:
+        import json
+        from pathlib import Path
+
+        baseline = json.loads(Path(args.offline_from).read_text())["offline"]
+        baseline.pop("beam_size", None)
+    else:
+        baseline = offline(args.offline_beam_size)
     base_calls = baseline["base"]["calls"]
     tiny_errors = tiny_total = 0
     for key, text in baseline["tiny.en"]["calls"].items():
         e, n = word_errors(base_calls[key], text)
         tiny_errors, tiny_total = tiny_errors + e, tiny_total + n
     baseline["tiny.en"]["calls_wer_vs_offline_base"] = round(tiny_errors / tiny_total, 4)
-    runs = [asyncio.run(streaming(c, args.beam_size, base_calls)) for c in args.configs]
+    runs = [
+        asyncio.run(streaming(c, args.beam_size, base_calls, args.final_windows))
+        for c in args.configs
+    ]
     path = write_result(
         args.save,
         {

@@ -30,12 +30,12 @@ import time
 import uuid
 from typing import Any
 
-from assist.cluster import Cluster, ClusterOptions
 from assist.events import CallEnded, CallStarted, Event, TranscriptFinal, TranscriptPartial, Word
-from assist.hub import EventHub, Subscription
-from assist.metrics import Metrics
 from benchmarks.common import percentile, write_result
 from benchmarks.server import RedisProcess
+from cluster.node import Cluster, ClusterOptions
+from live.hub import EventHub, Subscription
+from live.metrics import Metrics
 
 WORDS = [
     "thanks",

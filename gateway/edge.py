@@ -22,8 +22,8 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from assist.metrics import Metrics
 from gateway.auth import hostname, same_origin
+from live.metrics import Metrics
 
 Scope = dict[str, Any]
 ASGIApp = Callable[..., Any]

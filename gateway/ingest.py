@@ -13,9 +13,6 @@ from urllib.parse import quote
 from starlette.types import Message
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from assist.hub import CallActiveError
-from assist.session import CallIdTaken, CallSession, Services
-from assist.settings import Settings
 from audio.protocols.native import (
     CLOSE_INTERNAL,
     CLOSE_NORMAL,
@@ -27,6 +24,9 @@ from audio.protocols.native import (
     StopCall,
 )
 from gateway.auth import Authorizer, Denied, allowed_hosts, origin_allowed
+from live.hub import CallActiveError
+from live.session import CallIdTaken, CallSession, Services
+from service.settings import Settings
 
 log = logging.getLogger("callcue.ingest")
 CLOSE_GOING_AWAY = 1001

@@ -17,9 +17,6 @@ from typing import Any
 from starlette.responses import PlainTextResponse
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from assist.hub import CallActiveError
-from assist.session import CallIdTaken, CallSession, Services
-from assist.settings import Settings, parse_keys, parse_roles
 from audio.codec import AudioFormat
 from audio.protocols.audiohook import (
     AudioHookAudio,
@@ -45,6 +42,9 @@ from audio.protocols.twilio import (
 )
 from audio.protocols.vocabulary import check_language, parse_vocabulary
 from gateway.ingest import START_SECONDS, Connection, receive
+from live.hub import CallActiveError
+from live.session import CallIdTaken, CallSession, Services
+from service.settings import Settings, parse_keys, parse_roles
 
 log = logging.getLogger("callcue.integrations")
 

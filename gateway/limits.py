@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from assist.metrics import Metrics
+from live.metrics import Metrics
 
 Scope = dict[str, Any]
 ASGIApp = Callable[..., Any]

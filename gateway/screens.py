@@ -8,11 +8,11 @@ import re
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from assist.session import FeedbackLimit, Services
 from audio.protocols.jsontext import parse_json_text
 from audio.protocols.native import CALL_ID, CLOSE_NORMAL, CLOSE_POLICY
 from gateway.ingest import Connection
 from gateway.limits import TokenBuckets
+from live.session import FeedbackLimit, Services
 
 
 async def serve_call_events(ws: WebSocket, services: Services, call_id: str) -> None:

@@ -815,7 +815,7 @@ class StoreWriter:
     on the database), and the thread writes what is queued, in order, a batch to a
     transaction. After each commit `on_written` gets the batch (from the writer thread): the
     server sends events to screens then, so a screen sees only what is stored (kill -9 safe)
-    unless the store is too slow to wait for (see `live.hub`'s hold).
+    unless the store is too slow to wait for (`live.hub.HOLD_SECONDS`).
 
     When a write fails because the database is not answering (restarting, network cut, SQLite
     locked by another process) the events wait in memory, in order, up to `limit`, while the

@@ -20,12 +20,13 @@ import numpy as np
 import pytest
 from websockets.asyncio.client import connect
 
-from assist.session import CallSession, Services
-from assist.settings import Settings
 from audio.codec import AudioFormat
 from audio.files import CallAudio, load_call_audio
 from benchmarks.server import ServerProcess
 from clients.native import stream_call
+from live.session import CallSession, Services
+from service.node import load_services
+from service.settings import Settings
 from store.calls import CallStore
 from tests.conftest import AUDIO, fresh_postgres, postgres_url
 
@@ -127,7 +128,7 @@ async def test_recognition_failure_is_reported_and_the_call_goes_on() -> None:
     """Whisper raises on the first final: an `error` event names the utterance, the metric
     counts it, and the utterances after it are transcribed as usual."""
     settings = Settings.load(env={"CALLCUE_ASSIST": "false"})
-    services = Services.load(settings, store=False)
+    services = load_services(settings, store=False)
     real = services.final_engine.decode
     failed: list[int] = []
 
@@ -281,7 +282,7 @@ async def test_assist_failure_is_reported_and_transcripts_go_on() -> None:
     """The assist models raise on one batch: an `error` event `assist_failed`, the metric, and
     the transcript and later assist events carry on."""
     settings = Settings.load(env={"CALLCUE_CUSTOMERS": "none"})
-    services = Services.load(settings, store=False)
+    services = load_services(settings, store=False)
     assert services.assist is not None
     real = services.assist.analyze
     failed: list[int] = []

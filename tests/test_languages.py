@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 from websockets.asyncio.client import connect
 
-from assist.settings import Settings
 from audio.files import load_call_audio
 from audio.protocols.native import NativeIngestProtocol, ProtocolError, StartCall
 from audio.protocols.vocabulary import check_language
 from models.scheduler import RecognitionScheduler
+from service.settings import Settings
 from tests.conftest import AUDIO
 
 START = {"type": "start", "call_id": "l-1", "encoding": "pcm16", "sample_rate": 16000}

@@ -17,11 +17,11 @@ from websockets.asyncio.client import connect
 
 from assist.customers import Customer
 from assist.playbook import PlaybookError, load_playbook
-from assist.session import call_vocabulary
 from audio.files import load_call_audio
 from audio.protocols.native import NativeIngestProtocol, ProtocolError, StartCall
 from audio.protocols.vocabulary import MAX_TERMS, parse_vocabulary
 from clients.simulators import simulate_audiohook, simulate_twilio
+from live.session import call_vocabulary
 from models.asr import VOCABULARY_TOKENS, StreamingTranscriber
 from models.scheduler import RecognitionScheduler
 from tests.conftest import AUDIO, AUDIOHOOK_KEY, AUDIOHOOK_SECRET, TWILIO_TOKEN

@@ -202,8 +202,8 @@ def test_a_call_keeps_at_most_its_feedback_limit() -> None:
     """CallSession.feedback past MAX_FEEDBACK_PER_CALL: refused, counted, nothing published."""
     from types import SimpleNamespace
 
-    from assist.metrics import Metrics
-    from assist.session import MAX_FEEDBACK_PER_CALL, CallSession, FeedbackLimit
+    from live.metrics import Metrics
+    from live.session import MAX_FEEDBACK_PER_CALL, CallSession, FeedbackLimit
 
     published: list[object] = []
     metrics = Metrics()

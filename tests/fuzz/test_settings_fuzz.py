@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from assist.settings import SETTINGS, Settings, SettingsError
+from service.settings import SETTINGS, Settings, SettingsError
 from tests.fuzz.strategies import NASTY_STRINGS, fuzz_settings
 
 SECRETS = [s for s in SETTINGS if s.secret]

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from assist.settings import Settings, SettingsError
 from gateway.auth import READ, REVIEW, Authorizer, CallLinks, Denied, origin_allowed
 from gateway.limits import TokenBuckets
+from service.settings import Settings, SettingsError
 
 ADMIN = "admin-token-0123456789"
 

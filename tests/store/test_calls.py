@@ -24,7 +24,7 @@ from assist.events import (
     TranscriptPartial,
     Word,
 )
-from assist.hub import EventHub
+from live.hub import EventHub
 from store.calls import MIGRATIONS, CallQuery, CallStore, StoreError, sqlite_path
 from store.exports import export, summary
 
@@ -426,7 +426,7 @@ def test_the_language_of_each_final_is_stored_and_exported(store_url: str) -> No
 def test_the_owner_is_kept_for_resumes_and_never_sent_or_stored_with_the_event(
     store_url: str,
 ) -> None:
-    from assist.session import resume_refusal
+    from live.session import resume_refusal
 
     store = CallStore(store_url)
     assert store.ownership("o-1") is None

@@ -37,13 +37,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from assist.events import CallEnded, Event, RelayedEvent, now_iso
-from assist.hub import CallFeed, EventHub
-from assist.metrics import Metrics
+from live.hub import CallFeed, EventHub
+from live.metrics import Metrics
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
-    from assist.session import CallSession
+    from live.session import CallSession
     from store.calls import CallStore
 
 log = logging.getLogger("callcue.cluster")

@@ -7,7 +7,6 @@ import contextlib
 import functools
 import hashlib
 import logging
-import os
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -15,7 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from assist.cluster import Cluster
 from assist.customers import Customer
 from assist.engine import AssistModels, CallAssist
 from assist.entities import Entity
@@ -30,15 +28,13 @@ from assist.events import (
     TranscriptRevised,
     Word,
 )
-from assist.hub import EventHub
-from assist.metrics import Metrics
-from assist.recording import Recorder
-from assist.settings import Settings
 from audio.codec import TARGET_RATE, AudioFormat, StreamDecoder
 from audio.vad import VadOptions, VadSegmenter
+from live.hub import EventHub
+from live.metrics import Metrics
+from live.recording import Recorder
 from models.asr import Final, Partial, RevisedFinal, StreamingOptions, StreamingTranscriber
-from models.remote import RemoteScheduler
-from models.revise import Reviser, RevisionOptions
+from models.revise import Reviser
 from models.scheduler import OVERLOADED, RecognitionJob, RecognitionScheduler
 from models.vad import SileroVad
 from models.whisper import Hypothesis, WhisperEngine
@@ -102,7 +98,9 @@ class Services:
     store: CallStore | None = None
     writer: StoreWriter | None = None
     recordings_dir: Path | None = None  # set: each channel's audio is kept as WAV
-    cluster: Cluster | None = None  # set: one node of several, on Redis (`hub` is its hub)
+    # set: one node of several on Redis (a cluster.node.Cluster; `hub` is its hub). Typed
+    # loosely: live/ sits below cluster/, which the service wires in (service.node)
+    cluster: Any = None
     _loop: asyncio.AbstractEventLoop | None = None  # where written events are released
     reviser: Reviser | None = None  # set: finals are revised offline-style (transcript.revised)
     # ended calls whose revisions are still running (a resumed call id stops them)
@@ -110,8 +108,6 @@ class Services:
 
     def __post_init__(self) -> None:
         m = self.metrics
-        if self.cluster is not None:
-            self.cluster.attach(self.store, self.sessions)
         if self.store is not None and self.writer is None:
             self.writer = StoreWriter(self.store)
         if self.writer is not None:
@@ -307,105 +303,6 @@ class Services:
         """The partials' engine, and the finals' where it is another model."""
         return (
             [self.engine] if self.final_engine is self.engine else [self.engine, self.final_engine]
-        )
-
-    @classmethod
-    def load(
-        cls,
-        settings: Settings,
-        *,
-        warmup: bool = True,
-        store: bool = True,
-        recover: bool = True,
-        cluster: bool = False,
-    ) -> Services:
-        """Load and warm every model and open the store (blocking: before the port opens).
-        `recover`: mark calls a dead server left in progress as interrupted (the server only).
-        `cluster`: join the other nodes on CALLCUE_REDIS_URL when it is set (the server only)."""
-        metrics = Metrics()
-        node = None
-        if cluster and settings.redis_url:
-            if store and not settings.database_url.startswith(("postgresql:", "postgres:")):
-                raise ValueError(
-                    "CALLCUE_REDIS_URL makes this node one of several: they need one store "
-                    "they all share; set CALLCUE_DATABASE_URL to postgresql://..."
-                )
-            version = Cluster.check(settings.redis_url)
-            log.info("Redis %s reachable; node of a multi-node service", version)
-            node = Cluster(settings.cluster, metrics, backlog=settings.events_backlog)
-            # (checked before the models load: a wrong URL fails in a second)
-            # calls other nodes are running are in progress too: failed nodes' calls are
-            # found through the registry instead (Cluster._reap)
-            recover = False
-        engine = WhisperEngine(settings.whisper)
-        final_engine = WhisperEngine(settings.final_whisper) if settings.two_pass else engine
-        remote = settings.recognition == "remote"
-        warm = 0.0
-        if warmup and not remote:
-            if final_engine is engine:
-                warm = engine.warmup()
-            else:  # each engine warms only the windows it decodes in
-                warm = engine.warmup(finals=False) + final_engine.warmup(partials=False)
-        assist = None
-        if settings.assist:
-            assist = AssistModels.load(
-                playbook_path=settings.playbook_path,
-                customers_path=settings.customers_path,
-                options=settings.assist_options,
-            )
-        call_store = CallStore(settings.database_url, recover=recover) if store else None
-        scheduler: RecognitionScheduler
-        if remote:  # decodes on `callcue worker` processes; the engine gives the tokenizer
-            scheduler = RemoteScheduler(
-                engine,
-                settings.redis_url,
-                prefix=settings.redis_prefix,
-                node=node.node if node is not None else settings.node_id,
-                final_engine=final_engine,
-            )
-        else:
-            scheduler = RecognitionScheduler(
-                engine,
-                workers=engine.options.workers,
-                max_batch=settings.asr_batch,
-                final_engine=final_engine,
-            )
-        scheduler.start()
-        reviser = None
-        if settings.revise and not remote:
-            reviser = Reviser(
-                settings.final_whisper,
-                RevisionOptions(
-                    seconds=float(settings.revise_seconds), beam_size=settings.beam_size
-                ),
-            )
-            if warmup:  # a server (not the CLI, which may never revise): load it before calls
-                reviser.preload()
-        return cls(
-            reviser=reviser,
-            metrics=metrics,
-            cluster=node,
-            store=call_store,
-            writer=StoreWriter(call_store, settings.store_buffer) if call_store else None,
-            recordings_dir=Path(settings.recordings_dir).expanduser()
-            if store and settings.record_audio
-            else None,
-            assist=assist,
-            engine=engine,
-            scheduler=scheduler,
-            vad_model=SileroVad(),
-            vad_options=settings.vad,
-            streaming=settings.streaming,
-            hub=node.hub if node else EventHub(backlog=settings.events_backlog),
-            executor=ThreadPoolExecutor(
-                max_workers=min(8, (os.cpu_count() or 2)), thread_name_prefix="callcue-vad"
-            ),
-            max_calls=settings.max_calls,
-            max_calls_per_key=settings.max_calls_per_key,
-            max_call_seconds=float(settings.max_call_seconds),
-            resume_seconds=float(settings.resume_seconds),
-            idle_seconds=float(settings.idle_seconds),
-            warmup_seconds=warm,
         )
 
     async def watch_idle(self) -> None:

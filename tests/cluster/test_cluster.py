@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 
-from assist.cluster import Cluster, ClusterOptions, ClusterUnavailable
 from assist.events import CallEnded, CallStarted, Event, TranscriptFinal, TranscriptPartial
-from assist.hub import Subscription
-from assist.metrics import Metrics
 from benchmarks.server import RedisProcess, free_port
+from cluster.node import Cluster, ClusterOptions, ClusterUnavailable
+from live.hub import Subscription
+from live.metrics import Metrics
 from store.calls import CallStore
 
 

@@ -3,7 +3,7 @@
 import json
 
 from assist.events import CallEnded, CallStarted, TranscriptFinal, TranscriptPartial, Word
-from assist.hub import CallActiveError, EventHub
+from live.hub import CallActiveError, EventHub
 
 
 def partial(i: int) -> TranscriptPartial:
@@ -143,7 +143,7 @@ async def test_held_events_go_out_once_written_in_order_then_the_end() -> None:
 async def test_held_events_go_out_after_the_hold_if_the_store_is_slow() -> None:
     import asyncio
 
-    from assist.hub import HOLD_SECONDS
+    from live.hub import HOLD_SECONDS
 
     hub = EventHub()
     hub.open("c")

@@ -1,6 +1,6 @@
 import pytest
 
-from assist.settings import Settings, SettingsError
+from service.settings import Settings, SettingsError
 
 
 def test_defaults() -> None:
@@ -55,7 +55,7 @@ def test_flag_errors_name_the_flag() -> None:
 
 
 def test_recognition_workers_default_to_one_per_core(monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    from assist import settings as module
+    from service import settings as module
 
     monkeypatch.setattr(module, "available_cores", lambda: 2)
     assert module.recognition_workers("cpu", 0, 0) == (2, 1)

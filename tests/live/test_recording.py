@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from assist.recording import Recorder, file_name
+from live.recording import Recorder, file_name
 
 
 def test_ids_that_once_shared_a_file_get_their_own(tmp_path: Path) -> None:

@@ -961,19 +961,6 @@ class Settings:
         return not same_model(self.model, self.final_model)
 
     @property
-    def cluster(self) -> Any:
-        from assist.cluster import ClusterOptions
-
-        return ClusterOptions(
-            url=self.redis_url,
-            prefix=self.redis_prefix,
-            node_id=self.node_id,
-            node_timeout=self.node_timeout,
-            stream_ttl=self.redis_stream_ttl,
-            buffer=self.redis_buffer,
-        )
-
-    @property
     def playbook_path(self) -> Path | None:
         return Path(self.playbook) if self.playbook else None
 
