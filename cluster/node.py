@@ -23,9 +23,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import itertools
 import json
 import logging
+import math
 import os
 import re
 import socket
@@ -471,6 +473,18 @@ class Cluster:
         except Exception as exc:
             self._failed("registering a call", exc)
             return None  # the call goes on here; the registry catches up with the heartbeat
+
+    async def claim_nonce(self, nonce: str, until: float) -> bool:
+        """Whether no node has accepted this AudioHook signature nonce yet (it is recorded
+        until `until`, epoch seconds). Redis away: True (this node's own check stands)."""
+        ttl = max(1, math.ceil(until - time.time()) + 5)
+        try:
+            digest = hashlib.sha256(nonce.encode()).hexdigest()[:32]
+            key = f"{self.options.prefix}:nonce:{digest}"
+            return bool(await self.redis.set(key, "1", nx=True, ex=ttl))
+        except Exception as exc:
+            self._failed("recording a signature nonce", exc)
+            return True
 
     async def live_calls(self) -> list[dict[str, Any]] | None:
         """Every node's live calls (the wallboard's rows, each with its `node`); None if

@@ -11,6 +11,7 @@ import contextlib
 import hmac
 import json
 import logging
+import time
 import uuid
 from typing import Any
 
@@ -124,6 +125,19 @@ async def serve_audiohook(
             log.warning("AudioHook session %s refused: %s", session_id or "?", verdict.reason)
             await ws.send_denial_response(
                 PlainTextResponse(f"Unauthorized: {verdict.reason}", status_code=401)
+            )
+            return
+        cluster = services.cluster  # a nonce must be unique across the nodes too
+        if (
+            verdict.nonce
+            and cluster is not None
+            and not await cluster.claim_nonce(verdict.nonce, verdict.nonce_until)
+        ):
+            log.warning("AudioHook session %s refused: replayed nonce", session_id or "?")
+            await ws.send_denial_response(
+                PlainTextResponse(
+                    "Unauthorized: nonce was already used (replayed request)", status_code=401
+                )
             )
             return
         credential = f"audiohook-{verdict.api_key[-4:]}"
@@ -401,4 +415,4 @@ async def serve_twilio(ws: WebSocket, services: Services, settings: Settings) ->
 
 def make_authenticator(settings: Settings) -> AudioHookAuthenticator | None:
     keys = parse_keys(settings.audiohook_keys)
-    return AudioHookAuthenticator(keys) if keys else None
+    return AudioHookAuthenticator(keys, not_before=time.time()) if keys else None

@@ -82,6 +82,8 @@ class RevisedFinal:
 
 
 _NORM = re.compile(r"[^\w']+")
+# the longest stretch of a channel held for revision (int16: 19 MB), whatever the setting
+LONGEST_STRETCH_S = 600.0
 # prompt tokens the vocabulary may take (Whisper keeps 223 of the prompt; the channel's
 # previous words, `prompt_words`, take about 80)
 VOCABULARY_TOKENS = 100
@@ -518,9 +520,12 @@ class StreamingTranscriber:
                 language=hyp.language,
             )
         )
-        stretch = self.reviser.options.seconds if self.reviser is not None else 0
-        if text and stretch > 0 and end - self._rev_start >= stretch * TARGET_RATE:
-            self._revise(end)
+        if self.reviser is not None and text:
+            # `seconds` 0 (at the end only) still cuts every LONGEST_STRETCH_S: what a channel
+            # holds for revision stays bounded on a call of hours
+            stretch = self.reviser.options.seconds or LONGEST_STRETCH_S
+            if end - self._rev_start >= stretch * TARGET_RATE:
+                self._revise(end)
 
     async def close(self) -> None:
         """Finalize the utterance in progress and wait until every final has been emitted;

@@ -297,7 +297,7 @@ SETTINGS: tuple[Setting, ...] = (
         _int,
         _range(0, 3600),
         "a channel is revised after each stretch of this much of its audio (at the end of an "
-        "utterance) and when the call ends; 0: when the call ends only",
+        "utterance) and when the call ends; 0: when the call ends only (and every 600 s)",
     ),
     Setting(
         "encoder_windows",

@@ -145,6 +145,10 @@ def test_stored_call_search_exports_summary(stored: tuple[ServerProcess, Any]) -
     listing = json.loads(http(server, f"/v1/calls?q={word}&agent=michelle", "qa")[2])
     assert [c["id"] for c in listing["calls"]] == ["qa-1"]
     assert json.loads(http(server, "/v1/calls?q=xylophone", "qa")[2])["total"] == 0
+    # customer= matches the name as typed: % and _ are not wildcards
+    assert json.loads(http(server, "/v1/calls?customer=sanya", "qa")[2])["total"] == 1
+    assert json.loads(http(server, "/v1/calls?customer=%25", "qa")[2])["total"] == 0
+    assert json.loads(http(server, "/v1/calls?customer=s_nya", "qa")[2])["total"] == 0
     # every export holds every final, in order
     texts = [f["text"] for f in sorted(finals, key=lambda f: (f["start"], f["channel"]))]
     data = json.loads(http(server, "/v1/calls/qa-1/transcript?format=json", "qa")[2])

@@ -51,6 +51,10 @@ class Verdict:
     ok: bool
     reason: str = ""
     api_key: str = ""
+    # the accepted signature's nonce and until when it must stay unique (shared with other
+    # nodes, where there are some: a nonce seen by this process only would replay on another)
+    nonce: str = ""
+    nonce_until: float = 0.0
 
 
 class SignatureSyntaxError(ValueError):
@@ -171,6 +175,9 @@ class AudioHookAuthenticator:
 
     keys: Mapping[str, str]
     clock: Callable[[], float] = time.time
+    # signatures created before this (the process start) are refused: the nonces this
+    # process would have seen before are unknown to it (a replay after a restart)
+    not_before: float = 0.0
     _nonces: dict[str, float] = field(default_factory=dict)
 
     def verify(self, headers: Mapping[str, str], request_target: str, authority: str) -> Verdict:
@@ -206,6 +213,8 @@ class AudioHookAuthenticator:
             return Verdict(False, "signature has no 'created' time")
         if created > now + MAX_CLOCK_SKEW:
             return Verdict(False, "signature 'created' is in the future")
+        if created < self.not_before - MAX_CLOCK_SKEW:
+            return Verdict(False, "signature was created before this server started; sign again")
         deadline = created + MAX_SIGNATURE_AGE
         if isinstance(expires, int):
             deadline = min(deadline, expires)
@@ -229,7 +238,7 @@ class AudioHookAuthenticator:
         if nonce in self._nonces:
             return Verdict(False, "nonce was already used (replayed request)")
         self._nonces[nonce] = float(deadline)  # at most MAX_SIGNATURE_AGE after `created`
-        return Verdict(True, api_key=api_key)
+        return Verdict(True, api_key=api_key, nonce=nonce, nonce_until=float(deadline))
 
     def _forget_old(self, now: float) -> None:
         for nonce in [n for n, until in self._nonces.items() if until < now - MAX_CLOCK_SKEW]:

@@ -38,6 +38,20 @@ def test_replayed_nonce_is_refused() -> None:
     assert not verdict.ok and "replayed" in verdict.reason
 
 
+def test_a_signature_from_before_the_server_started_is_refused() -> None:
+    """Nonces live in the process: one seen before a restart is unknown after it, so a
+    signature created before the process started could be replayed. It is refused; one
+    created after the start (or within the clock skew) is accepted, with its nonce."""
+    created = 1641013200
+    before = AudioHookAuthenticator({API_KEY: SECRET}, clock=lambda: NOW, not_before=created + 60)
+    verdict = before.verify(HEADERS, TARGET, AUTHORITY)
+    assert not verdict.ok and "before this server started" in verdict.reason
+    after = AudioHookAuthenticator({API_KEY: SECRET}, clock=lambda: NOW, not_before=created + 3)
+    verdict = after.verify(HEADERS, TARGET, AUTHORITY)
+    assert verdict.ok and verdict.nonce == "VGhpc0lzQVVuaXF1ZU5vbmNl"
+    assert verdict.nonce_until == created + 300  # MAX_SIGNATURE_AGE, sooner than `expires`
+
+
 def test_tampered_header_path_or_host() -> None:
     tampered = {**HEADERS, "Audiohook-Session-Id": "30b0e395-84d3-4570-ac13-9a62d8f514c1"}
     assert auth().verify(tampered, TARGET, AUTHORITY).reason == "signature does not match"

@@ -284,3 +284,17 @@ async def test_feedback_from_a_screen_on_another_node_reaches_the_call(
     assert bad == "feedback needs 'id'"  # the answer of the node that runs the call
     gone = await b.cluster.forward_feedback("nope", message)
     assert gone is not None and "not live" in gone
+
+
+async def test_a_signature_nonce_is_accepted_once_across_the_nodes(
+    make_node: Callable[..., Any],
+) -> None:
+    """An AudioHook signature replayed on another node within its 300 s is refused there."""
+    import time
+
+    a, b = await make_node("a"), await make_node("b")
+    until = time.time() + 300
+    assert await a.cluster.claim_nonce("nonce-1", until)
+    assert not await b.cluster.claim_nonce("nonce-1", until)  # the replay, on another node
+    assert not await a.cluster.claim_nonce("nonce-1", until)
+    assert await b.cluster.claim_nonce("nonce-2", until)
