@@ -221,11 +221,11 @@ class Services:
 
     def hold_until_written(self) -> bool:
         """Whether events go to screens only once stored (a store is configured); binds the
-        writer's callbacks to the running loop the first time."""
+        writer's callbacks to the running loop."""
         if self.writer is None:
             return False
-        if self._loop is None:
-            self._loop = asyncio.get_running_loop()
+        # (the loop of the call being published: `callcue import` runs one loop a file)
+        self._loop = asyncio.get_running_loop()
         return True
 
     def _written(self, events: list[Event]) -> None:

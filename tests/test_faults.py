@@ -160,6 +160,8 @@ class TcpProxy:
     def __init__(self, target: tuple[str, int]) -> None:
         self.target = target
         self.port = 0
+        self._flowing = threading.Event()  # cleared: connections stay open, nothing passes
+        self._flowing.set()
         self._conns: list[socket.socket] = []
         self._lock = threading.Lock()
         self._listener: socket.socket | None = None
@@ -186,6 +188,14 @@ class TcpProxy:
                 conn.close()
             self._conns.clear()
 
+    def stall(self) -> None:
+        """Keep every connection open but forward nothing (a database that stops answering
+        without closing anything: a network stall, a lock wait)."""
+        self._flowing.clear()
+
+    def flow(self) -> None:
+        self._flowing.set()
+
     def _accept(self, listener: socket.socket) -> None:
         while True:
             try:
@@ -198,10 +208,10 @@ class TcpProxy:
             for a, b in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
 
-    @staticmethod
-    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+    def _pipe(self, src: socket.socket, dst: socket.socket) -> None:
         try:
             while data := src.recv(65536):
+                self._flowing.wait()
                 dst.sendall(data)
         except OSError:
             pass
@@ -270,6 +280,74 @@ async def test_store_outage_buffers_and_writes_later(kind: str, tmp_path: Path) 
             proxy.cut()
     assert errors >= 1 and dropped == 0
     assert healthy["store"] == {"status": "ok", "buffered": 0, "dropped": 0, "last_error": ""}
+    finals = [e for e in seen if e["type"] == "transcript.final"]
+    utterances = stored["utterances"] if isinstance(stored, dict) else stored
+    assert {(u["utterance"], u["text"]) for u in utterances} == {
+        (e["utterance"], e["text"]) for e in finals
+    }
+    assert [e["type"] for e in result.events][-1] == "stopped"
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+async def test_a_stalled_database_stalls_no_call(kind: str, tmp_path: Path) -> None:
+    """The database stops answering mid-call without closing anything: PostgreSQL behind a
+    proxy that forwards nothing for 15 s, or a SQLite file locked by another process. Writes
+    were made on the event loop: every call's audio, partials and finals stopped meanwhile.
+    Now screens keep getting partials and finals during the stall, and every final is stored
+    once the database answers again."""
+    proxy: TcpProxy | None = None
+    locker: sqlite3.Connection | None = None
+    if kind == "sqlite":
+        url = f"sqlite:///{tmp_path}/store.db"
+    else:
+        pg = postgres_url()
+        if pg is None:
+            pytest.skip("no PostgreSQL: set CALLCUE_TEST_DATABASE_URL (.ci/run does)")
+        fresh_postgres(pg)
+        host_port = pg.split("@", 1)[1].split("/", 1)[0]
+        host, _, port = host_port.partition(":")
+        proxy = TcpProxy((host, int(port or 5432)))
+        url = pg.replace(f"@{host_port}/", f"@127.0.0.1:{proxy.port}/")
+    server = ServerProcess(env={"CALLCUE_DATABASE_URL": url})
+    audio = load_call_audio([CALLER], 1)
+    clip = CallAudio(audio.samples[: 70 * audio.sample_rate], audio.sample_rate)
+    seen: list[dict[str, Any]] = []
+    try:
+        call = asyncio.ensure_future(
+            stream_call(server.url, clip, ["customer"], speed=2.0, call_id="stall-1")
+        )
+        screen = asyncio.ensure_future(watch(server, "stall-1", seen))
+        await wait_for_finals(seen, 1)
+        if proxy is not None:
+            proxy.stall()
+        else:
+            locker = sqlite3.connect(f"{tmp_path}/store.db", isolation_level=None)
+            locker.execute("BEGIN EXCLUSIVE")
+        at_stall = len(seen)
+        finals_before = sum(e["type"] == "transcript.final" for e in seen)
+        # screens go on during the stall: a final and partials arrive while nothing is written
+        await wait_for_finals(seen, finals_before + 1, limit=14)
+        during = seen[at_stall:]
+        health = await asyncio.to_thread(get_json, server.http + "/healthz")
+        if proxy is not None:
+            proxy.flow()
+        else:
+            assert locker is not None
+            locker.execute("COMMIT")
+            locker.close()
+        result = await asyncio.wait_for(call, 120)
+        await asyncio.wait_for(screen, 30)
+        stored = await asyncio.to_thread(
+            get_json, server.http + "/v1/calls/stall-1/transcript?format=json"
+        )
+    finally:
+        if proxy is not None:
+            proxy.flow()
+        server.stop()
+        if proxy is not None:
+            proxy.cut()
+    assert sum(e["type"] == "transcript.partial" for e in during) >= 3
+    assert health["store"]["status"] == "unreachable"  # it says so while it waits
     finals = [e for e in seen if e["type"] == "transcript.final"]
     utterances = stored["utterances"] if isinstance(stored, dict) else stored
     assert {(u["utterance"], u["text"]) for u in utterances} == {
