@@ -220,22 +220,69 @@ class TcpProxy:
                 s.shutdown(socket.SHUT_RDWR)
 
 
-@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
-async def test_store_outage_buffers_and_writes_later(kind: str, tmp_path: Path) -> None:
-    proxy: TcpProxy | None = None
-    locker: sqlite3.Connection | None = None
-    if kind == "sqlite":
-        url = f"sqlite:///{tmp_path}/store.db"
-    else:
+class FaultyStore:
+    """The call store of one backend, which a test can take away mid-call and give back:
+    PostgreSQL behind a `TcpProxy` (cut: connections dropped; stalled: kept open, nothing
+    forwarded), or a SQLite file locked by another process's transaction (either way)."""
+
+    def __init__(self, kind: str, tmp_path: Path) -> None:
+        self.proxy: TcpProxy | None = None
+        self._locker: sqlite3.Connection | None = None
+        self._path = tmp_path / "store.db"
+        self._cut = False
+        if kind == "sqlite":
+            self.url = f"sqlite:///{self._path}"
+            return
         pg = postgres_url()
         if pg is None:
             pytest.skip("no PostgreSQL: set CALLCUE_TEST_DATABASE_URL (.ci/run does)")
         fresh_postgres(pg)
         host_port = pg.split("@", 1)[1].split("/", 1)[0]
         host, _, port = host_port.partition(":")
-        proxy = TcpProxy((host, int(port or 5432)))
-        url = pg.replace(f"@{host_port}/", f"@127.0.0.1:{proxy.port}/")
-    server = ServerProcess(env={"CALLCUE_DATABASE_URL": url})
+        self.proxy = TcpProxy((host, int(port or 5432)))
+        self.url = pg.replace(f"@{host_port}/", f"@127.0.0.1:{self.proxy.port}/")
+
+    def take_away(self, *, stall: bool) -> None:
+        if self.proxy is None:
+            self._locker = sqlite3.connect(str(self._path), isolation_level=None)
+            self._locker.execute("BEGIN EXCLUSIVE")
+        elif stall:
+            self.proxy.stall()
+        else:
+            self.proxy.cut()
+            self._cut = True
+
+    def give_back(self) -> None:
+        """The database answers again (does nothing if it already does)."""
+        if self._locker is not None:
+            self._locker.execute("COMMIT")
+            self._locker.close()
+            self._locker = None
+        if self.proxy is not None:
+            self.proxy.flow()
+            if self._cut:
+                self.proxy.restore()
+                self._cut = False
+
+    def close(self) -> None:
+        if self.proxy is not None:
+            self.proxy.cut()
+
+
+def assert_every_final_stored(seen: list[dict[str, Any]], stored: Any, result: Any) -> None:
+    """What the screen saw as finals is what the store has, and the call ended cleanly."""
+    finals = [e for e in seen if e["type"] == "transcript.final"]
+    utterances = stored["utterances"] if isinstance(stored, dict) else stored
+    assert {(u["utterance"], u["text"]) for u in utterances} == {
+        (e["utterance"], e["text"]) for e in finals
+    }
+    assert [e["type"] for e in result.events][-1] == "stopped"
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+async def test_store_outage_buffers_and_writes_later(kind: str, tmp_path: Path) -> None:
+    store = FaultyStore(kind, tmp_path)
+    server = ServerProcess(env={"CALLCUE_DATABASE_URL": store.url})
     audio = load_call_audio([CALLER], 1)
     clip = CallAudio(audio.samples[: 70 * audio.sample_rate], audio.sample_rate)
     seen: list[dict[str, Any]] = []
@@ -247,22 +294,13 @@ async def test_store_outage_buffers_and_writes_later(kind: str, tmp_path: Path) 
         screen = asyncio.ensure_future(watch(server, "outage-1", seen))
         await wait_for_finals(seen, 1)
         # the store goes away for ~10 s while the call goes on
-        if proxy is not None:
-            proxy.cut()
-        else:
-            locker = sqlite3.connect(f"{tmp_path}/store.db", isolation_level=None)
-            locker.execute("BEGIN EXCLUSIVE")
+        store.take_away(stall=False)
         finals_before = sum(e["type"] == "transcript.final" for e in seen)
         await wait_for_finals(seen, finals_before + 1)  # a final published during the outage
         await asyncio.sleep(1.0)
         health = await asyncio.to_thread(get_json, server.http + "/healthz")
         await asyncio.sleep(max(0.0, 6.0))
-        if proxy is not None:
-            proxy.restore()
-        else:
-            assert locker is not None
-            locker.execute("COMMIT")
-            locker.close()
+        store.give_back()
         result = await asyncio.wait_for(call, 120)
         await asyncio.wait_for(screen, 30)
         assert health["store"]["status"] == "unreachable" and health["store"]["buffered"] > 0
@@ -275,17 +313,12 @@ async def test_store_outage_buffers_and_writes_later(kind: str, tmp_path: Path) 
         )
         healthy = await asyncio.to_thread(get_json, server.http + "/healthz")
     finally:
+        store.give_back()
         server.stop()
-        if proxy is not None:
-            proxy.cut()
+        store.close()
     assert errors >= 1 and dropped == 0
     assert healthy["store"] == {"status": "ok", "buffered": 0, "dropped": 0, "last_error": ""}
-    finals = [e for e in seen if e["type"] == "transcript.final"]
-    utterances = stored["utterances"] if isinstance(stored, dict) else stored
-    assert {(u["utterance"], u["text"]) for u in utterances} == {
-        (e["utterance"], e["text"]) for e in finals
-    }
-    assert [e["type"] for e in result.events][-1] == "stopped"
+    assert_every_final_stored(seen, stored, result)
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
@@ -295,20 +328,8 @@ async def test_a_stalled_database_stalls_no_call(kind: str, tmp_path: Path) -> N
     were made on the event loop: every call's audio, partials and finals stopped meanwhile.
     Now screens keep getting partials and finals during the stall, and every final is stored
     once the database answers again."""
-    proxy: TcpProxy | None = None
-    locker: sqlite3.Connection | None = None
-    if kind == "sqlite":
-        url = f"sqlite:///{tmp_path}/store.db"
-    else:
-        pg = postgres_url()
-        if pg is None:
-            pytest.skip("no PostgreSQL: set CALLCUE_TEST_DATABASE_URL (.ci/run does)")
-        fresh_postgres(pg)
-        host_port = pg.split("@", 1)[1].split("/", 1)[0]
-        host, _, port = host_port.partition(":")
-        proxy = TcpProxy((host, int(port or 5432)))
-        url = pg.replace(f"@{host_port}/", f"@127.0.0.1:{proxy.port}/")
-    server = ServerProcess(env={"CALLCUE_DATABASE_URL": url})
+    store = FaultyStore(kind, tmp_path)
+    server = ServerProcess(env={"CALLCUE_DATABASE_URL": store.url})
     audio = load_call_audio([CALLER], 1)
     clip = CallAudio(audio.samples[: 70 * audio.sample_rate], audio.sample_rate)
     seen: list[dict[str, Any]] = []
@@ -318,42 +339,26 @@ async def test_a_stalled_database_stalls_no_call(kind: str, tmp_path: Path) -> N
         )
         screen = asyncio.ensure_future(watch(server, "stall-1", seen))
         await wait_for_finals(seen, 1)
-        if proxy is not None:
-            proxy.stall()
-        else:
-            locker = sqlite3.connect(f"{tmp_path}/store.db", isolation_level=None)
-            locker.execute("BEGIN EXCLUSIVE")
+        store.take_away(stall=True)
         at_stall = len(seen)
         finals_before = sum(e["type"] == "transcript.final" for e in seen)
         # screens go on during the stall: a final and partials arrive while nothing is written
         await wait_for_finals(seen, finals_before + 1, limit=14)
         during = seen[at_stall:]
         health = await asyncio.to_thread(get_json, server.http + "/healthz")
-        if proxy is not None:
-            proxy.flow()
-        else:
-            assert locker is not None
-            locker.execute("COMMIT")
-            locker.close()
+        store.give_back()
         result = await asyncio.wait_for(call, 120)
         await asyncio.wait_for(screen, 30)
         stored = await asyncio.to_thread(
             get_json, server.http + "/v1/calls/stall-1/transcript?format=json"
         )
     finally:
-        if proxy is not None:
-            proxy.flow()
+        store.give_back()
         server.stop()
-        if proxy is not None:
-            proxy.cut()
+        store.close()
     assert sum(e["type"] == "transcript.partial" for e in during) >= 3
     assert health["store"]["status"] == "unreachable"  # it says so while it waits
-    finals = [e for e in seen if e["type"] == "transcript.final"]
-    utterances = stored["utterances"] if isinstance(stored, dict) else stored
-    assert {(u["utterance"], u["text"]) for u in utterances} == {
-        (e["utterance"], e["text"]) for e in finals
-    }
-    assert [e["type"] for e in result.events][-1] == "stopped"
+    assert_every_final_stored(seen, stored, result)
 
 
 async def test_assist_failure_is_reported_and_transcripts_go_on() -> None:
