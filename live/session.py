@@ -37,7 +37,7 @@ from models.asr import Final, Partial, RevisedFinal, StreamingOptions, Streaming
 from models.revise import Reviser
 from models.scheduler import OVERLOADED, RecognitionJob, RecognitionScheduler
 from models.vad import SileroVad
-from models.whisper import Hypothesis, WhisperEngine
+from models.whisper import Hypothesis, WhisperEngine, WordTiming
 from store.calls import CallOwnership, CallStore, StoreWriter
 
 log = logging.getLogger("callcue.session")
@@ -316,16 +316,13 @@ class Services:
             now = time.monotonic()
             for session in list(self.sessions.values()):
                 if session.idle_for(now) > self.idle_seconds:
-                    self.metrics.limited.inc(1, "idle")
-                    session.publish(
-                        ErrorEvent(
-                            call_id=session.call_id,
-                            code="call_idle",
-                            message=f"no audio for {self.idle_seconds:.0f} s "
-                            "(CALLCUE_IDLE_SECONDS): the call was ended; its transcript is kept",
-                        )
+                    session.end_by_limit(
+                        "idle",
+                        "call_idle",
+                        "idle",
+                        f"no audio for {self.idle_seconds:.0f} s (CALLCUE_IDLE_SECONDS): the "
+                        "call was ended; its transcript is kept",
                     )
-                    session.end_by_server("idle")
 
     async def drain(self, seconds: float, forced: Callable[[], bool] = lambda: False) -> int:
         """End every call in progress with reason "shutdown" (finals first, then
@@ -714,16 +711,20 @@ class CallSession:
     def _check_duration(self) -> None:
         if self._finishing is None and self.audio_seconds >= self.services.max_call_seconds:
             limit = self.services.max_call_seconds
-            self.services.metrics.limited.inc(1, "call_duration")
-            self.publish(
-                ErrorEvent(
-                    call_id=self.call_id,
-                    code="call_too_long",
-                    message=f"the call reached the longest call allowed ({limit:.0f} s of audio, "
-                    "CALLCUE_MAX_CALL_SECONDS) and was ended; its transcript is kept",
-                )
+            self.end_by_limit(
+                "call_duration",
+                "call_too_long",
+                "max_duration",
+                f"the call reached the longest call allowed ({limit:.0f} s of audio, "
+                "CALLCUE_MAX_CALL_SECONDS) and was ended; its transcript is kept",
             )
-            self.end_by_server("max_duration")
+
+    def end_by_limit(self, limit: str, code: str, reason: str, message: str) -> None:
+        """A limit ends the call: counted (`callcue_limit_rejections_total{limit}`), screens
+        told (`error` `code`), then ended by the server with `reason`."""
+        self.services.metrics.limited.inc(1, limit)
+        self.publish(ErrorEvent(call_id=self.call_id, code=code, message=message))
+        self.end_by_server(reason)
 
     def idle_for(self, now: float) -> float:
         """Seconds since audio last arrived (0 while paused or ending)."""
@@ -856,15 +857,10 @@ class CallSession:
         )
         if final is None:
             return
-        words = tuple(Word(w.word, w.start, w.end, w.probability) for w in revised.words)
-        text = revised.text
-        if self.assist_state is not None:  # what the live text masked, the revised one masks
-            text, _ = self.assist_state.scan(revised.text)
-            if text != revised.text:
-                words = mask_words(words, revised.text, text)
+        # what the live text masked, the revised one masks
+        text, words, confidence, _ = self._masked(revised.text, revised.words)
         if text == final.text:
             return
-        confidence = round(sum(w.probability for w in words) / len(words), 4) if words else 0.0
         event = self.publish(
             TranscriptRevised(
                 call_id=self.call_id,
@@ -935,19 +931,26 @@ class CallSession:
         )
         self._withdraw_partial(channel, utterance, 0.0, 0.0)  # a partial of it may be shown
 
+    def _masked(
+        self, said: str, timed: tuple[WordTiming, ...]
+    ) -> tuple[str, tuple[Word, ...], float, list[Entity]]:
+        """`said` and its timed words as screens may see them (PII masked), their mean
+        probability, and the entities found in it."""
+        words = tuple(Word(w.word, w.start, w.end, w.probability) for w in timed)
+        confidence = round(sum(w.probability for w in words) / len(words), 4) if words else 0.0
+        if self.assist_state is None:
+            return said, words, confidence, []
+        text, entities = self.assist_state.scan(said)
+        if text != said:
+            words = mask_words(words, said, text)
+        return text, words, confidence, entities
+
     def _on_final(self, channel: str, final: Final) -> None:
         if not final.text:  # nothing was said after all
             self._withdraw_partial(channel, final.utterance, final.start, final.end)
             return
         self.services.metrics.latency.observe(time.monotonic() - final.received_at, "final")
-        words = tuple(Word(w.word, w.start, w.end, w.probability) for w in final.words)
-        confidence = round(sum(w.probability for w in words) / len(words), 4) if words else 0.0
-        text: str = final.text
-        entities: list[Entity] = []
-        if self.assist_state is not None:
-            text, entities = self.assist_state.scan(final.text)
-            if text != final.text:
-                words = mask_words(words, final.text, text)
+        text, words, confidence, entities = self._masked(final.text, final.words)
         event = self.publish(
             TranscriptFinal(
                 call_id=self.call_id,
