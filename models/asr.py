@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 from collections import deque
 from collections.abc import Callable
@@ -18,7 +17,7 @@ from audio.codec import TARGET_RATE, Float32Array
 from audio.vad import SpeechEnded, SpeechStarted, VadSegmenter
 from models.revise import Reviser, Revision, assign, same_text, skipped_speech
 from models.scheduler import BUSY, OVERLOADED, RecognitionJob, RecognitionScheduler
-from models.whisper import Hypothesis, WhisperEngine, WordTiming, text_from
+from models.whisper import Hypothesis, WhisperEngine, WordTiming, norm_word, text_from
 
 log = logging.getLogger("callcue.asr")
 
@@ -81,7 +80,6 @@ class RevisedFinal:
     language: str
 
 
-_NORM = re.compile(r"[^\w']+")
 # the longest stretch of a channel held for revision (int16: 19 MB), whatever the setting
 LONGEST_STRETCH_S = 600.0
 # prompt tokens the vocabulary may take (Whisper keeps 223 of the prompt; the channel's
@@ -89,15 +87,11 @@ LONGEST_STRETCH_S = 600.0
 VOCABULARY_TOKENS = 100
 
 
-def _norm(word: str) -> str:
-    return _NORM.sub("", word.lower())
-
-
 def agreed_prefix(a: list[str], b: list[str]) -> int:
     """Length of the common word prefix of two hypotheses (LocalAgreement-2)."""
     n = 0
     for x, y in zip(a, b, strict=False):
-        if _norm(x) != _norm(y):
+        if norm_word(x) != norm_word(y):
             break
         n += 1
     return n

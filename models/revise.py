@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from audio.codec import TARGET_RATE, Float32Array
-from models.whisper import WhisperOptions, WordTiming, lower_priority
+from models.whisper import WhisperOptions, WordTiming, lower_priority, norm_word
 
 log = logging.getLogger("callcue.revise")
 
@@ -205,9 +205,9 @@ def assign(
     if not finals:
         return out
     live: list[tuple[str, int]] = [
-        (_norm(w), key) for key, _, _, text in finals for w in text.split() if _norm(w)
+        (norm_word(w), key) for key, _, _, text in finals for w in text.split() if norm_word(w)
     ]
-    revised = [_norm(w.word) for w in words]
+    revised = [norm_word(w.word) for w in words]
     owner: list[int | None] = [None] * len(words)
     matcher = difflib.SequenceMatcher(a=[w for w, _ in live], b=revised, autojunk=False)
     for tag, i1, i2, j1, j2 in matcher.get_opcodes():
@@ -229,10 +229,6 @@ def assign(
     for word, key in zip(words, owner, strict=True):
         out[key if key is not None else by_time(word)].append(word)
     return out
-
-
-def _norm(word: str) -> str:
-    return re.sub(r"[^\w']+", "", word.lower())
 
 
 def same_text(a: str, b: str) -> bool:

@@ -128,7 +128,8 @@ TAIL_S = 1.0  # a final whose last word ends this long before its audio is conti
 ECHO_MIN_WORDS = 4  # a repeated opening this long (or longer) counts as an echo of the prompt
 
 
-def _norm_word(word: str) -> str:
+def norm_word(word: str) -> str:
+    """A word as compared across hypotheses: lower case, punctuation gone."""
     return _NOT_WORD.sub("", word.lower())
 
 
@@ -625,8 +626,8 @@ class WhisperEngine:
         transcribes the previous sentence again before the new one."""
         if not prompt or not text:
             return False
-        said = [_norm_word(w) for w in self.tokenizer.decode(list(prompt)).split()]
-        heard = [_norm_word(w) for w in text.split()]
+        said = [norm_word(w) for w in self.tokenizer.decode(list(prompt)).split()]
+        heard = [norm_word(w) for w in text.split()]
         for k in range(min(len(said), len(heard)), ECHO_MIN_WORDS - 1, -1):
             if heard[:k] == said[-k:]:
                 return True
