@@ -23,11 +23,13 @@ from typing import Any
 
 import numpy as np
 
+from assist.categories import CategoryMatcher, Match, Utterance
 from assist.customers import Customer, CustomerDirectory, JsonDirectory, predict_reason
 from assist.entities import SENSITIVE_DEFAULT, Entity, extract, mask, mask_entities
 from assist.events import (
     ActionEvent,
     AlertEvent,
+    CategoryMatched,
     ChecklistEvent,
     EntitiesEvent,
     Event,
@@ -276,10 +278,12 @@ class CallAssist:
     feedback: list[tuple[str, str, str]] = field(default_factory=list)
     elapsed: float = 0.0
     alerts: int = 0
+    categories: CategoryMatcher = field(init=False)
 
     def __post_init__(self) -> None:
         for item in self.models.playbook.checklist:
             self.checklist.setdefault(item.id, ChecklistState())
+        self.categories = CategoryMatcher(self.models.playbook.categories)
 
     @property
     def options(self) -> AssistOptions:
@@ -340,13 +344,77 @@ class CallAssist:
         analysis: Analysis | None,
         entities: Sequence[Entity],
         language: str = "en",
+        start: float | None = None,
     ) -> list[Event]:
         """The events a final gives. `analysis` None: the text is not English (`language`),
         which the models do not read: intent and sentiment say they are unavailable instead
-        of guessing, and only the playbook's phrase rules (checklist keywords) run."""
+        of guessing, and only the playbook's phrase rules (checklist keywords, category
+        phrases) run. `start`: when the final began (categories' time windows; else `end`)."""
         self.elapsed = max(self.elapsed, end)
         if analysis is None:
-            return self._not_read(channel, utterance, text, entities, language)
+            events = self._not_read(channel, utterance, text, entities, language)
+        else:
+            events = self._read(channel, utterance, text, analysis, entities)
+        intent = next((e.intent for e in events if isinstance(e, IntentEvent)), None)
+        sentiment = next(
+            (e.score for e in events if isinstance(e, SentimentEvent) and not e.unavailable), None
+        )
+        said = Utterance(
+            channel,
+            utterance,
+            end if start is None else start,
+            end,
+            text,
+            intent,
+            sentiment,
+            tuple(e.kind for e in entities),
+        )
+        return events + self._matched(self.categories.on_utterance(said))
+
+    def on_time(
+        self, now: float, longest_silence: tuple[float, float], overtalk: float
+    ) -> list[Event]:
+        """Categories decided by the call's time and figures (silences, overtalk, what was
+        not said in the first N s)."""
+        return self._matched(self.categories.on_time(now, longest_silence, overtalk))
+
+    def on_end(
+        self, duration: float, longest_silence: tuple[float, float], overtalk: float
+    ) -> list[Event]:
+        """Categories decided when the call is over."""
+        return self._matched(self.categories.on_end(duration, longest_silence, overtalk))
+
+    def _matched(self, matches: list[Match]) -> list[Event]:
+        events: list[Event] = []
+        for m in matches:
+            category = m.category
+            label = category.label or category.name.replace("_", " ")
+            events.append(
+                CategoryMatched(
+                    call_id=self.call_id,
+                    name=category.name,
+                    label=label,
+                    channel=m.channel,
+                    start=m.start,
+                    end=m.end,
+                    utterance=m.utterance,
+                    text=m.text,
+                    absent=category.absent,
+                )
+            )
+            if category.alert:
+                said = f': "{m.text}"' if m.text else ""
+                events.append(self._alert("category", category.alert, f"{label}{said}", m.channel))
+        return events
+
+    def _read(
+        self,
+        channel: str,
+        utterance: int,
+        text: str,
+        analysis: Analysis,
+        entities: Sequence[Entity],
+    ) -> list[Event]:
         events = self._entities(channel, utterance, entities)
         events += self._sentiment(channel, utterance, analysis.sentiment)
         if channel == "customer":

@@ -138,6 +138,26 @@ class CallRevised(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class CallAnalyticsEvent(Event):
+    """The call's figures so far (`assist.analytics`: definitions there and in README): sent
+    as they change, at most once a second, and once more before `call.ended`. Not stored
+    (`GET /v1/calls/{id}/analytics` computes them from the stored finals).
+    `current_silence_seconds`: how long nobody has spoken, at `duration_seconds`."""
+
+    type: ClassVar[str] = "call.analytics"
+    duration_seconds: float
+    talk_seconds: dict[str, float]
+    silence_seconds: float
+    longest_silence_seconds: float
+    overtalk_seconds: float
+    interruptions: dict[str, int]
+    words_per_minute: dict[str, float | None]
+    agent_response_seconds: dict[str, Any] | None
+    sentiment: dict[str, float]
+    current_silence_seconds: float = 0.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class CallEnded(Event):
     type: ClassVar[str] = "call.ended"
     reason: str  # stop | disconnect | error | shutdown | max_duration | idle
@@ -239,6 +259,23 @@ class AlertEvent(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class CategoryMatched(Event):
+    """A playbook category matched the call (once a call; `assist.categories`): `utterance`
+    and `text` name the final that matched (None and "" for a silence, overtalk or a phrase
+    that was *not* said), `start`/`end` the stretch of the call."""
+
+    type: ClassVar[str] = "category.matched"
+    name: str
+    label: str
+    channel: str
+    start: float
+    end: float
+    utterance: int | None = None
+    text: str = ""
+    absent: bool = False  # matched because its conditions did not hold
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class FeedbackEvent(Event):
     """What a screen did with a suggestion or action (recorded, and shown to other screens)."""
 
@@ -260,7 +297,9 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     ActionEvent,
     ChecklistEvent,
     AlertEvent,
+    CategoryMatched,
     FeedbackEvent,
+    CallAnalyticsEvent,
     CallEnded,
     ErrorEvent,
 )

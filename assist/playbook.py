@@ -13,6 +13,9 @@ Schema (version 1; README "Playbook" documents it with examples):
     checklist: [{id, label, description?, examples: [≥2], keywords?: [str],
                  due?: opening|before_closing|any}]
     vocabulary: [str]   company, product and plan names: Whisper is biased towards them
+    categories: [{name, label?, channel?, phrases?, all_phrases?, intents?, sentiment_below?,
+                  entities?, first_seconds? | last_seconds?, absent?, silence_over?,
+                  overtalk_over?, alert?: info|warning|critical}]   (assist.categories)
 
 `when` conditions (all must hold) are listed in `CONDITIONS`. Text may use the slots in `SLOTS`
 (`{preferred_name}` ...); a reply with a slot that cannot be filled uses its `fallback`, or is not
@@ -30,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from assist.categories import Category, words_of
 from assist.entities import KINDS
 from audio.protocols.vocabulary import MAX_TERM_CHARS, MAX_TERMS
 
@@ -157,6 +161,7 @@ class Playbook:
     description: str = ""
     intent_threshold: float | None = None
     vocabulary: tuple[str, ...] = ()
+    categories: tuple[Category, ...] = ()
     _by_id: dict[str, Intent] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -338,6 +343,7 @@ def parse_playbook(data: Any, path: Path) -> Playbook:
             "actions": False,
             "checklist": False,
             "vocabulary": False,
+            "categories": False,
         },
     )
     version = top.get("version") if top else None
@@ -546,6 +552,8 @@ def parse_playbook(data: Any, path: Path) -> Playbook:
     if len(vocabulary) > MAX_TERMS:
         c.fail("vocabulary", f"at most {MAX_TERMS} terms (has {len(vocabulary)})")
 
+    categories = _categories(c, section("categories"), intent_ids)
+
     if c.problems:
         raise PlaybookError(path, c.problems)
     return Playbook(
@@ -559,7 +567,97 @@ def parse_playbook(data: Any, path: Path) -> Playbook:
         description=description,
         intent_threshold=threshold,
         vocabulary=vocabulary,
+        categories=categories,
     )
+
+
+SEVERITIES = ("info", "warning", "critical")
+CATEGORY_KEYS = {
+    "name": True,
+    "label": False,
+    "channel": False,
+    "phrases": False,
+    "all_phrases": False,
+    "intents": False,
+    "sentiment_below": False,
+    "entities": False,
+    "first_seconds": False,
+    "last_seconds": False,
+    "absent": False,
+    "silence_over": False,
+    "overtalk_over": False,
+    "alert": False,
+}
+UTTERANCE_CONDITIONS = ("phrases", "all_phrases", "intents", "sentiment_below", "entities")
+CALL_CONDITIONS = ("silence_over", "overtalk_over")
+
+
+def _categories(c: _Checker, raw: list[Any], intent_ids: set[str]) -> tuple[Category, ...]:
+    out: list[Category] = []
+    seen: set[str] = set()
+    for i, item in enumerate(raw):
+        w = f"categories[{i}]"
+        d = c.mapping(item, w, CATEGORY_KEYS)
+        if not d:
+            continue
+        name = c.ident(d.get("name"), f"{w}.name", seen)
+        w = f"categories[{i}] ({name})"
+        values: dict[str, Any] = {"name": name}
+        values["label"] = c.text(d.get("label"), f"{w}.label", required=False)
+        values["channel"] = c.text(d.get("channel"), f"{w}.channel", required=False)
+        for key in ("phrases", "all_phrases"):
+            if key in d:
+                values[key] = c.strings(d[key], f"{w}.{key}", minimum=1)
+                for j, phrase in enumerate(values[key]):
+                    if not words_of(phrase):
+                        c.fail(f"{w}.{key}[{j}]", f"{phrase!r} has no words to match")
+        if "intents" in d:
+            values["intents"] = c.strings(d["intents"], f"{w}.intents", minimum=1)
+            c.refs(values["intents"], intent_ids, "intent", f"{w}.intents")
+        if "entities" in d:
+            values["entities"] = c.strings(d["entities"], f"{w}.entities", minimum=1)
+            c.refs(values["entities"], set(KINDS), "entity kind", f"{w}.entities")
+        if "sentiment_below" in d:
+            v = d["sentiment_below"]
+            if isinstance(v, bool) or not isinstance(v, int | float) or not -1 < v <= 1:
+                c.fail(f"{w}.sentiment_below", "must be a number in (-1, 1] (a sentiment score)")
+            else:
+                values["sentiment_below"] = float(v)
+        for key in ("first_seconds", "last_seconds", "silence_over", "overtalk_over"):
+            if key in d:
+                v = d[key]
+                if isinstance(v, bool) or not isinstance(v, int | float) or not v > 0:
+                    c.fail(f"{w}.{key}", "must be a number of seconds > 0")
+                else:
+                    values[key] = float(v)
+        absent = d.get("absent", False)
+        if not isinstance(absent, bool):
+            c.fail(f"{w}.absent", "must be true or false")
+        values["absent"] = absent is True
+        alert = d.get("alert", "")
+        if alert and alert not in SEVERITIES:
+            c.fail(f"{w}.alert", f"must be one of {', '.join(SEVERITIES)}")
+        values["alert"] = alert if alert in SEVERITIES else ""
+        per_utterance = [k for k in UTTERANCE_CONDITIONS if k in d]
+        per_call = [k for k in CALL_CONDITIONS if k in d]
+        if not per_utterance and not per_call:
+            c.fail(w, f"needs a condition: {', '.join(UTTERANCE_CONDITIONS + CALL_CONDITIONS)}")
+        if per_utterance and per_call:
+            c.fail(
+                w,
+                f"{', '.join(per_call)} is about the whole call and cannot be combined with "
+                f"{', '.join(per_utterance)} (make two categories)",
+            )
+        if len(per_call) > 1:
+            c.fail(w, "silence_over and overtalk_over are two categories")
+        if per_call:
+            for key in ("first_seconds", "last_seconds", "absent", "channel"):
+                if d.get(key):
+                    c.fail(f"{w}.{key}", f"does not apply to {per_call[0]}")
+        if "first_seconds" in d and "last_seconds" in d:
+            c.fail(w, "first_seconds and last_seconds cannot both be set")
+        out.append(Category(**values))
+    return tuple(out)
 
 
 @functools.cache

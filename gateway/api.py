@@ -16,7 +16,7 @@ from starlette.routing import Route
 
 from gateway.auth import ADMIN, READ, REVIEW, Authorizer, Denied, Principal
 from store.calls import CallQuery, CallStore, unavailable_errors
-from store.exports import FORMATS, export, summary
+from store.exports import FORMATS, analytics, export, summary
 
 Handler = Callable[[Request], Awaitable[Response]]
 DATE_PATTERN = "^[0-9]{4}-[0-9]{2}-[0-9]{2}(T[0-9:.]+Z?)?$"
@@ -128,6 +128,7 @@ def api_routes(
             agent=request.query_params.get("agent", ""),
             customer=request.query_params.get("customer", ""),
             intent=request.query_params.get("intent", ""),
+            category=request.query_params.get("category", ""),
             sentiment=sentiment,
             has_alerts=_bool(request, "alerts", "true", "false"),
             checklist_complete=_bool(request, "checklist", "complete", "incomplete"),
@@ -174,6 +175,14 @@ def api_routes(
         call_id = request.path_params["call_id"]
         call = await run_in_threadpool(found, call_id)
         return JSONResponse(summary(call, await run_in_threadpool(store.events, call_id)))
+
+    @guarded(authorizer, READ, "read calls")
+    async def call_analytics(request: Request, _: Principal) -> Response:
+        call_id = request.path_params["call_id"]
+        call = await run_in_threadpool(found, call_id)
+        utterances = await run_in_threadpool(store.utterances, call_id)
+        events = await run_in_threadpool(store.events, call_id, ["sentiment", "category.matched"])
+        return JSONResponse(analytics(call, utterances, events))
 
     @guarded(authorizer, READ, "read calls")
     async def call_events(request: Request, _: Principal) -> Response:
@@ -285,6 +294,7 @@ def api_routes(
         Route("/v1/calls/{call_id}", delete_call, methods=["DELETE"]),
         Route("/v1/calls/{call_id}/transcript", transcript),
         Route("/v1/calls/{call_id}/summary", call_summary),
+        Route("/v1/calls/{call_id}/analytics", call_analytics),
         Route("/v1/calls/{call_id}/events", call_events),
         Route("/v1/calls/{call_id}/audio/{channel}", audio),
         Route("/v1/calls/{call_id}/reviews", list_reviews),
@@ -384,6 +394,7 @@ def openapi_spec() -> dict[str, Any]:
                         q("agent", {"type": "string"}, "agent name or id"),
                         q("customer", {"type": "string"}, "customer id, or part of the name"),
                         q("intent", {"type": "string"}, "an intent seen in the call"),
+                        q("category", {"type": "string"}, "a playbook category it matched"),
                         q(
                             "sentiment",
                             {"type": "string", "enum": list(SENTIMENTS)},
@@ -491,6 +502,14 @@ def openapi_spec() -> dict[str, Any]:
             "/v1/calls/{call_id}/summary": {
                 "get": {
                     "summary": "Post-call summary",
+                    "parameters": [call_id],
+                    "responses": {"200": json_ok, "404": err, **auth},
+                }
+            },
+            "/v1/calls/{call_id}/analytics": {
+                "get": {
+                    "summary": "Call analytics: talk, silence, overtalk, interruptions, pace, "
+                    "agent response time, sentiment start and end",
                     "parameters": [call_id],
                     "responses": {"200": json_ok, "404": err, **auth},
                 }

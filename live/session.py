@@ -14,15 +14,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from assist.analytics import CallAnalytics
 from assist.customers import Customer
 from assist.engine import AssistModels, CallAssist
 from assist.entities import Entity
 from assist.events import (
+    CallAnalyticsEvent,
     CallEnded,
     CallRevised,
     CallStarted,
     ErrorEvent,
     Event,
+    SentimentEvent,
     TranscriptFinal,
     TranscriptPartial,
     TranscriptRevised,
@@ -46,6 +49,8 @@ log = logging.getLogger("callcue.session")
 # Feedback a call keeps at most (a person clicks a few times a minute; a script was seen sending
 # 20,000 in a quarter of a second, which grew memory and the store and pushed screens off)
 MAX_FEEDBACK_PER_CALL = 500
+ANALYTICS_INTERVAL = 1.0  # `call.analytics` at most once a second a call
+CATEGORY_TICK = 1.0  # seconds between checks of the categories decided by time
 
 
 class FeedbackLimit(ValueError):
@@ -365,6 +370,7 @@ class _AssistItem:
     entities: list[Entity]
     published_at: float
     language: str = "en"
+    start: float | None = None
 
 
 class AssistWorker:
@@ -447,6 +453,7 @@ class AssistWorker:
                             analysis,
                             item.entities,
                             item.language,
+                            item.start,
                         ):
                             item.session.publish(event)
                         self.metrics.latency.observe(time.monotonic() - item.published_at, "assist")
@@ -544,6 +551,11 @@ class CallSession:
         self.assist_pending = 0
         self.assist_idle = asyncio.Event()
         self.assist_idle.set()
+        self.analytics = CallAnalytics(channels)
+        self.last_heard = 0.0  # the call time at which the latest partial or final ended
+        self._analytics_sent = 0.0  # monotonic time of the last `call.analytics`
+        self._analytics_timer: asyncio.TimerHandle | None = None
+        self._category_timer: asyncio.TimerHandle | None = None
         if services.assist is not None:
             agent = self.metadata.get("agent_name") or self.metadata.get("agent") or ""
             self.assist_state = CallAssist(
@@ -591,6 +603,9 @@ class CallSession:
         written it (or after `HOLD_SECONDS` if the store is slow): the event loop never waits
         on the database, and a screen never sees what a crash would lose."""
         services = self.services
+        if isinstance(event, SentimentEvent) and not event.unavailable:
+            self.analytics.add_sentiment(event.channel, event.utterance, event.score)
+            self._analytics_changed()
         if not services.hold_until_written():
             return services.hub.publish(event, self.hub_feed)
         stamped = services.hub.publish(event, self.hub_feed, held=True)
@@ -639,6 +654,10 @@ class CallSession:
         )
         if self.assist_state is not None and self.assist_state.checklist:
             self.publish(self.assist_state.checklist_event())
+        if self.assist_state is not None and self.assist_state.categories.timed:
+            self._category_timer = asyncio.get_running_loop().call_later(
+                CATEGORY_TICK, self._categories_tick
+            )
         if self.services.recordings_dir is not None and store is not None:
             self.recorder = Recorder(self.services.recordings_dir, self.call_id, self.channels)
             await asyncio.to_thread(self._index_recordings, self.recorder.paths)
@@ -658,6 +677,7 @@ class CallSession:
     def live_summary(self) -> dict[str, Any]:
         """What the wallboard shows for this call."""
         state = self.assist_state
+        figures = self.analytics.summary(self.audio_seconds)
         customer = state.customer if state is not None else None
         agent = self.metadata.get("agent_name") or self.metadata.get("agent") or ""
         return {
@@ -675,6 +695,9 @@ class CallSession:
             "alerts": state.alerts if state is not None else 0,
             "stage": state.stage if state is not None else "",
             "metadata": self.metadata,
+            "talk_seconds": figures["talk_seconds"],
+            "overtalk_seconds": figures["overtalk_seconds"],
+            "current_silence": round(self.current_silence(), 1),
         }
 
     def assist_done(self) -> None:
@@ -802,6 +825,17 @@ class CallSession:
                 log.warning("assist for %s did not finish in 10 s", self.call_id)
             if self.assist_state.checklist:
                 self.publish(self.assist_state.checklist_event(final=True))
+        if self._category_timer is not None:
+            self._category_timer.cancel()
+            self._category_timer = None
+        if self.assist_state is not None:
+            silence, overtalk = self.analytics.silence_and_overtalk(self.audio_seconds)
+            for event in self.assist_state.on_end(self.audio_seconds, silence, overtalk):
+                self.publish(event)
+        if self._analytics_timer is not None:
+            self._analytics_timer.cancel()
+            self._analytics_timer = None
+        self._publish_analytics()
         self.publish(
             CallEnded(call_id=self.call_id, reason=reason, duration=round(self.audio_seconds, 3))
         )
@@ -878,13 +912,61 @@ class CallSession:
         )
         assert isinstance(event, TranscriptRevised)
         self.revised[(channel, revised.utterance)] = event
+        self.analytics.add_final(channel, revised.utterance, final.start, final.end, words, text)
         if self.services.reviser is not None:
             self.services.reviser.stats.changed += 1
+
+    def current_silence(self) -> float:
+        """Seconds of call audio since anyone was last heard (partials count)."""
+        return max(0.0, self.audio_seconds - self.last_heard)
+
+    def _analytics_changed(self) -> None:
+        """Send `call.analytics` now, or once a second has passed since the last one."""
+        if self.finished or self._analytics_timer is not None:
+            return
+        wait = self._analytics_sent + ANALYTICS_INTERVAL - time.monotonic()
+        if wait <= 0:
+            self._publish_analytics()
+        else:
+            self._analytics_timer = asyncio.get_running_loop().call_later(
+                wait, self._on_analytics_timer
+            )
+
+    def _categories_tick(self) -> None:
+        """Once a second while the call runs: categories decided by time (a silence going on,
+        overtalk, what was not said in the first N s)."""
+        self._category_timer = None
+        if self.finished or self.assist_state is None:
+            return
+        now = self.audio_seconds
+        silence, overtalk = self.analytics.silence_and_overtalk(now, self.last_heard)
+        for event in self.assist_state.on_time(now, silence, overtalk):
+            self.publish(event)
+        self._category_timer = asyncio.get_running_loop().call_later(
+            CATEGORY_TICK, self._categories_tick
+        )
+
+    def _on_analytics_timer(self) -> None:
+        self._analytics_timer = None
+        if not self.finished:
+            self._publish_analytics()
+
+    def _publish_analytics(self) -> None:
+        self._analytics_sent = time.monotonic()
+        figures = self.analytics.summary(self.audio_seconds)
+        self.publish(
+            CallAnalyticsEvent(
+                call_id=self.call_id,
+                **figures,
+                current_silence_seconds=round(self.current_silence(), 2),
+            )
+        )
 
     def _on_partial(self, channel: str, partial: Partial) -> None:
         if self.finished:
             return
         self.services.metrics.latency.observe(time.monotonic() - partial.received_at, "partial")
+        self.last_heard = max(self.last_heard, partial.end)
         text, stable = partial.text, partial.stable
         if self.assist_state is not None:  # a card number must not flash up while spoken
             text = self.assist_state.scan(text)[0]
@@ -966,6 +1048,9 @@ class CallSession:
         )
         assert isinstance(event, TranscriptFinal)
         self.finals.append(event)
+        self.last_heard = max(self.last_heard, final.end)
+        self.analytics.add_final(channel, final.utterance, final.start, final.end, words, text)
+        self._analytics_changed()
         worker = self.services.assist_worker
         if worker is not None and self.assist_state is not None:
             worker.submit(
@@ -978,6 +1063,7 @@ class CallSession:
                     entities,
                     time.monotonic(),
                     final.language,
+                    final.start,
                 )
             )
 

@@ -49,6 +49,7 @@ STORED_EVENTS = frozenset(
         "action",
         "checklist",
         "alert",
+        "category.matched",
         "feedback",
         "call.ended",
         "error",
@@ -133,6 +134,9 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE utterances ADD COLUMN live_text TEXT",
         "ALTER TABLE calls ADD COLUMN revised_at TEXT",  # when the end-of-call revision ended
     ),
+    (  # 5: the playbook categories a call matched (a JSON list of names, like intents)
+        "ALTER TABLE calls ADD COLUMN categories TEXT NOT NULL DEFAULT '[]'",
+    ),
 )
 
 SQLITE_FTS = (
@@ -195,6 +199,7 @@ class CallQuery:
     agent: str = ""
     customer: str = ""
     intent: str = ""
+    category: str = ""  # a playbook category the call matched
     sentiment: str = ""  # negative | neutral | positive (the call's final customer mood)
     has_alerts: bool | None = None
     checklist_complete: bool | None = None
@@ -592,6 +597,14 @@ class CallStore:
             update("UPDATE calls SET sentiment = ?, sentiment_label = ? WHERE id = ?", trend, label)
         elif kind == "alert":
             update("UPDATE calls SET alerts = alerts + 1 WHERE id = ?")
+        elif kind == "category.matched":
+            rows = self._rows("SELECT categories FROM calls WHERE id = ?", (call_id,))
+            names = json.loads(rows[0]["categories"]) if rows else []
+            if data["name"] not in names:
+                update(
+                    "UPDATE calls SET categories = ? WHERE id = ?",
+                    json.dumps([*names, data["name"]]),
+                )
         elif kind == "checklist":
             items = data.get("items") or []
             update(
@@ -744,9 +757,10 @@ class CallStore:
             where.append("(customer_id = ? OR LOWER(customer_name) LIKE ? ESCAPE '!')")
             literal = re.sub(r"([!%_])", r"!\1", query.customer.lower())  # % and _ as typed
             params += [query.customer, f"%{literal}%"]
-        if query.intent:
-            where.append("intents LIKE ?")
-            params.append(f'%"{query.intent}"%')
+        for column, value in (("intents", query.intent), ("categories", query.category)):
+            if value:  # a name in the JSON list, as typed (% and _ are not wildcards)
+                where.append(f"{column} LIKE ? ESCAPE '!'")
+                params.append('%"' + re.sub(r"([!%_])", r"!\1", value) + '"%')
         if query.sentiment:
             where.append("sentiment_label = ?")
             params.append(query.sentiment)
@@ -1035,6 +1049,7 @@ def _call(row: dict[str, Any]) -> dict[str, Any]:
         "outcome": row["outcome"],
         "intent": row["intent"] or None,
         "intents": json.loads(row["intents"]),
+        "categories": json.loads(row.get("categories") or "[]"),
         "sentiment": row["sentiment"],
         "sentiment_label": row["sentiment_label"] or None,
         "alerts": row["alerts"],

@@ -9,6 +9,8 @@ import json
 from collections import Counter
 from typing import Any
 
+from assist.analytics import CallAnalytics
+
 FORMATS = {
     "json": "application/json",
     "txt": "text/plain; charset=utf-8",
@@ -95,6 +97,31 @@ def _no_arrow(text: str) -> str:
     while "-->" in text:
         text = text.replace("-->", "->")
     return text
+
+
+def analytics(
+    call: dict[str, Any], utterances: list[dict[str, Any]], events: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """`GET /v1/calls/{id}/analytics`: the call's figures from its stored finals (revised
+    words where a revision changed them) and sentiment events (`assist.analytics`), the
+    categories it matched, and the `timeline` of who talked when, overtalk and silences the
+    QA page draws."""
+    figures = CallAnalytics(tuple(call.get("channels") or ()))
+    for u in utterances:
+        figures.add_final(u["channel"], u["utterance"], u["start"], u["end"], u["words"], u["text"])
+    for event in events:
+        if event["type"] == "sentiment" and event.get("label"):  # "": not read (language)
+            figures.add_sentiment(event["channel"], event["utterance"], float(event["score"]))
+    duration = float(call.get("duration") or 0.0)
+    keep = ("name", "label", "channel", "start", "end", "text", "utterance", "absent")
+    return {
+        "call_id": call["id"],
+        **figures.summary(duration),
+        "categories": [
+            {k: e.get(k) for k in keep} for e in events if e["type"] == "category.matched"
+        ],
+        "timeline": figures.timeline(duration),
+    }
 
 
 def summary(call: dict[str, Any], events: list[dict[str, Any]]) -> dict[str, Any]:

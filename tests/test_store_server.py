@@ -6,10 +6,12 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import itertools
 import json
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -173,6 +175,56 @@ def test_stored_call_search_exports_summary(stored: tuple[ServerProcess, Any]) -
     # the recording plays back and is as long as the call audio sent
     status, headers, body = http(server, "/v1/calls/qa-1/audio/customer", "agent")
     assert status == 200 and body[:4] == b"RIFF" and len(body) > 16000 * 2 * 35
+
+
+def test_call_analytics_live_and_stored(stored: tuple[ServerProcess, Any]) -> None:
+    server, result = stored
+    types = [e["type"] for e in result.events]
+    live = [e for e in result.events if e["type"] == "call.analytics"]
+    assert live and types.index("call.analytics") > types.index("transcript.final")
+    # the last figures come just before call.ended (after the final checklist)
+    assert types[types.index("call.ended") - 1] == "call.analytics"
+    stamps = [datetime.fromisoformat(e["ts"].replace("Z", "+00:00")) for e in live[:-1]]
+    assert all((b - a).total_seconds() >= 0.9 for a, b in itertools.pairwise(stamps))
+    status, _, body = http(server, "/v1/calls/qa-1/analytics", "qa")
+    stored_figures = json.loads(body)
+    assert status == 200 and stored_figures.pop("call_id") == "qa-1"
+    # categories: the agent gave no recording disclosure in these 40 s (the shipped
+    # playbook's no_early_disclosure, decided at the end); stored, searchable
+    matched = [e for e in result.events if e["type"] == "category.matched"]
+    names = {m["name"] for m in matched}
+    assert "no_early_disclosure" in names
+    assert {c["name"] for c in stored_figures.pop("categories")} == names
+    listing = json.loads(http(server, "/v1/calls?category=no_early_disclosure", "qa")[2])
+    assert [c["id"] for c in listing["calls"]] == ["qa-1"]
+    assert set(listing["calls"][0]["categories"]) == names
+    assert json.loads(http(server, "/v1/calls?category=no_such_thing", "qa")[2])["total"] == 0
+    assert json.loads(http(server, "/v1/calls?category=%25", "qa")[2])["total"] == 0
+    timeline = stored_figures.pop("timeline")
+    assert set(timeline["talk"]) == {"customer", "agent"}
+    for channel, spans in timeline["talk"].items():  # the timeline adds up to the figures
+        total = sum(e - s for s, e in spans)
+        assert total == pytest.approx(stored_figures["talk_seconds"][channel], abs=0.05)
+    last = {k: v for k, v in live[-1].items() if k not in ("type", "call_id", "seq", "ts")}
+    assert last.pop("current_silence_seconds") >= 0
+    assert last == stored_figures  # live and stored agree on the same finals
+    finals = [e for e in result.events if e["type"] == "transcript.final"]
+    assert stored_figures["duration_seconds"] == pytest.approx(40.0, abs=0.5)
+    for channel in ("customer", "agent"):
+        own = [f for f in finals if f["channel"] == channel]
+        said = sum(w["end"] - w["start"] for f in own for w in f["words"])
+        spoken = sum(f["end"] - f["start"] for f in own)
+        assert said - 0.01 <= stored_figures["talk_seconds"][channel] <= spoken + 0.01
+        assert stored_figures["words_per_minute"][channel] > 60
+    talk = sum(stored_figures["talk_seconds"].values()) - stored_figures["overtalk_seconds"]
+    assert stored_figures["silence_seconds"] == pytest.approx(40.0 - talk, abs=0.5)
+    # the agent greets, then the customer talks to the end of these 40 s: no answer yet
+    assert set(stored_figures["agent_response_seconds"]) == {"p50", "max", "count"}
+    assert stored_figures["sentiment"]["customer_start"] is not None
+    # not stored as events (the store recomputes them), not kept for replay
+    events = json.loads(http(server, "/v1/calls/qa-1/events", "qa")[2])["events"]
+    assert "call.analytics" not in {e["type"] for e in events}
+    assert http(server, "/v1/calls/nope/analytics", "qa")[0] == 404
 
 
 def test_review_and_delete(stored: tuple[ServerProcess, Any]) -> None:

@@ -68,6 +68,8 @@
     }
     let events = [];
     try { events = (await api(base + "/events?types=intent,sentiment,alert")).events || []; } catch (_) { /* optional */ }
+    let analytics = null;
+    try { analytics = await api(base + "/analytics"); } catch (_) { /* optional: an older server */ }
     state.call = call;
     state.summary = summary;
     state.utterances = transcript.utterances || [];
@@ -78,6 +80,7 @@
     renderHead(call, summary);
     renderTranscript(state.utterances, summary, events);
     renderPlayers(call.recordings || []);
+    renderTimeline(analytics);
     renderChart();
     renderSummary(summary, events);
     renderChecklist(summary.checklist);
@@ -261,6 +264,71 @@
     if (Math.abs(audio.currentTime - seconds) <= 0.25) return;
     audio._echo_seek = true;
     audio.currentTime = seconds;
+  }
+
+  // ------------------------------------------------------------------ timeline (call analytics)
+  // One row per channel (its talk), one below it for overtalk (red) and silences (hatched);
+  // a click plays the recording from there.
+  function renderTimeline(analytics) {
+    if (!analytics || !analytics.timeline) return;
+    const { talk, overtalk, silences } = analytics.timeline;
+    const channels = Object.keys(talk);
+    const duration = Math.max(analytics.duration_seconds || 0, 1);
+    const W = 1000, LABEL = 90, ROW = 16, GAP = 6;
+    const H = (channels.length + 1) * (ROW + GAP) + 14;
+    const X = (t) => (LABEL + (t / duration) * (W - LABEL - 4)).toFixed(1);
+    const width = (s, e) => Math.max(0.8, ((e - s) / duration) * (W - LABEL - 4)).toFixed(1);
+    const root = svg("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", class: "timeline",
+      "aria-label": "Who spoke when: " + channels.map((c) => speaker(c) + " " + (analytics.talk_seconds[c] || 0).toFixed(0) + " s").join(", ") +
+        `, overtalk ${analytics.overtalk_seconds.toFixed(1)} s, silence ${analytics.silence_seconds.toFixed(1)} s` });
+    const rows = [...channels, "gaps"];
+    rows.forEach((row, i) => {
+      const y = i * (ROW + GAP);
+      root.append(svg("text", { x: 0, y: y + ROW - 4, class: "timeline-label" }, row === "gaps" ? "overtalk · silence" : speaker(row)));
+      root.append(svg("rect", { x: LABEL, y, width: W - LABEL - 4, height: ROW, class: "timeline-track" }));
+      const spans = row === "gaps"
+        ? [...silences.map((s) => [...s, "silence"]), ...overtalk.map((s) => [...s, "overtalk"])]
+        : talk[row].map((s) => [...s, "talk-" + (row === "agent" || row === "customer" ? row : "other")]);
+      for (const [start, end, kind] of spans) {
+        const rect = svg("rect", { x: X(start), y, width: width(start, end), height: ROW, class: "tl-" + kind, "data-start": start },
+          svg("title", {}, `${kind.replace("talk-", "")} ${clock(start)}–${clock(end)} (${(end - start).toFixed(1)} s)`));
+        rect.addEventListener("click", () => seek(row === "gaps" ? channels[0] : row, start, true));
+        root.append(rect);
+      }
+    });
+    for (let t = 0; t <= duration * 0.95; t += duration > 600 ? 120 : duration > 120 ? 30 : 10) {
+      root.append(svg("text", { x: X(t), y: H - 2, class: "timeline-tick" }, clock(t)));
+    }
+    root.append(svg("text", { x: X(duration), y: H - 2, class: "timeline-tick", "text-anchor": "end" }, clock(duration)));
+    $("timeline").replaceChildren(root);
+    $("timeline-legend").replaceChildren(
+      ...channels.map((c) => el("span", {}, el("i", { class: "tl-" + (c === "agent" || c === "customer" ? "talk-" + c : "talk-other") }), speaker(c))),
+      el("span", {}, el("i", { class: "tl-overtalk" }), "overtalk"),
+      el("span", {}, el("i", { class: "tl-silence" }), "silence ≥ 1 s"));
+    const fact = (label, value) => el("div", {}, el("dt", {}, label), el("dd", {}, value));
+    const total = Object.values(analytics.talk_seconds).reduce((a, b) => a + b, 0);
+    const seconds = (v) => (v === null || v === undefined ? "—" : v.toFixed(1) + " s");
+    const response = analytics.agent_response_seconds;
+    $("talk-facts").replaceChildren(
+      ...channels.map((c) => fact(speaker(c) + " talk", `${total ? Math.round(analytics.talk_seconds[c] / total * 100) : 0}% · ${seconds(analytics.talk_seconds[c])}`)),
+      fact("Silence", `${seconds(analytics.silence_seconds)} (longest ${seconds(analytics.longest_silence_seconds)})`),
+      fact("Overtalk", seconds(analytics.overtalk_seconds)),
+      fact("Interruptions", channels.map((c) => `${speaker(c)} ${analytics.interruptions[c] || 0}`).join(", ")),
+      fact("Pace", channels.map((c) => `${speaker(c)} ${analytics.words_per_minute[c] ? Math.round(analytics.words_per_minute[c]) : "—"} wpm`).join(", ")),
+      ...(response && response.count ? [fact("Agent answer time", `median ${seconds(response.p50)}, max ${seconds(response.max)}`)] : []),
+    );
+    const matched = analytics.categories || [];
+    $("categories").replaceChildren(...matched.map((m) => el("li", { "data-category": m.name },
+      (m.utterance !== null && m.utterance !== undefined && jumpButton(m.channel, m.utterance, clock(m.start))) ||
+        el("button", { type: "button", class: "linkish", title: "Play from here",
+          onclick: () => seek(m.channel && talk[m.channel] ? m.channel : channels[0], m.start, true) },
+        clock(m.start)), " ",
+      el("span", { class: "pill category" }, m.label || words(m.name)),
+      m.channel ? el("span", { class: "muted small" }, " " + speaker(m.channel)) : null,
+      m.text ? el("span", { class: "small" }, " “" + m.text + "”") : null,
+      m.absent ? el("span", { class: "muted small" }, " (not said)") : null)));
+    $("categories-wrap").hidden = matched.length === 0;
+    $("timeline-panel").hidden = false;
   }
 
   // A transcript line was clicked: play its channel from the line's start.

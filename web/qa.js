@@ -4,13 +4,14 @@
 
 (() => {
   const { api, link, el, clock } = callcue;
-  const FIELDS = ["q", "from", "to", "agent", "customer", "intent", "sentiment", "alerts", "checklist"];
+  const FIELDS = ["q", "from", "to", "agent", "customer", "intent", "category", "sentiment", "alerts", "checklist"];
   const PAGE = 25;
 
   const $ = (id) => document.getElementById(id);
   const form = $("filters");
   const body = $("results").tBodies[0];
   const knownIntents = new Set();
+  const knownCategories = new Set();
   let generation = 0;
 
   for (const a of document.querySelectorAll("a[data-href]")) a.href = link(a.dataset.href);
@@ -68,6 +69,7 @@
     const list = call.checklist || { done: 0, total: 0 };
     const complete = list.total > 0 && list.done === list.total;
     (call.intents || []).forEach((i) => knownIntents.add(i));
+    (call.categories || []).forEach((c) => knownCategories.add(c));
     const tr = el("tr", { class: "link-row" + (call.alerts > 0 ? " alert-row" : ""), "data-call-id": call.id },
       el("td", { class: "nowrap" }, el("a", { class: "row-link", href, title: "Call " + call.id }, started(call.started_at)),
         el("div", { class: "small muted" }, call.id)),
@@ -76,8 +78,9 @@
         : clock(call.duration)),
       el("td", {}, call.agent || el("span", { class: "muted" }, "—")),
       el("td", { class: "nowrap" }, call.customer_name || el("span", { class: "muted" }, call.customer_id || "Unknown")),
-      el("td", { class: "intents" }, (call.intents || []).length
-        ? call.intents.map((i) => el("span", { class: "pill", title: i }, words(i)))
+      el("td", { class: "intents" }, (call.intents || []).length || (call.categories || []).length
+        ? [...(call.intents || []).map((i) => el("span", { class: "pill", title: "intent " + i }, words(i))),
+          ...(call.categories || []).map((c) => el("span", { class: "pill category", title: "category " + c }, words(c)))]
         : el("span", { class: "muted" }, "—")),
       el("td", { class: label ? cls : "muted" }, label || "—"),
       el("td", {}, call.alerts > 0 ? el("span", { class: "pill alert" }, call.alerts) : el("span", { class: "muted" }, "0")),
@@ -123,6 +126,7 @@
       $("prev").dataset.offset = String(Math.max(0, data.offset - data.limit));
       $("pager").hidden = data.total <= calls.length && data.offset === 0;
       $("intent-list").replaceChildren(...[...knownIntents].sort().map((i) => el("option", { value: i })));
+      $("category-list").replaceChildren(...[...knownCategories].sort().map((c) => el("option", { value: c })));
       sessionStorage.setItem("callcue.qa.search", location.search);
     } catch (error) {
       if (mine !== generation) return;

@@ -6,6 +6,7 @@
   const { api, link, el, clock, mood } = callcue;
   const POLL_MS = 2000;
   const ENDED_MS = 10000;
+  const SILENCE_WARN = 20; // seconds of nobody speaking that a supervisor should see
 
   const $ = (id) => document.getElementById(id);
   const liveBody = $("live").tBodies[0];
@@ -42,6 +43,19 @@
     return td;
   }
 
+  // "62 / 38 %": the customer's and the agent's share of the talk time (other channels: by name)
+  function talkCell(talk) {
+    const entries = Object.entries(talk || {});
+    const total = entries.reduce((sum, [, v]) => sum + v, 0);
+    if (!total) return el("td", { class: "muted" }, "—");
+    const share = (v) => Math.round(v / total * 100);
+    const known = "customer" in talk && "agent" in talk && entries.length === 2;
+    const text = known
+      ? share(talk.customer) + " / " + share(talk.agent) + " %"
+      : entries.map(([c, v]) => c + " " + share(v) + "%").join(", ");
+    return el("td", { class: "nowrap num", title: entries.map(([c, v]) => c + " " + v.toFixed(1) + " s").join(", ") }, text);
+  }
+
   function buildRow(call) {
     const href = agentHref(call.call_id);
     const tr = el("tr", { class: "link-row", "data-call-id": call.call_id, title: "Open the agent screen (read-only)" });
@@ -65,6 +79,10 @@
       el("td", { class: "right num duration" }, clock(entry.shown)),
       el("td", {}, call.intent_label || call.intent || el("span", { class: "muted" }, "—")),
       sentimentCell(call.sentiment),
+      talkCell(call.talk_seconds),
+      el("td", { class: "right num" + ((call.current_silence || 0) >= SILENCE_WARN ? " warn" : "") },
+        call.current_silence === undefined ? "—" : Math.round(call.current_silence) + " s"),
+      el("td", { class: "right num" }, call.overtalk_seconds === undefined ? "—" : call.overtalk_seconds.toFixed(1) + " s"),
       el("td", {}, call.alerts > 0
         ? el("span", { class: "pill alert" }, call.alerts + (call.alerts === 1 ? " alert" : " alerts"))
         : el("span", { class: "muted" }, "none")),

@@ -221,3 +221,23 @@ def test_a_call_keeps_at_most_its_feedback_limit() -> None:
         CallSession.feedback(stub, {"type": "feedback"})
     assert len(published) == 1
     assert 'callcue_limit_rejections_total{limit="feedback"} 1' in metrics.render()
+
+
+def test_categories_match_from_what_the_models_read(call: CallAssist) -> None:
+    events = say(call, "customer", "This is ridiculous, I want to cancel my account.", at=12.0)
+    matches = {m["name"]: m for m in of(events, "category.matched")}
+    matched = matches["cancel_risk"]  # (and very_unhappy, by its sentiment)
+    assert matched["label"] == "Cancel risk"
+    assert matched["channel"] == "customer" and "cancel my account" in matched["text"]
+    alerts = [a for a in of(events, "alert") if a["code"] == "category"]
+    assert alerts and alerts[0]["severity"] == "warning"
+    assert "Cancel risk" in alerts[0]["message"]
+    # the shipped playbook's disclosure was never given in the first 60 s
+    [missing] = [e.to_dict() for e in call.on_time(61.0, (20.0, 25.0), 0.0)]
+    assert (missing["name"], missing["absent"], missing["end"]) == (
+        "no_early_disclosure",
+        True,
+        60.0,
+    )
+    [silence] = [e.to_dict() for e in call.on_end(90.0, (40.0, 65.0), 0.0) if e.type != "alert"]
+    assert silence["name"] == "long_silence" and (silence["start"], silence["end"]) == (40, 65)

@@ -148,6 +148,13 @@ def test_agent_screen_follows_a_live_call(
     expect(page.locator("#sentiment-score")).to_contain_text(re.compile(r"[+−]\d\.\d\d"))
     expect(page.locator("#checklist .check")).not_to_have_count(0)
     expect(page.locator("#checklist")).to_contain_text("Recording disclosure")
+    # Talk shares and silences from call.analytics: both parties, shares that add up to 100
+    expect(page.locator("#talk-panel")).to_be_visible(timeout=20_000)
+    expect(page.locator("#talk")).to_contain_text("Customer")
+    shares = [int(m) for m in re.findall(r"(\d+)% ·", page.inner_text("#talk"))]
+    assert len(shares) == 2 and abs(sum(shares) - 100) <= 1, shares
+    expect(page.locator("#talk")).to_contain_text("Longest silence")
+    assert page.locator("#talk-bar .talk-share").count() == 2
 
     # A supervisor watching read-only: the same call, no feedback buttons, and the agent's
     # feedback reflected (it came from another screen).

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright.sync_api import expect
 
 from benchmarks.server import ServerProcess
 from tests.web.conftest import BackgroundCall
@@ -131,6 +132,23 @@ def test_call_page(page: Any, web_server: Any, stored_call: Any) -> None:
     assert trend.get_attribute("d").startswith("M")
     assert page.locator("#chart svg circle.score-dot").count() >= 1
     assert "Start" in page.inner_text("#sentiment-stats")
+
+    # who spoke when: one talk span per stretch of speech, as the analytics endpoint has them
+    expect(page.locator("#timeline-panel")).to_be_visible()
+    analytics = page.evaluate(
+        "id => fetch('/v1/calls/' + encodeURIComponent(id) + '/analytics').then(r => r.json())",
+        call_id,
+    )
+    for channel in ("customer", "agent"):
+        spans = analytics["timeline"]["talk"][channel]
+        assert spans and page.locator(f"#timeline rect.tl-talk-{channel}").count() == len(spans)
+    assert page.locator("#timeline rect.tl-silence").count() == len(
+        analytics["timeline"]["silences"]
+    )
+    assert "customer talk" in page.inner_text("#talk-facts").lower()
+    matched = [c["name"] for c in analytics["categories"]]
+    shown = page.eval_on_selector_all("#categories li", "els => els.map(li => li.dataset.category)")
+    assert shown == matched and page.locator("#categories-wrap").is_visible() == bool(matched)
 
     summary = page.inner_text("#summary")
     for heading in ("Reason for the call", "Intents", "Alerts"):

@@ -58,6 +58,19 @@ def test_wallboard_follows_a_live_call(page: Any, web_server: Any, background_ca
         arg=call_id,
         timeout=20_000,
     )
+    # talk shares (customer / agent), silence now and overtalk come from the call's analytics
+    page.wait_for_function(
+        "id => { const r = document.querySelector(`#live tr[data-call-id='${id}']`);"
+        " return r && /\\d+ \\/ \\d+ %/.test(r.cells[5].innerText); }",
+        arg=call_id,
+        timeout=20_000,
+    )
+    customer_share, agent_share = map(
+        int, re.findall(r"\d+", row.locator("td").nth(5).inner_text())
+    )
+    assert abs(customer_share + agent_share - 100) <= 1
+    assert re.fullmatch(r"\d+ s", row.locator("td").nth(6).inner_text().strip())
+    assert re.fullmatch(r"\d+\.\d s", row.locator("td").nth(7).inner_text().strip())
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "supervisor.png"))
 
