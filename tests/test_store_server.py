@@ -14,9 +14,12 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
+import numpy as np
 import pytest
+import soxr
 import websockets
 
+from assist.analytics import merge, overlap
 from audio.files import CallAudio, load_call_audio
 from benchmarks.server import ServerProcess
 from clients.native import stream_call
@@ -177,6 +180,22 @@ def test_stored_call_search_exports_summary(stored: tuple[ServerProcess, Any]) -
     assert status == 200 and body[:4] == b"RIFF" and len(body) > 16000 * 2 * 35
 
 
+def vad_speech(paths: list[Any], seconds: float) -> dict[str, list[tuple[float, float]]]:
+    """Speech of each channel (customer, agent) by Silero VAD run offline on its audio."""
+    from faster_whisper.vad import VadOptions, get_speech_timestamps
+
+    pair = load_call_audio(paths)
+    rate = pair.sample_rate
+    out = {}
+    for i, channel in enumerate(("customer", "agent")):
+        samples = pair.samples[: int(seconds * rate), i].astype(np.float32) / 32768
+        audio = soxr.resample(samples, rate, 16000).astype(np.float32)
+        options = VadOptions(min_silence_duration_ms=500, speech_pad_ms=0)
+        found = get_speech_timestamps(audio, options, sampling_rate=16000)
+        out[channel] = [(t["start"] / 16000, t["end"] / 16000) for t in found]
+    return out
+
+
 def test_call_analytics_live_and_stored(stored: tuple[ServerProcess, Any]) -> None:
     server, result = stored
     types = [e["type"] for e in result.events]
@@ -218,6 +237,17 @@ def test_call_analytics_live_and_stored(stored: tuple[ServerProcess, Any]) -> No
         assert stored_figures["words_per_minute"][channel] > 60
     talk = sum(stored_figures["talk_seconds"].values()) - stored_figures["overtalk_seconds"]
     assert stored_figures["silence_seconds"] == pytest.approx(40.0 - talk, abs=0.5)
+    # against an independent measure: Silero VAD over each channel's own audio
+    speech = vad_speech(PAIR, 40.0)
+    for channel, spans in speech.items():
+        vad_talk = sum(e - s for s, e in spans)
+        measured = stored_figures["talk_seconds"][channel]
+        assert measured == pytest.approx(vad_talk, abs=max(1.5, 0.1 * vad_talk)), channel
+    union = merge(s for spans in speech.values() for s in spans)
+    vad_silence = 40.0 - sum(e - s for s, e in union)
+    assert stored_figures["silence_seconds"] == pytest.approx(vad_silence, abs=2.0)
+    vad_overtalk = sum(overlap(a, b) for a in speech["customer"] for b in speech["agent"])
+    assert stored_figures["overtalk_seconds"] == pytest.approx(vad_overtalk, abs=1.0)
     # the agent greets, then the customer talks to the end of these 40 s: no answer yet
     assert set(stored_figures["agent_response_seconds"]) == {"p50", "max", "count"}
     assert stored_figures["sentiment"]["customer_start"] is not None
