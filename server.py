@@ -239,7 +239,7 @@ def serve(settings: Settings) -> int:
     elif not settings.token_roles:
         log.info("no access token configured: REST and screens are open on loopback only")
     try:
-        services = load_services(settings, cluster=True)
+        services = load_services(settings, cluster=True, webhooks=True)
     except (PlaybookError, ValueError, RuntimeError) as exc:
         print(f"callcue: cannot start: {exc}", file=sys.stderr)
         return 2

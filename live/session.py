@@ -36,6 +36,7 @@ from audio.vad import VadOptions, VadSegmenter
 from live.hub import EventHub
 from live.metrics import Metrics
 from live.recording import Recorder
+from live.webhooks import WebhookSender
 from models.asr import Final, Partial, RevisedFinal, StreamingOptions, StreamingTranscriber
 from models.revise import Reviser
 from models.scheduler import OVERLOADED, RecognitionJob, RecognitionScheduler
@@ -110,9 +111,19 @@ class Services:
     reviser: Reviser | None = None  # set: finals are revised offline-style (transcript.revised)
     # ended calls whose revisions are still running (a resumed call id stops them)
     revising: dict[str, CallSession] = field(default_factory=dict)
+    webhooks: WebhookSender | None = None  # set: deliveries to CALLCUE_WEBHOOKS are sent
 
     def __post_init__(self) -> None:
         m = self.metrics
+        if self.webhooks is not None:
+            sender = self.webhooks
+            m.labelled_gauge(
+                "callcue_webhook_deliveries_total",
+                "Webhook delivery attempts by outcome (delivered, retried, failed: given up)",
+                ("outcome",),
+                lambda: [((k,), v) for k, v in sorted(sender.counts.items())],
+                kind="counter",
+            )
         if self.store is not None and self.writer is None:
             self.writer = StoreWriter(self.store)
         if self.writer is not None:
@@ -348,6 +359,8 @@ class Services:
         return len(pending)
 
     def close(self) -> None:
+        if self.webhooks is not None:
+            self.webhooks.close()
         if self.reviser is not None:
             self.reviser.close()
         self.scheduler.close()

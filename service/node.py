@@ -12,6 +12,7 @@ from cluster.node import Cluster, ClusterOptions
 from live.hub import EventHub
 from live.metrics import Metrics
 from live.session import Services
+from live.webhooks import WebhookSender, parse_webhooks
 from models.remote import RemoteScheduler
 from models.revise import Reviser, RevisionOptions
 from models.scheduler import RecognitionScheduler
@@ -42,10 +43,13 @@ def load_services(
     store: bool = True,
     recover: bool = True,
     cluster: bool = False,
+    webhooks: bool = False,
 ) -> Services:
     """Load and warm every model and open the store (blocking: before the port opens).
     `recover`: mark calls a dead server left in progress as interrupted (the server only).
-    `cluster`: join the other nodes on CALLCUE_REDIS_URL when it is set (the server only)."""
+    `cluster`: join the other nodes on CALLCUE_REDIS_URL when it is set (the server only).
+    `webhooks`: send the CALLCUE_WEBHOOKS deliveries (the server; any process that writes
+    calls, such as an import, stores the deliveries for the server to send)."""
     metrics = Metrics()
     node = None
     if cluster and settings.redis_url:
@@ -78,6 +82,14 @@ def load_services(
             options=settings.assist_options,
         )
     call_store = CallStore(settings.database_url, recover=recover) if store else None
+    hooks = parse_webhooks(settings.webhooks)
+    if hooks and call_store is None:
+        raise ValueError("CALLCUE_WEBHOOKS needs the call store: its deliveries are kept there")
+    sender = None
+    if hooks and call_store is not None:
+        call_store.webhooks = {h.url: h.events for h in hooks}  # before the writer starts
+        if webhooks:
+            sender = WebhookSender(call_store, hooks, retry_seconds=settings.webhook_retry_seconds)
     scheduler: RecognitionScheduler
     if remote:  # decodes on `callcue worker` processes; the engine gives the tokenizer
         scheduler = RemoteScheduler(
@@ -128,7 +140,11 @@ def load_services(
         resume_seconds=float(settings.resume_seconds),
         idle_seconds=float(settings.idle_seconds),
         warmup_seconds=warm,
+        webhooks=sender,
     )
+    if sender is not None:
+        sender.start()
+        log.info("webhooks: %d receivers (%s)", len(hooks), ", ".join(h.url for h in hooks))
     if node is not None:  # the cluster hands calls to this node's sessions
         node.attach(services.store, services.sessions)
     return services

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from audio.vad import VadOptions
+from live.webhooks import parse_webhooks
 from models.asr import StreamingOptions
 from models.resolve import EMBEDDED_WHISPER, ModelNotFoundError, resolve_whisper_model
 from models.whisper import WhisperOptions
@@ -64,6 +65,14 @@ def _windows(text: str) -> tuple[float, ...]:
 def _windows_ok(value: Any) -> str | None:
     if not value or any(not 1.0 <= w <= 30.0 for w in value) or value[-1] != 30.0:
         return "must be sizes from 1 to 30 seconds, the largest being 30"
+    return None
+
+
+def _webhooks_ok(value: Any) -> str | None:
+    try:
+        parse_webhooks(value)
+    except ValueError as exc:
+        return str(exc)
     return None
 
 
@@ -766,6 +775,23 @@ SETTINGS: tuple[Setting, ...] = (
         secret=True,
     ),
     Setting(
+        "webhooks",
+        "CALLCUE_WEBHOOKS",
+        "",
+        str,
+        _webhooks_ok,
+        'webhooks as JSON: [{"url": "https://...", "secret": "...", "events": ["call.ended"]}]',
+        secret=True,
+    ),
+    Setting(
+        "webhook_retry_seconds",
+        "CALLCUE_WEBHOOK_RETRY_SECONDS",
+        10.0,
+        _float,
+        _range(0.1, 3600),
+        "first retry of a failed webhook delivery after this many seconds (then doubling)",
+    ),
+    Setting(
         "log_level",
         "CALLCUE_LOG_LEVEL",
         "info",
@@ -885,6 +911,8 @@ class Settings:
     retention_days: int = 0
     admin_token: str = field(default="", repr=False)
     tokens: str = field(default="", repr=False)
+    webhooks: str = field(default="", repr=False)
+    webhook_retry_seconds: float = 10.0
     log_level: str = "info"
     extra: dict[str, Any] = field(default_factory=dict)
 

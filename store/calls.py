@@ -23,6 +23,7 @@ import re
 import sqlite3
 import threading
 import time
+import uuid
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -32,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from assist.events import Event
+from store.exports import analytics, summary
 
 log = logging.getLogger("callcue.store")
 
@@ -136,6 +138,21 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
     (  # 5: the playbook categories a call matched (a JSON list of names, like intents)
         "ALTER TABLE calls ADD COLUMN categories TEXT NOT NULL DEFAULT '[]'",
+    ),
+    (  # 6: webhook deliveries, written with the event they announce (the outbox)
+        """CREATE TABLE webhook_deliveries (
+            id TEXT PRIMARY KEY,
+            url TEXT NOT NULL,
+            type TEXT NOT NULL,
+            call_id TEXT NOT NULL,
+            created {double} NOT NULL,
+            body TEXT NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_at {double} NOT NULL,
+            status TEXT NOT NULL DEFAULT 'pending',
+            last_error TEXT NOT NULL DEFAULT ''
+        )""",
+        "CREATE INDEX webhook_due ON webhook_deliveries (status, next_at)",
     ),
 )
 
@@ -249,6 +266,9 @@ class CallStore:
         self._reader: Any = None
         self.dialect: _Dialect
         self.interrupted_at_open: list[str] = []
+        # webhook URL → the event types it subscribes to: `record_many` writes a delivery
+        # for each, in the event's own transaction (set once, before the writer starts)
+        self.webhooks: dict[str, frozenset[str]] = {}
         if url.startswith("sqlite:"):
             path = sqlite_path(url)
             self.path = path
@@ -437,7 +457,8 @@ class CallStore:
         if statement == "{fts}":
             return list(POSTGRES_FTS if postgres else SQLITE_FTS)
         auto = "SERIAL PRIMARY KEY" if postgres else "INTEGER PRIMARY KEY AUTOINCREMENT"
-        return [statement.replace("{autoincrement}", auto)]
+        double = "DOUBLE PRECISION" if postgres else "REAL"  # PostgreSQL's REAL is 4 bytes
+        return [statement.replace("{autoincrement}", auto).replace("{double}", double)]
 
     def mark_interrupted(self) -> list[str]:
         """Calls left `in_progress` by a process that died: marked `interrupted`."""
@@ -494,6 +515,8 @@ class CallStore:
             for event in events:
                 if event.type in STORED_EVENTS:
                     self._record_one(event)
+                    if self.webhooks:
+                        self._queue_deliveries(event)
                 last[event.call_id] = max(last.get(event.call_id, 0), event.seq)
             for call_id, seq in last.items():
                 self._conn.execute(
@@ -620,6 +643,96 @@ class CallStore:
                 data["reason"],
             )
 
+    # ------------------------------------------------------------------ webhooks (outbox)
+    def _queue_deliveries(self, event: Event) -> None:
+        """(in the event's transaction) One delivery per webhook that subscribes to it; a
+        `call.ended` carries the call's summary, analytics and categories, built now."""
+        urls = [url for url, types in self.webhooks.items() if event.type in types]
+        if not urls:
+            return
+        extra: dict[str, Any] = {}
+        if event.type == "call.ended":
+            rows = self._rows("SELECT * FROM calls WHERE id = ?", (event.call_id,))
+            if rows:
+                call = _call(rows[0])
+                stored = [
+                    json.loads(r["data"])
+                    for r in self._rows(
+                        "SELECT data FROM events WHERE call_id = ? ORDER BY seq", (event.call_id,)
+                    )
+                ]
+                utterances = self._utterance_rows(event.call_id, self._rows)
+                figures = analytics(call, utterances, stored)
+                extra = {
+                    "call": call,
+                    "summary": summary(call, stored),
+                    "analytics": {k: v for k, v in figures.items() if k != "timeline"},
+                    "categories": figures["categories"],
+                }
+        now = time.time()
+        for url in urls:
+            ident = "d_" + uuid.uuid4().hex
+            body = {
+                "id": ident,
+                "type": event.type,
+                "call_id": event.call_id,
+                "created_at": now_iso(),
+                "data": event.to_dict(),
+                **extra,
+            }
+            self._conn.execute(
+                self.dialect.sql(
+                    "INSERT INTO webhook_deliveries (id, url, type, call_id, created, body, "
+                    "next_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
+                ),
+                (ident, url, event.type, event.call_id, now, json.dumps(body), now),
+            )
+
+    def claim_deliveries(self, now: float, limit: int, lease: float) -> list[dict[str, Any]]:
+        """Deliveries due at `now`, each claimed for `lease` seconds (another node sharing
+        the database does not send it meanwhile; a crash mid-send retries it after)."""
+        due = self._rows(
+            "SELECT id, url, type, call_id, created, body, attempts, next_at FROM "
+            "webhook_deliveries WHERE status = 'pending' AND next_at <= ? ORDER BY next_at "
+            "LIMIT ?",
+            (now, limit),
+        )
+        claimed = []
+        for row in due:
+            cursor = self._execute(
+                "UPDATE webhook_deliveries SET next_at = ? WHERE id = ? AND next_at = ? "
+                "AND status = 'pending'",
+                (now + lease, row["id"], row["next_at"]),
+            )
+            if cursor.rowcount == 1:
+                claimed.append(row)
+        return claimed
+
+    def delivery_result(
+        self, ident: str, status: str, error: str = "", next_at: float = 0.0
+    ) -> None:
+        """`status`: delivered, failed (given up) or pending (retried at `next_at`)."""
+        self._execute(
+            "UPDATE webhook_deliveries SET status = ?, attempts = attempts + 1, "
+            "last_error = ?, next_at = ? WHERE id = ?",
+            (status, error[:500], next_at, ident),
+        )
+
+    def deliveries(self, status: str = "") -> list[dict[str, Any]]:
+        """Webhook deliveries (all, or of one status), oldest first."""
+        sql = "SELECT id, url, type, call_id, attempts, status, last_error FROM webhook_deliveries"
+        params: tuple[Any, ...] = ()
+        if status:
+            sql, params = sql + " WHERE status = ?", (status,)
+        return self._read(sql + " ORDER BY created, id", params)
+
+    def forget_deliveries(self, before: float) -> int:
+        """Delete delivered and failed deliveries created before `before` (epoch seconds)."""
+        cursor = self._execute(
+            "DELETE FROM webhook_deliveries WHERE status <> 'pending' AND created < ?", (before,)
+        )
+        return int(cursor.rowcount or 0)
+
     def add_recording(self, call_id: str, channel: str, path: Path, sample_rate: int) -> None:
         self._execute(
             "INSERT INTO recordings (call_id, channel, path, sample_rate) VALUES (?, ?, ?, ?) "
@@ -686,7 +799,12 @@ class CallStore:
         return _call(rows[0]) if rows else None
 
     def utterances(self, call_id: str) -> list[dict[str, Any]]:
-        rows = self._read(
+        return self._utterance_rows(call_id, self._read)
+
+    def _utterance_rows(
+        self, call_id: str, query: Callable[[str, Sequence[Any]], list[dict[str, Any]]]
+    ) -> list[dict[str, Any]]:
+        rows = query(
             "SELECT channel, utterance, seq, start_s, end_s, text, words, confidence, language, "
             "live_text FROM utterances WHERE call_id = ? ORDER BY segment, start_s, channel",
             (call_id,),
