@@ -136,6 +136,7 @@ def build_app(services: Services, settings: Settings) -> Starlette:
             Route("/agent/{call_id}", page("agent.html")),
             Route("/supervisor", page("supervisor.html")),
             Route("/qa", page("qa.html")),
+            Route("/qa/agents", page("qa-agents.html")),  # (before /qa/{call_id})
             Route("/qa/{call_id}", page("qa-call.html")),
             Mount("/static", StaticFiles(directory=WEB), name="static"),
             Route("/healthz", healthz),

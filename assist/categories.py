@@ -105,6 +105,7 @@ class CategoryMatcher:
 
     categories: Sequence[Category]
     decided: set[str] = field(default_factory=set)  # matched, or can no longer match
+    matched: set[str] = field(default_factory=set)
     # utterances that met a `last_seconds` category's conditions (decided at the end)
     _late: dict[str, list[Utterance]] = field(default_factory=dict)
     _seen: set[str] = field(default_factory=set)  # absent categories whose conditions held
@@ -183,4 +184,5 @@ class CategoryMatcher:
         text: str = "",
     ) -> Match:
         self.decided.add(c.name)
+        self.matched.add(c.name)
         return Match(c, channel, round(start, 2), round(end, 2), utterance, text)

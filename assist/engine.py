@@ -29,6 +29,7 @@ from assist.entities import SENSITIVE_DEFAULT, Entity, extract, mask, mask_entit
 from assist.events import (
     ActionEvent,
     AlertEvent,
+    CallScored,
     CategoryMatched,
     ChecklistEvent,
     EntitiesEvent,
@@ -39,6 +40,7 @@ from assist.events import (
     SuggestionEvent,
 )
 from assist.playbook import ActionRule, Conditions, Playbook, Reply, load_playbook, template_slots
+from assist.scorecard import score_call
 from models.classifiers import IntentClassifier, IntentResult, SentimentModel, SentimentResult
 from models.encoder import Encoded, TextEncoder
 from models.train_intents import find_artifact
@@ -383,6 +385,20 @@ class CallAssist:
     ) -> list[Event]:
         """Categories decided when the call is over."""
         return self._matched(self.categories.on_end(duration, longest_silence, overtalk))
+
+    def scored(self, figures: dict[str, Any]) -> CallScored | None:
+        """The playbook's scorecard for this call, from the categories it matched, its
+        checklist and its analytics `figures` (None: the playbook has no scorecard)."""
+        items = self.models.playbook.scorecard
+        if not items:
+            return None
+        result = score_call(
+            items,
+            self.categories.matched,
+            {item_id: state.done for item_id, state in self.checklist.items()},
+            figures,
+        )
+        return CallScored(call_id=self.call_id, score=result["score"], items=tuple(result["items"]))
 
     def _matched(self, matches: list[Match]) -> list[Event]:
         events: list[Event] = []

@@ -276,6 +276,17 @@ class CategoryMatched(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class CallScored(Event):
+    """The playbook's scorecard answered automatically at the end of the call (before
+    `call.ended`; `assist.scorecard`): `score` 0-100 (None: no item could be answered) and
+    each item with `passed` (None: not answerable on this call) and its `reason`."""
+
+    type: ClassVar[str] = "call.scored"
+    score: float | None
+    items: tuple[dict[str, Any], ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class FeedbackEvent(Event):
     """What a screen did with a suggestion or action (recorded, and shown to other screens)."""
 
@@ -300,6 +311,7 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     CategoryMatched,
     FeedbackEvent,
     CallAnalyticsEvent,
+    CallScored,
     CallEnded,
     ErrorEvent,
 )

@@ -16,6 +16,8 @@ Schema (version 1; README "Playbook" documents it with examples):
     categories: [{name, label?, channel?, phrases?, all_phrases?, intents?, sentiment_below?,
                   entities?, first_seconds? | last_seconds?, absent?, silence_over?,
                   overtalk_over?, alert?: info|warning|critical}]   (assist.categories)
+    scorecard: [{id, label, weight?, category | no_category | checklist | figure
+                 (+ at_least?/at_most?)}]                           (assist.scorecard)
 
 `when` conditions (all must hold) are listed in `CONDITIONS`. Text may use the slots in `SLOTS`
 (`{preferred_name}` ...); a reply with a slot that cannot be filled uses its `fallback`, or is not
@@ -35,6 +37,7 @@ from typing import Any
 
 from assist.categories import Category, words_of
 from assist.entities import KINDS
+from assist.scorecard import FIGURES, ScoreItem
 from audio.protocols.vocabulary import MAX_TERM_CHARS, MAX_TERMS
 
 DEFAULT_PLAYBOOK = Path(__file__).parent / "playbooks" / "retail.yaml"
@@ -162,6 +165,7 @@ class Playbook:
     intent_threshold: float | None = None
     vocabulary: tuple[str, ...] = ()
     categories: tuple[Category, ...] = ()
+    scorecard: tuple[ScoreItem, ...] = ()
     _by_id: dict[str, Intent] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -344,6 +348,7 @@ def parse_playbook(data: Any, path: Path) -> Playbook:
             "checklist": False,
             "vocabulary": False,
             "categories": False,
+            "scorecard": False,
         },
     )
     version = top.get("version") if top else None
@@ -553,6 +558,7 @@ def parse_playbook(data: Any, path: Path) -> Playbook:
         c.fail("vocabulary", f"at most {MAX_TERMS} terms (has {len(vocabulary)})")
 
     categories = _categories(c, section("categories"), intent_ids)
+    scorecard = _scorecard(c, section("scorecard"), {x.name for x in categories}, item_ids)
 
     if c.problems:
         raise PlaybookError(path, c.problems)
@@ -568,7 +574,57 @@ def parse_playbook(data: Any, path: Path) -> Playbook:
         intent_threshold=threshold,
         vocabulary=vocabulary,
         categories=categories,
+        scorecard=scorecard,
     )
+
+
+SCORE_SOURCES = ("category", "no_category", "checklist", "figure")
+
+
+def _scorecard(
+    c: _Checker, raw: list[Any], categories: set[str], items: set[str]
+) -> tuple[ScoreItem, ...]:
+    out: list[ScoreItem] = []
+    seen: set[str] = set()
+    keys = {"id": True, "label": True, "weight": False, "at_least": False, "at_most": False}
+    for i, entry in enumerate(raw):
+        w = f"scorecard[{i}]"
+        d = c.mapping(entry, w, {**keys, **dict.fromkeys(SCORE_SOURCES, False)})
+        if not d:
+            continue
+        ident = c.ident(d.get("id"), f"{w}.id", seen)
+        w = f"scorecard[{i}] ({ident})"
+        values: dict[str, Any] = {"id": ident, "label": c.text(d.get("label"), f"{w}.label")}
+        weight = d.get("weight", 1)
+        if isinstance(weight, bool) or not isinstance(weight, int | float) or not weight > 0:
+            c.fail(f"{w}.weight", "must be a number > 0")
+        else:
+            values["weight"] = float(weight)
+        sources = [k for k in SCORE_SOURCES if k in d]
+        if len(sources) != 1:
+            c.fail(w, f"needs exactly one of {', '.join(SCORE_SOURCES)} (has {len(sources)})")
+        for key in sources:
+            value = c.text(d[key], f"{w}.{key}")
+            known = {"checklist": items, "figure": set(FIGURES)}.get(key, categories)
+            what = {"checklist": "checklist item", "figure": "figure"}.get(key, "category")
+            if value and value not in known:
+                c.fail(
+                    f"{w}.{key}", f"unknown {what} '{value}' (known: {', '.join(sorted(known))})"
+                )
+            values[key] = value
+        for key in ("at_least", "at_most"):
+            if key in d:
+                v = d[key]
+                if "figure" not in d:
+                    c.fail(f"{w}.{key}", "goes with figure")
+                elif isinstance(v, bool) or not isinstance(v, int | float):
+                    c.fail(f"{w}.{key}", "must be a number")
+                else:
+                    values[key] = float(v)
+        if "figure" in d and "at_least" not in d and "at_most" not in d:
+            c.fail(w, "a figure needs at_least and/or at_most")
+        out.append(ScoreItem(**values))
+    return tuple(out)
 
 
 SEVERITIES = ("info", "warning", "critical")

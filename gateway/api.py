@@ -234,6 +234,62 @@ def api_routes(
         return JSONResponse(review, status_code=201)
 
     @guarded(authorizer, READ, "read calls")
+    async def get_scorecard(request: Request, principal: Principal) -> Response:
+        not_by_link(principal, "read QA scorecards")
+        call_id = request.path_params["call_id"]
+        await run_in_threadpool(found, call_id)
+        card = await run_in_threadpool(store.scorecard, call_id)
+        if card is None:
+            raise BadRequest(
+                f"call {call_id!r} has no scorecard (the playbook has none, or the call has "
+                "not ended)",
+                404,
+                "not_scored",
+            )
+        return JSONResponse({"call_id": call_id, **card})
+
+    @guarded(authorizer, REVIEW, "review calls")
+    async def override_scorecard(request: Request, principal: Principal) -> Response:
+        call_id = request.path_params["call_id"]
+        await run_in_threadpool(found, call_id)
+        try:
+            body = await request.json()
+        except (ValueError, RecursionError) as exc:
+            raise BadRequest(f"the body must be JSON ({exc})") from exc
+        if not isinstance(body, dict) or set(body) - {"item", "passed", "note", "reviewer"}:
+            raise BadRequest(
+                'the body must be {"item": ID, "passed": true|false, "note": "...", '
+                '"reviewer": "..."} (note and reviewer optional)'
+            )
+        item, passed = body.get("item"), body.get("passed")
+        note, reviewer = body.get("note", ""), body.get("reviewer", "")
+        if not isinstance(item, str) or not item:
+            raise BadRequest("'item' must be the id of a scorecard item")
+        if not isinstance(passed, bool):
+            raise BadRequest("'passed' must be true or false")
+        for name, value in (("note", note), ("reviewer", reviewer)):
+            if not isinstance(value, str) or len(value) > 2000:
+                raise BadRequest(f"'{name}' must be text of at most 2000 characters")
+        try:
+            card = await run_in_threadpool(
+                store.override_score,
+                call_id,
+                item,
+                passed,
+                note,
+                reviewer or principal.role,  # never a piece of the token
+            )
+        except KeyError as exc:
+            raise BadRequest(str(exc.args[0]), 404, "not_found") from None
+        return JSONResponse({"call_id": call_id, **card})
+
+    @guarded(authorizer, REVIEW, "read agent statistics")
+    async def agent_stats(request: Request, principal: Principal) -> Response:
+        not_by_link(principal, "read agent statistics")
+        agents = await run_in_threadpool(store.agents, _date(request, "from"), _date(request, "to"))
+        return JSONResponse({"agents": agents})
+
+    @guarded(authorizer, READ, "read calls")
     async def list_reviews(request: Request, principal: Principal) -> Response:
         not_by_link(principal, "read QA reviews")
         call_id = request.path_params["call_id"]
@@ -298,6 +354,9 @@ def api_routes(
         Route("/v1/calls/{call_id}/events", call_events),
         Route("/v1/calls/{call_id}/audio/{channel}", audio),
         Route("/v1/calls/{call_id}/reviews", list_reviews),
+        Route("/v1/calls/{call_id}/scorecard", get_scorecard),
+        Route("/v1/calls/{call_id}/scorecard", override_scorecard, methods=["POST"]),
+        Route("/v1/agents", agent_stats),
         Route("/v1/calls/{call_id}/reviews", add_review, methods=["POST"]),
         Route("/v1/calls/{call_id}/link", make_link, methods=["POST"]),
         Route("/v1/admin/purge", purge, methods=["POST"]),
@@ -551,6 +610,49 @@ def openapi_spec() -> dict[str, Any]:
                         "404": err,
                         **auth,
                     },
+                }
+            },
+            "/v1/calls/{call_id}/scorecard": {
+                "get": {
+                    "summary": "The call's scorecard: each item's automatic answer and reason, "
+                    "a reviewer's override beside it, the score with and without overrides",
+                    "parameters": [call_id],
+                    "responses": {"200": json_ok, "404": err, **auth},
+                },
+                "post": {
+                    "summary": "Override one scorecard item (qa, supervisor, admin)",
+                    "parameters": [call_id],
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "required": ["item", "passed"],
+                                    "additionalProperties": False,
+                                    "properties": {
+                                        "item": {"type": "string", "minLength": 1},
+                                        "passed": {"type": "boolean"},
+                                        "note": {"type": "string", "maxLength": 2000},
+                                        "reviewer": {"type": "string", "maxLength": 2000},
+                                    },
+                                }
+                            }
+                        },
+                    },
+                    "responses": {"200": json_ok, "400": err, "404": err, **auth},
+                },
+            },
+            "/v1/agents": {
+                "get": {
+                    "summary": "Per agent over a period (qa, supervisor, admin): calls, average "
+                    "handle time, talk share, average score, customer sentiment change, "
+                    "suggestions used",
+                    "parameters": [
+                        q("from", date, "calls started on or after (date or ISO time)"),
+                        q("to", date, "calls started on or before (date or ISO time)"),
+                    ],
+                    "responses": {"200": json_ok, "400": err, **auth},
                 }
             },
             "/v1/calls/{call_id}/reviews": {

@@ -845,6 +845,9 @@ class CallSession:
             silence, overtalk = self.analytics.silence_and_overtalk(self.audio_seconds)
             for event in self.assist_state.on_end(self.audio_seconds, silence, overtalk):
                 self.publish(event)
+            scored = self.assist_state.scored(self.analytics.summary(self.audio_seconds))
+            if scored is not None:
+                self.publish(scored)
         if self._analytics_timer is not None:
             self._analytics_timer.cancel()
             self._analytics_timer = None

@@ -33,11 +33,14 @@ from pathlib import Path
 from typing import Any
 
 from assist.events import Event
+from assist.scorecard import score_with_overrides
 from store.exports import analytics, summary
 
 log = logging.getLogger("callcue.store")
 
 # events kept: everything but partials (which a final replaces)
+USED = ("accepted", "copied", "done")  # feedback that counts as a suggestion used
+
 STORED_EVENTS = frozenset(
     {
         "call.started",
@@ -52,6 +55,7 @@ STORED_EVENTS = frozenset(
         "checklist",
         "alert",
         "category.matched",
+        "call.scored",
         "feedback",
         "call.ended",
         "error",
@@ -153,6 +157,21 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             last_error TEXT NOT NULL DEFAULT ''
         )""",
         "CREATE INDEX webhook_due ON webhook_deliveries (status, next_at)",
+    ),
+    (  # 7: scorecards and what /qa/agents sums up per agent
+        "ALTER TABLE calls ADD COLUMN score REAL",  # with the reviewers' overrides
+        "ALTER TABLE calls ADD COLUMN agent_talk_share REAL",
+        "ALTER TABLE calls ADD COLUMN sentiment_change REAL",  # the customer's, end - start
+        "ALTER TABLE calls ADD COLUMN suggestions_used INTEGER NOT NULL DEFAULT 0",
+        """CREATE TABLE score_overrides (
+            call_id TEXT NOT NULL REFERENCES calls (id) ON DELETE CASCADE,
+            item TEXT NOT NULL,
+            passed BOOLEAN NOT NULL,
+            note TEXT NOT NULL DEFAULT '',
+            reviewer TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            PRIMARY KEY (call_id, item)
+        )""",
     ),
 )
 
@@ -635,6 +654,10 @@ class CallStore:
                 sum(1 for i in items if i.get("done")),
                 len(items),
             )
+        elif kind == "call.scored":
+            update("UPDATE calls SET score = ? WHERE id = ?", data["score"])
+        elif kind == "feedback" and data.get("action") in USED:
+            update("UPDATE calls SET suggestions_used = suggestions_used + 1 WHERE id = ?")
         elif kind == "call.ended":
             update(
                 "UPDATE calls SET ended_at = ?, duration = ?, outcome = ? WHERE id = ?",
@@ -642,6 +665,36 @@ class CallStore:
                 data["duration"],
                 data["reason"],
             )
+            figures = self._figures(call_id)
+            if figures is not None:
+                talk = figures["talk_seconds"]
+                total = sum(talk.values())
+                sentiment = figures["sentiment"]
+                change = (
+                    sentiment["customer_end"] - sentiment["customer_start"]
+                    if "customer_end" in sentiment
+                    else None
+                )
+                update(
+                    "UPDATE calls SET agent_talk_share = ?, sentiment_change = ? WHERE id = ?",
+                    round(talk["agent"] / total, 4) if total and "agent" in talk else None,
+                    None if change is None else round(change, 4),
+                )
+
+    def _figures(self, call_id: str, events: list[dict[str, Any]] | None = None) -> Any:
+        """(inside a write) The call's analytics from what is stored (None: no such call)."""
+        rows = self._rows("SELECT * FROM calls WHERE id = ?", (call_id,))
+        if not rows:
+            return None
+        if events is None:
+            events = [
+                json.loads(r["data"])
+                for r in self._rows(
+                    "SELECT data FROM events WHERE call_id = ? AND type IN (?, ?) ORDER BY seq",
+                    (call_id, "sentiment", "category.matched"),
+                )
+            ]
+        return analytics(_call(rows[0]), self._utterance_rows(call_id, self._rows), events)
 
     # ------------------------------------------------------------------ webhooks (outbox)
     def _queue_deliveries(self, event: Event) -> None:
@@ -661,13 +714,15 @@ class CallStore:
                         "SELECT data FROM events WHERE call_id = ? ORDER BY seq", (event.call_id,)
                     )
                 ]
-                utterances = self._utterance_rows(event.call_id, self._rows)
-                figures = analytics(call, utterances, stored)
+                figures = self._figures(event.call_id, stored)
+                scored = [e for e in stored if e["type"] == "call.scored"]
                 extra = {
                     "call": call,
                     "summary": summary(call, stored),
                     "analytics": {k: v for k, v in figures.items() if k != "timeline"},
                     "categories": figures["categories"],
+                    "score": scored[-1]["score"] if scored else None,
+                    "scorecard": scored[-1]["items"] if scored else None,
                 }
         now = time.time()
         for url in urls:
@@ -732,6 +787,94 @@ class CallStore:
             "DELETE FROM webhook_deliveries WHERE status <> 'pending' AND created < ?", (before,)
         )
         return int(cursor.rowcount or 0)
+
+    # ------------------------------------------------------------------ scorecards
+    def scorecard(self, call_id: str) -> dict[str, Any] | None:
+        """The call's automatic scorecard with reviewers' overrides beside each item (None:
+        the call was not scored: its playbook has no scorecard, or it has not ended)."""
+        scored = self._read(
+            "SELECT data FROM events WHERE call_id = ? AND type = 'call.scored' ORDER BY seq",
+            (call_id,),
+        )
+        if not scored:
+            return None
+        overrides = {
+            r["item"]: {
+                "passed": bool(r["passed"]),
+                "note": r["note"],
+                "reviewer": r["reviewer"],
+                "at": r["created_at"],
+            }
+            for r in self._read(
+                "SELECT item, passed, note, reviewer, created_at FROM score_overrides "
+                "WHERE call_id = ?",
+                (call_id,),
+            )
+        }
+        return score_with_overrides(json.loads(scored[-1]["data"]), overrides)
+
+    def override_score(
+        self, call_id: str, item: str, passed: bool, note: str, reviewer: str
+    ) -> dict[str, Any]:
+        """Keep a reviewer's answer to one item beside the automatic one; the call's score
+        follows it. KeyError: the call has no scorecard or no such item."""
+        card = self.scorecard(call_id)
+        if card is None:
+            raise KeyError(f"call {call_id!r} has no scorecard")
+        if item not in {i["id"] for i in card["items"]}:
+            known = ", ".join(i["id"] for i in card["items"])
+            raise KeyError(f"the scorecard has no item {item!r} (items: {known})")
+        with self._transaction():
+            self._conn.execute(
+                self.dialect.sql(
+                    "INSERT INTO score_overrides (call_id, item, passed, note, reviewer, "
+                    "created_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (call_id, item) DO "
+                    "UPDATE SET passed = excluded.passed, note = excluded.note, "
+                    "reviewer = excluded.reviewer, created_at = excluded.created_at"
+                ),
+                (call_id, item, passed, note, reviewer, now_iso()),
+            )
+        card = self.scorecard(call_id)
+        assert card is not None
+        self._execute("UPDATE calls SET score = ? WHERE id = ?", (card["score"], call_id))
+        return card
+
+    def agents(self, date_from: str = "", date_to: str = "") -> list[dict[str, Any]]:
+        """Per agent over ended calls started in the period: calls, average handle time,
+        agent's share of the talk, score, the customer's sentiment change, suggestions used."""
+        where = ["agent <> ''", "outcome <> 'in_progress'"]
+        params: list[Any] = []
+        if date_from:
+            where.append("started_at >= ?")
+            params.append(date_from)
+        if date_to:
+            where.append("started_at <= ?")
+            params.append(_end_of(date_to))
+        rows = self._read(
+            "SELECT agent, COUNT(*) AS calls, AVG(duration) AS handle, AVG(agent_talk_share) "
+            "AS talk, AVG(score) AS score, COUNT(score) AS scored, AVG(sentiment_change) AS "
+            "sentiment, SUM(suggestions_used) AS used FROM calls WHERE "
+            + " AND ".join(where)
+            + " GROUP BY agent ORDER BY agent",
+            params,
+        )
+
+        def num(value: Any, digits: int) -> float | None:
+            return None if value is None else round(float(value), digits)
+
+        return [
+            {
+                "agent": r["agent"],
+                "calls": int(r["calls"]),
+                "average_handle_seconds": num(r["handle"], 1),
+                "agent_talk_share": num(r["talk"], 3),
+                "average_score": num(r["score"], 1),
+                "scored_calls": int(r["scored"]),
+                "customer_sentiment_change": num(r["sentiment"], 3),
+                "suggestions_used": int(r["used"] or 0),
+            }
+            for r in rows
+        ]
 
     def add_recording(self, call_id: str, channel: str, path: Path, sample_rate: int) -> None:
         self._execute(
@@ -1168,6 +1311,7 @@ def _call(row: dict[str, Any]) -> dict[str, Any]:
         "intent": row["intent"] or None,
         "intents": json.loads(row["intents"]),
         "categories": json.loads(row.get("categories") or "[]"),
+        "score": row.get("score"),
         "sentiment": row["sentiment"],
         "sentiment_label": row["sentiment_label"] or None,
         "alerts": row["alerts"],

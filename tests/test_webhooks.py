@@ -42,7 +42,6 @@ def hook(**fields: Any) -> str:
         (hook(secret="short"), "[0].secret: must be"),
         (hook(events=[]), "[0].events: must be"),
         (hook(events=["nope"]), "unknown 'nope'"),
-        (hook(events=["call.scored"]), "call.scored is not sent yet (scorecards are not built"),
         (hook(secret=None, secret_file="/nonexistent"), "[0].secret_file: cannot read"),
         (hook(x=1), "[0]: unknown key 'x'"),
     ],
@@ -176,6 +175,7 @@ def test_deliveries_survive_failures_and_a_restart(
         assert set(ended["analytics"]["talk_seconds"]) == {"customer", "agent"}
         assert "no_early_disclosure" in {c["name"] for c in ended["categories"]}
         assert ended["call"]["id"] == "wh-1"
+        assert ended["scorecard"] and ended["score"] == ended["call"]["score"]
         started = next(b for _, b in delivered if b["type"] == "call.started")
         assert "owner" not in started["data"]  # what screens see, not the credential digest
         assert metric(server, 'callcue_webhook_deliveries_total{outcome="delivered"}') >= len(

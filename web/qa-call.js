@@ -70,6 +70,8 @@
     try { events = (await api(base + "/events?types=intent,sentiment,alert")).events || []; } catch (_) { /* optional */ }
     let analytics = null;
     try { analytics = await api(base + "/analytics"); } catch (_) { /* optional: an older server */ }
+    let scorecard = null;
+    try { scorecard = await api(base + "/scorecard"); } catch (_) { /* none: no scorecard, or not ended */ }
     state.call = call;
     state.summary = summary;
     state.utterances = transcript.utterances || [];
@@ -81,6 +83,7 @@
     renderTranscript(state.utterances, summary, events);
     renderPlayers(call.recordings || []);
     renderTimeline(analytics);
+    renderAutoScore(scorecard);
     renderChart();
     renderSummary(summary, events);
     renderChecklist(summary.checklist);
@@ -274,7 +277,7 @@
     const { talk, overtalk, silences } = analytics.timeline;
     const channels = Object.keys(talk);
     const duration = Math.max(analytics.duration_seconds || 0, 1);
-    const W = 1000, LABEL = 90, ROW = 16, GAP = 6;
+    const W = 1000, LABEL = 120, ROW = 16, GAP = 6;
     const H = (channels.length + 1) * (ROW + GAP) + 14;
     const X = (t) => (LABEL + (t / duration) * (W - LABEL - 4)).toFixed(1);
     const width = (s, e) => Math.max(0.8, ((e - s) / duration) * (W - LABEL - 4)).toFixed(1);
@@ -329,6 +332,49 @@
       m.absent ? el("span", { class: "muted small" }, " (not said)") : null)));
     $("categories-wrap").hidden = matched.length === 0;
     $("timeline-panel").hidden = false;
+  }
+
+  // ------------------------------------------------------------------ automatic scorecard
+  // Each item's automatic answer and why; a reviewer may override it (kept beside it).
+  function renderAutoScore(card) {
+    if (!card || !card.items) return;
+    const mark = (passed) => passed === null || passed === undefined
+      ? el("span", { class: "muted", title: "not answerable on this call" }, "–")
+      : el("span", { class: passed ? "mood-pos" : "mood-neg" }, passed ? "✓" : "✗");
+    $("auto-score").textContent = card.score === null ? "—" : card.score.toFixed(0) + " / 100";
+    $("auto-score-note").textContent = card.score !== card.automatic_score
+      ? `Automatic score ${card.automatic_score === null ? "—" : card.automatic_score.toFixed(0)}; with reviewers' overrides ${card.score === null ? "—" : card.score.toFixed(0)}.`
+      : "Answered automatically when the call ended. Click ✓/✗ to override an item.";
+    $("auto-scorecard").tBodies[0].replaceChildren(...card.items.map((item) => {
+      const override = item.override;
+      const flip = el("button", { type: "button", class: "linkish override", "data-item": item.id,
+        title: "Override: mark it " + (item.final ? "failed" : "passed") },
+      item.final ? "mark failed" : "mark passed");
+      flip.addEventListener("click", () => overrideItem(item, !item.final));
+      return el("tr", { "data-item": item.id, "data-final": String(item.final) },
+        el("td", {}, mark(item.passed)),
+        el("td", {}, item.label, el("div", { class: "small muted" }, item.reason),
+          override ? el("div", { class: "small" }, "Override by " + override.reviewer + ": ", mark(override.passed),
+            override.note ? " “" + override.note + "”" : "") : null),
+        el("td", { class: "right small muted" }, "×" + item.weight),
+        el("td", { class: "right" }, flip));
+    }));
+    $("auto-score-panel").hidden = false;
+  }
+
+  async function overrideItem(item, passed) {
+    const note = window.prompt(`Why is “${item.label}” ${passed ? "passed" : "failed"}? (optional)`, "");
+    if (note === null) return;
+    const reviewer = (document.querySelector("#review-form [name=reviewer]") || {}).value || "";
+    try {
+      const card = await api(base + "/scorecard", { method: "POST",
+        body: { item: item.id, passed, note, ...(reviewer ? { reviewer } : {}) } });
+      renderAutoScore(card);
+      $("auto-score-status").textContent = "Override saved.";
+    } catch (error) {
+      $("auto-score-status").textContent = error.status === 403
+        ? "Overrides need the qa, supervisor or admin role." : String(error.message || error);
+    }
   }
 
   // A transcript line was clicked: play its channel from the line's start.

@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import re
 import uuid
 from collections.abc import Iterator
@@ -149,6 +150,23 @@ def test_call_page(page: Any, web_server: Any, stored_call: Any) -> None:
     matched = [c["name"] for c in analytics["categories"]]
     shown = page.eval_on_selector_all("#categories li", "els => els.map(li => li.dataset.category)")
     assert shown == matched and page.locator("#categories-wrap").is_visible() == bool(matched)
+
+    # the automatic scorecard: every item with its answer and reason; an override from the
+    # page is kept beside the automatic answer
+    expect(page.locator("#auto-score-panel")).to_be_visible()
+    card = page.evaluate(
+        "id => fetch('/v1/calls/' + encodeURIComponent(id) + '/scorecard').then(r => r.json())",
+        call_id,
+    )
+    assert page.locator("#auto-scorecard tr").count() == len(card["items"])
+    assert page.inner_text("#auto-score") == f"{math.floor(card['score'] + 0.5)} / 100"
+    first = card["items"][0]
+    assert first["reason"] in page.inner_text(f'#auto-scorecard tr[data-item="{first["id"]}"]')
+    page.once("dialog", lambda dialog: dialog.accept("checked by hand"))
+    page.click(f'#auto-scorecard button[data-item="{first["id"]}"]')
+    flipped = page.locator(f'#auto-scorecard tr[data-item="{first["id"]}"]')
+    expect(flipped).to_have_attribute("data-final", str(not first["final"]).lower())
+    expect(flipped).to_contain_text("checked by hand")
 
     summary = page.inner_text("#summary")
     for heading in ("Reason for the call", "Intents", "Alerts"):
@@ -306,4 +324,22 @@ def test_audio_follows_the_transcript(page: Any, recording_server: ServerProcess
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "qa-call.png"))
     audio.evaluate_all("els => els.forEach(a => a.pause())")
+    assert page.js_errors == []
+
+
+def test_agents_page(page: Any, web_server: Any, stored_call: Any) -> None:
+    page.goto(web_server.http + "/qa/agents")
+    row = page.locator('#agents tr[data-agent="michelle"]')
+    row.wait_for()
+    stats = page.evaluate("() => fetch('/v1/agents').then(r => r.json())")["agents"]
+    michelle = next(a for a in stats if a["agent"] == "michelle")
+    cells = row.locator("td")
+    assert cells.nth(1).inner_text() == str(michelle["calls"]) and michelle["calls"] >= 1
+    assert cells.nth(3).inner_text() == f"{math.floor(michelle['agent_talk_share'] * 100 + 0.5)}%"
+    assert f"({michelle['scored_calls']} scored)" in cells.nth(4).inner_text()
+    # a period with no calls
+    page.fill("input[name=to]", "2020-01-01")
+    page.click("#period button[type=submit]")
+    page.wait_for_selector("#empty:not([hidden])")
+    assert "to=2020-01-01" in page.url
     assert page.js_errors == []
