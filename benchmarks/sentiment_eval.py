@@ -1,7 +1,9 @@
 """Sentiment accuracy of the shipped model against the VADER baseline on any labelled CSV.
 
     python benchmarks/sentiment_eval.py --test TEST.csv [--exclude OTHER.csv] [--json]
-        [--save NAME]
+        [--save NAME] [--model PATH]
+
+`--model`: a sentiment artifact other than the shipped one (a `models.train_sentiment --out`).
 
 `--exclude`: leave out the rows whose text is in OTHER.csv (DynaSent's test without its Round 2
 rows, which the shipped model trains on the Round 2 train split of).
@@ -25,7 +27,7 @@ if __package__ in (None, ""):
 
 from benchmarks.common import write_result
 from benchmarks.textmetrics import accuracy, macro_f1, read_csv
-from models.classifiers import SENTIMENT_LABELS, SentimentModel
+from models.classifiers import SENTIMENT_HEAD, SENTIMENT_LABELS, SentimentModel
 from models.encoder import TextEncoder
 
 
@@ -51,6 +53,7 @@ def main() -> None:
     parser.add_argument("--exclude", type=Path, help="leave out the rows whose text is here")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--save", help="also write benchmarks/results/<SAVE>.json")
+    parser.add_argument("--model", type=Path, default=SENTIMENT_HEAD, help="sentiment artifact")
     args = parser.parse_args()
     texts, gold = read_csv(args.test, "label")
     if args.exclude:
@@ -61,8 +64,8 @@ def main() -> None:
     if bad:
         raise SystemExit(f"{args.test}: labels must be negative/neutral/positive, found {bad}")
     labels = sorted(set(gold))
-    model = SentimentModel.load()
-    probs = model.probabilities(TextEncoder(threads=2).encode(texts))
+    model = SentimentModel.load(args.model)
+    probs = model.probabilities(TextEncoder(threads=2, branch=args.model).encode(texts))
     allowed = [i for i, label in enumerate(SENTIMENT_LABELS) if label in labels]
     ours = [SENTIMENT_LABELS[allowed[int(row[allowed].argmax())]] for row in probs]
     theirs = vader(texts, labels)
