@@ -30,6 +30,7 @@ from assist.events import (
     ActionEvent,
     AlertEvent,
     CallScored,
+    CallWrapup,
     CategoryMatched,
     ChecklistEvent,
     EntitiesEvent,
@@ -41,6 +42,7 @@ from assist.events import (
 )
 from assist.playbook import ActionRule, Conditions, Playbook, Reply, load_playbook, template_slots
 from assist.scorecard import score_call
+from assist.wrapup import predict
 from models.classifiers import IntentClassifier, IntentResult, SentimentModel, SentimentResult
 from models.encoder import Encoded, TextEncoder
 from models.train_intents import find_artifact
@@ -281,6 +283,7 @@ class CallAssist:
     elapsed: float = 0.0
     alerts: int = 0
     categories: CategoryMatcher = field(init=False)
+    intents_seen: dict[str, int] = field(default_factory=dict)  # customer intents: times
 
     def __post_init__(self) -> None:
         for item in self.models.playbook.checklist:
@@ -400,6 +403,57 @@ class CallAssist:
         )
         return CallScored(call_id=self.call_id, score=result["score"], items=tuple(result["items"]))
 
+    def wrapup(self) -> CallWrapup | None:
+        """The predicted disposition and an after-call note (None: the playbook has no
+        dispositions)."""
+        playbook = self.models.playbook
+        prediction = predict(playbook.dispositions, self.intents_seen, self.categories.matched)
+        if prediction is None:
+            return None
+        chosen = prediction.disposition
+        return CallWrapup(
+            call_id=self.call_id,
+            disposition=chosen.id,
+            label=chosen.label,
+            reason=prediction.reason,
+            note=self.after_call_note(chosen.label),
+            alternatives=tuple({"id": d.id, "label": d.label} for d in prediction.alternatives),
+            choices=tuple({"id": d.id, "label": d.label} for d in playbook.dispositions),
+        )
+
+    def after_call_note(self, disposition: str) -> str:
+        """A few lines for the CRM: why they called, what was said and done, the outcome."""
+        lines = []
+        if self.customer is not None:
+            lines.append(f"Customer: {self.customer.name} ({self.customer.id}).")
+        ranked = sorted(self.intents_seen.items(), key=lambda kv: -kv[1])
+        if ranked:
+            lines.append(f"Reason for the call: {self._label(ranked[0][0])}.")
+            if len(ranked) > 1:
+                also = ", ".join(self._label(i) for i, _ in ranked[1:4])
+                lines.append(f"Also discussed: {also}.")
+        if self.entities:
+            details = ", ".join(
+                f"{kind.replace('_', ' ')} {value}" for kind, value in self.entities.items()
+            )
+            lines.append(f"Details: {details}.")
+        filled = (self.fill(r.action) for r in self.models.playbook.actions if r.id in self.fired)
+        actions = [a for a in filled if a]
+        if actions:
+            lines.append("Suggested actions: " + "; ".join(actions[:5]) + ".")
+        if self.checklist:
+            done = sum(s.done for s in self.checklist.values())
+            lines.append(f"Checklist: {done} of {len(self.checklist)} items done.")
+        if self.categories.matched:
+            flags = ", ".join(
+                c.label or c.name
+                for c in self.models.playbook.categories
+                if c.name in self.categories.matched
+            )
+            lines.append(f"Flags: {flags}.")
+        lines.append(f"Disposition: {disposition}.")
+        return "\n".join(lines)
+
     def _matched(self, matches: list[Match]) -> list[Event]:
         events: list[Event] = []
         for m in matches:
@@ -516,6 +570,7 @@ class CallAssist:
         if result.intent is not None:
             self.intent = result.intent
             self.intent_confidence = result.confidence
+            self.intents_seen[result.intent] = self.intents_seen.get(result.intent, 0) + 1
             if self.models.playbook.intent(result.intent).closing:
                 self.closing = True
         return [

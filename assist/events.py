@@ -287,6 +287,21 @@ class CallScored(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class CallWrapup(Event):
+    """At the end of a call: the disposition it most likely gets (`assist.wrapup`), why, the
+    runners-up, every disposition the agent may choose instead, and an after-call note. The
+    agent accepts or edits them (`POST /v1/calls/{id}/wrapup`)."""
+
+    type: ClassVar[str] = "call.wrapup"
+    disposition: str
+    label: str
+    reason: str
+    note: str
+    alternatives: tuple[dict[str, str], ...] = ()
+    choices: tuple[dict[str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class FeedbackEvent(Event):
     """What a screen did with a suggestion or action (recorded, and shown to other screens)."""
 

@@ -18,6 +18,7 @@ Schema (version 1; README "Playbook" documents it with examples):
                   overtalk_over?, alert?: info|warning|critical}]   (assist.categories)
     scorecard: [{id, label, weight?, category | no_category | checklist | figure
                  (+ at_least?/at_most?)}]                           (assist.scorecard)
+    dispositions: [{id, label, intents?, categories?, default?}]    (assist.wrapup)
 
 `when` conditions (all must hold) are listed in `CONDITIONS`. Text may use the slots in `SLOTS`
 (`{preferred_name}` ...); a reply with a slot that cannot be filled uses its `fallback`, or is not
@@ -38,6 +39,7 @@ from typing import Any
 from assist.categories import Category, words_of
 from assist.entities import KINDS
 from assist.scorecard import FIGURES, ScoreItem
+from assist.wrapup import Disposition
 from audio.protocols.vocabulary import MAX_TERM_CHARS, MAX_TERMS
 
 DEFAULT_PLAYBOOK = Path(__file__).parent / "playbooks" / "retail.yaml"
@@ -166,6 +168,7 @@ class Playbook:
     vocabulary: tuple[str, ...] = ()
     categories: tuple[Category, ...] = ()
     scorecard: tuple[ScoreItem, ...] = ()
+    dispositions: tuple[Disposition, ...] = ()
     _by_id: dict[str, Intent] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -349,6 +352,7 @@ def parse_playbook(data: Any, path: Path) -> Playbook:
             "vocabulary": False,
             "categories": False,
             "scorecard": False,
+            "dispositions": False,
         },
     )
     version = top.get("version") if top else None
@@ -559,6 +563,9 @@ def parse_playbook(data: Any, path: Path) -> Playbook:
 
     categories = _categories(c, section("categories"), intent_ids)
     scorecard = _scorecard(c, section("scorecard"), {x.name for x in categories}, item_ids)
+    dispositions = _dispositions(
+        c, section("dispositions"), intent_ids, {x.name for x in categories}
+    )
 
     if c.problems:
         raise PlaybookError(path, c.problems)
@@ -575,7 +582,40 @@ def parse_playbook(data: Any, path: Path) -> Playbook:
         vocabulary=vocabulary,
         categories=categories,
         scorecard=scorecard,
+        dispositions=dispositions,
     )
+
+
+def _dispositions(
+    c: _Checker, raw: list[Any], intents: set[str], categories: set[str]
+) -> tuple[Disposition, ...]:
+    out: list[Disposition] = []
+    seen: set[str] = set()
+    keys = {"id": True, "label": True, "intents": False, "categories": False, "default": False}
+    for i, entry in enumerate(raw):
+        w = f"dispositions[{i}]"
+        d = c.mapping(entry, w, keys)
+        if not d:
+            continue
+        ident = c.ident(d.get("id"), f"{w}.id", seen)
+        w = f"dispositions[{i}] ({ident})"
+        chosen_by = c.strings(d.get("intents"), f"{w}.intents")
+        c.refs(chosen_by, intents, "intent", f"{w}.intents")
+        flagged = c.strings(d.get("categories"), f"{w}.categories")
+        c.refs(flagged, categories, "category", f"{w}.categories")
+        default = d.get("default", False)
+        if not isinstance(default, bool):
+            c.fail(f"{w}.default", "must be true or false")
+        if not chosen_by and not flagged and default is not True:
+            c.fail(w, "needs intents or categories to be chosen by (or default: true)")
+        out.append(
+            Disposition(
+                ident, c.text(d.get("label"), f"{w}.label"), chosen_by, flagged, default is True
+            )
+        )
+    if sum(d.default for d in out) > 1:
+        c.fail("dispositions", "at most one may be the default")
+    return tuple(out)
 
 
 SCORE_SOURCES = ("category", "no_category", "checklist", "figure")

@@ -5,7 +5,7 @@
 Streams the AWS call pair (../shared/data/audio) in real time through a server on loopback, N
 calls at once, and measures on the client, per final, the time from the `transcript.final`
 event to the last assist event read from it (same `channel` and `utterance`: intent,
-sentiment, entities, suggestion, action). Also reads the server's own
+sentiment, entities, suggestion, action, category.matched). Also reads the server's own
 `callcue_latency_seconds{stage="assist"}` histogram from /metrics. Writes
 benchmarks/results/assist_latency.json.
 """
@@ -29,7 +29,7 @@ from benchmarks.server import ServerProcess
 from clients.native import stream_call
 
 PAIR = ("cs_aws_auto_repairs_40_caller.wav", "cs_aws_auto_repairs_40_agent.wav")
-ASSIST = {"intent", "sentiment", "entities", "suggestion", "action"}
+ASSIST = {"intent", "sentiment", "entities", "suggestion", "action", "category.matched"}
 
 
 async def one_call(url: str, audio: CallAudio, index: int) -> list[tuple[str, int, float]]:

@@ -283,6 +283,34 @@ def api_routes(
             raise BadRequest(str(exc.args[0]), 404, "not_found") from None
         return JSONResponse({"call_id": call_id, **card})
 
+    @guarded(authorizer, READ, "wrap up calls")
+    async def save_wrapup(request: Request, principal: Principal) -> Response:
+        call_id = request.path_params["call_id"]
+        await run_in_threadpool(found, call_id)
+        if is_live(call_id):
+            raise BadRequest(
+                f"call {call_id!r} is still live: wrap up after it ends", 409, "conflict"
+            )
+        try:
+            body = await request.json()
+        except (ValueError, RecursionError) as exc:
+            raise BadRequest(f"the body must be JSON ({exc})") from exc
+        if not isinstance(body, dict) or set(body) - {"disposition", "note", "by"}:
+            raise BadRequest('the body must be {"disposition": ID, "note": "...", "by": "..."}')
+        disposition, note, by = body.get("disposition"), body.get("note", ""), body.get("by", "")
+        if not isinstance(disposition, str) or not disposition:
+            raise BadRequest("'disposition' must be the id of one of the call's dispositions")
+        if not isinstance(note, str) or len(note) > 10_000:
+            raise BadRequest("'note' must be text of at most 10,000 characters")
+        if not isinstance(by, str) or len(by) > 200:
+            raise BadRequest("'by' must be text of at most 200 characters")
+        who = by or ("call link" if principal.call_id is not None else principal.role)
+        try:
+            saved = await run_in_threadpool(store.save_wrapup, call_id, disposition, note, who)
+        except KeyError as exc:
+            raise BadRequest(str(exc.args[0]), 404, "not_found") from None
+        return JSONResponse({"call_id": call_id, **saved})
+
     @guarded(authorizer, REVIEW, "read agent statistics")
     async def agent_stats(request: Request, principal: Principal) -> Response:
         not_by_link(principal, "read agent statistics")
@@ -356,6 +384,7 @@ def api_routes(
         Route("/v1/calls/{call_id}/reviews", list_reviews),
         Route("/v1/calls/{call_id}/scorecard", get_scorecard),
         Route("/v1/calls/{call_id}/scorecard", override_scorecard, methods=["POST"]),
+        Route("/v1/calls/{call_id}/wrapup", save_wrapup, methods=["POST"]),
         Route("/v1/agents", agent_stats),
         Route("/v1/calls/{call_id}/reviews", add_review, methods=["POST"]),
         Route("/v1/calls/{call_id}/link", make_link, methods=["POST"]),
@@ -642,6 +671,31 @@ def openapi_spec() -> dict[str, Any]:
                     },
                     "responses": {"200": json_ok, "400": err, "404": err, **auth},
                 },
+            },
+            "/v1/calls/{call_id}/wrapup": {
+                "post": {
+                    "summary": "Accept or edit the call's wrap-up: disposition and note "
+                    "(agent, supervisor, qa, admin, the call's link)",
+                    "parameters": [call_id],
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "required": ["disposition"],
+                                    "additionalProperties": False,
+                                    "properties": {
+                                        "disposition": {"type": "string", "minLength": 1},
+                                        "note": {"type": "string", "maxLength": 10000},
+                                        "by": {"type": "string", "maxLength": 200},
+                                    },
+                                }
+                            }
+                        },
+                    },
+                    "responses": {"200": json_ok, "400": err, "404": err, "409": err, **auth},
+                }
             },
             "/v1/agents": {
                 "get": {

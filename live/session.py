@@ -848,6 +848,9 @@ class CallSession:
             scored = self.assist_state.scored(self.analytics.summary(self.audio_seconds))
             if scored is not None:
                 self.publish(scored)
+            wrapup = self.assist_state.wrapup()
+            if wrapup is not None:
+                self.publish(wrapup)
         if self._analytics_timer is not None:
             self._analytics_timer.cancel()
             self._analytics_timer = None

@@ -56,6 +56,7 @@ STORED_EVENTS = frozenset(
         "alert",
         "category.matched",
         "call.scored",
+        "call.wrapup",
         "feedback",
         "call.ended",
         "error",
@@ -172,6 +173,13 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             created_at TEXT NOT NULL,
             PRIMARY KEY (call_id, item)
         )""",
+    ),
+    (  # 8: the wrap-up: disposition and after-call note, predicted then confirmed or edited
+        "ALTER TABLE calls ADD COLUMN disposition TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE calls ADD COLUMN disposition_label TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE calls ADD COLUMN note TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE calls ADD COLUMN wrapup_by TEXT NOT NULL DEFAULT ''",  # predicted | who
+        "ALTER TABLE calls ADD COLUMN wrapup_at TEXT",
     ),
 )
 
@@ -656,6 +664,15 @@ class CallStore:
             )
         elif kind == "call.scored":
             update("UPDATE calls SET score = ? WHERE id = ?", data["score"])
+        elif kind == "call.wrapup":
+            update(
+                "UPDATE calls SET disposition = ?, disposition_label = ?, note = ?, "
+                "wrapup_by = 'predicted', wrapup_at = ? WHERE id = ?",
+                data["disposition"],
+                data["label"],
+                data["note"],
+                data["ts"],
+            )
         elif kind == "feedback" and data.get("action") in USED:
             update("UPDATE calls SET suggestions_used = suggestions_used + 1 WHERE id = ?")
         elif kind == "call.ended":
@@ -723,6 +740,7 @@ class CallStore:
                     "categories": figures["categories"],
                     "score": scored[-1]["score"] if scored else None,
                     "scorecard": scored[-1]["items"] if scored else None,
+                    "disposition": call["wrapup"] if call["wrapup"]["disposition"] else None,
                 }
         now = time.time()
         for url in urls:
@@ -787,6 +805,28 @@ class CallStore:
             "DELETE FROM webhook_deliveries WHERE status <> 'pending' AND created < ?", (before,)
         )
         return int(cursor.rowcount or 0)
+
+    # ------------------------------------------------------------------ wrap-up
+    def save_wrapup(self, call_id: str, disposition: str, note: str, by: str) -> dict[str, Any]:
+        """The agent's wrap-up (accepted or edited). KeyError: the call was not wrapped up
+        (its playbook has no dispositions, or it has not ended) or no such disposition."""
+        rows = self._read(
+            "SELECT data FROM events WHERE call_id = ? AND type = 'call.wrapup' ORDER BY seq",
+            (call_id,),
+        )
+        if not rows:
+            raise KeyError(f"call {call_id!r} has no wrap-up (no dispositions, or not ended)")
+        choices = {c["id"]: c["label"] for c in json.loads(rows[-1]["data"])["choices"]}
+        if disposition not in choices:
+            raise KeyError(f"no disposition {disposition!r} (choices: {', '.join(choices)})")
+        self._execute(
+            "UPDATE calls SET disposition = ?, disposition_label = ?, note = ?, wrapup_by = ?, "
+            "wrapup_at = ? WHERE id = ?",
+            (disposition, choices[disposition], note, by, now_iso(), call_id),
+        )
+        call = self.get_call(call_id)
+        assert call is not None
+        return dict(call["wrapup"])
 
     # ------------------------------------------------------------------ scorecards
     def scorecard(self, call_id: str) -> dict[str, Any] | None:
@@ -1312,6 +1352,14 @@ def _call(row: dict[str, Any]) -> dict[str, Any]:
         "intents": json.loads(row["intents"]),
         "categories": json.loads(row.get("categories") or "[]"),
         "score": row.get("score"),
+        # the wrap-up: predicted at the end of the call, then confirmed or edited by the agent
+        "wrapup": {
+            "disposition": row.get("disposition") or None,
+            "label": row.get("disposition_label") or "",
+            "note": row.get("note") or "",
+            "by": row.get("wrapup_by") or "",
+            "at": row.get("wrapup_at"),
+        },
         "sentiment": row["sentiment"],
         "sentiment_label": row["sentiment_label"] or None,
         "alerts": row["alerts"],

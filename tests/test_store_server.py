@@ -306,6 +306,35 @@ def test_scorecard_overrides_and_agents(stored: tuple[ServerProcess, Any]) -> No
     assert http(server, "/v1/agents?from=yesterday", "qa")[0] == 400
 
 
+def test_wrapup_predicted_then_edited(stored: tuple[ServerProcess, Any]) -> None:
+    server, result = stored
+    types = [e["type"] for e in result.events]
+    assert types.index("call.scored") < types.index("call.wrapup") < types.index("call.ended")
+    wrapup = next(e for e in result.events if e["type"] == "call.wrapup")
+    choices = {c["id"] for c in wrapup["choices"]}
+    assert wrapup["disposition"] in choices and "general" in choices
+    assert f"Disposition: {wrapup['label']}." in wrapup["note"]
+    assert "Checklist:" in wrapup["note"]
+    call = json.loads(http(server, "/v1/calls/qa-1", "agent")[2])
+    assert call["wrapup"]["disposition"] == wrapup["disposition"]
+    assert call["wrapup"]["by"] == "predicted" and call["wrapup"]["note"] == wrapup["note"]
+    # the agent picks another and edits the note
+    other = next(c for c in wrapup["choices"] if c["id"] != wrapup["disposition"])
+    body = {"disposition": other["id"], "note": "Customer will call back."}
+    status, _, saved = http(server, "/v1/calls/qa-1/wrapup", "agent", "POST", body)
+    assert status == 200 and json.loads(saved)["label"] == other["label"]
+    call = json.loads(http(server, "/v1/calls/qa-1", "qa")[2])
+    assert call["wrapup"]["disposition"] == other["id"] and call["wrapup"]["by"] == "agent"
+    assert call["wrapup"]["note"] == "Customer will call back."
+    for bad, code, says in (
+        ({"disposition": "nope"}, 404, "no disposition 'nope'"),
+        ({"disposition": other["id"], "note": 5}, 400, "'note' must be text"),
+        ({"note": "x"}, 400, "'disposition' must be"),
+    ):
+        status, _, answer = http(server, "/v1/calls/qa-1/wrapup", "agent", "POST", bad)
+        assert status == code and says in json.loads(answer)["message"], answer
+
+
 def test_review_and_delete(stored: tuple[ServerProcess, Any]) -> None:
     server, _ = stored
     bad = http(server, "/v1/calls/qa-1/reviews", "qa", "POST", {"scores": {"greeting": 9}})

@@ -176,6 +176,7 @@ def test_deliveries_survive_failures_and_a_restart(
         assert "no_early_disclosure" in {c["name"] for c in ended["categories"]}
         assert ended["call"]["id"] == "wh-1"
         assert ended["scorecard"] and ended["score"] == ended["call"]["score"]
+        assert ended["disposition"]["by"] == "predicted" and ended["disposition"]["note"]
         started = next(b for _, b in delivered if b["type"] == "call.started")
         assert "owner" not in started["data"]  # what screens see, not the credential digest
         assert metric(server, 'callcue_webhook_deliveries_total{outcome="delivered"}') >= len(

@@ -139,6 +139,7 @@
     checklist: onChecklist,
     feedback: onFeedback,
     "call.analytics": onAnalytics,
+    "call.wrapup": onWrapup,
     "call.ended": onEnded,
     error: onError,
   };
@@ -443,6 +444,36 @@
     drawSpark();
     updateGlance();
   }
+
+  // call.wrapup: the predicted disposition and after-call note, to accept or edit
+  function onWrapup(event) {
+    const select = $("wrapup-disposition");
+    const choices = event.choices && event.choices.length ? event.choices : [{ id: event.disposition, label: event.label }];
+    fill(select, choices.map((c) => el("option", { value: c.id }, c.label)));
+    select.value = event.disposition;
+    $("wrapup-reason").textContent = "Suggested: " + event.label + (event.reason ? " (" + event.reason + ")" : "");
+    $("wrapup-note").value = event.note || "";
+    const editable = !readonly;
+    select.disabled = $("wrapup-note").readOnly = !editable;
+    $("wrapup-save").hidden = !editable;
+    $("wrapup-panel").hidden = false;
+  }
+
+  $("wrapup-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const status = $("wrapup-status");
+    status.textContent = "Saving…";
+    try {
+      const saved = await callcue.api("/v1/calls/" + encodeURIComponent(callId) + "/wrapup", {
+        method: "POST",
+        body: { disposition: $("wrapup-disposition").value, note: $("wrapup-note").value },
+      });
+      status.textContent = "Saved: " + saved.label;
+      $("wrapup-panel").dataset.saved = saved.disposition;
+    } catch (error) {
+      status.textContent = "Not saved: " + (error.message || error);
+    }
+  });
 
   // call.analytics: who talks how much, overtalk, silences (at most once a second)
   function onAnalytics(event) {

@@ -223,6 +223,23 @@ def test_agent_screen_follows_a_live_call(
     assert page.evaluate("callcueAgent.lastSeq") == last_seq
     assert page.locator(".fb-live:visible").count() == 0  # nothing to send after the call
 
+    # The wrap-up: the predicted disposition and note, editable by the agent (read-only for
+    # the supervisor); saved to the store.
+    wrapup = next(e for e in result.events if e["type"] == "call.wrapup")
+    expect(page.locator("#wrapup-panel")).to_be_visible()
+    assert page.input_value("#wrapup-disposition") == wrapup["disposition"]
+    assert page.input_value("#wrapup-note") == wrapup["note"]
+    expect(supervisor.locator("#wrapup-panel")).to_be_visible()
+    assert supervisor.locator("#wrapup-save").is_hidden()
+    other = next(c for c in wrapup["choices"] if c["id"] != wrapup["disposition"])
+    page.select_option("#wrapup-disposition", other["id"])
+    page.fill("#wrapup-note", "Refund checked; customer will call back.")
+    page.click("#wrapup-save")
+    expect(page.locator("#wrapup-status")).to_have_text("Saved: " + other["label"])
+    saved = httpx.get(f"{web_server.http}/v1/calls/{call_id}").json()["wrapup"]
+    assert saved["disposition"] == other["id"] and saved["by"] != "predicted"
+    assert saved["note"] == "Refund checked; customer will call back."
+
     # The server stored the feedback the screen sent.
     stored = httpx.get(f"{web_server.http}/v1/calls/{call_id}/events?types=feedback").json()
     sent = {(e["kind"], e["target"], e["action"]) for e in stored["events"]}
