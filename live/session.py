@@ -955,7 +955,8 @@ class CallSession:
         """Once a second while the call runs: categories decided by time (a silence going on,
         overtalk, what was not said in the first N s)."""
         self._category_timer = None
-        if self.finished or self.assist_state is None:
+        gone = self.services.sessions.get(self.call_id) is not self  # (start failed)
+        if self.finished or self.assist_state is None or gone:
             return
         now = self.audio_seconds
         silence, overtalk = self.analytics.silence_and_overtalk(now, self.last_heard)

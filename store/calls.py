@@ -160,9 +160,9 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX webhook_due ON webhook_deliveries (status, next_at)",
     ),
     (  # 7: scorecards and what /qa/agents sums up per agent
-        "ALTER TABLE calls ADD COLUMN score REAL",  # with the reviewers' overrides
-        "ALTER TABLE calls ADD COLUMN agent_talk_share REAL",
-        "ALTER TABLE calls ADD COLUMN sentiment_change REAL",  # the customer's, end - start
+        "ALTER TABLE calls ADD COLUMN score {double}",  # with the reviewers' overrides
+        "ALTER TABLE calls ADD COLUMN agent_talk_share {double}",
+        "ALTER TABLE calls ADD COLUMN sentiment_change {double}",  # the customer's, end - start
         "ALTER TABLE calls ADD COLUMN suggestions_used INTEGER NOT NULL DEFAULT 0",
         """CREATE TABLE score_overrides (
             call_id TEXT NOT NULL REFERENCES calls (id) ON DELETE CASCADE,
@@ -764,7 +764,7 @@ class CallStore:
     def claim_deliveries(self, now: float, limit: int, lease: float) -> list[dict[str, Any]]:
         """Deliveries due at `now`, each claimed for `lease` seconds (another node sharing
         the database does not send it meanwhile; a crash mid-send retries it after)."""
-        due = self._rows(
+        due = self._read(  # (the reader: the poll never waits on the writer's lock)
             "SELECT id, url, type, call_id, created, body, attempts, next_at FROM "
             "webhook_deliveries WHERE status = 'pending' AND next_at <= ? ORDER BY next_at "
             "LIMIT ?",
