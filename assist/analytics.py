@@ -14,7 +14,8 @@ Definitions (documented in README, "Call analytics"):
   clips a word, is overtalk only);
 - *agent response*: from the end of a customer turn to the start of the agent's next one (0
   when the agent started before the customer stopped), where the channels are named `agent`
-  and `customer`;
+  and `customer`; a customer "ok" while the agent talks starts no turn, and an agent span
+  under `BACKCHANNEL` s or inside the customer's turn answers none;
 - *sentiment* start/end: the mean score (p(positive) - p(negative)) of a channel's first and
   last `SENTIMENT_SPAN` utterances the sentiment model read.
 """
@@ -29,6 +30,7 @@ from typing import Any
 JOIN_GAP = 0.5  # seconds between two words of one utterance still counted as talking
 INTERRUPTION_OVERLAP = 0.5  # seconds of overlap for a start to count as an interruption
 SENTIMENT_SPAN = 3  # utterances averaged for a channel's starting and ending sentiment
+BACKCHANNEL = 1.0  # seconds: an agent span shorter than this ("mm-hmm") answers no turn
 
 Span = tuple[float, float]
 
@@ -93,6 +95,10 @@ class CallAnalytics:
     channels: tuple[str, ...]
     _utterances: dict[tuple[str, int], _Utterance] = field(default_factory=dict)
     _sentiment: dict[tuple[str, int], tuple[float, float]] = field(default_factory=dict)
+    # as of the last `summary` (what a once-a-second check reads without recomputing)
+    longest_silence: Span = (0.0, 0.0)
+    overtalk: float = 0.0
+    talk_end: float = 0.0  # where the latest final ended
 
     def add_final(
         self,
@@ -108,6 +114,7 @@ class CallAnalytics:
         timed = tuple((float(_get(w, "start")), float(_get(w, "end"))) for w in words)
         count = len(timed) if timed else len(text.split())
         self._utterances[(channel, utterance)] = _Utterance(channel, start, end, timed, count)
+        self.talk_end = max(self.talk_end, end)
 
     def add_sentiment(self, channel: str, utterance: int, score: float) -> None:
         start = self._utterances.get((channel, utterance))
@@ -128,14 +135,16 @@ class CallAnalytics:
         talk = self.talk()
         duration = max(duration, max((s[-1][1] for s in talk.values() if s), default=0.0))
         speech = merge(s for spans in talk.values() for s in spans)
-        gaps = []
+        gaps: list[Span] = []
         cursor = 0.0
         for s, e in speech:
             if s > cursor:
-                gaps.append(s - cursor)
+                gaps.append((cursor, s))
             cursor = max(cursor, e)
         if duration > cursor:
-            gaps.append(duration - cursor)
+            gaps.append((cursor, duration))
+        self.longest_silence = max(gaps, key=lambda g: g[1] - g[0], default=(0.0, 0.0))
+        self.overtalk = _overtalk(talk)
         words = {c: 0 for c in talk}
         for u in self._utterances.values():
             words[u.channel] = words.get(u.channel, 0) + u.count
@@ -143,8 +152,8 @@ class CallAnalytics:
             "duration_seconds": round(duration, 2),
             "talk_seconds": {c: round(length(s), 2) for c, s in talk.items()},
             "silence_seconds": round(max(0.0, duration - length(speech)), 2),
-            "longest_silence_seconds": round(max(gaps, default=0.0), 2),
-            "overtalk_seconds": round(_overtalk(talk), 2),
+            "longest_silence_seconds": round(self.longest_silence[1] - self.longest_silence[0], 2),
+            "overtalk_seconds": round(self.overtalk, 2),
             "interruptions": _interruptions(talk),
             "words_per_minute": {
                 c: round(words[c] / length(s) * 60, 1) if length(s) >= 1.0 else None
@@ -248,21 +257,29 @@ def _interruptions(talk: dict[str, list[Span]]) -> dict[str, int]:
 
 
 def _responses(talk: dict[str, list[Span]]) -> dict[str, float | int | None] | None:
-    """From each customer turn's end to the agent's next turn (None: no such roles)."""
+    """From the end of each customer turn to the start of the agent's answer (None: no such
+    roles). A customer "ok" while the agent talks does not start a turn; an agent
+    backchannel (under BACKCHANNEL s, or inside the customer's turn) does not answer one."""
     if "agent" not in talk or "customer" not in talk:
         return None
-    turns = sorted(
+    spans = sorted(
         [(s, e, "customer") for s, e in talk["customer"]]
         + [(s, e, "agent") for s, e in talk["agent"]]
     )
     times: list[float] = []
-    customer_end: float | None = None
-    for s, e, who in turns:
+    customer_end: float | None = None  # end of the customer turn waiting for an answer
+    agent_until = 0.0  # end of the agent's talk so far
+    for s, e, who in spans:
         if who == "customer":
+            if e <= agent_until:
+                continue  # said while the agent was talking
             customer_end = e if customer_end is None else max(customer_end, e)
-        elif customer_end is not None and e > customer_end:  # not a "mm-hmm" inside it
-            times.append(max(0.0, s - customer_end))
-            customer_end = None
+            continue
+        agent_until = max(agent_until, e)
+        if customer_end is None or e <= customer_end or e - s < BACKCHANNEL:
+            continue
+        times.append(max(0.0, s - customer_end))
+        customer_end = None
     if not times:
         return {"p50": None, "max": None, "count": 0}
     return {

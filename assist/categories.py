@@ -109,6 +109,9 @@ class CategoryMatcher:
     # utterances that met a `last_seconds` category's conditions (decided at the end)
     _late: dict[str, list[Utterance]] = field(default_factory=dict)
     _seen: set[str] = field(default_factory=set)  # absent categories whose conditions held
+    # per channel, the latest start of a final read: finals of a channel are read in order,
+    # so everything said on it before then has been read
+    _read_until: dict[str, float] = field(default_factory=dict)
 
     @property
     def timed(self) -> bool:
@@ -116,6 +119,7 @@ class CategoryMatcher:
         return any(c.per_call or (c.absent and c.first_seconds) for c in self.categories)
 
     def on_utterance(self, u: Utterance) -> list[Match]:
+        self._read_until[u.channel] = max(self._read_until.get(u.channel, 0.0), u.start)
         out = []
         for c in self.categories:
             if c.name in self.decided or c.per_call or not c.holds(u):
@@ -147,12 +151,23 @@ class CategoryMatcher:
             elif c.overtalk_over is not None:
                 if overtalk > c.overtalk_over:
                     out.append(self._match(c, c.channel, 0.0, now))
-            elif c.absent and c.first_seconds is not None and now >= c.first_seconds:
+            elif c.absent and c.first_seconds is not None and self._read_past(c, now):
                 if c.name not in self._seen:
                     out.append(self._match(c, c.channel, 0.0, c.first_seconds))
                 else:
                     self.decided.add(c.name)  # decided: it was said; never matches
         return out
+
+    def _read_past(self, c: Category, now: float) -> bool:
+        """Whether the first `c.first_seconds` of the call have been read on the channels `c`
+        watches: the call is past them, and a final that started after them was read there
+        (speech is read seconds after it is said: a disclosure begun at 57 s must count).
+        A channel that never speaks again is decided at the end of the call."""
+        assert c.first_seconds is not None
+        if now < c.first_seconds:
+            return False
+        channels = [c.channel] if c.channel else list(self._read_until) or [""]
+        return all(self._read_until.get(ch, -1.0) > c.first_seconds for ch in channels)
 
     def on_end(
         self, duration: float, longest_silence: tuple[float, float], overtalk: float

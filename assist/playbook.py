@@ -29,6 +29,7 @@ problem as `file: path: problem`.
 from __future__ import annotations
 
 import functools
+import math
 import re
 import string
 from collections.abc import Mapping
@@ -636,7 +637,7 @@ def _scorecard(
         w = f"scorecard[{i}] ({ident})"
         values: dict[str, Any] = {"id": ident, "label": c.text(d.get("label"), f"{w}.label")}
         weight = d.get("weight", 1)
-        if isinstance(weight, bool) or not isinstance(weight, int | float) or not weight > 0:
+        if not _number(weight) or not weight > 0:
             c.fail(f"{w}.weight", "must be a number > 0")
         else:
             values["weight"] = float(weight)
@@ -657,7 +658,7 @@ def _scorecard(
                 v = d[key]
                 if "figure" not in d:
                     c.fail(f"{w}.{key}", "goes with figure")
-                elif isinstance(v, bool) or not isinstance(v, int | float):
+                elif not _number(v):
                     c.fail(f"{w}.{key}", "must be a number")
                 else:
                     values[key] = float(v)
@@ -665,6 +666,11 @@ def _scorecard(
             c.fail(w, "a figure needs at_least and/or at_most")
         out.append(ScoreItem(**values))
     return tuple(out)
+
+
+def _number(value: Any) -> bool:
+    """A finite int or float (YAML's .inf and .nan are not)."""
+    return not isinstance(value, bool) and isinstance(value, int | float) and math.isfinite(value)
 
 
 SEVERITIES = ("info", "warning", "critical")
@@ -715,14 +721,14 @@ def _categories(c: _Checker, raw: list[Any], intent_ids: set[str]) -> tuple[Cate
             c.refs(values["entities"], set(KINDS), "entity kind", f"{w}.entities")
         if "sentiment_below" in d:
             v = d["sentiment_below"]
-            if isinstance(v, bool) or not isinstance(v, int | float) or not -1 < v <= 1:
+            if not _number(v) or not -1 < v <= 1:
                 c.fail(f"{w}.sentiment_below", "must be a number in (-1, 1] (a sentiment score)")
             else:
                 values["sentiment_below"] = float(v)
         for key in ("first_seconds", "last_seconds", "silence_over", "overtalk_over"):
             if key in d:
                 v = d[key]
-                if isinstance(v, bool) or not isinstance(v, int | float) or not v > 0:
+                if not _number(v) or not v > 0:
                     c.fail(f"{w}.{key}", "must be a number of seconds > 0")
                 else:
                     values[key] = float(v)

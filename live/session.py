@@ -569,6 +569,7 @@ class CallSession:
         self._analytics_sent = 0.0  # monotonic time of the last `call.analytics`
         self._analytics_timer: asyncio.TimerHandle | None = None
         self._category_timer: asyncio.TimerHandle | None = None
+        self._figures: dict[str, Any] | None = None  # of the last `call.analytics`
         if services.assist is not None:
             agent = self.metadata.get("agent_name") or self.metadata.get("agent") or ""
             self.assist_state = CallAssist(
@@ -690,7 +691,7 @@ class CallSession:
     def live_summary(self) -> dict[str, Any]:
         """What the wallboard shows for this call."""
         state = self.assist_state
-        figures = self.analytics.summary(self.audio_seconds)
+        figures = self._figures or {"talk_seconds": {}, "overtalk_seconds": 0.0}
         customer = state.customer if state is not None else None
         agent = self.metadata.get("agent_name") or self.metadata.get("agent") or ""
         return {
@@ -958,9 +959,15 @@ class CallSession:
         gone = self.services.sessions.get(self.call_id) is not self  # (start failed)
         if self.finished or self.assist_state is None or gone:
             return
+        # the figures as of the last `call.analytics` (they change with finals only), and the
+        # silence going on now: no recomputation every second
         now = self.audio_seconds
-        silence, overtalk = self.analytics.silence_and_overtalk(now, self.last_heard)
-        for event in self.assist_state.on_time(now, silence, overtalk):
+        analytics = self.analytics
+        silence = analytics.longest_silence
+        since = max(analytics.talk_end, self.last_heard)
+        if now - since > silence[1] - silence[0]:
+            silence = (since, now)
+        for event in self.assist_state.on_time(now, silence, analytics.overtalk):
             self.publish(event)
         self._category_timer = asyncio.get_running_loop().call_later(
             CATEGORY_TICK, self._categories_tick
@@ -973,7 +980,7 @@ class CallSession:
 
     def _publish_analytics(self) -> None:
         self._analytics_sent = time.monotonic()
-        figures = self.analytics.summary(self.audio_seconds)
+        figures = self._figures = self.analytics.summary(self.audio_seconds)
         self.publish(
             CallAnalyticsEvent(
                 call_id=self.call_id,

@@ -38,7 +38,7 @@ from store.calls import CallStore
 
 log = logging.getLogger("callcue.webhooks")
 
-EVENTS = ("call.started", "call.ended", "category.matched", "alert", "call.scored")
+EVENTS = ("call.started", "call.ended", "category.matched", "alert", "call.scored", "call.wrapup")
 NOT_YET: dict[str, str] = {}  # event types named by the design but not sent yet: why
 MAX_WEBHOOKS = 20
 TIMEOUT = 10.0  # seconds a receiver has to answer one delivery
@@ -92,6 +92,8 @@ def parse_webhooks(text: str) -> tuple[Webhook, ...]:
         if not isinstance(events, list) or not events:
             raise ValueError(f"{where}.events: must be a list of event types: {', '.join(EVENTS)}")
         for name in events:
+            if not isinstance(name, str):
+                raise ValueError(f"{where}.events: {name!r} is not an event type")
             if name in NOT_YET:
                 raise ValueError(f"{where}.events: {name} is not sent yet ({NOT_YET[name]})")
             if name not in EVENTS:
@@ -112,6 +114,12 @@ def _read_secret(path: Any, where: str) -> str:
     if len(lines) != 1:
         raise ValueError(f"{where}.secret_file: {path} must hold the secret on one line")
     return lines[0]
+
+
+def shown(url: str) -> str:
+    """A webhook URL as logs show it: scheme and host (its path may hold a token)."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
 
 
 def sign(secret: str, body: bytes, timestamp: int) -> str:
@@ -196,29 +204,31 @@ class WebhookSender:
     def _attempt(self, row: dict[str, Any]) -> tuple[str, str, str, float]:
         """(id, status, error, next attempt) for one try of one delivery."""
         hook = self.hooks.get(row["url"])
-        if hook is None:
-            return row["id"], "failed", "this webhook is no longer configured", 0.0
-        body = row["body"].encode()
-        headers = {
-            "Content-Type": "application/json",
-            "User-Agent": "callcue-webhooks/1",
-            "Callcue-Signature": sign(hook.secret, body, int(time.time())),
-        }
-        try:
-            status = self.post(hook.url, body, headers)
-            error = "" if 200 <= status < 300 else f"HTTP {status}"
-        except Exception as exc:
-            error = f"{type(exc).__name__}: {exc}"[:300]
-        if not error:
-            return row["id"], "delivered", "", 0.0
+        where = shown(row["url"])
+        if hook is None:  # (another node's configuration, or one being rolled out: retried)
+            error = "this webhook is not configured on this node"
+        else:
+            body = row["body"].encode()
+            headers = {
+                "Content-Type": "application/json",
+                "User-Agent": "callcue-webhooks/1",
+                "Callcue-Signature": sign(hook.secret, body, int(time.time())),
+            }
+            try:
+                status = self.post(hook.url, body, headers)
+                error = "" if 200 <= status < 300 else f"HTTP {status}"
+            except Exception as exc:
+                error = f"{type(exc).__name__}: {exc}"[:300]
+            if not error:
+                return row["id"], "delivered", "", 0.0
         now = time.time()
         if now - row["created"] >= self.give_up_seconds:
-            log.error("webhook %s: gave up on delivery %s (%s)", hook.url, row["id"], error)
+            log.error("webhook %s: gave up on delivery %s (%s)", where, row["id"], error)
             return row["id"], "failed", error, 0.0
         delay = min(MAX_BACKOFF, self.retry_seconds * 2 ** int(row["attempts"]))
         log.warning(
             "webhook %s: delivery %s failed (%s); retried in %.0f s",
-            hook.url,
+            where,
             row["id"],
             error,
             delay,

@@ -12,7 +12,7 @@ from cluster.node import Cluster, ClusterOptions
 from live.hub import EventHub
 from live.metrics import Metrics
 from live.session import Services
-from live.webhooks import WebhookSender, parse_webhooks
+from live.webhooks import WebhookSender, parse_webhooks, shown
 from models.remote import RemoteScheduler
 from models.revise import Reviser, RevisionOptions
 from models.scheduler import RecognitionScheduler
@@ -144,7 +144,7 @@ def load_services(
     )
     if sender is not None:
         sender.start()
-        log.info("webhooks: %d receivers (%s)", len(hooks), ", ".join(h.url for h in hooks))
+        log.info("webhooks: %d receivers (%s)", len(hooks), ", ".join(shown(h.url) for h in hooks))
     if node is not None:  # the cluster hands calls to this node's sessions
         node.attach(services.store, services.sessions)
     return services

@@ -16,6 +16,7 @@ search, auto-increment) live in `_Dialect`.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import logging
@@ -23,7 +24,6 @@ import re
 import sqlite3
 import threading
 import time
-import uuid
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -540,10 +540,9 @@ class CallStore:
         last: dict[str, int] = {}
         with self._transaction():
             for event in events:
-                if event.type in STORED_EVENTS:
-                    self._record_one(event)
-                    if self.webhooks:
-                        self._queue_deliveries(event)
+                # (an event written before, whose commit's answer was lost: applied once)
+                if event.type in STORED_EVENTS and self._record_one(event) and self.webhooks:
+                    self._queue_deliveries(event)
                 last[event.call_id] = max(last.get(event.call_id, 0), event.seq)
             for call_id, seq in last.items():
                 self._conn.execute(
@@ -551,7 +550,8 @@ class CallStore:
                     (seq, call_id, seq),
                 )
 
-    def _record_one(self, event: Event) -> None:
+    def _record_one(self, event: Event) -> bool:
+        """Write one event and what it changes; False: it was stored already (nothing done)."""
         call_id = event.call_id
         data = event.to_dict()
         if event.type == "call.started":
@@ -577,14 +577,17 @@ class CallStore:
                     getattr(event, "owner", ""),
                 ),
             )
-        self._conn.execute(
+        cursor = self._conn.execute(
             self.dialect.sql(
                 "INSERT INTO events (call_id, seq, type, ts, data) VALUES (?, ?, ?, ?, ?) "
                 "ON CONFLICT (call_id, seq) DO NOTHING"
             ),
             (call_id, event.seq, event.type, event.ts, json.dumps(data, ensure_ascii=False)),
         )
+        if cursor.rowcount == 0:
+            return False
         self._apply(event.type, data)
+        return True
 
     def _apply(self, kind: str, data: dict[str, Any]) -> None:
         call_id = data["call_id"]
@@ -742,24 +745,38 @@ class CallStore:
                     "scorecard": scored[-1]["items"] if scored else None,
                     "disposition": call["wrapup"] if call["wrapup"]["disposition"] else None,
                 }
-        now = time.time()
         for url in urls:
-            ident = "d_" + uuid.uuid4().hex
-            body = {
-                "id": ident,
-                "type": event.type,
-                "call_id": event.call_id,
-                "created_at": now_iso(),
-                "data": event.to_dict(),
-                **extra,
-            }
-            self._conn.execute(
-                self.dialect.sql(
-                    "INSERT INTO webhook_deliveries (id, url, type, call_id, created, body, "
-                    "next_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
-                ),
-                (ident, url, event.type, event.call_id, now, json.dumps(body), now),
-            )
+            data = event.to_dict()
+            self._insert_delivery(url, event.type, event.call_id, str(event.seq), data, extra)
+
+    def _insert_delivery(
+        self,
+        url: str,
+        kind: str,
+        call_id: str,
+        key: str,
+        data: dict[str, Any],
+        extra: dict[str, Any],
+    ) -> None:
+        """(in a transaction) One delivery; its id is the same however often it is written
+        (an event written again after a lost commit answer is not delivered twice)."""
+        ident = "d_" + hashlib.sha256(f"{url}\n{call_id}\n{key}".encode()).hexdigest()[:32]
+        now = time.time()
+        body = {
+            "id": ident,
+            "type": kind,
+            "call_id": call_id,
+            "created_at": now_iso(),
+            "data": data,
+            **extra,
+        }
+        self._conn.execute(
+            self.dialect.sql(
+                "INSERT INTO webhook_deliveries (id, url, type, call_id, created, body, "
+                "next_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING"
+            ),
+            (ident, url, kind, call_id, now, json.dumps(body), now),
+        )
 
     def claim_deliveries(self, now: float, limit: int, lease: float) -> list[dict[str, Any]]:
         """Deliveries due at `now`, each claimed for `lease` seconds (another node sharing
@@ -819,14 +836,21 @@ class CallStore:
         choices = {c["id"]: c["label"] for c in json.loads(rows[-1]["data"])["choices"]}
         if disposition not in choices:
             raise KeyError(f"no disposition {disposition!r} (choices: {', '.join(choices)})")
-        self._execute(
-            "UPDATE calls SET disposition = ?, disposition_label = ?, note = ?, wrapup_by = ?, "
-            "wrapup_at = ? WHERE id = ?",
-            (disposition, choices[disposition], note, by, now_iso(), call_id),
-        )
-        call = self.get_call(call_id)
-        assert call is not None
-        return dict(call["wrapup"])
+        at = now_iso()
+        saved = {"disposition": disposition, "label": choices[disposition], "note": note}
+        with self._transaction():
+            self._conn.execute(
+                self.dialect.sql(
+                    "UPDATE calls SET disposition = ?, disposition_label = ?, note = ?, "
+                    "wrapup_by = ?, wrapup_at = ? WHERE id = ?"
+                ),
+                (disposition, choices[disposition], note, by, at, call_id),
+            )
+            data = {"type": "call.wrapup", "call_id": call_id, **saved, "by": by, "at": at}
+            for url, types in self.webhooks.items():  # the CRM hears the agent's answer too
+                if "call.wrapup" in types:
+                    self._insert_delivery(url, "call.wrapup", call_id, f"saved {at}", data, {})
+        return {**saved, "by": by, "at": at}
 
     # ------------------------------------------------------------------ scorecards
     def scorecard(self, call_id: str) -> dict[str, Any] | None:
@@ -989,7 +1013,8 @@ class CallStore:
     ) -> list[dict[str, Any]]:
         rows = query(
             "SELECT channel, utterance, seq, start_s, end_s, text, words, confidence, language, "
-            "live_text FROM utterances WHERE call_id = ? ORDER BY segment, start_s, channel",
+            "live_text, segment FROM utterances WHERE call_id = ? ORDER BY segment, start_s, "
+            "channel",
             (call_id,),
         )
         return [
@@ -1003,6 +1028,7 @@ class CallStore:
                 "words": json.loads(r["words"]),
                 "confidence": r["confidence"],
                 "language": r["language"],
+                "segment": r["segment"],  # 1, then +1 each time the call id was resumed
                 # what the live final said, where a revision changed it (else absent)
                 **({"live_text": r["live_text"]} if r["live_text"] is not None else {}),
             }
@@ -1093,10 +1119,14 @@ class CallStore:
             ).fetchall()
             if live:
                 return False
-            for table in ("utterances", "events", "reviews", "recordings"):
+            for table in ("utterances", "events", "reviews", "recordings", "score_overrides"):
                 self._conn.execute(
                     self.dialect.sql(f"DELETE FROM {table} WHERE call_id = ?"), (call_id,)
                 )
+            # its webhook deliveries hold its data too: not sent after it is deleted
+            self._conn.execute(
+                self.dialect.sql("DELETE FROM webhook_deliveries WHERE call_id = ?"), (call_id,)
+            )
             cursor = self._conn.execute(
                 self.dialect.sql("DELETE FROM calls WHERE id = ?"), (call_id,)
             )

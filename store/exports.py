@@ -107,10 +107,15 @@ def analytics(
     categories it matched, and the `timeline` of who talked when, overtalk and silences the
     QA page draws."""
     figures = CallAnalytics(tuple(call.get("channels") or ()))
+    # a resumed call restarts its clock and utterance numbers: the figures are its last part's
+    last = max((u.get("segment", 1) for u in utterances), default=1)
+    utterances = [u for u in utterances if u.get("segment", 1) == last]
+    since = min((u["seq"] for u in utterances), default=0)
     for u in utterances:
         figures.add_final(u["channel"], u["utterance"], u["start"], u["end"], u["words"], u["text"])
     for event in events:
-        if event["type"] == "sentiment" and event.get("label"):  # "": not read (language)
+        if event["type"] == "sentiment" and event.get("label") and event["seq"] > since:
+            # ("" label: not read, another language)
             figures.add_sentiment(event["channel"], event["utterance"], float(event["score"]))
     duration = float(call.get("duration") or 0.0)
     keep = ("name", "label", "channel", "start", "end", "text", "utterance", "absent")

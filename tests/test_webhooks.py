@@ -19,7 +19,7 @@ import pytest
 from audio.files import CallAudio, load_call_audio
 from benchmarks.server import ServerProcess
 from clients.native import stream_call
-from live.webhooks import parse_webhooks, sign, verify
+from live.webhooks import parse_webhooks, shown, sign, verify
 from service.settings import Settings, SettingsError
 from tests.conftest import AUDIO, fresh_postgres, postgres_url
 
@@ -44,6 +44,7 @@ def hook(**fields: Any) -> str:
         (hook(events=["nope"]), "unknown 'nope'"),
         (hook(secret=None, secret_file="/nonexistent"), "[0].secret_file: cannot read"),
         (hook(x=1), "[0]: unknown key 'x'"),
+        (hook(events=[["alert"]]), "[0].events: ['alert'] is not an event type"),
     ],
 )
 def test_bad_configuration_names_the_entry_and_field(value: str, problem: str) -> None:
@@ -63,6 +64,12 @@ def test_secret_from_a_file(tmp_path: Any) -> None:
         )
     )
     assert hook.secret == SECRET and hook.events == {"alert"}
+
+
+def test_logs_show_a_webhook_by_scheme_and_host_only() -> None:
+    assert shown("https://user:pw@crm.example.com:8443/hooks/t0ken?k=1") == (
+        "https://crm.example.com:8443"
+    )
 
 
 def test_signature_is_an_hmac_of_time_and_body() -> None:
@@ -139,7 +146,7 @@ def test_deliveries_survive_failures_and_a_restart(
         if base is None:
             pytest.skip("no PostgreSQL: set CALLCUE_TEST_DATABASE_URL (.ci/run does)")
         url = fresh_postgres(base)
-    events = ["call.started", "call.ended", "category.matched"]
+    events = ["call.started", "call.ended", "category.matched", "call.wrapup"]
     env = {
         "CALLCUE_DATABASE_URL": url,
         "CALLCUE_WEBHOOKS": json.dumps([{"url": receiver.url, "secret": SECRET, "events": events}]),
@@ -182,6 +189,22 @@ def test_deliveries_survive_failures_and_a_restart(
         assert metric(server, 'callcue_webhook_deliveries_total{outcome="delivered"}') >= len(
             failed
         )
+        # the agent saves the wrap-up: the CRM hears that too
+        predicted = next(b for _, b in delivered if b["type"] == "call.wrapup")["data"]
+        save = {"disposition": predicted["disposition"], "note": "done", "by": "tester"}
+        request = urllib.request.Request(
+            server.http + "/v1/calls/wh-1/wrapup",
+            data=json.dumps(save).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert response.status == 200
+        receiver.wait(
+            lambda seen: any(b["data"].get("by") == "tester" for _, b, s in seen if s == 200)
+        )
+        saved = next(b for _, b, _ in receiver.seen() if b["data"].get("by") == "tester")
+        assert saved["type"] == "call.wrapup" and saved["data"]["note"] == "done"
     finally:
         server.stop()
 

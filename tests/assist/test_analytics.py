@@ -99,3 +99,17 @@ def test_timeline_marks_talk_overtalk_and_silences() -> None:
     assert timeline["talk"]["agent"] == [[0.0, 4.0], [7.0, 7.4], [9.5, 12.0], [18.0, 20.0]]
     assert timeline["overtalk"] == [[7.0, 7.4], [9.5, 10.0]]
     assert timeline["silences"] == [[12.0, 15.0], [16.0, 18.0], [20.0, 22.0]]  # 4-5: under 2 s
+
+
+def test_backchannels_neither_start_nor_answer_a_turn() -> None:
+    calls = CallAnalytics(("customer", "agent"))
+    calls.add_final("agent", 1, 0.0, 10.0, words((0.0, 10.0)), "a long explanation")
+    calls.add_final("customer", 1, 9.0, 9.3, words((9.0, 9.3)), "ok")  # while the agent talks
+    calls.add_final("agent", 2, 10.6, 14.0, words((10.6, 14.0)), "and so")
+    calls.add_final("customer", 2, 15.0, 18.0, words((15.0, 18.0)), "I see, but")
+    calls.add_final("agent", 3, 18.5, 18.8, words((18.5, 18.8)), "mm-hmm")  # in a pause
+    calls.add_final("customer", 3, 19.0, 22.0, words((19.0, 22.0)), "what about")
+    calls.add_final("agent", 4, 23.5, 26.0, words((23.5, 26.0)), "that is")
+    response = calls.summary(26.0)["agent_response_seconds"]
+    # one customer turn (15-22, the "mm-hmm" inside it) answered 1.5 s after it ended
+    assert response == {"p50": 1.5, "max": 1.5, "count": 1}

@@ -75,7 +75,10 @@ def test_not_said_in_the_first_seconds_is_decided_when_they_are_over() -> None:
     assert matcher.timed
     assert matcher.on_utterance(said("hi, how can I help", channel="agent", start=2.0)) == []
     assert matcher.on_time(29.0, (0.0, 0.0), 0.0) == []  # not over yet
-    [match] = matcher.on_time(30.5, (0.0, 0.0), 0.0)
+    # over, but what the agent said around 30 s is still being read: not decided yet
+    assert matcher.on_time(30.5, (0.0, 0.0), 0.0) == []
+    matcher.on_utterance(said("let me check", channel="agent", start=33.0, end=35.0, n=2))
+    [match] = matcher.on_time(36.0, (0.0, 0.0), 0.0)
     assert (match.start, match.end, match.utterance, match.text) == (0.0, 30.0, None, "")
     # ... and one that was said in time never matches
     kept = CategoryMatcher([missing])

@@ -232,8 +232,11 @@ def test_categories_match_from_what_the_models_read(call: CallAssist) -> None:
     alerts = [a for a in of(events, "alert") if a["code"] == "category"]
     assert alerts and alerts[0]["severity"] == "warning"
     assert "Cancel risk" in alerts[0]["message"]
-    # the shipped playbook's disclosure was never given in the first 60 s
-    [missing] = [e.to_dict() for e in call.on_time(61.0, (20.0, 25.0), 0.0)]
+    # the shipped playbook's disclosure was never given in the first 60 s: decided once the
+    # agent's speech after them has been read
+    assert call.on_time(61.0, (20.0, 25.0), 0.0) == []
+    say(call, "agent", "Let me look into that for you.", at=62.0)
+    [missing] = [e.to_dict() for e in call.on_time(63.0, (20.0, 25.0), 0.0)]
     assert (missing["name"], missing["absent"], missing["end"]) == (
         "no_early_disclosure",
         True,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +78,11 @@ def test_the_shipped_scorecard_parses() -> None:
         ({"id": "x", "label": "X", "figure": "overtalk_seconds"}, "needs at_least and/or at_most"),
         ({"id": "x", "label": "X", "checklist": "recap", "at_most": 2}, "at_most: goes with"),
         ({"id": "x", "label": "X", "checklist": "recap", "weight": 0}, "(x).weight: must be"),
+        ({"id": "x", "label": "X", "checklist": "recap", "weight": math.inf}, "(x).weight"),
+        (
+            {"id": "x", "label": "X", "figure": "overtalk_seconds", "at_most": math.nan},
+            "(x).at_most: must be a number",
+        ),
         (
             {"id": "x", "label": "X", "checklist": "recap", "category": "cancel_risk"},
             "needs exactly one of category, no_category, checklist, figure (has 2)",
