@@ -54,6 +54,7 @@ from benchmarks.common import DATA, RESULTS, percentile, write_result
 from benchmarks.latency import PAIR, Measured, Sampler, Workload, measure
 from benchmarks.server import ServerProcess
 from clients.native import StreamResult, encode_frames, stream_call
+from store.calls import STORED_EVENTS
 
 CHANNELS = ["customer", "agent"]
 WORKLOAD = "aws_auto_repairs_40 (2ch, looped)"
@@ -538,7 +539,8 @@ class Soak:
             checks["finals_lost"] = len(finals)
             return checks
         by_seq = {u["seq"]: u for u in stored}
-        shown = {e["seq"] for e in events if "seq" in e and e.get("type") != "transcript.partial"}
+        # every event a screen saw that the store keeps (not partials, not call.analytics)
+        shown = {e["seq"] for e in events if "seq" in e and e.get("type") in STORED_EVENTS}
         kept = {e["seq"] for e in stored_events}
         checks.update(
             stored=True,

@@ -239,14 +239,9 @@ def api_routes(
         call_id = request.path_params["call_id"]
         await run_in_threadpool(found, call_id)
         card = await run_in_threadpool(store.scorecard, call_id)
-        if card is None:
-            raise BadRequest(
-                f"call {call_id!r} has no scorecard (the playbook has none, or the call has "
-                "not ended)",
-                404,
-                "not_scored",
-            )
-        return JSONResponse({"call_id": call_id, **card})
+        if card is None:  # the playbook has no scorecard, or the call has not ended
+            card = {"automatic_score": None, "score": None, "items": []}
+        return JSONResponse({"call_id": call_id, "scored": bool(card["items"]), **card})
 
     @guarded(authorizer, REVIEW, "review calls")
     async def override_scorecard(request: Request, principal: Principal) -> Response:

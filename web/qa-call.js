@@ -337,7 +337,7 @@
   // ------------------------------------------------------------------ automatic scorecard
   // Each item's automatic answer and why; a reviewer may override it (kept beside it).
   function renderAutoScore(card) {
-    if (!card || !card.items) return;
+    if (!card || !card.items || !card.items.length) return; // not scored
     const mark = (passed) => passed === null || passed === undefined
       ? el("span", { class: "muted", title: "not answerable on this call" }, "–")
       : el("span", { class: passed ? "mood-pos" : "mood-neg" }, passed ? "✓" : "✗");
