@@ -39,6 +39,9 @@ from store.exports import analytics, summary
 log = logging.getLogger("callcue.store")
 
 # events kept: everything but partials (which a final replaces)
+# `_rows` (inside a write, seeing it) or `_read` (the reader connection)
+Query = Callable[[str, Sequence[Any]], list[dict[str, Any]]]
+
 USED = ("accepted", "copied", "done")  # feedback that counts as a suggestion used
 
 STORED_EVENTS = frozenset(
@@ -665,12 +668,14 @@ class CallStore:
                 sum(1 for i in items if i.get("done")),
                 len(items),
             )
-        elif kind == "call.scored":
-            update("UPDATE calls SET score = ? WHERE id = ?", data["score"])
-        elif kind == "call.wrapup":
+        elif kind == "call.scored":  # (a resumed call's overrides still count)
+            card = self.scorecard(call_id, self._rows)
+            update("UPDATE calls SET score = ? WHERE id = ?", card["score"] if card else None)
+        elif kind == "call.wrapup":  # a prediction never replaces what an agent saved
             update(
                 "UPDATE calls SET disposition = ?, disposition_label = ?, note = ?, "
-                "wrapup_by = 'predicted', wrapup_at = ? WHERE id = ?",
+                "wrapup_by = 'predicted', wrapup_at = ? WHERE id = ? "
+                "AND wrapup_by IN ('', 'predicted')",
                 data["disposition"],
                 data["label"],
                 data["note"],
@@ -853,10 +858,16 @@ class CallStore:
         return {**saved, "by": by, "at": at}
 
     # ------------------------------------------------------------------ scorecards
-    def scorecard(self, call_id: str) -> dict[str, Any] | None:
+    def scorecard(
+        self,
+        call_id: str,
+        query: Callable[[str, Sequence[Any]], list[dict[str, Any]]] | None = None,
+    ) -> dict[str, Any] | None:
         """The call's automatic scorecard with reviewers' overrides beside each item (None:
-        the call was not scored: its playbook has no scorecard, or it has not ended)."""
-        scored = self._read(
+        the call was not scored: its playbook has no scorecard, or it has not ended).
+        `query`: `_rows` inside a write (it sees that write), else the reader."""
+        query = query or self._read
+        scored = query(
             "SELECT data FROM events WHERE call_id = ? AND type = 'call.scored' ORDER BY seq",
             (call_id,),
         )
@@ -869,7 +880,7 @@ class CallStore:
                 "reviewer": r["reviewer"],
                 "at": r["created_at"],
             }
-            for r in self._read(
+            for r in query(
                 "SELECT item, passed, note, reviewer, created_at FROM score_overrides "
                 "WHERE call_id = ?",
                 (call_id,),
@@ -888,7 +899,7 @@ class CallStore:
         if item not in {i["id"] for i in card["items"]}:
             known = ", ".join(i["id"] for i in card["items"])
             raise KeyError(f"the scorecard has no item {item!r} (items: {known})")
-        with self._transaction():
+        with self._transaction():  # (one at a time: the score follows every override)
             self._conn.execute(
                 self.dialect.sql(
                     "INSERT INTO score_overrides (call_id, item, passed, note, reviewer, "
@@ -898,9 +909,12 @@ class CallStore:
                 ),
                 (call_id, item, passed, note, reviewer, now_iso()),
             )
-        card = self.scorecard(call_id)
-        assert card is not None
-        self._execute("UPDATE calls SET score = ? WHERE id = ?", (card["score"], call_id))
+            card = self.scorecard(call_id, self._rows)
+            assert card is not None
+            self._conn.execute(
+                self.dialect.sql("UPDATE calls SET score = ? WHERE id = ?"),
+                (card["score"], call_id),
+            )
         return card
 
     def agents(self, date_from: str = "", date_to: str = "") -> list[dict[str, Any]]:
@@ -1008,9 +1022,7 @@ class CallStore:
     def utterances(self, call_id: str) -> list[dict[str, Any]]:
         return self._utterance_rows(call_id, self._read)
 
-    def _utterance_rows(
-        self, call_id: str, query: Callable[[str, Sequence[Any]], list[dict[str, Any]]]
-    ) -> list[dict[str, Any]]:
+    def _utterance_rows(self, call_id: str, query: Query) -> list[dict[str, Any]]:
         rows = query(
             "SELECT channel, utterance, seq, start_s, end_s, text, words, confidence, language, "
             "live_text, segment FROM utterances WHERE call_id = ? ORDER BY segment, start_s, "

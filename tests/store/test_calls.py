@@ -508,3 +508,45 @@ def test_an_event_the_database_refuses_does_not_hold_up_the_rest(store_url: str)
     assert writer.dropped == 1 and not writer.pending
     writer.close()
     store.close()
+
+
+def test_a_resumed_call_keeps_the_agents_wrapup_and_the_overrides(store_url: str) -> None:
+    from assist.events import CallScored, CallWrapup
+
+    store = CallStore(store_url)
+    hub = EventHub()
+
+    def segment(seq_base: int, passed: bool) -> None:
+        hub.open("r-1", base=seq_base)
+        for event in (
+            CallStarted(call_id="r-1", channels=("customer", "agent"), metadata={"agent": "a"}),
+            CallScored(
+                call_id="r-1",
+                score=100.0 if passed else 0.0,
+                items=({"id": "recap", "label": "Recap", "weight": 1.0, "passed": passed},),
+            ),
+            CallWrapup(
+                call_id="r-1",
+                disposition="general",
+                label="General",
+                reason="",
+                note="predicted",
+                choices=({"id": "general", "label": "General"}, {"id": "refund", "label": "R"}),
+            ),
+            CallEnded(call_id="r-1", reason="disconnect", duration=5.0),
+        ):
+            store.record(hub.publish(event))
+        hub.end("r-1")
+
+    segment(0, passed=False)
+    store.override_score("r-1", "recap", True, "it was said", "qa")
+    store.save_wrapup("r-1", "refund", "the agent's note", "agent")
+    assert store.get_call("r-1")["score"] == 100.0
+    segment(store.last_seq("r-1"), passed=False)  # the call id resumed, scored again
+    call = store.get_call("r-1")
+    assert call["wrapup"]["disposition"] == "refund" and call["wrapup"]["by"] == "agent"
+    assert call["wrapup"]["note"] == "the agent's note"
+    assert call["score"] == 100.0  # the override still counts
+    card = store.scorecard("r-1")
+    store.close()
+    assert card is not None and card["automatic_score"] == 0.0 and card["score"] == 100.0
