@@ -69,6 +69,14 @@ def guarded(
     return wrap
 
 
+async def json_body(request: Request) -> Any:
+    """The request's JSON body; BadRequest names what is wrong with it."""
+    try:
+        return await request.json()
+    except (ValueError, RecursionError) as exc:
+        raise BadRequest(f"the body must be JSON ({exc})") from exc
+
+
 def not_by_link(principal: Principal, what: str) -> None:
     """A call link opens one call's screen, transcript and summary, nothing of its QA."""
     if principal.call_id is not None:
@@ -219,10 +227,7 @@ def api_routes(
     async def add_review(request: Request, principal: Principal) -> Response:
         call_id = request.path_params["call_id"]
         await run_in_threadpool(found, call_id)
-        try:
-            body = await request.json()
-        except (ValueError, RecursionError) as exc:
-            raise BadRequest(f"the body must be JSON ({exc})") from exc
+        body = await json_body(request)
         scores, comments, reviewer = _review_body(body)
         review = await run_in_threadpool(
             store.add_review,
@@ -247,10 +252,7 @@ def api_routes(
     async def override_scorecard(request: Request, principal: Principal) -> Response:
         call_id = request.path_params["call_id"]
         await run_in_threadpool(found, call_id)
-        try:
-            body = await request.json()
-        except (ValueError, RecursionError) as exc:
-            raise BadRequest(f"the body must be JSON ({exc})") from exc
+        body = await json_body(request)
         if not isinstance(body, dict) or set(body) - {"item", "passed", "note", "reviewer"}:
             raise BadRequest(
                 'the body must be {"item": ID, "passed": true|false, "note": "...", '
@@ -286,10 +288,7 @@ def api_routes(
             raise BadRequest(
                 f"call {call_id!r} is still live: wrap up after it ends", 409, "conflict"
             )
-        try:
-            body = await request.json()
-        except (ValueError, RecursionError) as exc:
-            raise BadRequest(f"the body must be JSON ({exc})") from exc
+        body = await json_body(request)
         if not isinstance(body, dict) or set(body) - {"disposition", "note", "by"}:
             raise BadRequest('the body must be {"disposition": ID, "note": "...", "by": "..."}')
         disposition, note, by = body.get("disposition"), body.get("note", ""), body.get("by", "")
