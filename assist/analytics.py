@@ -185,22 +185,6 @@ class CallAnalytics:
             "silences": rounded(silences),
         }
 
-    def silence_and_overtalk(self, now: float, heard: float = 0.0) -> tuple[Span, float]:
-        """The longest silence so far as a span (one still going on at `now` included: nobody
-        has been heard since `heard` or the last word) and the seconds of overtalk."""
-        talk = self.talk()
-        speech = merge(s for spans in talk.values() for s in spans)
-        longest: Span = (0.0, 0.0)
-        cursor = 0.0
-        for s, e in speech:
-            if s - cursor > longest[1] - longest[0]:
-                longest = (cursor, s)
-            cursor = max(cursor, e)
-        since = max(cursor, heard)  # nobody heard since then
-        if now - since > longest[1] - longest[0]:
-            longest = (since, now)
-        return longest, _overtalk(talk)
-
     def _sentiment_summary(self) -> dict[str, float]:
         out: dict[str, float] = {}
         for channel in self.channels:

@@ -842,11 +842,14 @@ class CallSession:
         if self._category_timer is not None:
             self._category_timer.cancel()
             self._category_timer = None
+        figures = self.analytics.summary(self.audio_seconds)  # once: the call's last figures
         if self.assist_state is not None:
-            silence, overtalk = self.analytics.silence_and_overtalk(self.audio_seconds)
-            for event in self.assist_state.on_end(self.audio_seconds, silence, overtalk):
+            analytics = self.analytics  # (its longest silence and overtalk, as of `figures`)
+            for event in self.assist_state.on_end(
+                self.audio_seconds, analytics.longest_silence, analytics.overtalk
+            ):
                 self.publish(event)
-            scored = self.assist_state.scored(self.analytics.summary(self.audio_seconds))
+            scored = self.assist_state.scored(figures)
             if scored is not None:
                 self.publish(scored)
             wrapup = self.assist_state.wrapup()
@@ -855,7 +858,7 @@ class CallSession:
         if self._analytics_timer is not None:
             self._analytics_timer.cancel()
             self._analytics_timer = None
-        self._publish_analytics()
+        self._publish_analytics(figures)
         self.publish(
             CallEnded(call_id=self.call_id, reason=reason, duration=round(self.audio_seconds, 3))
         )
@@ -978,9 +981,11 @@ class CallSession:
         if not self.finished:
             self._publish_analytics()
 
-    def _publish_analytics(self) -> None:
+    def _publish_analytics(self, figures: dict[str, Any] | None = None) -> None:
         self._analytics_sent = time.monotonic()
-        figures = self._figures = self.analytics.summary(self.audio_seconds)
+        if figures is None:
+            figures = self.analytics.summary(self.audio_seconds)
+        self._figures = figures
         self.publish(
             CallAnalyticsEvent(
                 call_id=self.call_id,
