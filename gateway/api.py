@@ -444,6 +444,16 @@ def openapi_spec() -> dict[str, Any]:
             "description": description,
         }
 
+    def body(required: list[str], properties: dict[str, Any]) -> dict[str, Any]:
+        """A JSON object request body with exactly these properties."""
+        schema = {
+            "type": "object",
+            "required": required,
+            "additionalProperties": False,
+            "properties": properties,
+        }
+        return {"required": True, "content": {"application/json": {"schema": schema}}}
+
     date = {"type": "string", "pattern": DATE_PATTERN}
     json_ok = {"description": "ok", "content": {"application/json": {"schema": {"type": "object"}}}}
     return {
@@ -645,24 +655,15 @@ def openapi_spec() -> dict[str, Any]:
                 "post": {
                     "summary": "Override one scorecard item (qa, supervisor, admin)",
                     "parameters": [call_id],
-                    "requestBody": {
-                        "required": True,
-                        "content": {
-                            "application/json": {
-                                "schema": {
-                                    "type": "object",
-                                    "required": ["item", "passed"],
-                                    "additionalProperties": False,
-                                    "properties": {
-                                        "item": {"type": "string", "minLength": 1},
-                                        "passed": {"type": "boolean"},
-                                        "note": {"type": "string", "maxLength": 2000},
-                                        "reviewer": {"type": "string", "maxLength": 2000},
-                                    },
-                                }
-                            }
+                    "requestBody": body(
+                        ["item", "passed"],
+                        {
+                            "item": {"type": "string", "minLength": 1},
+                            "passed": {"type": "boolean"},
+                            "note": {"type": "string", "maxLength": 2000},
+                            "reviewer": {"type": "string", "maxLength": 2000},
                         },
-                    },
+                    ),
                     "responses": {"200": json_ok, "400": err, "404": err, **auth},
                 },
             },
@@ -671,23 +672,14 @@ def openapi_spec() -> dict[str, Any]:
                     "summary": "Accept or edit the call's wrap-up: disposition and note "
                     "(agent, supervisor, qa, admin, the call's link)",
                     "parameters": [call_id],
-                    "requestBody": {
-                        "required": True,
-                        "content": {
-                            "application/json": {
-                                "schema": {
-                                    "type": "object",
-                                    "required": ["disposition"],
-                                    "additionalProperties": False,
-                                    "properties": {
-                                        "disposition": {"type": "string", "minLength": 1},
-                                        "note": {"type": "string", "maxLength": 10000},
-                                        "by": {"type": "string", "maxLength": 200},
-                                    },
-                                }
-                            }
+                    "requestBody": body(
+                        ["disposition"],
+                        {
+                            "disposition": {"type": "string", "minLength": 1},
+                            "note": {"type": "string", "maxLength": 10000},
+                            "by": {"type": "string", "maxLength": 200},
                         },
-                    },
+                    ),
                     "responses": {"200": json_ok, "400": err, "404": err, "409": err, **auth},
                 }
             },
@@ -712,44 +704,35 @@ def openapi_spec() -> dict[str, Any]:
                 "post": {
                     "summary": "Add a QA review (qa, supervisor, admin)",
                     "parameters": [call_id],
-                    "requestBody": {
-                        "required": True,
-                        "content": {
-                            "application/json": {
-                                "schema": {
+                    "requestBody": body(
+                        ["scores"],
+                        {
+                            "scores": {
+                                "type": "object",
+                                "minProperties": 1,
+                                "propertyNames": {"minLength": 1, "maxLength": 64},
+                                "additionalProperties": {
+                                    "type": "number",
+                                    "minimum": 0,
+                                    "maximum": 5,
+                                },
+                            },
+                            "comments": {
+                                "type": "array",
+                                "maxItems": 500,
+                                "items": {
                                     "type": "object",
-                                    "required": ["scores"],
-                                    "additionalProperties": False,
+                                    "required": ["text"],
                                     "properties": {
-                                        "scores": {
-                                            "type": "object",
-                                            "minProperties": 1,
-                                            "propertyNames": {"minLength": 1, "maxLength": 64},
-                                            "additionalProperties": {
-                                                "type": "number",
-                                                "minimum": 0,
-                                                "maximum": 5,
-                                            },
-                                        },
-                                        "comments": {
-                                            "type": "array",
-                                            "maxItems": 500,
-                                            "items": {
-                                                "type": "object",
-                                                "required": ["text"],
-                                                "properties": {
-                                                    "text": {"type": "string"},
-                                                    "utterance": {"type": "integer"},
-                                                    "channel": {"type": "string"},
-                                                },
-                                            },
-                                        },
-                                        "reviewer": {"type": "string", "maxLength": 100},
+                                        "text": {"type": "string"},
+                                        "utterance": {"type": "integer"},
+                                        "channel": {"type": "string"},
                                     },
-                                }
-                            }
+                                },
+                            },
+                            "reviewer": {"type": "string", "maxLength": 100},
                         },
-                    },
+                    ),
                     "responses": {"201": json_ok, "400": err, "404": err, **auth},
                 },
             },
