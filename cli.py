@@ -21,8 +21,20 @@ def _channel_names(value: str | None, audio_channels: int) -> list[str]:
     return ["customer", "agent"] if audio_channels >= 2 else ["customer"]
 
 
-def _load(files: list[str], channels: str | None) -> tuple[CallAudio, list[str]]:
+def _load(
+    files: list[str], channels: str | None, diarize: bool = False
+) -> tuple[CallAudio, list[str]]:
     probe = load_call_audio(list(files))
+    if diarize:  # both parties on one channel: told apart by voice into agent and customer
+        if probe.channels != 1 or channels:
+            raise AudioFileError(
+                f"--diarize tells agent from customer in a one-channel recording; "
+                f"{', '.join(files)} has {probe.channels} channels, each already one party "
+                "(leave --diarize out)"
+                if probe.channels != 1
+                else "--diarize names the channels itself (agent, customer): drop --channels"
+            )
+        return probe, ["agent", "customer"]
     names = _channel_names(channels, probe.channels)
     audio = probe if len(names) == probe.channels else load_call_audio(list(files), len(names))
     return audio, names
@@ -32,10 +44,12 @@ def cmd_stream(args: argparse.Namespace) -> int:
     from clients.native import stream_call
 
     try:
-        audio, names = _load(args.files, args.channels)
+        audio, names = _load(args.files, args.channels, args.diarize)
     except AudioFileError as exc:
         print(f"callcue stream: {exc}", file=sys.stderr)
         return 2
+    if args.diarize:
+        names = ["mixed"]  # one channel on the wire; the server names the parties
     metadata: dict[str, Any] = json.loads(args.metadata) if args.metadata else {}
 
     def show(event: dict[str, Any]) -> None:
@@ -53,6 +67,7 @@ def cmd_stream(args: argparse.Namespace) -> int:
                 call_id=args.call_id,
                 metadata=metadata,
                 on_event=show,
+                diarize=True if args.diarize else None,
                 token=args.token or os.environ.get("CALLCUE_INGEST_KEY") or None,
                 vocabulary=_terms(args.vocabulary),
                 language=args.language,
@@ -130,7 +145,7 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     from service.settings import SettingsError
 
     try:
-        audio, names = _load(args.files, args.channels)
+        audio, names = _load(args.files, args.channels, args.diarize)
         settings = _settings(args)
     except (AudioFileError, SettingsError) as exc:
         print(f"callcue transcribe: {exc}", file=sys.stderr)
@@ -148,6 +163,7 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
             progress=sys.stderr.isatty() and not args.quiet,
             vocabulary=tuple(_terms(args.vocabulary)),
             language=language,
+            diarize=args.diarize,
         )
     )
     if args.json:
@@ -171,8 +187,10 @@ async def transcribe_call(
     streaming: Any = None,
     vocabulary: tuple[str, ...] = (),
     language: str = "en",
+    diarize: bool = False,
 ) -> dict[str, Any]:
     """Run the live pipeline in-process over a recording, as fast as the machine allows.
+    `diarize`: the recording is one channel with both parties, told apart by voice.
     With `services` given (and its store), the call is stored like a live one; `streaming`
     (StreamingOptions) replaces the settings' segmentation (partials stay off)."""
     from dataclasses import replace
@@ -187,7 +205,7 @@ async def transcribe_call(
     if own:
         services = await asyncio.to_thread(load_services, settings, warmup=False, store=False)
     try:
-        fmt = AudioFormat("pcm16", audio.sample_rate, len(channels))
+        fmt = AudioFormat("pcm16", audio.sample_rate, 1 if diarize else len(channels))
         session = CallSession(
             services,
             call_id,
@@ -198,6 +216,7 @@ async def transcribe_call(
             streaming=replace(streaming or services.streaming, partials=False),
             vocabulary=vocabulary,
             language=language,
+            diarize=diarize,
         )
         await session.start()
         step = audio.sample_rate  # one second per frame
@@ -257,7 +276,7 @@ def cmd_import(args: argparse.Namespace) -> int:
         settings = _settings(args)
         calls = []
         for name in args.files:
-            audio, names = _load([name], args.channels)
+            audio, names = _load([name], args.channels, args.diarize)
             calls.append((name, audio, names))
     except (AudioFileError, SettingsError) as exc:
         print(f"callcue import: {exc}", file=sys.stderr)
@@ -298,6 +317,7 @@ def cmd_import(args: argparse.Namespace) -> int:
                         services=services,
                         source="import",
                         metadata=metadata,
+                        diarize=args.diarize,
                     )
                 )
                 tqdm.write(
@@ -497,6 +517,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     stream.add_argument("--language", help='a Whisper language code, or "auto" (default: en)')
     stream.add_argument(
+        "--diarize",
+        action="store_true",
+        help="a one-channel recording of both parties: the server tells them apart by voice",
+    )
+    stream.add_argument(
         "--token",
         help="ingest key or admin token, if the server needs one (env CALLCUE_INGEST_KEY)",
     )
@@ -546,6 +571,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="the live finals only (no revision by the finals' model over long windows)",
     )
+    tr.add_argument(
+        "--diarize",
+        action="store_true",
+        help="one-channel recording of both parties: tell agent from customer by voice",
+    )
 
     im = sub.add_parser("import", help="transcribe recordings and store each as a call")
     im.add_argument("files", nargs="+", metavar="FILE", help="one recording per call")
@@ -560,6 +590,11 @@ def main(argv: list[str] | None = None) -> int:
         "--live",
         action="store_true",
         help="store the live finals only (no revision by the finals' model over long windows)",
+    )
+    im.add_argument(
+        "--diarize",
+        action="store_true",
+        help="one-channel recordings of both parties: tell agent from customer by voice",
     )
 
     cl = sub.add_parser("classify", help="intent, sentiment and entities of utterances")

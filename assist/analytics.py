@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 JOIN_GAP = 0.5  # seconds between two words of one utterance still counted as talking
@@ -115,6 +115,15 @@ class CallAnalytics:
         count = len(timed) if timed else len(text.split())
         self._utterances[(channel, utterance)] = _Utterance(channel, start, end, timed, count)
         self.talk_end = max(self.talk_end, end)
+
+    def relabel(self, previous: str, utterance: int, channel: str) -> None:
+        """A diarized call's final was the other party's (`transcript.relabeled`)."""
+        said = self._utterances.pop((previous, utterance), None)
+        if said is not None:
+            self._utterances[(channel, utterance)] = replace(said, channel=channel)
+        mood = self._sentiment.pop((previous, utterance), None)
+        if mood is not None:
+            self._sentiment[(channel, utterance)] = mood
 
     def add_sentiment(self, channel: str, utterance: int, score: float) -> None:
         start = self._utterances.get((channel, utterance))

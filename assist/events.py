@@ -126,6 +126,17 @@ class TranscriptRevised(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class TranscriptRelabeled(Event):
+    """A diarized (one-channel) call's earlier finals were put down to the wrong party: each
+    change moves the final with `utterance` from `previous` to `channel` (`final_seq` is that
+    final's seq). Screens move the lines; the store keeps the corrected channel. Assist events
+    already sent for those lines stay as they were."""
+
+    type: ClassVar[str] = "transcript.relabeled"
+    changes: tuple[dict[str, Any], ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class CallRevised(Event):
     """The end-of-call revision is done (it follows `call.ended`): every `transcript.revised`
     of the call has been sent and stored. `revised`: finals whose text changed, of `finals`;
@@ -316,6 +327,7 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     CallStarted,
     TranscriptPartial,
     TranscriptFinal,
+    TranscriptRelabeled,
     IntentEvent,
     SentimentEvent,
     EntitiesEvent,

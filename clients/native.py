@@ -65,9 +65,11 @@ async def stream_call(
     token: str | None = None,
     vocabulary: list[str] | None = None,
     language: str | None = None,
+    diarize: bool | None = None,
 ) -> StreamResult:
     """Stream `audio` as one call; returns once the server has said `stopped` and closed.
-    `token`: an ingest key (CALLCUE_INGEST_KEYS) or admin token, for a server that needs one."""
+    `token`: an ingest key (CALLCUE_INGEST_KEYS) or admin token, for a server that needs one.
+    `diarize`: a one-channel call of both parties, told apart by voice by the server."""
     call_id = call_id or f"call-{uuid.uuid4().hex[:12]}"
     result = StreamResult(call_id=call_id)
     endpoint = url.rstrip("/")
@@ -90,6 +92,7 @@ async def stream_call(
                     "metadata": metadata or {},
                     **({"vocabulary": vocabulary} if vocabulary else {}),
                     **({"language": language} if language else {}),
+                    **({"diarize": diarize} if diarize is not None else {}),
                 }
             )
         )

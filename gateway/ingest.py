@@ -195,6 +195,9 @@ async def serve_native_ingest(
                         credential=credential,
                         vocabulary=event.vocabulary,
                         language=event.language,
+                        diarize=event.diarize
+                        if event.diarize is not None
+                        else services.diarize and len(event.channels) == 1,
                     )
                     try:
                         await session.start()

@@ -61,9 +61,12 @@ async def _start_session(
     credential: str,
     vocabulary: Any = None,
     language: Any = None,
+    diarize: Any = None,
 ) -> CallSession | tuple[int, str]:
     """A started CallSession, or (close code, reason) why it could not be started.
-    `vocabulary`: as the platform passed it (a list, or a comma-separated string)."""
+    `vocabulary`: as the platform passed it (a list, or a comma-separated string);
+    `diarize`: the platform's custom parameter (true/false, or "true"/"false"); not given,
+    a one-channel call is diarized when CALLCUE_DIARIZE says so."""
     if not CALL_ID.match(call_id):
         return CLOSE_POLICY, f"call id {call_id[:40]!r} is not a valid call id"
     terms, problem = parse_vocabulary(vocabulary if vocabulary is not None else [])
@@ -74,6 +77,17 @@ async def _start_session(
         return CLOSE_POLICY, f"bad_language: {problem}"
     if not services.scheduler.speaks(code):
         return CLOSE_POLICY, f"language_unavailable: {code!r} needs a multilingual model"
+    if diarize is None:
+        split = services.diarize and len(channels) == 1
+    elif str(diarize).lower() in ("true", "false"):
+        split = str(diarize).lower() == "true"
+    else:
+        return CLOSE_POLICY, f"bad_diarize: diarize must be true or false, got {diarize!r}"
+    if split and len(channels) != 1:
+        return CLOSE_POLICY, (
+            f"bad_diarize: diarize is for one track with both parties; this call sends "
+            f"{len(channels)} ({', '.join(channels)}), each already one party"
+        )
     refusal = services.admit(credential)
     if refusal is not None:
         return refusal
@@ -89,6 +103,7 @@ async def _start_session(
         credential=credential,
         vocabulary=terms,
         language=code,
+        diarize=split,
     )
     try:
         await session.start()
@@ -214,6 +229,7 @@ async def serve_audiohook(
                             conn,
                             credential,
                             vocabulary=event.custom_config.get("vocabulary"),
+                            diarize=event.custom_config.get("diarize"),
                             # Genesys names the conversation's language ("de-DE"); a
                             # customConfig `language` ("auto", say) overrides it
                             language=event.custom_config.get("language") or event.language or None,
@@ -365,6 +381,7 @@ async def serve_twilio(ws: WebSocket, services: Services, settings: Settings) ->
                     call_id = params.pop("call_id", "") or event.call_sid
                     vocabulary = params.pop("vocabulary", None)
                     language = params.pop("language", None)
+                    diarize = params.pop("diarize", None)
                     track_index = {t: i for i, t in enumerate(event.tracks)}
                     channels = tuple(roles[t] for t in event.tracks)
                     metadata = {  # Twilio's own ids win over custom parameters of those names
@@ -384,6 +401,7 @@ async def serve_twilio(ws: WebSocket, services: Services, settings: Settings) ->
                         f"twilio-{token[-4:]}" if tokens else "open",
                         vocabulary=vocabulary,
                         language=language,
+                        diarize=diarize,
                     )
                     if isinstance(started, tuple):
                         log.warning("Twilio stream %s refused: %s", event.stream_sid, started[1])

@@ -10,7 +10,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,11 +28,14 @@ from assist.events import (
     SentimentEvent,
     TranscriptFinal,
     TranscriptPartial,
+    TranscriptRelabeled,
     TranscriptRevised,
     Word,
 )
+from assist.roles import RoleEvidence
 from audio.codec import TARGET_RATE, AudioFormat, StreamDecoder
 from audio.vad import VadOptions, VadSegmenter
+from live.diarize import CallDiarizer, Part
 from live.hub import EventHub
 from live.metrics import Metrics
 from live.recording import Recorder
@@ -40,6 +43,7 @@ from live.webhooks import WebhookSender
 from models.asr import Final, Partial, RevisedFinal, StreamingOptions, StreamingTranscriber
 from models.revise import Reviser
 from models.scheduler import OVERLOADED, RecognitionJob, RecognitionScheduler
+from models.speaker import SpeakerEncoder
 from models.vad import SileroVad
 from models.whisper import Hypothesis, WhisperEngine, WordTiming
 from store.calls import CallOwnership, CallStore, StoreWriter
@@ -112,6 +116,13 @@ class Services:
     # ended calls whose revisions are still running (a resumed call id stops them)
     revising: dict[str, CallSession] = field(default_factory=dict)
     webhooks: WebhookSender | None = None  # set: deliveries to CALLCUE_WEBHOOKS are sent
+    diarize: bool = False  # one-channel calls that do not say are diarized (CALLCUE_DIARIZE)
+    speaker_encoder: SpeakerEncoder | None = None  # loaded for the first diarized call
+    # voice prints of every diarized call, one at a time (beside Whisper, not behind it)
+    speaker_executor: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="callcue-speaker")
+    )
+    speaker_seconds: float = 0.0  # CPU seconds spent on voice prints
 
     def __post_init__(self) -> None:
         m = self.metrics
@@ -145,6 +156,13 @@ class Services:
         if self.assist is not None and self.assist_worker is None:
             self.assist_worker = AssistWorker(self.assist, self.metrics)
         m.gauge("callcue_active_calls", "Calls in progress", lambda: len(self.sessions))
+        m.labelled_gauge(
+            "callcue_diarization_cpu_seconds_total",
+            "CPU seconds spent on voice prints for diarized (one-channel) calls",
+            (),
+            lambda: [((), round(self.speaker_seconds, 3))],
+            kind="counter",
+        )
         m.labelled_gauge(
             "callcue_store_errors_total",
             "Store writes that failed (the events are kept in memory and retried)",
@@ -358,7 +376,19 @@ class Services:
             await asyncio.sleep(0.05)
         return len(pending)
 
+    async def speakers(self) -> SpeakerEncoder:
+        """The speaker encoder, read from disk (in a thread) for the first diarized call."""
+        if self.speaker_encoder is None:
+            encoder = await asyncio.to_thread(SpeakerEncoder)
+            if self.speaker_encoder is None:
+                self.speaker_encoder = encoder
+        return self.speaker_encoder
+
+    def _spent_on_prints(self, seconds: float) -> None:
+        self.speaker_seconds += seconds
+
     def close(self) -> None:
+        self.speaker_executor.shutdown(wait=True, cancel_futures=True)
         if self.webhooks is not None:
             self.webhooks.close()
         if self.reviser is not None:
@@ -530,7 +560,10 @@ class CallSession:
         credential: str = "open",
         vocabulary: tuple[str, ...] = (),
         language: str = "en",
+        diarize: bool = False,
     ) -> None:
+        """`diarize`: `fmt` has one channel carrying both parties, told apart by voice into
+        the `channels` agent and customer (`live.diarize`)."""
         self.services = services
         self.call_id = call_id
         self.credential = credential  # name of the ingest key/token (per-key limits)
@@ -543,7 +576,15 @@ class CallSession:
         self.on_server_end: Callable[[str, str], Awaitable[None]] | None = None
         self.end_reason = ""
         self.format = fmt
+        self.diarize = diarize
+        if diarize:
+            if fmt.channels != 1:
+                raise ValueError("diarize needs one-channel audio (both parties mixed)")
+            channels = ("agent", "customer")
         self.channels = channels
+        self.diarizer: CallDiarizer | None = None  # set by `start` when diarizing
+        self._diarizing: asyncio.Queue[Final | None] | None = None
+        self._diarize_task: asyncio.Task[None] | None = None
         self.metadata = metadata or {}
         self.source = source
         self.decoder = StreamDecoder(fmt)
@@ -586,6 +627,10 @@ class CallSession:
             self.metadata,
             services.assist.playbook.vocabulary if services.assist is not None else (),
         )
+        # a diarized call is recognized as its one mixed channel, split by voice afterwards
+        heard = ("mixed",) if diarize else channels
+        on_partial = self._on_mixed_partial if diarize else self._on_partial
+        on_final = self._on_mixed_final if diarize else self._on_final
         self.transcribers = [
             StreamingTranscriber(
                 key=f"{call_id}/{channel}",
@@ -593,16 +638,18 @@ class CallSession:
                 scheduler=services.scheduler,
                 vad=VadSegmenter(services.vad_model, services.vad_options),
                 executor=services.executor,
-                on_partial=functools.partial(self._on_partial, channel),
-                on_final=functools.partial(self._on_final, channel),
+                on_partial=functools.partial(on_partial, channel),
+                on_final=functools.partial(on_final, channel),
                 on_error=functools.partial(self._on_recognition_error, channel),
                 options=options,
                 vocabulary=self.vocabulary,
                 language=language,
-                reviser=services.reviser,
+                # (a diarized call's finals are split by voice: a revision of the mixed
+                # channel's utterance would not map onto its parts)
+                reviser=None if diarize else services.reviser,
                 on_revised=functools.partial(self._on_revised, channel),
             )
-            for channel in channels
+            for channel in heard
         ]
 
     @property
@@ -649,6 +696,15 @@ class CallSession:
         earlier = self.services.revising.pop(self.call_id, None)
         if earlier is not None:  # resumed: the rest of the old session's revisions would
             earlier.stop_revisions()  # interleave seqs with this one; its live text stays
+        if self.diarize:
+            self.diarizer = CallDiarizer(
+                await self.services.speakers(),
+                self.services.speaker_executor,
+                evidence=self._role_evidence(),
+                on_seconds=self.services._spent_on_prints,
+            )
+            self._diarizing = asyncio.Queue()
+            self._diarize_task = asyncio.ensure_future(self._diarize_finals())
         self.hub_feed = self.services.hub.open(self.call_id, base=base)
         self.services.sessions[self.call_id] = self
         self.services.metrics.calls.inc(1, self.source)
@@ -673,7 +729,11 @@ class CallSession:
                 CATEGORY_TICK, self._categories_tick
             )
         if self.services.recordings_dir is not None and store is not None:
-            self.recorder = Recorder(self.services.recordings_dir, self.call_id, self.channels)
+            self.recorder = Recorder(
+                self.services.recordings_dir,
+                self.call_id,
+                ("mixed",) if self.diarize else self.channels,
+            )
             await asyncio.to_thread(self._index_recordings, self.recorder.paths)
 
     def _index_recordings(self, paths: dict[str, Path]) -> None:
@@ -799,6 +859,8 @@ class CallSession:
             self.recorder.write_channel(index, audio[0])
         if audio.shape[1]:
             self.services.audio_seconds_in += audio.shape[1] / TARGET_RATE
+            if self.diarizer is not None:
+                self.diarizer.push(audio[0])
             await self.transcribers[index].push(audio[0])
             self._check_duration()
 
@@ -812,6 +874,8 @@ class CallSession:
         if self.recorder is not None:
             self.recorder.write(audio)
         self.services.audio_seconds_in += audio.shape[1] * audio.shape[0] / TARGET_RATE
+        if self.diarizer is not None:
+            self.diarizer.push(audio[0])
         await asyncio.gather(*(t.push(audio[i]) for i, t in enumerate(self.transcribers)))
 
     async def finish(self, reason: str = "stop") -> None:
@@ -831,6 +895,10 @@ class CallSession:
         except Exception:  # a broken tail must not cost the finals already decoded
             log.exception("flushing the audio of %s failed", self.call_id)
         await asyncio.gather(*(t.close() for t in self.transcribers), return_exceptions=True)
+        if self._diarize_task is not None and self._diarizing is not None:
+            self._diarizing.put_nowait(None)  # every final is queued: split the rest
+            with contextlib.suppress(Exception):
+                await self._diarize_task
         self.finished = True
         if self.assist_state is not None:
             try:  # the last finals' suggestions and the checklist result come before call.ended
@@ -1098,6 +1166,89 @@ class CallSession:
                     final.start,
                 )
             )
+
+    # -- a diarized call: one mixed channel, split by voice into agent and customer ---------
+
+    def _role_evidence(self) -> RoleEvidence:
+        """What tells the agent's voice: built-in phrases, the playbook checklist's keywords
+        (what an agent says), and the agent's name from the metadata."""
+        phrases: list[str] = []
+        if self.services.assist is not None:
+            for item in self.services.assist.playbook.checklist:
+                phrases += item.keywords
+        name = self.metadata.get("agent_name")
+        return RoleEvidence.for_call(phrases, name if isinstance(name, str) else "")
+
+    def _on_mixed_partial(self, _channel: str, partial: Partial) -> None:
+        diarizer = self.diarizer
+        if diarizer is None:
+            return
+        role = diarizer.provisional_role(partial.utterance)
+        self._on_partial(role, replace(partial, utterance=diarizer.partial_id(partial.utterance)))
+
+    def _on_mixed_final(self, _channel: str, final: Final) -> None:
+        if self._diarizing is not None:
+            self._diarizing.put_nowait(final)
+
+    async def _diarize_finals(self) -> None:
+        """Split each final of the mixed channel by voice, in order, and publish the parts."""
+        assert self._diarizing is not None and self.diarizer is not None
+        diarizer = self.diarizer
+        while (final := await self._diarizing.get()) is not None:
+            try:
+                if not final.text:
+                    shown = diarizer.provisional_role(final.utterance)
+                    self._withdraw_partial(
+                        shown, diarizer.partial_id(final.utterance), final.start, final.end
+                    )
+                    await diarizer.split(final.utterance, final.start, final.end, "", ())
+                    continue
+                had_partial = final.utterance in diarizer._ids
+                first_id = diarizer.partial_id(final.utterance) if had_partial else None
+                parts, shown = await diarizer.split(
+                    final.utterance, final.start, final.end, final.text, final.words
+                )
+                if first_id is not None and shown and parts[0].role != shown:
+                    self._withdraw_partial(shown, first_id, final.start, final.end)
+                for part in parts:
+                    self._publish_part(final, part)
+                changes = diarizer.recluster()
+                if changes:
+                    for change in changes:
+                        self.analytics.relabel(change.previous, change.utterance, change.channel)
+                    self.publish(
+                        TranscriptRelabeled(
+                            call_id=self.call_id,
+                            changes=tuple(
+                                {
+                                    "utterance": c.utterance,
+                                    "final_seq": c.final_seq,
+                                    "channel": c.channel,
+                                    "previous": c.previous,
+                                }
+                                for c in changes
+                            ),
+                        )
+                    )
+                    self._analytics_changed()
+            except Exception as exc:  # one final's prints failing must not stop the call
+                log.exception("diarizing utterance %d of %s failed", final.utterance, self.call_id)
+                self._on_recognition_error("mixed", "final", final.utterance, exc)
+
+    def _publish_part(self, final: Final, part: Part) -> None:
+        self._on_final(
+            part.role,
+            replace(
+                final,
+                utterance=part.utterance,
+                start=part.start,
+                end=part.end,
+                text=part.text,
+                words=part.words,
+            ),
+        )
+        if self.finals and self.finals[-1].utterance == part.utterance:
+            part.seq = self.finals[-1].seq
 
 
 def mask_words(words: tuple[Word, ...], original: str, masked: str) -> tuple[Word, ...]:

@@ -141,6 +141,7 @@ def load_services(
         idle_seconds=float(settings.idle_seconds),
         warmup_seconds=warm,
         webhooks=sender,
+        diarize=settings.diarize,
     )
     if sender is not None:
         sender.start()

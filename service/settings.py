@@ -558,6 +558,15 @@ SETTINGS: tuple[Setting, ...] = (
         "beyond this, new calls are refused and the loss is reported)",
     ),
     Setting(
+        "diarize",
+        "CALLCUE_DIARIZE",
+        False,
+        _bool,
+        _ok,
+        "tell agent from customer by voice on one-channel calls (both parties mixed) that do "
+        "not say (the start message's diarize, AudioHook's and Twilio's diarize parameter)",
+    ),
+    Setting(
         "audiohook_keys",
         "CALLCUE_AUDIOHOOK_KEYS",
         "",
@@ -886,6 +895,7 @@ class Settings:
     tls_keyfile: str = ""
     shutdown_timeout: int = 30
     store_buffer: int = 100_000
+    diarize: bool = False
     audiohook_keys: str = field(default="", repr=False)
     audiohook_channels: str = "external=customer,internal=agent"
     audiohook_transcripts: bool = True

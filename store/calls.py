@@ -49,6 +49,7 @@ STORED_EVENTS = frozenset(
         "call.started",
         "transcript.final",
         "transcript.revised",
+        "transcript.relabeled",
         "call.revised",
         "intent",
         "sentiment",
@@ -635,6 +636,14 @@ class CallStore:
                     data["final_seq"],
                 ),
             )
+        elif kind == "transcript.relabeled":
+            for change in data.get("changes") or []:
+                self._conn.execute(
+                    self.dialect.sql(
+                        "UPDATE utterances SET channel = ? WHERE call_id = ? AND seq = ?"
+                    ),
+                    (change["channel"], call_id, change["final_seq"]),
+                )
         elif kind == "call.revised":
             update("UPDATE calls SET revised_at = ? WHERE id = ?", data["ts"])
         elif kind == "intent" and data.get("intent"):

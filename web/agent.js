@@ -130,6 +130,7 @@
     "transcript.partial": onPartial,
     "transcript.final": onFinal,
     "transcript.revised": onRevised,
+    "transcript.relabeled": onRelabeled,
     intent: onIntent,
     sentiment: onSentiment,
     entities: onEntities,
@@ -296,6 +297,25 @@
     line.el.classList.add("revised");
     line.el.classList.remove("unsure");
     line.el.title = "Revised by the accurate model; heard live as: “" + event.live_text + "”";
+    transcriptChanged();
+  }
+
+  // A one-channel (diarized) call: earlier lines were the other party's. Each moves over,
+  // keeping its text and place in time.
+  function onRelabeled(event) {
+    for (const change of event.changes || []) {
+      const line = lines.get(change.previous + ":" + change.utterance);
+      if (!line) continue;
+      lines.delete(line.key);
+      line.channel = change.channel;
+      line.key = change.channel + ":" + change.utterance;
+      lines.set(line.key, line);
+      line.el.classList.remove("customer", "agent", "other");
+      line.el.classList.add(change.channel === "customer" ? "customer" : change.channel === "agent" ? "agent" : "other");
+      line.el.dataset.channel = change.channel;
+      line.el.querySelector(".name").textContent = channelName(change.channel);
+      line.el.title = "Moved to the " + channelName(change.channel) + " after hearing more of the call";
+    }
     transcriptChanged();
   }
 

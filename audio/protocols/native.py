@@ -36,6 +36,7 @@ START_FIELDS = {
     "metadata",
     "vocabulary",
     "language",
+    "diarize",
 }
 REQUIRED = ("call_id", "encoding", "sample_rate")
 MAX_CHANNELS = 8
@@ -51,6 +52,9 @@ class StartCall:
     metadata: dict[str, Any] = field(default_factory=dict)
     vocabulary: tuple[str, ...] = ()  # words the call is likely to contain (Whisper biasing)
     language: str = "en"  # a Whisper language code, or "auto" (detected per channel)
+    # both parties on the one channel, to be told apart by voice (None: not said, the
+    # server's default for one-channel calls applies)
+    diarize: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,6 +214,16 @@ class NativeIngestProtocol:
         language, problem = check_language(message.get("language", "en"))
         if problem is not None:
             return self._fail("bad_language", problem)
+        diarize = message.get("diarize")
+        if diarize is not None and not isinstance(diarize, bool):
+            return self._fail("bad_diarize", f"diarize must be true or false, got {diarize!r}")
+        if diarize and len(channels) != 1:
+            return self._fail(
+                "bad_diarize",
+                "diarize tells agent from customer on a one-channel call (both parties "
+                f"mixed); this call has {len(channels)} channels ({', '.join(channels)}), "
+                "each already one party: leave diarize out",
+            )
         enc: Encoding = encoding
         self.start = StartCall(
             call_id=call_id,
@@ -218,6 +232,7 @@ class NativeIngestProtocol:
             metadata=metadata,
             vocabulary=vocabulary,
             language=language,
+            diarize=diarize,
         )
         self.state = "streaming"
         return [self.start]

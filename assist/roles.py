@@ -1,0 +1,135 @@
+"""Who is the agent on a mixed (one-channel) call: evidence from what each speaker says.
+
+A diarized call knows its speakers only as voices (0, 1, ...). What an agent says gives them
+away: the greeting and self-introduction ("thank you for calling", "my name is", "how can I
+help"), the playbook's checklist keywords (by definition what the agent says), and the
+agent's own name. What a customer says points the other way ("I'm calling about", "my
+order"). `RoleEvidence` keeps a score per speaker; `roles` names the agent: the speaker with
+the most agent evidence, or, with none either way, the one heard first (the agent answers an
+inbound call). Every other speaker is the customer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from assist.categories import has_phrase, words_of
+
+# what an agent says: an opening only an agent says counts double ("my name is", "let me
+# check" are heard from customers too)
+AGENT_OPENINGS = (
+    "thank you for calling",
+    "thanks for calling",
+    "thank you for contacting",
+    "thanks for contacting",
+    "how can i help",
+    "how may i help",
+    "how can i assist",
+    "how may i assist",
+    "what can i do for you",
+    "you've reached",
+    "you have reached",
+    "is there anything else i can",
+    "anything else i can help",
+    "thank you for holding",
+    "thanks for holding",
+    "this call may be recorded",
+    "this call is recorded",
+)
+AGENT_PHRASES = (
+    "my name is",
+    "my name's",
+    "speaking how",
+    "can i have your",
+    "can i get your",
+    "could i get your",
+    "may i have your",
+    "let me check",
+    "let me look",
+    "let me pull up",
+    "i can help you with",
+    "one moment please",
+    "thank you for your patience",
+    "have a great day",
+    "have a nice day",
+)
+CUSTOMER_PHRASES = (
+    "i'm calling",
+    "i am calling",
+    "i was calling",
+    "i called",
+    "calling about",
+    "calling because",
+    "i need to",
+    "i'd like to",
+    "i would like to",
+    "i want to",
+    "my order",
+    "my account",
+    "my car",
+    "can you help me",
+    "could you help me",
+    "i have a question",
+    "i have a problem",
+)
+FIRST_SPEAKER = 0.5  # the prior that whoever speaks first is the agent, in phrase hits
+
+
+def _phrases(texts: Iterable[str]) -> tuple[tuple[str, ...], ...]:
+    return tuple(p for p in (words_of(t) for t in texts) if p)
+
+
+@dataclass
+class RoleEvidence:
+    """Agent evidence per speaker of one call, from the text of each stretch they said."""
+
+    agent_openings: tuple[tuple[str, ...], ...] = _phrases(AGENT_OPENINGS)
+    agent_phrases: tuple[tuple[str, ...], ...] = _phrases(AGENT_PHRASES)
+    customer_phrases: tuple[tuple[str, ...], ...] = _phrases(CUSTOMER_PHRASES)
+    scores: dict[int, float] = field(default_factory=dict)
+    first: int | None = None
+
+    @classmethod
+    def for_call(
+        cls, extra_agent_phrases: Iterable[str] = (), agent_name: str = ""
+    ) -> RoleEvidence:
+        """The built-in phrases, plus the playbook's agent phrases and the agent's name
+        ("this is Sam", "Sam speaking", "I'm Sam")."""
+        extra = list(extra_agent_phrases)
+        name = " ".join(words_of(agent_name)[:1])
+        if name:
+            extra += [f"this is {name}", f"{name} speaking", f"i'm {name}", f"name is {name}"]
+        return cls(agent_phrases=_phrases((*AGENT_PHRASES, *extra)))
+
+    def score(self, text: str) -> float:
+        said = words_of(text)
+        agent = sum(2 for p in self.agent_openings if has_phrase(said, p))
+        agent += sum(1 for p in self.agent_phrases if has_phrase(said, p))
+        customer = sum(1 for p in self.customer_phrases if has_phrase(said, p))
+        return float(agent - customer)
+
+    def add(self, speaker: int, text: str) -> None:
+        if self.first is None:
+            self.first = speaker
+        self.scores[speaker] = self.scores.get(speaker, 0.0) + self.score(text)
+
+    def move(self, text: str, old: int, new: int) -> None:
+        """A stretch once put down to `old` was `new`'s (the clustering changed its mind)."""
+        value = self.score(text)
+        self.scores[old] = self.scores.get(old, 0.0) - value
+        self.scores[new] = self.scores.get(new, 0.0) + value
+
+    def roles(self) -> dict[int, str]:
+        """Each speaker heard so far → "agent" or "customer"."""
+        if not self.scores:
+            return {}
+
+        def weight(speaker: int) -> float:
+            return self.scores[speaker] + (FIRST_SPEAKER if speaker == self.first else 0.0)
+
+        if len(self.scores) == 1:  # one voice so far: the agent unless it sounds a customer
+            (only,) = self.scores
+            return {only: "agent" if weight(only) > 0 else "customer"}
+        agent = max(self.scores, key=lambda s: (weight(s), s == self.first))
+        return {s: "agent" if s == agent else "customer" for s in self.scores}

@@ -1,0 +1,295 @@
+"""Agent and customer on one channel: the finals of a mixed call, split and labelled by voice.
+
+A call whose start asks for `diarize` is recognized as one channel; each final of it comes
+here before anything else sees it. Voice prints (`models.speaker`: 1.6 s windows every 0.5 s
+of the final's speech, computed on the diarization thread, never on the event loop) put each
+word down to a speaker of the call (`SpeakerClusters`, none known at the start); a final in
+which the speaker changes is cut at the change into parts, each of which becomes a
+`transcript.final` on the channel `agent` or `customer`, exactly as on a two-channel call.
+
+Which voice is the agent comes from what each says (`assist.roles.RoleEvidence`) and, with
+nothing to go on, who spoke first. After every final the call's prints are clustered again
+from scratch (two-means from the current centres): a part whose speaker changes, or a speaker
+whose role changes, is corrected with a `transcript.relabeled` (screens move the line, the
+store keeps the corrected channel).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from assist.roles import RoleEvidence
+from audio.codec import TARGET_RATE, Float32Array
+from models.speaker import Print, SpeakerClusters, SpeakerEncoder
+from models.whisper import WordTiming
+
+log = logging.getLogger("callcue.diarize")
+
+KEEP_AUDIO_S = 120.0  # the mixed channel's recent audio kept for its finals' prints
+KEEP_PRINTS = 1200  # prints kept for re-clustering (10 minutes of speech); older parts stay
+MIN_PART_S = 0.8  # a speaker change shorter than this inside a final is not a cut
+SAME_VOICE = 0.88  # two-means centres more alike than this: one voice, not two
+PAD_S = 0.1  # audio around a final's words that its prints include
+ONE_PRINT_MARGIN = 0.1  # a part of one print moves to the voice it is this much nearer
+ROLES = ("agent", "customer")
+
+
+@dataclass(slots=True)
+class Part:
+    """One `transcript.final` of a diarized call: a speaker's run of words in one final."""
+
+    utterance: int  # the id screens and the store know it by
+    start: float
+    end: float
+    text: str
+    words: tuple[WordTiming, ...]
+    speaker: int
+    role: str
+    prints: list[int]  # indices (call-wide) of the prints that decided it
+    seq: int = 0  # of its transcript.final, once published
+
+
+@dataclass(slots=True)
+class Relabel:
+    utterance: int
+    final_seq: int
+    channel: str
+    previous: str
+
+
+@dataclass
+class CallDiarizer:
+    """The speakers of one mixed call. `push` its audio (on the loop); `split` each final
+    (awaits the prints, computed on `executor`)."""
+
+    encoder: SpeakerEncoder
+    executor: ThreadPoolExecutor
+    evidence: RoleEvidence = field(default_factory=RoleEvidence)
+    clusters: SpeakerClusters = field(default_factory=lambda: SpeakerClusters(new_below=0.8))
+    on_seconds: Callable[[float], None] | None = None  # CPU seconds spent on each final's prints
+    _audio: list[Float32Array] = field(default_factory=list)
+    _audio_start: int = 0  # call sample of _audio's first sample
+    _audio_len: int = 0
+    _prints: list[Print] = field(default_factory=list)
+    _labels: list[int] = field(default_factory=list)
+    _first_print: int = 0  # call-wide index of _prints[0]
+    parts: list[Part] = field(default_factory=list)
+    _ids: dict[int, int] = field(default_factory=dict)  # recognizer utterance → first part id
+    _next_id: int = 0
+    _provisional: dict[int, str] = field(default_factory=dict)  # recognizer utterance → role
+
+    # -- audio -----------------------------------------------------------------------------
+
+    def push(self, samples: Float32Array) -> None:
+        self._audio.append(np.asarray(samples, dtype=np.float32))
+        self._audio_len += len(samples)
+        keep = int(KEEP_AUDIO_S * TARGET_RATE)
+        while self._audio and self._audio_len - len(self._audio[0]) >= keep:
+            dropped = self._audio.pop(0)
+            self._audio_len -= len(dropped)
+            self._audio_start += len(dropped)
+
+    def audio(self, start: float, end: float) -> Float32Array:
+        """The call's audio from `start` to `end` seconds (what is still kept of it)."""
+        lo = max(int(start * TARGET_RATE), self._audio_start)
+        hi = min(int(end * TARGET_RATE), self._audio_start + self._audio_len)
+        if hi <= lo:
+            return np.zeros(0, dtype=np.float32)
+        joined = np.concatenate(self._audio) if len(self._audio) > 1 else self._audio[0]
+        if len(self._audio) > 1:
+            self._audio = [joined]
+        return joined[lo - self._audio_start : hi - self._audio_start]
+
+    # -- ids and provisional roles -----------------------------------------------------------
+
+    def _new_id(self) -> int:
+        self._next_id += 1
+        return self._next_id - 1
+
+    def partial_id(self, utterance: int) -> int:
+        """The id a recognizer utterance's live line has (its final's first part keeps it)."""
+        if utterance not in self._ids:
+            self._ids[utterance] = self._new_id()
+        return self._ids[utterance]
+
+    def provisional_role(self, utterance: int) -> str:
+        """The role a partial is shown under before its final is split: the last speaker's."""
+        if utterance in self._provisional:
+            return self._provisional[utterance]
+        role = self.parts[-1].role if self.parts else "agent"
+        self._provisional[utterance] = role
+        return role
+
+    # -- finals ------------------------------------------------------------------------------
+
+    def _compute(self, audio: Float32Array, offset: float) -> tuple[list[Print], float]:
+        started = time.thread_time()
+        rms = float(np.sqrt(np.mean(audio**2))) if len(audio) else 0.0
+        target = 10 ** (-30 / 20)  # as Resemblyzer: quiet speech raised to -30 dBFS
+        if 0 < rms < target:
+            audio = audio * (target / max(rms, 1e-6))
+        prints = self.encoder.prints(audio, offset=offset, min_seconds=0.3)
+        return prints, time.thread_time() - started
+
+    async def split(
+        self, utterance: int, start: float, end: float, text: str, words: Sequence[WordTiming]
+    ) -> tuple[list[Part], str]:
+        """The parts of one final, in order, and the role its partial was shown under."""
+        shown = self._provisional.pop(utterance, "")
+        first_id = self._ids.pop(utterance, None)
+        for stale in [u for u in self._ids if u < utterance]:
+            del self._ids[stale]
+        if not words:
+            words = (WordTiming(text, start, end, 1.0),)
+        lo = max(words[0].start - PAD_S, 0.0)
+        audio = self.audio(lo, words[-1].end + PAD_S)
+        loop = asyncio.get_running_loop()
+        prints, seconds = await loop.run_in_executor(self.executor, self._compute, audio, lo)
+        if self.on_seconds is not None:
+            self.on_seconds(seconds)
+        base = self._first_print + len(self._prints)
+        # (none: too short to hear a voice, the speaker before it goes on)
+        labels = [self.clusters.assign(p.vector) for p in prints]
+        self._prints.extend(prints)
+        self._labels.extend(labels)
+        runs = self._runs(words, prints, labels)
+        out: list[Part] = []
+        for k, (speaker, run_words, indices) in enumerate(runs):
+            part_id = first_id if k == 0 and first_id is not None else self._new_id()
+            part_text = _join(run_words) if len(runs) > 1 else text
+            self.evidence.add(speaker, part_text)
+            out.append(
+                Part(
+                    part_id,
+                    run_words[0].start,
+                    run_words[-1].end,
+                    part_text,
+                    tuple(run_words),
+                    speaker,
+                    "",
+                    [base + i for i in indices],
+                )
+            )
+        self.parts.extend(out)
+        roles = self.evidence.roles()
+        for part in out:
+            part.role = roles.get(part.speaker, "customer")
+        self._trim()
+        return out, shown
+
+    def _runs(
+        self, words: Sequence[WordTiming], prints: list[Print], labels: list[int]
+    ) -> list[tuple[int, list[WordTiming], list[int]]]:
+        """The final's words in runs of one speaker; short runs join the run before them (or
+        after, at the start)."""
+        if not prints:
+            speaker = self.parts[-1].speaker if self.parts else 0
+            if not self.clusters.speakers:
+                speaker = 0
+            return [(speaker, list(words), [])]
+        centres = np.array([(p.start + p.end) / 2 for p in prints])
+        nearest = [int(np.argmin(np.abs(centres - (w.start + w.end) / 2))) for w in words]
+        runs: list[tuple[int, list[WordTiming], list[int]]] = []
+        for word, index in zip(words, nearest, strict=True):
+            speaker = labels[index]
+            if runs and runs[-1][0] == speaker:
+                runs[-1][1].append(word)
+                if index not in runs[-1][2]:
+                    runs[-1][2].append(index)
+            else:
+                runs.append((speaker, [word], [index]))
+        merged: list[tuple[int, list[WordTiming], list[int]]] = []
+        for run in runs:
+            span = run[1][-1].end - run[1][0].start
+            if merged and (span < MIN_PART_S or merged[-1][0] == run[0]):
+                merged[-1][1].extend(run[1])
+                merged[-1][2].extend(i for i in run[2] if i not in merged[-1][2])
+            else:
+                merged.append(run)
+        if len(merged) > 1:  # a short first run joins the next
+            head = merged[0]
+            if head[1][-1].end - head[1][0].start < MIN_PART_S:
+                merged[1] = (merged[1][0], head[1] + merged[1][1], head[2] + merged[1][2])
+                merged.pop(0)
+        return merged
+
+    def recluster(self) -> list[Relabel]:
+        """Cluster every kept print again; parts whose speaker or role changed, relabelled
+        (only parts already published: their `seq` is set)."""
+        changes: list[Relabel] = []
+        refit = self._refit()
+        if refit is not None:
+            relabelled, centres = refit
+            for part in self.parts:
+                kept = [i - self._first_print for i in part.prints if i >= self._first_print]
+                if not kept:
+                    continue
+                if len(kept) == 1:  # one short print moves only when clearly the other voice
+                    sims = centres @ self._prints[kept[0]].vector
+                    if abs(float(sims[0] - sims[1])) < ONE_PRINT_MARGIN:
+                        continue
+                votes = np.bincount([relabelled[i] for i in kept], minlength=2)
+                speaker = int(np.argmax(votes))
+                if speaker != part.speaker:
+                    self.evidence.move(part.text, part.speaker, speaker)
+                    part.speaker = speaker
+            self._labels = list(relabelled)
+        roles = self.evidence.roles()
+        for part in self.parts:
+            role = roles.get(part.speaker, "customer")
+            if role != part.role:
+                if part.seq:
+                    changes.append(Relabel(part.utterance, part.seq, role, part.role))
+                part.role = role
+        return changes
+
+    def _refit(self) -> tuple[Any, Any] | None:
+        """Two-means over the kept prints, from the current speakers' centres: each print's
+        voice, and the two centres; None while there is one voice (or the halves sound
+        alike)."""
+        speakers = self.clusters.speakers
+        if len(speakers) < 2 or len(self._prints) < 4:
+            return None
+        vectors = np.stack([p.vector for p in self._prints])
+        centres = np.stack([s.centre for s in speakers[:2]])
+        labels = np.argmax(vectors @ centres.T, axis=1)
+        for _ in range(20):
+            new = []
+            for k in range(2):
+                members = vectors[labels == k]
+                centre = members.mean(axis=0) if len(members) else centres[k]
+                new.append(centre / max(float(np.linalg.norm(centre)), 1e-9))
+            centres = np.stack(new)
+            updated = np.argmax(vectors @ centres.T, axis=1)
+            if np.array_equal(updated, labels):
+                break
+            labels = updated
+        if float(centres[0] @ centres[1]) > SAME_VOICE:
+            return None
+        for k in range(2):  # the clusters follow the refit (new prints join the right one)
+            members = vectors[labels == k]
+            if len(members):
+                speakers[k].total = members.sum(axis=0).astype(np.float64)
+                speakers[k].count = len(members)
+        return labels, centres
+
+    def _trim(self) -> None:
+        extra = len(self._prints) - KEEP_PRINTS
+        if extra > 0:
+            del self._prints[:extra]
+            del self._labels[:extra]
+            self._first_print += extra
+        oldest = self._first_print
+        self.parts = [p for p in self.parts if not p.prints or p.prints[-1] >= oldest][-2000:]
+
+
+def _join(words: Sequence[WordTiming]) -> str:
+    return "".join(w.word for w in words).strip()
