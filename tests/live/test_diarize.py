@@ -1,0 +1,260 @@
+"""Mono calls: agent and customer told apart by voice (live.diarize, models.speaker,
+assist.roles), in-process with a stand-in voice model and end to end on real mixed calls."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import soundfile as sf
+from websockets.asyncio.client import connect
+
+from assist.roles import RoleEvidence
+from audio.files import load_call_audio
+from live.diarize import CallDiarizer
+from models.speaker import Print, SpeakerEncoder, SpeakerModelError
+from models.whisper import WordTiming
+from tests.conftest import AUDIO
+
+GENESYS = "cs_genesys_audiohook_stereo_pcmu.wav"  # channel 0 greets: the agent
+
+
+# -- who is the agent ---------------------------------------------------------------------
+
+
+def test_role_evidence_names_the_agent_by_what_is_said() -> None:
+    roles = RoleEvidence.for_call(agent_name="Priya Shah")
+    roles.add(0, "Hi, I'm calling about my order.")
+    assert roles.roles() == {0: "customer"}  # one voice that sounds a customer
+    roles.add(1, "Thanks for calling, Priya speaking.")
+    assert roles.roles() == {0: "customer", 1: "agent"}
+    quiet = RoleEvidence()
+    quiet.add(3, "Hello?")
+    quiet.add(4, "Hello.")
+    assert quiet.roles() == {3: "agent", 4: "customer"}  # nothing said: who spoke first
+
+
+# -- splitting and relabelling, with a stand-in voice model ---------------------------------
+
+
+A, B = np.eye(256, dtype=np.float32)[0], np.eye(256, dtype=np.float32)[1]
+
+
+class TwoVoices:
+    """Voice A before `change` seconds (and from `back`), voice B between."""
+
+    def __init__(self, change: float, back: float = 1e9) -> None:
+        self.change, self.back = change, back
+
+    def prints(
+        self, audio: Any, offset: float = 0.0, hop: float = 0.5, min_seconds: float = 0.4
+    ) -> list[Print]:
+        seconds = len(audio) / 16000
+        out, t = [], offset
+        while t < offset + max(seconds - 1.6, 0) + 1e-9 or not out:
+            middle = t + min(1.6, seconds) / 2
+            voice = B if self.change <= middle < self.back else A
+            out.append(Print(t, t + min(1.6, seconds), voice))
+            t += hop
+        return out
+
+
+def words(text: str, start: float, step: float = 0.4) -> tuple[WordTiming, ...]:
+    return tuple(
+        WordTiming(" " + w, round(start + i * step, 2), round(start + (i + 1) * step - 0.05, 2), 1)
+        for i, w in enumerate(text.split())
+    )
+
+
+def diarizer(voices: TwoVoices) -> CallDiarizer:
+    d = CallDiarizer(voices, ThreadPoolExecutor(1))  # type: ignore[arg-type]
+    d.push(np.zeros(16000 * 60, dtype=np.float32))
+    return d
+
+
+async def test_a_final_is_cut_where_the_speaker_changes() -> None:
+    d = diarizer(TwoVoices(change=4.0))
+    said = words("thank you for calling how can I help hi I need to return these shoes", 0.5)
+    parts, _ = await d.split(0, said[0].start, said[-1].end, "".join(w.word for w in said), said)
+    assert [p.role for p in parts] == ["agent", "customer"]
+    assert parts[0].text.startswith("thank you") and parts[1].text.endswith("these shoes")
+    assert parts[0].end <= parts[1].start
+    assert len({p.utterance for p in parts}) == 2
+
+
+async def test_an_early_guess_is_corrected_with_a_relabel() -> None:
+    d = diarizer(TwoVoices(change=3.0))
+    first = words("hello hello there", 0.2, 0.5)  # voice A, nothing that says who
+    parts, _ = await d.split(0, 0.2, first[-1].end, "hello hello there", first)
+    assert parts[0].role == "agent"  # first voice heard: taken for the agent
+    parts[0].seq = 7
+    assert d.recluster() == []
+    second = words("thank you for calling my name is Sam how can I help", 3.2)
+    later, _ = await d.split(1, 3.2, second[-1].end, "".join(w.word for w in second), second)
+    assert later[0].role == "agent"
+    changes = d.recluster()
+    assert [(c.utterance, c.final_seq, c.previous, c.channel) for c in changes] == [
+        (parts[0].utterance, 7, "agent", "customer")
+    ]
+
+
+# -- the real voice model -----------------------------------------------------------------
+
+
+def test_voice_prints_of_one_party_are_nearer_than_of_the_other() -> None:
+    encoder = SpeakerEncoder()
+    audio = load_call_audio([AUDIO / GENESYS])
+    stereo = audio.samples.astype(np.float32) / 32768
+    import soxr
+
+    agent = soxr.resample(stereo[:, 0], audio.sample_rate, 16000).astype(np.float32)
+    customer = soxr.resample(stereo[:, 1], audio.sample_rate, 16000).astype(np.float32)
+    # (call seconds where only that party speaks, from the channels themselves)
+    a1, a2 = (
+        encoder.prints(agent[16000 : 16000 * 3]),
+        encoder.prints(agent[17 * 16000 : 20 * 16000]),
+    )
+    c1 = encoder.prints(customer[5 * 16000 : 8 * 16000])
+    same = float(a1[0].vector @ a2[0].vector)
+    other = float(a1[0].vector @ c1[0].vector)
+    assert same > other + 0.1, (same, other)
+    assert all(abs(float(np.linalg.norm(p.vector)) - 1) < 1e-4 for p in a1)
+
+
+def test_a_changed_speaker_model_is_refused(tmp_path: Path) -> None:
+    from models import speaker
+
+    broken = tmp_path / "speaker.npz"
+    broken.write_bytes(speaker.DEFAULT_SPEAKER_MODEL.read_bytes()[:-10] + b"0123456789")
+    original = speaker.DEFAULT_SPEAKER_MODEL
+    speaker.DEFAULT_SPEAKER_MODEL = broken
+    try:
+        with pytest.raises(SpeakerModelError, match="convert_speaker"):
+            speaker.SpeakerEncoder(broken)
+    finally:
+        speaker.DEFAULT_SPEAKER_MODEL = original
+
+
+# -- end to end: a real mixed call through a real server -------------------------------------
+
+
+def mixed(name: str) -> tuple[bytes, int, np.ndarray]:
+    """The call's two channels added into one (PCM16 bytes), its rate, and the parties."""
+    both = load_call_audio([AUDIO / name])
+    pcm = np.clip(both.samples.astype(np.int32).sum(axis=1), -32768, 32767).astype("<i2")
+    return pcm.tobytes(), both.sample_rate, both.samples.astype(np.float32)
+
+
+def right_share(finals: list[dict[str, Any]], parties: np.ndarray, rate: int) -> float:
+    roles = ("agent", "customer")
+    right = total = 0
+    for f in finals:
+        for w in f["words"]:
+            lo, hi = int(w["start"] * rate), max(int(w["end"] * rate), int(w["start"] * rate) + 1)
+            truth = roles[int(np.argmax((parties[lo:hi] ** 2).sum(axis=0)))]
+            right += truth == f["channel"]
+            total += 1
+    return right / max(total, 1)
+
+
+async def test_a_mixed_real_call_is_told_apart_and_stored(server: Any) -> None:
+    from store.calls import CallStore
+
+    pcm, rate, parties = mixed(GENESYS)
+    call_id = "diarize-" + uuid.uuid4().hex[:8]
+    events: list[dict[str, Any]] = []
+    async with connect(f"{server.url}/v1/ingest", max_size=None) as ws:
+        start = {"type": "start", "call_id": call_id, "encoding": "pcm16"}
+        await ws.send(
+            json.dumps({**start, "sample_rate": rate, "channels": ["mixed"], "diarize": True})
+        )
+        step = rate // 5 * 2
+        for i in range(0, len(pcm), step):
+            await ws.send(pcm[i : i + step])
+        await ws.send(json.dumps({"type": "stop"}))
+        async for message in ws:
+            events.append(json.loads(message))
+    started = next(e for e in events if e["type"] == "call.started")
+    assert started["channels"] == ["agent", "customer"]
+    finals = [e for e in events if e["type"] == "transcript.final"]
+    for relabel in (e for e in events if e["type"] == "transcript.relabeled"):
+        for change in relabel["changes"]:
+            for f in finals:
+                if f["seq"] == change["final_seq"]:
+                    f["channel"] = change["channel"]
+    assert {f["channel"] for f in finals} == {"agent", "customer"}
+    share = right_share(finals, parties, rate)
+    assert share >= 0.9, share
+    greeting = next(f for f in finals if "contacting" in f["text"].lower())
+    assert greeting["channel"] == "agent"
+    # the store keeps each final under the party it ended up with
+    store = CallStore(server.database_url)
+    try:
+        stored = {(u["channel"], u["text"]) for u in store.utterances(call_id)}
+    finally:
+        store.close()
+    assert stored == {(f["channel"], f["text"]) for f in finals}
+
+
+async def test_diarize_on_a_two_channel_call_is_refused_clearly(server: Any) -> None:
+    for channels, diarize, words_in_error in (
+        (["customer", "agent"], True, "one-channel"),
+        (["mixed"], "yes", "true or false"),
+    ):
+        async with connect(f"{server.url}/v1/ingest") as ws:
+            await ws.send(
+                json.dumps(
+                    {
+                        "type": "start",
+                        "call_id": "bad-diarize-" + uuid.uuid4().hex[:6],
+                        "encoding": "pcm16",
+                        "sample_rate": 8000,
+                        "channels": channels,
+                        "diarize": diarize,
+                    }
+                )
+            )
+            error = json.loads(await asyncio.wait_for(ws.recv(), 30))
+        assert error["type"] == "error" and error["code"] == "bad_diarize"
+        assert words_in_error in error["message"]
+
+
+def test_import_diarize_stores_both_parties(tmp_path: Path) -> None:
+    from store.calls import CallStore
+
+    pcm, rate, _ = mixed(GENESYS)
+    wav = tmp_path / "mono-call.wav"
+    sf.write(wav, np.frombuffer(pcm, dtype="<i2"), rate, subtype="PCM_16")
+    url = f"sqlite:///{tmp_path}/import.db"
+    cli = [sys.executable, "-m", "cli"]
+    out = subprocess.run(
+        [*cli, "import", str(wav), "--diarize", "--database-url", url, "--quiet", "--live"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
+    )
+    assert json.loads(out.stdout.splitlines()[-1])["imported"] == 1
+    store = CallStore(url)
+    try:
+        lines = store.utterances("mono-call")
+    finally:
+        store.close()
+    assert {u["channel"] for u in lines} == {"agent", "customer"}
+    greeting = next(u for u in lines if "contacting" in u["text"].lower())
+    assert greeting["channel"] == "agent"
+    stereo = subprocess.run(
+        [*cli, "transcribe", str(AUDIO / GENESYS), "--diarize"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert stereo.returncode == 2 and "each already one party" in stereo.stderr
