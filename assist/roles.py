@@ -4,9 +4,12 @@ A diarized call knows its speakers only as voices (0, 1, ...). What an agent say
 away: the greeting and self-introduction ("thank you for calling", "my name is", "how can I
 help"), the playbook's checklist keywords (by definition what the agent says), and the
 agent's own name. What a customer says points the other way ("I'm calling about", "my
-order"). `RoleEvidence` keeps a score per speaker; `roles` names the agent: the speaker with
-the most agent evidence, or, with none either way, the one heard first (the agent answers an
-inbound call). Every other speaker is the customer.
+order"), and so, more weakly, does how each speaks: for the company to the customer ("we",
+"our", "you") or about themselves ("I", "my"). `RoleEvidence` keeps a score per speaker;
+`roles` names the agent: the speaker with the most agent evidence, or, with none either way,
+the one heard first (the agent answers an inbound call). Every other speaker is the
+customer. Where the agent's voice print is kept (from their two-channel calls,
+`CALLCUE_VOICE_PRINTS`), the voice matching it decides.
 """
 
 from __future__ import annotations
@@ -74,6 +77,14 @@ CUSTOMER_PHRASES = (
     "i have a problem",
 )
 FIRST_SPEAKER = 0.5  # the prior that whoever speaks first is the agent, in phrase hits
+# Weak evidence that adds up over a call: an agent speaks for the company to the customer
+# ("we", "our", "you"), a customer about themselves ("I", "my"). Each word counts this much
+# of a phrase hit, at most one hit a stretch either way.
+AGENT_WORDS = frozenset(
+    {"we", "our", "us", "we're", "we'll", "we've", "you", "your", "you're", "you've", "you'll"}
+)
+CUSTOMER_WORDS = frozenset({"i", "my", "me", "mine", "i'm", "i've", "i'll", "i'd"})
+PRONOUN = 0.1
 
 
 def _phrases(texts: Iterable[str]) -> tuple[tuple[str, ...], ...]:
@@ -89,6 +100,8 @@ class RoleEvidence:
     customer_phrases: tuple[tuple[str, ...], ...] = _phrases(CUSTOMER_PHRASES)
     scores: dict[int, float] = field(default_factory=dict)
     first: int | None = None
+    # the voice the agent's kept voice print matched (set by the diarizer): it decides
+    voice_agent: int | None = None
 
     @classmethod
     def for_call(
@@ -107,7 +120,8 @@ class RoleEvidence:
         agent = sum(2 for p in self.agent_openings if has_phrase(said, p))
         agent += sum(1 for p in self.agent_phrases if has_phrase(said, p))
         customer = sum(1 for p in self.customer_phrases if has_phrase(said, p))
-        return float(agent - customer)
+        leaning = sum(w in AGENT_WORDS for w in said) - sum(w in CUSTOMER_WORDS for w in said)
+        return float(agent - customer) + max(-1.0, min(1.0, PRONOUN * leaning))
 
     def add(self, speaker: int, text: str) -> None:
         if self.first is None:
@@ -124,6 +138,8 @@ class RoleEvidence:
         """Each speaker heard so far → "agent" or "customer"."""
         if not self.scores:
             return {}
+        if self.voice_agent is not None:
+            return {s: "agent" if s == self.voice_agent else "customer" for s in self.scores}
 
         def weight(speaker: int) -> float:
             return self.scores[speaker] + (FIRST_SPEAKER if speaker == self.first else 0.0)

@@ -311,6 +311,18 @@ def api_routes(
         agents = await run_in_threadpool(store.agents, _date(request, "from"), _date(request, "to"))
         return JSONResponse({"agents": agents})
 
+    @guarded(authorizer, ADMIN, "manage voice prints")
+    async def voice_print(request: Request, _: Principal) -> Response:
+        agent = request.path_params["agent"]
+        if request.method == "DELETE":  # the agent withdrew consent
+            if not await run_in_threadpool(store.forget_voice_print, agent):
+                raise BadRequest(f"no voice print is kept for agent {agent!r}", 404, "not_found")
+            return Response(status_code=204)
+        kept = await run_in_threadpool(store.voice_print, agent)
+        if kept is None:
+            raise BadRequest(f"no voice print is kept for agent {agent!r}", 404, "not_found")
+        return JSONResponse({"agent": agent, "prints": kept[1]})
+
     @guarded(authorizer, READ, "read calls")
     async def list_reviews(request: Request, principal: Principal) -> Response:
         not_by_link(principal, "read QA reviews")
@@ -380,6 +392,7 @@ def api_routes(
         Route("/v1/calls/{call_id}/scorecard", override_scorecard, methods=["POST"]),
         Route("/v1/calls/{call_id}/wrapup", save_wrapup, methods=["POST"]),
         Route("/v1/agents", agent_stats),
+        Route("/v1/agents/{agent}/voice", voice_print, methods=["GET", "DELETE"]),
         Route("/v1/calls/{call_id}/reviews", add_review, methods=["POST"]),
         Route("/v1/calls/{call_id}/link", make_link, methods=["POST"]),
         Route("/v1/admin/purge", purge, methods=["POST"]),
@@ -429,6 +442,7 @@ def _review_body(body: Any) -> tuple[dict[str, float], list[dict[str, Any]], str
 
 def openapi_spec() -> dict[str, Any]:
     call_id = {"name": "call_id", "in": "path", "required": True, "schema": {"type": "string"}}
+    agent = {"name": "agent", "in": "path", "required": True, "schema": {"type": "string"}}
     err = {
         "description": "error",
         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
@@ -694,6 +708,19 @@ def openapi_spec() -> dict[str, Any]:
                     ],
                     "responses": {"200": json_ok, "400": err, **auth},
                 }
+            },
+            "/v1/agents/{agent}/voice": {
+                "get": {
+                    "summary": "Whether a voice print is kept for an agent, and of how many "
+                    "1.6 s prints (admin; CALLCUE_VOICE_PRINTS)",
+                    "parameters": [agent],
+                    "responses": {"200": json_ok, "404": err, **auth},
+                },
+                "delete": {
+                    "summary": "Forget an agent's voice print (admin): consent withdrawn",
+                    "parameters": [agent],
+                    "responses": {"204": {"description": "deleted"}, "404": err, **auth},
+                },
             },
             "/v1/calls/{call_id}/reviews": {
                 "get": {

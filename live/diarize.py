@@ -36,10 +36,60 @@ log = logging.getLogger("callcue.diarize")
 KEEP_AUDIO_S = 120.0  # the mixed channel's recent audio kept for its finals' prints
 KEEP_PRINTS = 1200  # prints kept for re-clustering (10 minutes of speech); older parts stay
 MIN_PART_S = 0.8  # a speaker change shorter than this inside a final is not a cut
+NEW_VOICE_S = 1.0  # a print shorter than this joins a voice heard already (it is noisy)
 SAME_VOICE = 0.88  # two-means centres more alike than this: one voice, not two
 PAD_S = 0.1  # audio around a final's words that its prints include
 ONE_PRINT_MARGIN = 0.1  # a part of one print moves to the voice it is this much nearer
 ROLES = ("agent", "customer")
+# The agent's kept voice print decides: the voice it is this much nearer to than to the other
+# (two voices heard); one voice heard so far is the agent's this near to it. (On the AWS call,
+# a print kept from its first 90 s was 0.99 from the agent's voice in the rest and 0.82 from
+# the customer's; one short print of the agent's was 0.76 from it: one voice far from the
+# print is not taken for the customer's.)
+VOICE_MARGIN = 0.05
+VOICE_SAME = 0.9
+
+
+class RecentAudio:
+    """The last `KEEP_AUDIO_S` of one channel, addressed by call seconds."""
+
+    def __init__(self, keep_seconds: float = KEEP_AUDIO_S) -> None:
+        self._chunks: list[Float32Array] = []
+        self._start = 0  # call sample of the first sample kept
+        self._length = 0
+        self._keep = int(keep_seconds * TARGET_RATE)
+
+    def push(self, samples: Float32Array) -> None:
+        self._chunks.append(np.asarray(samples, dtype=np.float32))
+        self._length += len(samples)
+        while self._chunks and self._length - len(self._chunks[0]) >= self._keep:
+            dropped = self._chunks.pop(0)
+            self._length -= len(dropped)
+            self._start += len(dropped)
+
+    def between(self, start: float, end: float) -> Float32Array:
+        """The audio from `start` to `end` call seconds (what is still kept of it)."""
+        lo = max(int(start * TARGET_RATE), self._start)
+        hi = min(int(end * TARGET_RATE), self._start + self._length)
+        if hi <= lo:
+            return np.zeros(0, dtype=np.float32)
+        if len(self._chunks) > 1:
+            self._chunks = [np.concatenate(self._chunks)]
+        return self._chunks[0][lo - self._start : hi - self._start]
+
+
+def voice_prints(
+    encoder: SpeakerEncoder, audio: Float32Array, offset: float
+) -> tuple[list[Print], float]:
+    """(worker thread) Voice prints of a stretch of speech, quiet speech first raised to
+    -30 dBFS as Resemblyzer does, and the CPU seconds they took."""
+    started = time.thread_time()
+    rms = float(np.sqrt(np.mean(audio**2))) if len(audio) else 0.0
+    target = 10 ** (-30 / 20)
+    if 0 < rms < target:
+        audio = audio * (target / max(rms, 1e-6))
+    prints = encoder.prints(audio, offset=offset, min_seconds=0.3)
+    return prints, time.thread_time() - started
 
 
 @dataclass(slots=True)
@@ -75,9 +125,9 @@ class CallDiarizer:
     evidence: RoleEvidence = field(default_factory=RoleEvidence)
     clusters: SpeakerClusters = field(default_factory=lambda: SpeakerClusters(new_below=0.8))
     on_seconds: Callable[[float], None] | None = None  # CPU seconds spent on each final's prints
-    _audio: list[Float32Array] = field(default_factory=list)
-    _audio_start: int = 0  # call sample of _audio's first sample
-    _audio_len: int = 0
+    # the agent's voice print kept from their two-channel calls (CALLCUE_VOICE_PRINTS)
+    agent_voice: Any = None
+    recent: RecentAudio = field(default_factory=RecentAudio)
     _prints: list[Print] = field(default_factory=list)
     _labels: list[int] = field(default_factory=list)
     _first_print: int = 0  # call-wide index of _prints[0]
@@ -86,27 +136,8 @@ class CallDiarizer:
     _next_id: int = 0
     _provisional: dict[int, str] = field(default_factory=dict)  # recognizer utterance → role
 
-    # -- audio -----------------------------------------------------------------------------
-
     def push(self, samples: Float32Array) -> None:
-        self._audio.append(np.asarray(samples, dtype=np.float32))
-        self._audio_len += len(samples)
-        keep = int(KEEP_AUDIO_S * TARGET_RATE)
-        while self._audio and self._audio_len - len(self._audio[0]) >= keep:
-            dropped = self._audio.pop(0)
-            self._audio_len -= len(dropped)
-            self._audio_start += len(dropped)
-
-    def audio(self, start: float, end: float) -> Float32Array:
-        """The call's audio from `start` to `end` seconds (what is still kept of it)."""
-        lo = max(int(start * TARGET_RATE), self._audio_start)
-        hi = min(int(end * TARGET_RATE), self._audio_start + self._audio_len)
-        if hi <= lo:
-            return np.zeros(0, dtype=np.float32)
-        joined = np.concatenate(self._audio) if len(self._audio) > 1 else self._audio[0]
-        if len(self._audio) > 1:
-            self._audio = [joined]
-        return joined[lo - self._audio_start : hi - self._audio_start]
+        self.recent.push(samples)
 
     # -- ids and provisional roles -----------------------------------------------------------
 
@@ -120,6 +151,15 @@ class CallDiarizer:
             self._ids[utterance] = self._new_id()
         return self._ids[utterance]
 
+    def shown_id(self, utterance: int) -> int | None:
+        """The id a recognizer utterance's partials were shown under (None: none shown)."""
+        return self._ids.get(utterance)
+
+    def forget(self, utterance: int) -> None:
+        """A recognizer utterance that will not be split (no speech after all)."""
+        self._ids.pop(utterance, None)
+        self._provisional.pop(utterance, None)
+
     def provisional_role(self, utterance: int) -> str:
         """The role a partial is shown under before its final is split: the last speaker's."""
         if utterance in self._provisional:
@@ -130,34 +170,29 @@ class CallDiarizer:
 
     # -- finals ------------------------------------------------------------------------------
 
-    def _compute(self, audio: Float32Array, offset: float) -> tuple[list[Print], float]:
-        started = time.thread_time()
-        rms = float(np.sqrt(np.mean(audio**2))) if len(audio) else 0.0
-        target = 10 ** (-30 / 20)  # as Resemblyzer: quiet speech raised to -30 dBFS
-        if 0 < rms < target:
-            audio = audio * (target / max(rms, 1e-6))
-        prints = self.encoder.prints(audio, offset=offset, min_seconds=0.3)
-        return prints, time.thread_time() - started
-
     async def split(
         self, utterance: int, start: float, end: float, text: str, words: Sequence[WordTiming]
-    ) -> tuple[list[Part], str]:
-        """The parts of one final, in order, and the role its partial was shown under."""
-        shown = self._provisional.pop(utterance, "")
-        first_id = self._ids.pop(utterance, None)
+    ) -> list[Part]:
+        """The parts of one final, in order (the first keeps the id its partials had)."""
+        first_id = self._ids.get(utterance)
         for stale in [u for u in self._ids if u < utterance]:
-            del self._ids[stale]
+            self.forget(stale)
         if not words:
             words = (WordTiming(text, start, end, 1.0),)
         lo = max(words[0].start - PAD_S, 0.0)
-        audio = self.audio(lo, words[-1].end + PAD_S)
+        audio = self.recent.between(lo, words[-1].end + PAD_S)
         loop = asyncio.get_running_loop()
-        prints, seconds = await loop.run_in_executor(self.executor, self._compute, audio, lo)
+        prints, seconds = await loop.run_in_executor(
+            self.executor, voice_prints, self.encoder, audio, lo
+        )
+        self.forget(utterance)
         if self.on_seconds is not None:
             self.on_seconds(seconds)
         base = self._first_print + len(self._prints)
         # (none: too short to hear a voice, the speaker before it goes on)
-        labels = [self.clusters.assign(p.vector) for p in prints]
+        labels = [
+            self.clusters.assign(p.vector, may_start=p.end - p.start >= NEW_VOICE_S) for p in prints
+        ]
         self._prints.extend(prints)
         self._labels.extend(labels)
         runs = self._runs(words, prints, labels)
@@ -179,11 +214,12 @@ class CallDiarizer:
                 )
             )
         self.parts.extend(out)
+        self._hear_agent_voice()
         roles = self.evidence.roles()
         for part in out:
             part.role = roles.get(part.speaker, "customer")
         self._trim()
-        return out, shown
+        return out
 
     def _runs(
         self, words: Sequence[WordTiming], prints: list[Print], labels: list[int]
@@ -221,6 +257,20 @@ class CallDiarizer:
                 merged.pop(0)
         return merged
 
+    def _hear_agent_voice(self) -> None:
+        """With the agent's voice print known: the voice nearest to it is the agent's, once
+        it is clearly nearer than the other (or, alone, close enough)."""
+        if self.agent_voice is None or not self.clusters.speakers:
+            return
+        sims = self.clusters.similarities(self.agent_voice)
+        best = int(np.argmax(sims))
+        self.evidence.voice_agent = None
+        if len(sims) == 1:
+            if sims[best] >= VOICE_SAME:
+                self.evidence.voice_agent = best
+        elif float(sims[best] - np.delete(sims, best).max()) >= VOICE_MARGIN:
+            self.evidence.voice_agent = best
+
     def recluster(self) -> list[Relabel]:
         """Cluster every kept print again; parts whose speaker or role changed, relabelled
         (only parts already published: their `seq` is set)."""
@@ -242,6 +292,9 @@ class CallDiarizer:
                     self.evidence.move(part.text, part.speaker, speaker)
                     part.speaker = speaker
             self._labels = list(relabelled)
+            if self.parts and self.parts[0].prints:
+                self.evidence.first = self.parts[0].speaker
+        self._hear_agent_voice()
         roles = self.evidence.roles()
         for part in self.parts:
             role = roles.get(part.speaker, "customer")
@@ -252,28 +305,32 @@ class CallDiarizer:
         return changes
 
     def _refit(self) -> tuple[Any, Any] | None:
-        """Two-means over the kept prints, from the current speakers' centres: each print's
-        voice, and the two centres; None while there is one voice (or the halves sound
-        alike)."""
+        """Two-means over the kept prints (each weighted by its length: a short print is a
+        noisy one), started from the current speakers' centres and from the two prints
+        least alike, keeping the tighter result: each print's voice, and the two centres;
+        None while there is one voice (or the halves sound alike)."""
         speakers = self.clusters.speakers
         if len(speakers) < 2 or len(self._prints) < 4:
             return None
         vectors = np.stack([p.vector for p in self._prints])
-        centres = np.stack([s.centre for s in speakers[:2]])
-        labels = np.argmax(vectors @ centres.T, axis=1)
-        for _ in range(20):
-            new = []
-            for k in range(2):
-                members = vectors[labels == k]
-                centre = members.mean(axis=0) if len(members) else centres[k]
-                new.append(centre / max(float(np.linalg.norm(centre)), 1e-9))
-            centres = np.stack(new)
-            updated = np.argmax(vectors @ centres.T, axis=1)
-            if np.array_equal(updated, labels):
-                break
-            labels = updated
+        weights = np.array([min(p.end - p.start, 1.6) / 1.6 for p in self._prints])
+        mean = weights @ vectors
+        far = int(np.argmin(vectors @ mean + (weights < 0.6)))  # (a long print)
+        farther = int(np.argmin(vectors @ vectors[far] + (weights < 0.6)))
+        best: tuple[float, Any, Any] | None = None
+        for start in (np.stack([s.centre for s in speakers[:2]]), vectors[[far, farther]]):
+            labels, centres = _two_means(vectors, weights, start)
+            spread = float(weights @ (1 - (vectors * centres[labels]).sum(axis=1)))
+            if best is None or spread < best[0]:
+                best = (spread, labels, centres)
+        assert best is not None
+        _, labels, centres = best
         if float(centres[0] @ centres[1]) > SAME_VOICE:
             return None
+        order = [int(np.argmax(speakers[0].centre @ centres.T))]  # keep speaker 0 speaker 0
+        order.append(1 - order[0])
+        centres = centres[order]
+        labels = np.array([order.index(int(k)) for k in labels])
         for k in range(2):  # the clusters follow the refit (new prints join the right one)
             members = vectors[labels == k]
             if len(members):
@@ -291,5 +348,26 @@ class CallDiarizer:
         self.parts = [p for p in self.parts if not p.prints or p.prints[-1] >= oldest][-2000:]
 
 
+def _two_means(vectors: Any, weights: Any, centres: Any) -> tuple[Any, Any]:
+    """Weighted spherical two-means from `centres`: (each vector's cluster, the centres)."""
+    labels = np.argmax(vectors @ centres.T, axis=1)
+    for _ in range(30):
+        new = []
+        for k in range(2):
+            mask = labels == k
+            centre = weights[mask] @ vectors[mask] if mask.any() else centres[k]
+            new.append(centre / max(float(np.linalg.norm(centre)), 1e-9))
+        centres = np.stack(new)
+        updated = np.argmax(vectors @ centres.T, axis=1)
+        if np.array_equal(updated, labels):
+            break
+        labels = updated
+    return labels, centres
+
+
 def _join(words: Sequence[WordTiming]) -> str:
-    return "".join(w.word for w in words).strip()
+    """The text of a run of timed words (Whisper's words carry their leading space; words
+    without one are spaced)."""
+    if all(w.word[:1].isspace() for w in words[1:]):
+        return "".join(w.word for w in words).strip()
+    return " ".join(w.word.strip() for w in words if w.word.strip())

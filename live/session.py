@@ -14,6 +14,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from assist.analytics import CallAnalytics
 from assist.customers import Customer
 from assist.engine import AssistModels, CallAssist
@@ -35,7 +37,7 @@ from assist.events import (
 from assist.roles import RoleEvidence
 from audio.codec import TARGET_RATE, AudioFormat, StreamDecoder
 from audio.vad import VadOptions, VadSegmenter
-from live.diarize import CallDiarizer, Part
+from live.diarize import CallDiarizer, Part, RecentAudio, voice_prints
 from live.hub import EventHub
 from live.metrics import Metrics
 from live.recording import Recorder
@@ -56,6 +58,7 @@ log = logging.getLogger("callcue.session")
 MAX_FEEDBACK_PER_CALL = 500
 ANALYTICS_INTERVAL = 1.0  # `call.analytics` at most once a second a call
 CATEGORY_TICK = 1.0  # seconds between checks of the categories decided by time
+ENROL_SECONDS = 60.0  # of an agent's speech a two-channel call adds to their voice print
 
 
 class FeedbackLimit(ValueError):
@@ -123,6 +126,9 @@ class Services:
         default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="callcue-speaker")
     )
     speaker_seconds: float = 0.0  # CPU seconds spent on voice prints
+    # agents' voice prints are kept from their two-channel calls (the store holds them) and
+    # tell the agent on their mono calls (CALLCUE_VOICE_PRINTS; off: nothing is kept)
+    voice_prints: bool = False
 
     def __post_init__(self) -> None:
         m = self.metrics
@@ -583,6 +589,11 @@ class CallSession:
             channels = ("agent", "customer")
         self.channels = channels
         self.diarizer: CallDiarizer | None = None  # set by `start` when diarizing
+        # the agent's voice print, kept from this two-channel call (CALLCUE_VOICE_PRINTS)
+        self.agent_key = agent_key(metadata or {})
+        self._enrolling: RecentAudio | None = None
+        self._enrolled: list[Any] = []  # prints of the agent's finals
+        self._enrol_tasks: list[asyncio.Future[None]] = []
         self._diarizing: asyncio.Queue[Final | None] | None = None
         self._diarize_task: asyncio.Task[None] | None = None
         self.metadata = metadata or {}
@@ -702,9 +713,18 @@ class CallSession:
                 self.services.speaker_executor,
                 evidence=self._role_evidence(),
                 on_seconds=self.services._spent_on_prints,
+                agent_voice=await self._agent_voice(),
             )
             self._diarizing = asyncio.Queue()
             self._diarize_task = asyncio.ensure_future(self._diarize_finals())
+        elif (
+            self.services.voice_prints
+            and store is not None
+            and self.agent_key
+            and "agent" in self.channels
+        ):
+            await self.services.speakers()
+            self._enrolling = RecentAudio()
         self.hub_feed = self.services.hub.open(self.call_id, base=base)
         self.services.sessions[self.call_id] = self
         self.services.metrics.calls.inc(1, self.source)
@@ -861,6 +881,8 @@ class CallSession:
             self.services.audio_seconds_in += audio.shape[1] / TARGET_RATE
             if self.diarizer is not None:
                 self.diarizer.push(audio[0])
+            if self._enrolling is not None and self.channels[index] == "agent":
+                self._enrolling.push(audio[0])
             await self.transcribers[index].push(audio[0])
             self._check_duration()
 
@@ -876,6 +898,8 @@ class CallSession:
         self.services.audio_seconds_in += audio.shape[1] * audio.shape[0] / TARGET_RATE
         if self.diarizer is not None:
             self.diarizer.push(audio[0])
+        if self._enrolling is not None:
+            self._enrolling.push(audio[self.channels.index("agent")])
         await asyncio.gather(*(t.push(audio[i]) for i, t in enumerate(self.transcribers)))
 
     async def finish(self, reason: str = "stop") -> None:
@@ -900,6 +924,10 @@ class CallSession:
             with contextlib.suppress(Exception):
                 await self._diarize_task
         self.finished = True
+        if self._enrol_tasks:
+            await asyncio.gather(*self._enrol_tasks, return_exceptions=True)
+        if self._enrolled and self.services.store is not None:
+            await self._keep_voice_print(self.services.store)
         if self.assist_state is not None:
             try:  # the last finals' suggestions and the checklist result come before call.ended
                 await asyncio.wait_for(self.assist_idle.wait(), timeout=10.0)
@@ -1148,6 +1176,8 @@ class CallSession:
         )
         assert isinstance(event, TranscriptFinal)
         self.finals.append(event)
+        if self._enrolling is not None and channel == "agent":
+            self._enrol_tasks.append(asyncio.ensure_future(self._enrol(final.start, final.end)))
         self.last_heard = max(self.last_heard, final.end)
         self.analytics.add_final(channel, final.utterance, final.start, final.end, words, text)
         self._analytics_changed()
@@ -1179,6 +1209,47 @@ class CallSession:
         name = self.metadata.get("agent_name")
         return RoleEvidence.for_call(phrases, name if isinstance(name, str) else "")
 
+    async def _agent_voice(self) -> Any:
+        """The agent's kept voice print (normalized), if voice prints are on and one is
+        kept; read in a thread."""
+        store = self.services.store
+        if not self.services.voice_prints or store is None or not self.agent_key:
+            return None
+        try:
+            kept = await asyncio.to_thread(store.voice_print, self.agent_key)
+        except Exception as exc:  # the store is down: the call goes on without it
+            log.warning("cannot read the voice print of %s: %s", self.agent_key, exc)
+            return None
+        if kept is None:
+            return None
+        vector = np.asarray(kept[0], dtype=np.float32)
+        return vector / max(float(np.linalg.norm(vector)), 1e-9)
+
+    async def _enrol(self, start: float, end: float) -> None:
+        """Prints of one of the agent's finals, for their voice print (at most
+        `ENROL_SECONDS` of speech a call)."""
+        assert self._enrolling is not None
+        heard = sum(p.end - p.start for p in self._enrolled)
+        if heard >= ENROL_SECONDS or end - start < 1.0:
+            return
+        audio = self._enrolling.between(start, end)
+        encoder = await self.services.speakers()
+        loop = asyncio.get_running_loop()
+        prints, seconds = await loop.run_in_executor(
+            self.services.speaker_executor, voice_prints, encoder, audio, start
+        )
+        self.services._spent_on_prints(seconds)
+        self._enrolled.extend(prints)
+
+    async def _keep_voice_print(self, store: CallStore) -> None:
+        total = np.sum([p.vector for p in self._enrolled], axis=0)
+        try:
+            await asyncio.to_thread(
+                store.add_voice_print, self.agent_key, total.tolist(), len(self._enrolled)
+            )
+        except Exception as exc:
+            log.warning("cannot keep the voice print of %s: %s", self.agent_key, exc)
+
     def _on_mixed_partial(self, _channel: str, partial: Partial) -> None:
         diarizer = self.diarizer
         if diarizer is None:
@@ -1195,45 +1266,47 @@ class CallSession:
         assert self._diarizing is not None and self.diarizer is not None
         diarizer = self.diarizer
         while (final := await self._diarizing.get()) is not None:
+            shown_id = diarizer.shown_id(final.utterance)
+            shown = diarizer.provisional_role(final.utterance) if shown_id is not None else ""
+            if not final.text:  # nothing was said after all
+                diarizer.forget(final.utterance)
+                if shown_id is not None:
+                    self._withdraw_partial(shown, shown_id, final.start, final.end)
+                continue
             try:
-                if not final.text:
-                    shown = diarizer.provisional_role(final.utterance)
-                    self._withdraw_partial(
-                        shown, diarizer.partial_id(final.utterance), final.start, final.end
-                    )
-                    await diarizer.split(final.utterance, final.start, final.end, "", ())
-                    continue
-                had_partial = final.utterance in diarizer._ids
-                first_id = diarizer.partial_id(final.utterance) if had_partial else None
-                parts, shown = await diarizer.split(
+                parts = await diarizer.split(
                     final.utterance, final.start, final.end, final.text, final.words
                 )
-                if first_id is not None and shown and parts[0].role != shown:
-                    self._withdraw_partial(shown, first_id, final.start, final.end)
-                for part in parts:
-                    self._publish_part(final, part)
-                changes = diarizer.recluster()
-                if changes:
-                    for change in changes:
-                        self.analytics.relabel(change.previous, change.utterance, change.channel)
-                    self.publish(
-                        TranscriptRelabeled(
-                            call_id=self.call_id,
-                            changes=tuple(
-                                {
-                                    "utterance": c.utterance,
-                                    "final_seq": c.final_seq,
-                                    "channel": c.channel,
-                                    "previous": c.previous,
-                                }
-                                for c in changes
-                            ),
-                        )
-                    )
-                    self._analytics_changed()
-            except Exception as exc:  # one final's prints failing must not stop the call
+            except Exception:  # its prints failed: the final is kept, as the last speaker's
                 log.exception("diarizing utterance %d of %s failed", final.utterance, self.call_id)
-                self._on_recognition_error("mixed", "final", final.utterance, exc)
+                role = shown or (diarizer.parts[-1].role if diarizer.parts else "customer")
+                fallback = diarizer.partial_id(final.utterance) if shown_id is None else shown_id
+                diarizer.forget(final.utterance)
+                self._on_final(role, replace(final, utterance=fallback))
+                continue
+            if shown_id is not None and parts[0].role != shown:
+                self._withdraw_partial(shown, shown_id, final.start, final.end)
+            for part in parts:
+                self._publish_part(final, part)
+            changes = diarizer.recluster()
+            if changes:
+                for change in changes:
+                    self.analytics.relabel(change.previous, change.utterance, change.channel)
+                self.publish(
+                    TranscriptRelabeled(
+                        call_id=self.call_id,
+                        changes=tuple(
+                            {
+                                "utterance": c.utterance,
+                                "final_seq": c.final_seq,
+                                "channel": c.channel,
+                                "previous": c.previous,
+                            }
+                            for c in changes
+                        ),
+                    )
+                )
+                self._analytics_changed()
 
     def _publish_part(self, final: Final, part: Part) -> None:
         self._on_final(
@@ -1249,6 +1322,13 @@ class CallSession:
         )
         if self.finals and self.finals[-1].utterance == part.utterance:
             part.seq = self.finals[-1].seq
+
+
+def agent_key(metadata: Mapping[str, Any]) -> str:
+    """Whose voice print a call's agent channel adds to, or uses: the metadata's `agent`
+    (an id), else `agent_name`."""
+    value = metadata.get("agent") or metadata.get("agent_name") or ""
+    return value.strip()[:128] if isinstance(value, str) else ""
 
 
 def mask_words(words: tuple[Word, ...], original: str, masked: str) -> tuple[Word, ...]:

@@ -228,9 +228,12 @@ class SpeakerClusters:
         centres = np.stack([s.centre for s in self.speakers])
         return centres @ vector
 
-    def assign(self, vector: Any, learn: bool = True) -> int:
+    def assign(self, vector: Any, learn: bool = True, may_start: bool = True) -> int:
+        """The speaker of a print (a new one if it is unlike all and `may_start`)."""
         sims = self.similarities(vector)
-        if len(sims) == 0 or (sims.max() < self.new_below and len(sims) < self.max_speakers):
+        if len(sims) == 0 or (
+            may_start and sims.max() < self.new_below and len(sims) < self.max_speakers
+        ):
             self.speakers.append(Speaker(len(self.speakers), vector.astype(np.float64).copy(), 1))
             return len(self.speakers) - 1
         best = int(np.argmax(sims))

@@ -142,6 +142,7 @@ def load_services(
         warmup_seconds=warm,
         webhooks=sender,
         diarize=settings.diarize,
+        voice_prints=settings.voice_prints,
     )
     if sender is not None:
         sender.start()

@@ -567,6 +567,15 @@ SETTINGS: tuple[Setting, ...] = (
         "not say (the start message's diarize, AudioHook's and Twilio's diarize parameter)",
     ),
     Setting(
+        "voice_prints",
+        "CALLCUE_VOICE_PRINTS",
+        False,
+        _bool,
+        _ok,
+        "keep a voice print of each agent (metadata agent) from their two-channel calls, in "
+        "the store, to tell them on their mono calls; only with the agents' consent",
+    ),
+    Setting(
         "audiohook_keys",
         "CALLCUE_AUDIOHOOK_KEYS",
         "",
@@ -896,6 +905,7 @@ class Settings:
     shutdown_timeout: int = 30
     store_buffer: int = 100_000
     diarize: bool = False
+    voice_prints: bool = False
     audiohook_keys: str = field(default="", repr=False)
     audiohook_channels: str = "external=customer,internal=agent"
     audiohook_transcripts: bool = True

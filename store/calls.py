@@ -185,6 +185,15 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE calls ADD COLUMN wrapup_by TEXT NOT NULL DEFAULT ''",  # predicted | who
         "ALTER TABLE calls ADD COLUMN wrapup_at TEXT",
     ),
+    (  # 9: agents' voice prints (CALLCUE_VOICE_PRINTS): tell the agent on mono calls
+        """CREATE TABLE agent_voices (
+            agent TEXT PRIMARY KEY,
+            total TEXT NOT NULL,
+            prints INTEGER NOT NULL,
+            calls INTEGER NOT NULL,
+            updated_at TEXT NOT NULL
+        )""",
+    ),
 )
 
 SQLITE_FTS = (
@@ -865,6 +874,46 @@ class CallStore:
                 if "call.wrapup" in types:
                     self._insert_delivery(url, "call.wrapup", call_id, f"saved {at}", data, {})
         return {**saved, "by": by, "at": at}
+
+    # ------------------------------------------------------------------ agents' voice prints
+    def voice_print(self, agent: str) -> tuple[list[float], int] | None:
+        """An agent's voice print (the unnormalized sum of their prints) and how many prints
+        it holds; None: none kept."""
+        rows = self._read("SELECT total, prints FROM agent_voices WHERE agent = ?", (agent,))
+        if not rows:
+            return None
+        return [float(x) for x in json.loads(rows[0]["total"])], int(rows[0]["prints"])
+
+    def add_voice_print(self, agent: str, total: Sequence[float], prints: int) -> None:
+        """Add one call's prints of an agent (their sum) to the agent's voice print."""
+        with self._transaction():
+            rows = self._rows("SELECT total, prints FROM agent_voices WHERE agent = ?", (agent,))
+            if rows:
+                old = json.loads(rows[0]["total"])
+                summed = [round(a + float(b), 6) for a, b in zip(old, total, strict=True)]
+                self._conn.execute(
+                    self.dialect.sql(
+                        "UPDATE agent_voices SET total = ?, prints = prints + ?, "
+                        "calls = calls + 1, updated_at = ? WHERE agent = ?"
+                    ),
+                    (json.dumps(summed), prints, now_iso(), agent),
+                )
+            else:
+                self._conn.execute(
+                    self.dialect.sql(
+                        "INSERT INTO agent_voices (agent, total, prints, calls, updated_at) "
+                        "VALUES (?, ?, ?, 1, ?)"
+                    ),
+                    (agent, json.dumps([round(float(x), 6) for x in total]), prints, now_iso()),
+                )
+
+    def forget_voice_print(self, agent: str) -> bool:
+        """Delete an agent's voice print (consent withdrawn); False: there was none."""
+        with self._transaction():
+            cursor = self._conn.execute(
+                self.dialect.sql("DELETE FROM agent_voices WHERE agent = ?"), (agent,)
+            )
+            return bool(cursor.rowcount)
 
     # ------------------------------------------------------------------ scorecards
     def scorecard(

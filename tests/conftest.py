@@ -56,6 +56,8 @@ def server() -> Iterator[ServerProcess]:
         env={
             "CALLCUE_AUDIOHOOK_KEYS": f"{AUDIOHOOK_KEY}:{AUDIOHOOK_SECRET}",
             "CALLCUE_TWILIO_TOKENS": TWILIO_TOKEN,
+            # agents' voice prints kept from two-channel calls (tests/live/test_diarize.py)
+            "CALLCUE_VOICE_PRINTS": "true",
         }
     )
     yield proc

@@ -83,7 +83,7 @@ def diarizer(voices: TwoVoices) -> CallDiarizer:
 async def test_a_final_is_cut_where_the_speaker_changes() -> None:
     d = diarizer(TwoVoices(change=4.0))
     said = words("thank you for calling how can I help hi I need to return these shoes", 0.5)
-    parts, _ = await d.split(0, said[0].start, said[-1].end, "".join(w.word for w in said), said)
+    parts = await d.split(0, said[0].start, said[-1].end, "".join(w.word for w in said), said)
     assert [p.role for p in parts] == ["agent", "customer"]
     assert parts[0].text.startswith("thank you") and parts[1].text.endswith("these shoes")
     assert parts[0].end <= parts[1].start
@@ -93,17 +93,31 @@ async def test_a_final_is_cut_where_the_speaker_changes() -> None:
 async def test_an_early_guess_is_corrected_with_a_relabel() -> None:
     d = diarizer(TwoVoices(change=3.0))
     first = words("hello hello there", 0.2, 0.5)  # voice A, nothing that says who
-    parts, _ = await d.split(0, 0.2, first[-1].end, "hello hello there", first)
+    parts = await d.split(0, 0.2, first[-1].end, "hello hello there", first)
     assert parts[0].role == "agent"  # first voice heard: taken for the agent
     parts[0].seq = 7
     assert d.recluster() == []
     second = words("thank you for calling my name is Sam how can I help", 3.2)
-    later, _ = await d.split(1, 3.2, second[-1].end, "".join(w.word for w in second), second)
+    later = await d.split(1, 3.2, second[-1].end, "".join(w.word for w in second), second)
     assert later[0].role == "agent"
     changes = d.recluster()
     assert [(c.utterance, c.final_seq, c.previous, c.channel) for c in changes] == [
         (parts[0].utterance, 7, "agent", "customer")
     ]
+
+
+async def test_the_agents_kept_voice_decides_over_who_spoke_first() -> None:
+    d = diarizer(TwoVoices(change=3.0))
+    d.agent_voice = B  # the agent's voice print, kept from their two-channel calls
+    first = words("hello hello there", 0.2, 0.5)  # voice A first, nothing that says who
+    parts = await d.split(0, 0.2, first[-1].end, "hello hello there", first)
+    parts[0].seq = 4
+    assert parts[0].role == "agent"  # one voice, not the print's: who spoke first, for now
+    second = words("yes hi so what is going on today", 3.2)  # B: no agent phrase at all
+    later = await d.split(1, 3.2, second[-1].end, "".join(w.word for w in second), second)
+    assert later[0].role == "agent"  # the kept print's voice, over who spoke first
+    changes = d.recluster()
+    assert [(c.final_seq, c.channel) for c in changes] == [(4, "customer")]
 
 
 # -- the real voice model -----------------------------------------------------------------
@@ -202,6 +216,59 @@ async def test_a_mixed_real_call_is_told_apart_and_stored(server: Any) -> None:
     finally:
         store.close()
     assert stored == {(f["channel"], f["text"]) for f in finals}
+
+
+def http(server: Any, path: str, method: str = "GET") -> tuple[int, Any]:
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(server.http + path, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            body = response.read()
+            return response.status, json.loads(body) if body else None
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"null")
+
+
+async def test_an_agents_voice_print_is_kept_and_used_then_forgotten(server: Any) -> None:
+    """CALLCUE_VOICE_PRINTS (on for the test server): a two-channel call of agent a-bob keeps
+    their voice print; a later mono call of theirs is told apart with it; an admin deletes it."""
+    from audio.files import CallAudio
+    from clients.native import stream_call
+
+    agent = "a-bob-" + uuid.uuid4().hex[:6]
+    pair = load_call_audio(
+        [AUDIO / "cs_aws_auto_repairs_40_caller.wav", AUDIO / "cs_aws_auto_repairs_40_agent.wav"]
+    )
+    rate, cut = pair.sample_rate, pair.sample_rate * 90
+    first = CallAudio(pair.samples[:cut], rate)
+    await stream_call(
+        server.url, first, ["customer", "agent"], realtime=False, metadata={"agent": agent}
+    )
+    status, kept = http(server, f"/v1/agents/{agent}/voice")
+    assert status == 200 and kept["prints"] >= 10, kept
+    # the rest of the call as one mixed channel
+    rest = pair.samples[cut:].astype(np.float32)
+    mono = np.clip(rest.sum(axis=1), -32768, 32767).astype(np.int16).reshape(-1, 1)
+    result = await stream_call(
+        server.url,
+        CallAudio(mono, rate),
+        ["mixed"],
+        realtime=False,
+        metadata={"agent": agent},
+        diarize=True,
+    )
+    finals = [e for e in result.events if e["type"] == "transcript.final"]
+    for relabel in (e for e in result.events if e["type"] == "transcript.relabeled"):
+        for change in relabel["changes"]:
+            for f in finals:
+                if f["seq"] == change["final_seq"]:
+                    f["channel"] = change["channel"]
+    parties = rest[:, ::-1] / 32768  # (agent, customer) as right_share reads them
+    assert right_share(finals, parties, rate) >= 0.9
+    assert http(server, f"/v1/agents/{agent}/voice", "DELETE")[0] == 204
+    assert http(server, f"/v1/agents/{agent}/voice")[0] == 404
 
 
 async def test_diarize_on_a_two_channel_call_is_refused_clearly(server: Any) -> None:

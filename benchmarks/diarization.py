@@ -1,0 +1,288 @@
+"""Mono calls: how well diarization tells the agent from the customer, and what it costs.
+
+The mixed calls are built from the real two-channel calls in ../shared/data/audio (each
+channel one party, so every word's true party is known): the AWS auto-repair pair and the
+Genesys AudioHook stereo call, their channels added into one. For each:
+
+- `word_role_accuracy`: the share of final words put down to the right party, after the
+  call's `transcript.relabeled` corrections (as the store keeps them), and `as_first_shown`
+  (before any correction). A word's true party is the channel louder over the word's span.
+- `der`: diarization error rate over 10 ms frames: (missed speech + false alarm + party
+  confusion) / reference speech, the reference being each channel's own speech (Silero VAD
+  on that channel alone), 0.25 s either side of each reference boundary not scored (the
+  usual collar); the hypothesis, the final words' spans with their party. Missed speech and
+  false alarm come from the recognizer's word times and from what it did not transcribe.
+- `print_cpu_seconds_per_audio_second`: the CPU the voice prints took.
+
+Offline (default): the live pipeline in-process (`callcue transcribe --diarize --live`), as
+fast as it decodes. `--live`: also streams the first `--seconds` of the AWS mixed call in real
+time through a server, once with `diarize` and once as a plain one-channel call, and
+reports the final latency of each (final received minus the wall time its last word's audio
+was sent) and the server's CPU.
+
+    .venv/bin/python -m benchmarks.diarization [--live] [--seconds 120] [--skip 0 30 60]
+
+Writes benchmarks/results/diarization.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+from typing import Any
+
+import numpy as np
+import soxr
+
+from audio.codec import TARGET_RATE
+from audio.files import CallAudio, load_call_audio
+from benchmarks.common import DATA, percentile, write_result
+
+# mixed calls: (files, the party of each channel in order)
+CALLS: dict[str, tuple[tuple[str, ...], tuple[str, str]]] = {
+    "aws_auto_repairs_40": (
+        ("cs_aws_auto_repairs_40_agent.wav", "cs_aws_auto_repairs_40_caller.wav"),
+        ("agent", "customer"),
+    ),
+    # channel 0 greets ("Thanks for contacting the store. How can I help you?"): the agent
+    "genesys_audiohook_stereo": (("cs_genesys_audiohook_stereo_pcmu.wav",), ("agent", "customer")),
+}
+FRAME = 0.01
+COLLAR = 0.25  # seconds around each reference boundary left out of the DER (as NIST's)
+
+
+def parties(name: str, skip: float = 0.0) -> tuple[CallAudio, np.ndarray, tuple[str, str]]:
+    """The call as one mixed channel (int16, its own rate) and each party's 16 kHz audio,
+    from `skip` seconds in (so that another voice may be heard first)."""
+    files, roles = CALLS[name]
+    both = load_call_audio([str(DATA / f) for f in files])
+    both = CallAudio(both.samples[int(skip * both.sample_rate) :], both.sample_rate)
+    mixed = np.clip(both.samples.astype(np.int32).sum(axis=1), -32768, 32767).astype(np.int16)
+    tracks = both.samples.astype(np.float32) / 32768.0
+    tracks = soxr.resample(tracks, both.sample_rate, TARGET_RATE).astype(np.float32)
+    return CallAudio(mixed.reshape(-1, 1), both.sample_rate), tracks, roles
+
+
+def activity(track: np.ndarray) -> np.ndarray:
+    """10 ms frames of a party's speech, by Silero VAD (probability over 0.5) on its own
+    channel."""
+    from audio.vad import WINDOW
+    from models.vad import SileroVad
+
+    vad = SileroVad()
+    n = len(track) // WINDOW
+    windows = track[: n * WINDOW].reshape(n, WINDOW).astype(np.float32)
+    state: object = vad.new_state()
+    probs = []
+    for lo in range(0, n, 32):
+        p, state = vad.probabilities(windows[lo : lo + 32], state)
+        probs.append(p)
+    speech = np.concatenate(probs) > 0.5 if probs else np.zeros(0, dtype=bool)
+    frames = len(track) * 100 // TARGET_RATE
+    at = (np.arange(frames) * FRAME * TARGET_RATE // WINDOW).astype(int)
+    return (
+        np.asarray(speech[np.minimum(at, len(speech) - 1)])
+        if len(speech)
+        else np.zeros(frames, bool)
+    )
+
+
+def near_change(acts: list[np.ndarray], collar: float = COLLAR) -> np.ndarray:
+    """Frames within `collar` seconds of a party starting or stopping (not scored)."""
+    width = int(collar / FRAME)
+    out = np.zeros(len(acts[0]), dtype=bool)
+    for act in acts:
+        for edge in np.flatnonzero(np.diff(act.astype(np.int8))):
+            out[max(0, edge - width + 1) : edge + width + 1] = True
+    return out
+
+
+def true_party(tracks: np.ndarray, roles: tuple[str, str], start: float, end: float) -> str:
+    lo, hi = int(start * TARGET_RATE), max(int(end * TARGET_RATE), int(start * TARGET_RATE) + 1)
+    energy = (tracks[lo:hi] ** 2).sum(axis=0)
+    return roles[int(np.argmax(energy))]
+
+
+def score(
+    utterances: list[dict[str, Any]], tracks: np.ndarray, roles: tuple[str, str]
+) -> dict[str, Any]:
+    """Word role accuracy and DER of finals (dicts with channel, words)."""
+    right = total = 0
+    frames = tracks.shape[0] * 100 // TARGET_RATE
+    hyp = np.full(frames, -1)
+    for u in utterances:
+        for w in u["words"]:
+            total += 1
+            right += true_party(tracks, roles, w["start"], w["end"]) == u["channel"]
+            lo, hi = int(w["start"] / FRAME), int(w["end"] / FRAME)
+            hyp[lo:hi] = roles.index(u["channel"]) if u["channel"] in roles else -1
+    acts = [activity(tracks[:, k])[:frames] for k in range(2)]
+    scored = ~near_change(acts)
+    ref = np.full(frames, -1)
+    ref[acts[0] & ~acts[1]] = 0
+    ref[acts[1] & ~acts[0]] = 1
+    both = acts[0] & acts[1]
+    speech = (acts[0] | acts[1]) & scored
+    missed = int((speech & (hyp < 0)).sum())
+    false_alarm = int((~(acts[0] | acts[1]) & scored & (hyp >= 0)).sum())
+    confusion = int((scored & (ref >= 0) & (hyp >= 0) & (hyp != ref)).sum())
+    return {
+        "words": total,
+        "word_role_accuracy": round(right / max(total, 1), 4),
+        "der": round((missed + false_alarm + confusion) / max(int(speech.sum()), 1), 4),
+        "der_parts": {
+            "missed": round(missed / max(int(speech.sum()), 1), 4),
+            "false_alarm": round(false_alarm / max(int(speech.sum()), 1), 4),
+            "confusion": round(confusion / max(int(speech.sum()), 1), 4),
+            "overlap_frames": int(both.sum()),
+        },
+    }
+
+
+def apply_relabels(finals: list[dict[str, Any]], relabels: list[dict[str, Any]]) -> None:
+    by_seq = {f["seq"]: f for f in finals}
+    for event in relabels:
+        for change in event["changes"]:
+            if change["final_seq"] in by_seq:
+                by_seq[change["final_seq"]]["channel"] = change["channel"]
+
+
+async def offline(name: str, skip: float = 0.0) -> dict[str, Any]:
+    from cli import transcribe_call
+    from live.session import CallSession
+    from service.node import load_services
+    from service.settings import Settings
+
+    audio, tracks, roles = parties(name, skip)
+    settings = Settings.load(overrides={"revise": False})
+    services = await asyncio.to_thread(load_services, settings, warmup=False, store=False)
+    relabels: list[dict[str, Any]] = []
+    finals: list[dict[str, Any]] = []
+    publish = CallSession.publish
+
+    def spy(self: CallSession, event: Any) -> Any:
+        stamped = publish(self, event)
+        data = stamped.to_dict()
+        if data["type"] == "transcript.relabeled":
+            relabels.append(data)
+        elif data["type"] == "transcript.final":
+            finals.append(data)
+        return stamped
+
+    started = time.perf_counter()
+    CallSession.publish = spy  # type: ignore[method-assign]
+    try:
+        await transcribe_call(
+            settings, audio, ["agent", "customer"], name, services=services, diarize=True
+        )
+    finally:
+        CallSession.publish = publish  # type: ignore[method-assign]
+    elapsed = time.perf_counter() - started
+    prints = services.speaker_seconds
+    services.close()
+    shown = score([dict(f) for f in finals], tracks, roles)["word_role_accuracy"]
+    apply_relabels(finals, relabels)
+    return {
+        "audio_seconds": round(audio.duration, 1),
+        "finals": len(finals),
+        **score(finals, tracks, roles),
+        "as_first_shown": shown,
+        "relabel_events": len(relabels),
+        "relabeled_finals": sum(len(r["changes"]) for r in relabels),
+        "print_cpu_seconds": round(prints, 2),
+        "print_cpu_seconds_per_audio_second": round(prints / audio.duration, 4),
+        "pipeline_seconds": round(elapsed, 1),
+    }
+
+
+async def live(seconds: float) -> dict[str, Any]:
+    from benchmarks.latency import Sampler
+    from benchmarks.server import ServerProcess
+    from clients.native import stream_call
+
+    audio, tracks, roles = parties("aws_auto_repairs_40")
+    n = int(seconds * audio.sample_rate)
+    audio = CallAudio(audio.samples[:n], audio.sample_rate)
+    tracks = tracks[: int(seconds * TARGET_RATE)]
+    out: dict[str, Any] = {"audio_seconds": round(audio.duration, 1)}
+    for label, diarize in (("mono", False), ("diarized", True)):
+        server = ServerProcess(env={"CALLCUE_REVISE": "false"})
+        try:
+            sampler = Sampler(server.pid)
+            result = await stream_call(
+                server.url,
+                audio,
+                ["mixed"],
+                diarize=diarize,
+                call_id=f"diarize-bench-{label}",
+            )
+            cpu = sampler.stop()
+        finally:
+            server.stop()
+        events = list(zip(result.events, result.received_at, strict=True))
+        finals = [e for e, _ in events if e["type"] == "transcript.final"]
+        latency = []
+        for event, received in events:
+            if event["type"] == "transcript.final":
+                sent = result.sent_time(event["end"])
+                if sent is not None:
+                    latency.append(received - sent)
+        row: dict[str, Any] = {
+            "finals": len(finals),
+            "final_latency_p50": percentile(latency, 50),
+            "final_latency_p95": percentile(latency, 95),
+            "server_cpu_seconds_per_audio_second": round(cpu / audio.duration, 3)
+            if cpu is not None
+            else None,
+        }
+        if diarize:
+            shown = score([dict(f) for f in finals], tracks, roles)["word_role_accuracy"]
+            apply_relabels(finals, [e for e, _ in events if e["type"] == "transcript.relabeled"])
+            row.update(score(finals, tracks, roles))
+            row["as_first_shown"] = shown
+        out[label] = row
+    mono, diarized = out["mono"], out["diarized"]
+    if mono["final_latency_p50"] is not None and diarized["final_latency_p50"] is not None:
+        out["added_final_latency_p50"] = round(
+            diarized["final_latency_p50"] - mono["final_latency_p50"], 3
+        )
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--calls", nargs="+", default=list(CALLS), choices=list(CALLS))
+    parser.add_argument("--live", action="store_true", help="also stream through a server")
+    parser.add_argument("--seconds", type=float, default=120.0, help="of the live call")
+    parser.add_argument(
+        "--skip",
+        type=float,
+        nargs="+",
+        default=[0.0],
+        help="start each call this many seconds in (each a row): another voice may come first",
+    )
+    parser.add_argument("--out", default="diarization")
+    args = parser.parse_args()
+    results: dict[str, Any] = {"offline": {}}
+    for name in args.calls:
+        for skip in args.skip:
+            row = f"{name} from {skip:g} s" if skip else name
+            if parties(name, skip)[0].duration < 20:
+                continue  # (the call is shorter than that)
+            results["offline"][row] = asyncio.run(offline(name, skip))
+            print(row, results["offline"][row], flush=True)
+    if args.live:
+        results["live"] = asyncio.run(live(args.seconds))
+        print("live", results["live"], flush=True)
+    words = sum(r["words"] for r in results["offline"].values())
+    right = sum(r["words"] * r["word_role_accuracy"] for r in results["offline"].values())
+    results["pooled_word_role_accuracy"] = round(right / max(words, 1), 4)
+    path = write_result(args.out, results)
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
