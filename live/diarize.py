@@ -33,7 +33,10 @@ from models.whisper import WordTiming
 
 log = logging.getLogger("callcue.diarize")
 
-KEEP_AUDIO_S = 120.0  # the mixed channel's recent audio kept for its finals' prints
+# The mixed channel's audio is kept from the start of the oldest final not yet split (a
+# recognizer far behind, or a client sending faster than real time, must not lose it), at
+# most this much (16 kHz float32: 19 MB)
+KEEP_AUDIO_S = 300.0
 KEEP_PRINTS = 1200  # prints kept for re-clustering (10 minutes of speech); older parts stay
 MIN_PART_S = 0.8  # a speaker change shorter than this inside a final is not a cut
 NEW_VOICE_S = 1.0  # a print shorter than this joins a voice heard already (it is noisy)
@@ -51,7 +54,8 @@ VOICE_SAME = 0.9
 
 
 class RecentAudio:
-    """The last `KEEP_AUDIO_S` of one channel, addressed by call seconds."""
+    """One channel's audio from what its owner still needs (`release`), at most the last
+    `keep_seconds`, addressed by call seconds."""
 
     def __init__(self, keep_seconds: float = KEEP_AUDIO_S) -> None:
         self._chunks: list[Float32Array] = []
@@ -63,6 +67,14 @@ class RecentAudio:
         self._chunks.append(np.asarray(samples, dtype=np.float32))
         self._length += len(samples)
         while self._chunks and self._length - len(self._chunks[0]) >= self._keep:
+            dropped = self._chunks.pop(0)
+            self._length -= len(dropped)
+            self._start += len(dropped)
+
+    def release(self, before: float) -> None:
+        """The audio before `before` call seconds is not needed any more."""
+        cut = int(before * TARGET_RATE)
+        while self._chunks and self._start + len(self._chunks[0]) <= cut:
             dropped = self._chunks.pop(0)
             self._length -= len(dropped)
             self._start += len(dropped)
@@ -185,6 +197,7 @@ class CallDiarizer:
         prints, seconds = await loop.run_in_executor(
             self.executor, voice_prints, self.encoder, audio, lo
         )
+        self.recent.release(lo)  # finals come in order: nothing before this one is needed
         self.forget(utterance)
         if self.on_seconds is not None:
             self.on_seconds(seconds)
@@ -296,6 +309,14 @@ class CallDiarizer:
                 self.evidence.first = self.parts[0].speaker
         self._hear_agent_voice()
         roles = self.evidence.roles()
+        log.debug(
+            "voices %s, evidence %s (first %s, by voice print %s), roles %s",
+            [s.count for s in self.clusters.speakers],
+            {k: round(v, 2) for k, v in self.evidence.scores.items()},
+            self.evidence.first,
+            self.evidence.voice_agent,
+            roles,
+        )
         for part in self.parts:
             role = roles.get(part.speaker, "customer")
             if role != part.role:

@@ -1231,8 +1231,10 @@ class CallSession:
         assert self._enrolling is not None
         heard = sum(p.end - p.start for p in self._enrolled)
         if heard >= ENROL_SECONDS or end - start < 1.0:
+            self._enrolling.release(start)
             return
         audio = self._enrolling.between(start, end)
+        self._enrolling.release(start)  # (the agent's finals come in order)
         encoder = await self.services.speakers()
         loop = asyncio.get_running_loop()
         prints, seconds = await loop.run_in_executor(
