@@ -243,7 +243,12 @@ async def serve_audiohook(
                             if settings.audiohook_transcripts:
                                 forwarder = asyncio.create_task(
                                     _transcripts_to_genesys(
-                                        services, session.call_id, proto, roles, flush
+                                        services,
+                                        session.call_id,
+                                        proto,
+                                        roles,
+                                        flush,
+                                        tuple(event.media.channels),
                                     )
                                 )
                             log.info(
@@ -299,18 +304,23 @@ async def _transcripts_to_genesys(
     proto: AudioHookProtocol,
     roles: dict[str, str],
     flush: Any,
+    negotiated: tuple[str, ...] = (),
 ) -> None:
-    """Send each final transcript back to Genesys as an AudioHook `transcript` entity."""
-    source_of = {role: source for source, role in roles.items()}
+    """Send each final transcript back to Genesys as an AudioHook `transcript` entity, on
+    the channel of its party (a one-channel call's finals, diarized into both parties, all on
+    its one channel)."""
+    index_of = {roles[source]: i for i, source in enumerate(negotiated) if source in roles}
+    if len(negotiated) == 1:  # (diarized: both parties on the one channel)
+        index_of = {role: 0 for role in ("agent", "customer", *roles.values())}
     backlog, sub = services.hub.subscribe(call_id)
     try:
         pending = list(backlog)
         while True:
             for event in pending:
                 data = event.to_dict()
-                if data["type"] == "transcript.final" and data["channel"] in source_of:
+                if data["type"] == "transcript.final" and data["channel"] in index_of:
                     proto.send_transcript(
-                        source_of[data["channel"]],
+                        index_of[data["channel"]],
                         True,
                         data["start"],
                         data["end"],

@@ -147,6 +147,7 @@ class CallDiarizer:
     _ids: dict[int, int] = field(default_factory=dict)  # recognizer utterance → first part id
     _next_id: int = 0
     _provisional: dict[int, str] = field(default_factory=dict)  # recognizer utterance → role
+    _last_split: int = -1  # the latest recognizer utterance split
 
     def push(self, samples: Float32Array) -> None:
         self.recent.push(samples)
@@ -163,14 +164,22 @@ class CallDiarizer:
             self._ids[utterance] = self._new_id()
         return self._ids[utterance]
 
+    def is_late(self, utterance: int) -> bool:
+        """A partial of an utterance whose final was already split (it must not open a
+        line that no final would replace)."""
+        return utterance <= self._last_split
+
     def shown_id(self, utterance: int) -> int | None:
         """The id a recognizer utterance's partials were shown under (None: none shown)."""
         return self._ids.get(utterance)
 
-    def forget(self, utterance: int) -> None:
-        """A recognizer utterance that will not be split (no speech after all)."""
+    def forget(self, utterance: int, done: bool = False) -> None:
+        """A recognizer utterance whose partials' line is gone (`done`: its final came, and
+        will not be split: no speech after all, or its prints failed)."""
         self._ids.pop(utterance, None)
         self._provisional.pop(utterance, None)
+        if done:
+            self._last_split = max(self._last_split, utterance)
 
     def provisional_role(self, utterance: int) -> str:
         """The role a partial is shown under before its final is split: the last speaker's."""
@@ -187,6 +196,7 @@ class CallDiarizer:
     ) -> list[Part]:
         """The parts of one final, in order (the first keeps the id its partials had)."""
         first_id = self._ids.get(utterance)
+        self._last_split = max(self._last_split, utterance)
         for stale in [u for u in self._ids if u < utterance]:
             self.forget(stale)
         if not words:

@@ -390,7 +390,7 @@ class Services:
                 self.speaker_encoder = encoder
         return self.speaker_encoder
 
-    def _spent_on_prints(self, seconds: float) -> None:
+    def spent_on_prints(self, seconds: float) -> None:
         self.speaker_seconds += seconds
 
     def close(self) -> None:
@@ -712,7 +712,7 @@ class CallSession:
                 await self.services.speakers(),
                 self.services.speaker_executor,
                 evidence=self._role_evidence(),
-                on_seconds=self.services._spent_on_prints,
+                on_seconds=self.services.spent_on_prints,
                 agent_voice=await self._agent_voice(),
             )
             self._diarizing = asyncio.Queue()
@@ -1240,7 +1240,7 @@ class CallSession:
         prints, seconds = await loop.run_in_executor(
             self.services.speaker_executor, voice_prints, encoder, audio, start
         )
-        self.services._spent_on_prints(seconds)
+        self.services.spent_on_prints(seconds)
         self._enrolled.extend(prints)
 
     async def _keep_voice_print(self, store: CallStore) -> None:
@@ -1254,7 +1254,7 @@ class CallSession:
 
     def _on_mixed_partial(self, _channel: str, partial: Partial) -> None:
         diarizer = self.diarizer
-        if diarizer is None:
+        if diarizer is None or diarizer.is_late(partial.utterance):
             return
         role = diarizer.provisional_role(partial.utterance)
         self._on_partial(role, replace(partial, utterance=diarizer.partial_id(partial.utterance)))
@@ -1271,7 +1271,7 @@ class CallSession:
             shown_id = diarizer.shown_id(final.utterance)
             shown = diarizer.provisional_role(final.utterance) if shown_id is not None else ""
             if not final.text:  # nothing was said after all
-                diarizer.forget(final.utterance)
+                diarizer.forget(final.utterance, done=True)
                 if shown_id is not None:
                     self._withdraw_partial(shown, shown_id, final.start, final.end)
                 continue
@@ -1283,7 +1283,7 @@ class CallSession:
                 log.exception("diarizing utterance %d of %s failed", final.utterance, self.call_id)
                 role = shown or (diarizer.parts[-1].role if diarizer.parts else "customer")
                 fallback = diarizer.partial_id(final.utterance) if shown_id is None else shown_id
-                diarizer.forget(final.utterance)
+                diarizer.forget(final.utterance, done=True)
                 self._on_final(role, replace(final, utterance=fallback))
                 continue
             if shown_id is not None and parts[0].role != shown:

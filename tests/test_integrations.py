@@ -75,7 +75,7 @@ async def test_both_platforms_stream_the_genesys_recording_in_real_time(server) 
     entities = [
         m["parameters"]["entities"][0]["data"] for m in genesys.received if m["type"] == "event"
     ]
-    assert {e["channel"] for e in entities} == {"external", "internal"}
+    assert {e["channelId"] for e in entities} == {0, 1}  # the negotiated channels' indices
     finals = [e for e in genesys_screen if e["type"] == "transcript.final"]
     assert len(entities) == len(finals) >= 4
     assert [e["alternatives"][0]["interpretations"][0]["transcript"] for e in entities] == [

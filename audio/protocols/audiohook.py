@@ -189,7 +189,7 @@ class AudioHookProtocol:
 
     def send_transcript(
         self,
-        channel: str,
+        channel_id: int,
         final: bool,
         start: float,
         end: float,
@@ -199,7 +199,9 @@ class AudioHookProtocol:
         language: str = "en-US",
         transcript_id: str | None = None,
     ) -> None:
-        """A `transcript` entity in an `event` message (only while the session is open)."""
+        """A `transcript` entity in an `event` message (only while the session is open), on
+        the negotiated media channel `channel_id` (its index in `open`'s `media.channels`,
+        as Genesys' reference implementation has sent it since 2024)."""
         if self.state not in ("open", "paused", "closing"):
             return
         tokens = [
@@ -224,7 +226,7 @@ class AudioHookProtocol:
                         "type": "transcript",
                         "data": {
                             "id": transcript_id or str(uuid.uuid4()),
-                            "channel": channel,
+                            "channelId": channel_id,
                             "isFinal": final,
                             "offset": duration(start),
                             "duration": duration(end - start),

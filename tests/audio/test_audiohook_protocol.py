@@ -196,7 +196,7 @@ def test_transcript_event_shape() -> None:
     c = Client()
     c.open()
     c.proto.send_transcript(
-        "external",
+        0,
         True,
         1.0,
         2.5,
@@ -211,7 +211,7 @@ def test_transcript_event_shape() -> None:
     entity = event["parameters"]["entities"][0]
     assert entity["type"] == "transcript"
     data = entity["data"]
-    assert data["id"] == "t-1" and data["channel"] == "external" and data["isFinal"] is True
+    assert data["id"] == "t-1" and data["channelId"] == 0 and data["isFinal"] is True
     assert data["offset"] == "PT1S" and data["duration"] == "PT1.5S"
     interp = data["alternatives"][0]["interpretations"][0]
     assert interp["transcript"] == "hello there"

@@ -325,3 +325,37 @@ def test_import_diarize_stores_both_parties(tmp_path: Path) -> None:
         timeout=120,
     )
     assert stereo.returncode == 2 and "each already one party" in stereo.stderr
+
+
+async def test_a_twilio_stream_of_one_mixed_track_is_diarized(server: Any) -> None:
+    """Twilio's custom parameter `diarize`: one inbound track with both parties."""
+    from audio.files import CallAudio
+    from clients.simulators import simulate_twilio
+    from tests.conftest import TWILIO_TOKEN
+
+    pcm, rate, _ = mixed(GENESYS)
+    audio = CallAudio(np.frombuffer(pcm, dtype="<i2").reshape(-1, 1), rate)
+    bad = await simulate_twilio(
+        server.url,
+        CallAudio(audio.samples[: rate // 2], rate),
+        token=TWILIO_TOKEN,
+        realtime=False,
+        extra_parameters={"diarize": "maybe"},
+    )
+    assert bad.close_code == 1008 and "bad_diarize" in bad.close_reason
+    call_id = "twilio-diarize-" + uuid.uuid4().hex[:6]
+    result = await simulate_twilio(
+        server.url,
+        audio,
+        call_id=call_id,
+        token=TWILIO_TOKEN,
+        realtime=False,
+        extra_parameters={"diarize": "true"},
+    )
+    assert result.close_code == 1000
+    status, transcript = await asyncio.to_thread(http, server, f"/v1/calls/{call_id}/transcript")
+    assert status == 200
+    lines = transcript["utterances"]
+    assert {u["channel"] for u in lines} == {"agent", "customer"}
+    greeting = next(u for u in lines if "contacting" in u["text"].lower())
+    assert greeting["channel"] == "agent"
