@@ -66,28 +66,46 @@ class RecentAudio:
     def push(self, samples: Float32Array) -> None:
         self._chunks.append(np.asarray(samples, dtype=np.float32))
         self._length += len(samples)
-        while self._chunks and self._length - len(self._chunks[0]) >= self._keep:
-            dropped = self._chunks.pop(0)
-            self._length -= len(dropped)
-            self._start += len(dropped)
+        if self._length > self._keep:
+            self._drop(self._length - self._keep)
 
     def release(self, before: float) -> None:
         """The audio before `before` call seconds is not needed any more."""
-        cut = int(before * TARGET_RATE)
-        while self._chunks and self._start + len(self._chunks[0]) <= cut:
-            dropped = self._chunks.pop(0)
-            self._length -= len(dropped)
-            self._start += len(dropped)
+        self._drop(min(int(before * TARGET_RATE) - self._start, self._length))
+
+    def _drop(self, count: int) -> None:
+        """Forget the oldest `count` samples (cutting into a chunk where it must)."""
+        while count > 0 and self._chunks:
+            first = self._chunks[0]
+            if len(first) <= count:
+                self._chunks.pop(0)
+                taken = len(first)
+            else:
+                self._chunks[0] = first[count:].copy()  # (a view would keep all of it)
+                taken = count
+            self._length -= taken
+            self._start += taken
+            count -= taken
+
+    @property
+    def seconds(self) -> float:
+        """How much is kept."""
+        return self._length / TARGET_RATE
 
     def between(self, start: float, end: float) -> Float32Array:
-        """The audio from `start` to `end` call seconds (what is still kept of it)."""
+        """A copy of the audio from `start` to `end` call seconds (what is kept of it)."""
         lo = max(int(start * TARGET_RATE), self._start)
         hi = min(int(end * TARGET_RATE), self._start + self._length)
         if hi <= lo:
             return np.zeros(0, dtype=np.float32)
-        if len(self._chunks) > 1:
-            self._chunks = [np.concatenate(self._chunks)]
-        return self._chunks[0][lo - self._start : hi - self._start]
+        pieces, at = [], self._start
+        for chunk in self._chunks:
+            if at >= hi:
+                break
+            if at + len(chunk) > lo:
+                pieces.append(chunk[max(lo - at, 0) : hi - at])
+            at += len(chunk)
+        return np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.float32)
 
 
 def voice_prints(
@@ -148,6 +166,7 @@ class CallDiarizer:
     _next_id: int = 0
     _provisional: dict[int, str] = field(default_factory=dict)  # recognizer utterance → role
     _last_split: int = -1  # the latest recognizer utterance split
+    _first_part: Part | None = None  # the call's first part (who spoke first)
 
     def push(self, samples: Float32Array) -> None:
         self.recent.push(samples)
@@ -199,8 +218,9 @@ class CallDiarizer:
         self._last_split = max(self._last_split, utterance)
         for stale in [u for u in self._ids if u < utterance]:
             self.forget(stale)
-        if not words:
-            words = (WordTiming(text, start, end, 1.0),)
+        timed = bool(words)
+        if not words:  # (untimed: one stretch, published without words)
+            words = (WordTiming(text, start, end, 0.0),)
         lo = max(words[0].start - PAD_S, 0.0)
         audio = self.recent.between(lo, words[-1].end + PAD_S)
         loop = asyncio.get_running_loop()
@@ -230,13 +250,15 @@ class CallDiarizer:
                     run_words[0].start,
                     run_words[-1].end,
                     part_text,
-                    tuple(run_words),
+                    tuple(run_words) if timed else (),
                     speaker,
                     "",
                     [base + i for i in indices],
                 )
             )
         self.parts.extend(out)
+        if self._first_part is None and out:
+            self._first_part = out[0]
         self._hear_agent_voice()
         roles = self.evidence.roles()
         for part in out:
@@ -295,7 +317,8 @@ class CallDiarizer:
             self.evidence.voice_agent = best
 
     def recluster(self) -> list[Relabel]:
-        """Cluster every kept print again; parts whose speaker or role changed, relabelled
+        """(worker thread: the call's finals wait for it, nothing else changes its state)
+        Cluster every kept print again; parts whose speaker or role changed, relabelled
         (only parts already published: their `seq` is set)."""
         changes: list[Relabel] = []
         refit = self._refit()
@@ -315,8 +338,8 @@ class CallDiarizer:
                     self.evidence.move(part.text, part.speaker, speaker)
                     part.speaker = speaker
             self._labels = list(relabelled)
-            if self.parts and self.parts[0].prints:
-                self.evidence.first = self.parts[0].speaker
+            if self._first_part is not None and self._first_part.prints:
+                self.evidence.first = self._first_part.speaker  # (fixed once trimmed away)
         self._hear_agent_voice()
         roles = self.evidence.roles()
         log.debug(
@@ -361,7 +384,7 @@ class CallDiarizer:
         order = [int(np.argmax(speakers[0].centre @ centres.T))]  # keep speaker 0 speaker 0
         order.append(1 - order[0])
         centres = centres[order]
-        labels = np.array([order.index(int(k)) for k in labels])
+        labels = labels if order[0] == 0 else 1 - labels
         for k in range(2):  # the clusters follow the refit (new prints join the right one)
             members = vectors[labels == k]
             if len(members):

@@ -45,7 +45,7 @@ from live.webhooks import WebhookSender
 from models.asr import Final, Partial, RevisedFinal, StreamingOptions, StreamingTranscriber
 from models.revise import Reviser
 from models.scheduler import OVERLOADED, RecognitionJob, RecognitionScheduler
-from models.speaker import SpeakerEncoder
+from models.speaker import SpeakerEncoder, SpeakerModelError
 from models.vad import SileroVad
 from models.whisper import Hypothesis, WhisperEngine, WordTiming
 from store.calls import CallOwnership, CallStore, StoreWriter
@@ -593,6 +593,7 @@ class CallSession:
         self.agent_key = agent_key(metadata or {})
         self._enrolling: RecentAudio | None = None
         self._enrolled: list[Any] = []  # prints of the agent's finals
+        self._enrolled_seconds = 0.0  # of the agent's finals enrolled
         self._enrol_tasks: list[asyncio.Future[None]] = []
         self._diarizing: asyncio.Queue[Final | None] | None = None
         self._diarize_task: asyncio.Task[None] | None = None
@@ -716,16 +717,21 @@ class CallSession:
                 agent_voice=await self._agent_voice(),
             )
             self._diarizing = asyncio.Queue()
-            self._diarize_task = asyncio.ensure_future(self._diarize_finals())
         elif (
             self.services.voice_prints
             and store is not None
             and self.agent_key
             and "agent" in self.channels
         ):
-            await self.services.speakers()
-            self._enrolling = RecentAudio()
+            try:
+                await self.services.speakers()
+            except SpeakerModelError as exc:  # the voice print is optional: the call goes on
+                log.error("no voice print for %s: %s", self.agent_key, exc)
+            else:
+                self._enrolling = RecentAudio()
         self.hub_feed = self.services.hub.open(self.call_id, base=base)
+        if self._diarizing is not None:
+            self._diarize_task = asyncio.ensure_future(self._diarize_finals())
         self.services.sessions[self.call_id] = self
         self.services.metrics.calls.inc(1, self.source)
         self.publish(
@@ -915,14 +921,18 @@ class CallSession:
             for index, decoder in self.track_decoders.items():
                 tail = decoder.flush()
                 if tail.shape[1]:
+                    if self.diarizer is not None:
+                        self.diarizer.push(tail[0])
                     await self.transcribers[index].push(tail[0])
         except Exception:  # a broken tail must not cost the finals already decoded
             log.exception("flushing the audio of %s failed", self.call_id)
         await asyncio.gather(*(t.close() for t in self.transcribers), return_exceptions=True)
         if self._diarize_task is not None and self._diarizing is not None:
             self._diarizing.put_nowait(None)  # every final is queued: split the rest
-            with contextlib.suppress(Exception):
+            try:
                 await self._diarize_task
+            except BaseException:  # (each final's failure is handled inside; not this)
+                log.exception("diarizing the finals of %s stopped", self.call_id)
         self.finished = True
         if self._enrol_tasks:
             await asyncio.gather(*self._enrol_tasks, return_exceptions=True)
@@ -968,7 +978,7 @@ class CallSession:
         log.info(
             "call %s ended (%s) after %.1fs of audio", self.call_id, reason, self.audio_seconds
         )
-        if self.services.reviser is not None:
+        if self.services.reviser is not None and not self.diarize:
             self.services.revising[self.call_id] = self
             self._revising = asyncio.ensure_future(self._await_revisions())
 
@@ -1136,10 +1146,20 @@ class CallSession:
                 call_id=self.call_id,
                 code="recognition_failed",
                 message=f"utterance {utterance} on the {channel} channel could not be "
-                f"transcribed ({type(exc).__name__}); the call goes on",
+                f"transcribed ({type(exc).__name__}); the call goes on"
+                if self.diarizer is None
+                else f"utterance {utterance} of the call could not be transcribed "
+                f"({type(exc).__name__}); the call goes on",
             )
         )
-        self._withdraw_partial(channel, utterance, 0.0, 0.0)  # a partial of it may be shown
+        diarizer = self.diarizer
+        if diarizer is None:
+            self._withdraw_partial(channel, utterance, 0.0, 0.0)  # a partial of it may be shown
+            return
+        shown = diarizer.shown_id(utterance)  # (on a diarized call, under its party's line)
+        if shown is not None:
+            self._withdraw_partial(diarizer.provisional_role(utterance), shown, 0.0, 0.0)
+        diarizer.forget(utterance, done=True)
 
     def _masked(
         self, said: str, timed: tuple[WordTiming, ...]
@@ -1177,6 +1197,7 @@ class CallSession:
         assert isinstance(event, TranscriptFinal)
         self.finals.append(event)
         if self._enrolling is not None and channel == "agent":
+            self._enrol_tasks = [t for t in self._enrol_tasks if not t.done()]
             self._enrol_tasks.append(asyncio.ensure_future(self._enrol(final.start, final.end)))
         self.last_heard = max(self.last_heard, final.end)
         self.analytics.add_final(channel, final.utterance, final.start, final.end, words, text)
@@ -1228,13 +1249,17 @@ class CallSession:
     async def _enrol(self, start: float, end: float) -> None:
         """Prints of one of the agent's finals, for their voice print (at most
         `ENROL_SECONDS` of speech a call)."""
-        assert self._enrolling is not None
-        heard = sum(p.end - p.start for p in self._enrolled)
-        if heard >= ENROL_SECONDS or end - start < 1.0:
-            self._enrolling.release(start)
+        enrolling = self._enrolling
+        if enrolling is None:  # (enough heard already)
             return
-        audio = self._enrolling.between(start, end)
-        self._enrolling.release(start)  # (the agent's finals come in order)
+        if end - start < 1.0:
+            enrolling.release(start)
+            return
+        self._enrolled_seconds += end - start
+        if self._enrolled_seconds >= ENROL_SECONDS:  # this one is the last: stop keeping audio
+            self._enrolling = None
+        audio = enrolling.between(start, end)
+        enrolling.release(start)  # (the agent's finals come in order)
         encoder = await self.services.speakers()
         loop = asyncio.get_running_loop()
         prints, seconds = await loop.run_in_executor(
@@ -1247,7 +1272,11 @@ class CallSession:
         total = np.sum([p.vector for p in self._enrolled], axis=0)
         try:
             await asyncio.to_thread(
-                store.add_voice_print, self.agent_key, total.tolist(), len(self._enrolled)
+                store.add_voice_print,
+                self.agent_key,
+                self.call_id,
+                total.tolist(),
+                len(self._enrolled),
             )
         except Exception as exc:
             log.warning("cannot keep the voice print of %s: %s", self.agent_key, exc)
@@ -1268,47 +1297,59 @@ class CallSession:
         assert self._diarizing is not None and self.diarizer is not None
         diarizer = self.diarizer
         while (final := await self._diarizing.get()) is not None:
-            shown_id = diarizer.shown_id(final.utterance)
-            shown = diarizer.provisional_role(final.utterance) if shown_id is not None else ""
-            if not final.text:  # nothing was said after all
-                diarizer.forget(final.utterance, done=True)
-                if shown_id is not None:
-                    self._withdraw_partial(shown, shown_id, final.start, final.end)
-                continue
             try:
-                parts = await diarizer.split(
-                    final.utterance, final.start, final.end, final.text, final.words
-                )
-            except Exception:  # its prints failed: the final is kept, as the last speaker's
+                await self._diarize_final(diarizer, final)
+            except Exception:  # never the rest of the call's finals: log, go on
                 log.exception("diarizing utterance %d of %s failed", final.utterance, self.call_id)
-                role = shown or (diarizer.parts[-1].role if diarizer.parts else "customer")
-                fallback = diarizer.partial_id(final.utterance) if shown_id is None else shown_id
-                diarizer.forget(final.utterance, done=True)
-                self._on_final(role, replace(final, utterance=fallback))
-                continue
-            if shown_id is not None and parts[0].role != shown:
+
+    async def _diarize_final(self, diarizer: CallDiarizer, final: Final) -> None:
+        shown_id = diarizer.shown_id(final.utterance)
+        shown = diarizer.provisional_role(final.utterance) if shown_id is not None else ""
+        if not final.text:  # nothing was said after all
+            diarizer.forget(final.utterance, done=True)
+            if shown_id is not None:
                 self._withdraw_partial(shown, shown_id, final.start, final.end)
-            for part in parts:
-                self._publish_part(final, part)
-            changes = diarizer.recluster()
-            if changes:
-                for change in changes:
-                    self.analytics.relabel(change.previous, change.utterance, change.channel)
-                self.publish(
-                    TranscriptRelabeled(
-                        call_id=self.call_id,
-                        changes=tuple(
-                            {
-                                "utterance": c.utterance,
-                                "final_seq": c.final_seq,
-                                "channel": c.channel,
-                                "previous": c.previous,
-                            }
-                            for c in changes
-                        ),
-                    )
-                )
-                self._analytics_changed()
+            return
+        try:
+            parts = await diarizer.split(
+                final.utterance, final.start, final.end, final.text, final.words
+            )
+        except Exception:  # its prints failed: the final is kept, as the last speaker's
+            log.exception("voice prints of %s utterance %d failed", self.call_id, final.utterance)
+            role = shown or next((p.role for p in reversed(diarizer.parts) if p.role), "agent")
+            fallback = diarizer.partial_id(final.utterance) if shown_id is None else shown_id
+            diarizer.forget(final.utterance, done=True)
+            self._on_final(role, replace(final, utterance=fallback))
+            return
+        if shown_id is not None and parts[0].role != shown:
+            self._withdraw_partial(shown, shown_id, final.start, final.end)
+        for part in parts:
+            self._publish_part(final, part)
+        loop = asyncio.get_running_loop()  # (two-means over the call's prints: off the loop)
+        changes = await loop.run_in_executor(self.services.speaker_executor, diarizer.recluster)
+        if not changes:
+            return
+        moved = {c.final_seq: c.channel for c in changes}
+        self.finals = [  # what `callcue transcribe` prints follows the corrections
+            replace(f, channel=moved[f.seq]) if f.seq in moved else f for f in self.finals
+        ]
+        for change in changes:
+            self.analytics.relabel(change.previous, change.utterance, change.channel)
+        self.publish(
+            TranscriptRelabeled(
+                call_id=self.call_id,
+                changes=tuple(
+                    {
+                        "utterance": c.utterance,
+                        "final_seq": c.final_seq,
+                        "channel": c.channel,
+                        "previous": c.previous,
+                    }
+                    for c in changes
+                ),
+            )
+        )
+        self._analytics_changed()
 
     def _publish_part(self, final: Final, part: Part) -> None:
         self._on_final(
@@ -1328,9 +1369,14 @@ class CallSession:
 
 def agent_key(metadata: Mapping[str, Any]) -> str:
     """Whose voice print a call's agent channel adds to, or uses: the metadata's `agent`
-    (an id), else `agent_name`."""
-    value = metadata.get("agent") or metadata.get("agent_name") or ""
-    return value.strip()[:128] if isinstance(value, str) else ""
+    (an id: names collide)."""
+    value = metadata.get("agent") or ""
+    return normal_agent(value) if isinstance(value, str) else ""
+
+
+def normal_agent(value: str) -> str:
+    """An agent id as voice prints are kept under it."""
+    return value.strip()[:128]
 
 
 def mask_words(words: tuple[Word, ...], original: str, masked: str) -> tuple[Word, ...]:

@@ -185,13 +185,14 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE calls ADD COLUMN wrapup_by TEXT NOT NULL DEFAULT ''",  # predicted | who
         "ALTER TABLE calls ADD COLUMN wrapup_at TEXT",
     ),
-    (  # 9: agents' voice prints (CALLCUE_VOICE_PRINTS): tell the agent on mono calls
+    (  # 9: agents' voice prints (CALLCUE_VOICE_PRINTS): a row a call, summed when read
         """CREATE TABLE agent_voices (
-            agent TEXT PRIMARY KEY,
+            agent TEXT NOT NULL,
+            call_id TEXT NOT NULL,
             total TEXT NOT NULL,
             prints INTEGER NOT NULL,
-            calls INTEGER NOT NULL,
-            updated_at TEXT NOT NULL
+            created_at TEXT NOT NULL,
+            PRIMARY KEY (agent, call_id)
         )""",
     ),
 )
@@ -876,36 +877,46 @@ class CallStore:
         return {**saved, "by": by, "at": at}
 
     # ------------------------------------------------------------------ agents' voice prints
+    VOICE_CALLS = 20  # an agent's voice print: the sum of their latest calls' prints
+
     def voice_print(self, agent: str) -> tuple[list[float], int] | None:
-        """An agent's voice print (the unnormalized sum of their prints) and how many prints
-        it holds; None: none kept."""
-        rows = self._read("SELECT total, prints FROM agent_voices WHERE agent = ?", (agent,))
+        """An agent's voice print (the unnormalized sum of the prints of their latest
+        `VOICE_CALLS` calls) and how many prints it holds; None: none kept."""
+        rows = self._read(
+            "SELECT total, prints FROM agent_voices WHERE agent = ? "
+            "ORDER BY created_at DESC LIMIT ?",
+            (agent, self.VOICE_CALLS),
+        )
         if not rows:
             return None
-        return [float(x) for x in json.loads(rows[0]["total"])], int(rows[0]["prints"])
+        totals = [json.loads(r["total"]) for r in rows]
+        summed = [float(sum(values)) for values in zip(*totals, strict=True)]
+        return summed, sum(int(r["prints"]) for r in rows)
 
-    def add_voice_print(self, agent: str, total: Sequence[float], prints: int) -> None:
-        """Add one call's prints of an agent (their sum) to the agent's voice print."""
+    def add_voice_print(
+        self, agent: str, call_id: str, total: Sequence[float], prints: int
+    ) -> None:
+        """Keep one call's prints of an agent (their sum); a row a call, so two nodes ending
+        two calls of one agent at once cannot lose either (a resumed call replaces its
+        row)."""
         with self._transaction():
-            rows = self._rows("SELECT total, prints FROM agent_voices WHERE agent = ?", (agent,))
-            if rows:
-                old = json.loads(rows[0]["total"])
-                summed = [round(a + float(b), 6) for a, b in zip(old, total, strict=True)]
-                self._conn.execute(
-                    self.dialect.sql(
-                        "UPDATE agent_voices SET total = ?, prints = prints + ?, "
-                        "calls = calls + 1, updated_at = ? WHERE agent = ?"
-                    ),
-                    (json.dumps(summed), prints, now_iso(), agent),
-                )
-            else:
-                self._conn.execute(
-                    self.dialect.sql(
-                        "INSERT INTO agent_voices (agent, total, prints, calls, updated_at) "
-                        "VALUES (?, ?, ?, 1, ?)"
-                    ),
-                    (agent, json.dumps([round(float(x), 6) for x in total]), prints, now_iso()),
-                )
+            self._conn.execute(
+                self.dialect.sql("DELETE FROM agent_voices WHERE agent = ? AND call_id = ?"),
+                (agent, call_id),
+            )
+            self._conn.execute(
+                self.dialect.sql(
+                    "INSERT INTO agent_voices (agent, call_id, total, prints, created_at) "
+                    "VALUES (?, ?, ?, ?, ?)"
+                ),
+                (
+                    agent,
+                    call_id,
+                    json.dumps([round(float(x), 6) for x in total]),
+                    prints,
+                    now_iso(),
+                ),
+            )
 
     def forget_voice_print(self, agent: str) -> bool:
         """Delete an agent's voice print (consent withdrawn); False: there was none."""

@@ -379,6 +379,8 @@
 
   // A transcript line was clicked: play its channel from the line's start.
   function seek(channel, seconds, play) {
+    // a diarized (mono) call has one recording, "mixed", for both parties' lines
+    if (!state.players.has(channel) && state.players.size === 1) channel = [...state.players.keys()][0];
     const audio = state.players.get(channel);
     if (!audio) return;
     state.lead = channel;

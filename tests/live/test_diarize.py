@@ -120,6 +120,23 @@ async def test_the_agents_kept_voice_decides_over_who_spoke_first() -> None:
     assert [(c.final_seq, c.channel) for c in changes] == [(4, "customer")]
 
 
+def test_the_audio_kept_for_prints_stays_bounded() -> None:
+    """What a final's prints need is kept (a client may send faster than real time), what
+    the finals are past is let go, and never more than the cap."""
+    from live.diarize import RecentAudio
+
+    recent = RecentAudio(keep_seconds=10)
+    call = np.arange(16000 * 30, dtype=np.float32)
+    for at in range(0, len(call), 1600):
+        recent.push(call[at : at + 1600])
+    assert recent.seconds == 10  # the cap
+    assert recent.between(25, 25.0001)[0] == 25 * 16000
+    recent.release(25.05)  # the finals are past this
+    assert abs(recent.seconds - 4.95) < 1e-6
+    assert recent.between(25.05, 25.06)[0] == 25.05 * 16000
+    assert len(recent.between(0, 25)) == 0  # let go
+
+
 # -- the real voice model -----------------------------------------------------------------
 
 
