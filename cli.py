@@ -26,13 +26,15 @@ def _load(
 ) -> tuple[CallAudio, list[str]]:
     probe = load_call_audio(list(files))
     if diarize:  # both parties on one channel: told apart by voice into agent and customer
-        if probe.channels != 1 or channels:
+        if probe.channels != 1:
             raise AudioFileError(
                 f"--diarize tells agent from customer in a one-channel recording; "
                 f"{', '.join(files)} has {probe.channels} channels, each already one party "
                 "(leave --diarize out)"
-                if probe.channels != 1
-                else "--diarize names the channels itself (agent, customer): drop --channels"
+            )
+        if channels:
+            raise AudioFileError(
+                "--diarize names the channels itself (agent, customer): drop --channels"
             )
         return probe, ["agent", "customer"]
     names = _channel_names(channels, probe.channels)

@@ -15,7 +15,7 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from gateway.auth import ADMIN, READ, REVIEW, Authorizer, Denied, Principal
-from store.calls import CallQuery, CallStore, unavailable_errors
+from store.calls import CallQuery, CallStore, normal_agent, unavailable_errors
 from store.exports import FORMATS, analytics, export, summary
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -313,7 +313,7 @@ def api_routes(
 
     @guarded(authorizer, ADMIN, "manage voice prints")
     async def voice_print(request: Request, _: Principal) -> Response:
-        agent = request.path_params["agent"].strip()[:128]  # (as calls keep it)
+        agent = normal_agent(request.path_params["agent"])  # (as calls keep it)
         if request.method == "DELETE":  # the agent withdrew consent
             if not await run_in_threadpool(store.forget_voice_print, agent):
                 raise BadRequest(f"no voice print is kept for agent {agent!r}", 404, "not_found")

@@ -8,10 +8,11 @@ which the speaker changes is cut at the change into parts, each of which becomes
 `transcript.final` on the channel `agent` or `customer`, exactly as on a two-channel call.
 
 Which voice is the agent comes from what each says (`assist.roles.RoleEvidence`) and, with
-nothing to go on, who spoke first. After every final the call's prints are clustered again
-from scratch (two-means from the current centres): a part whose speaker changes, or a speaker
-whose role changes, is corrected with a `transcript.relabeled` (screens move the line, the
-store keeps the corrected channel).
+nothing to go on, who spoke first, or the agent's kept voice print. After every final the
+call's prints are clustered again (two-means weighted by print length, from the current
+centres and from the two least alike prints): a part whose speaker changes, or a speaker whose
+role changes, is corrected with a `transcript.relabeled` (screens move the line, the store
+keeps the corrected channel).
 """
 
 from __future__ import annotations
@@ -43,7 +44,6 @@ NEW_VOICE_S = 1.0  # a print shorter than this joins a voice heard already (it i
 SAME_VOICE = 0.88  # two-means centres more alike than this: one voice, not two
 PAD_S = 0.1  # audio around a final's words that its prints include
 ONE_PRINT_MARGIN = 0.1  # a part of one print moves to the voice it is this much nearer
-ROLES = ("agent", "customer")
 # The agent's kept voice print decides: the voice it is this much nearer to than to the other
 # (two voices heard); one voice heard so far is the agent's this near to it. (On the AWS call,
 # a print kept from its first 90 s was 0.99 from the agent's voice in the rest and 0.82 from
@@ -153,13 +153,12 @@ class CallDiarizer:
     encoder: SpeakerEncoder
     executor: ThreadPoolExecutor
     evidence: RoleEvidence = field(default_factory=RoleEvidence)
-    clusters: SpeakerClusters = field(default_factory=lambda: SpeakerClusters(new_below=0.8))
+    clusters: SpeakerClusters = field(default_factory=SpeakerClusters)
     on_seconds: Callable[[float], None] | None = None  # CPU seconds spent on each final's prints
     # the agent's voice print kept from their two-channel calls (CALLCUE_VOICE_PRINTS)
     agent_voice: Any = None
     recent: RecentAudio = field(default_factory=RecentAudio)
     _prints: list[Print] = field(default_factory=list)
-    _labels: list[int] = field(default_factory=list)
     _first_print: int = 0  # call-wide index of _prints[0]
     parts: list[Part] = field(default_factory=list)
     _ids: dict[int, int] = field(default_factory=dict)  # recognizer utterance → first part id
@@ -237,7 +236,6 @@ class CallDiarizer:
             self.clusters.assign(p.vector, may_start=p.end - p.start >= NEW_VOICE_S) for p in prints
         ]
         self._prints.extend(prints)
-        self._labels.extend(labels)
         runs = self._runs(words, prints, labels)
         out: list[Part] = []
         for k, (speaker, run_words, indices) in enumerate(runs):
@@ -271,11 +269,8 @@ class CallDiarizer:
     ) -> list[tuple[int, list[WordTiming], list[int]]]:
         """The final's words in runs of one speaker; short runs join the run before them (or
         after, at the start)."""
-        if not prints:
-            speaker = self.parts[-1].speaker if self.parts else 0
-            if not self.clusters.speakers:
-                speaker = 0
-            return [(speaker, list(words), [])]
+        if not prints:  # (no voice heard yet: every part so far is speaker 0)
+            return [(self.parts[-1].speaker if self.parts else 0, list(words), [])]
         centres = np.array([(p.start + p.end) / 2 for p in prints])
         nearest = [int(np.argmin(np.abs(centres - (w.start + w.end) / 2))) for w in words]
         runs: list[tuple[int, list[WordTiming], list[int]]] = []
@@ -337,7 +332,6 @@ class CallDiarizer:
                 if speaker != part.speaker:
                     self.evidence.move(part.text, part.speaker, speaker)
                     part.speaker = speaker
-            self._labels = list(relabelled)
             if self._first_part is not None and self._first_part.prints:
                 self.evidence.first = self._first_part.speaker  # (fixed once trimmed away)
         self._hear_agent_voice()
@@ -396,7 +390,6 @@ class CallDiarizer:
         extra = len(self._prints) - KEEP_PRINTS
         if extra > 0:
             del self._prints[:extra]
-            del self._labels[:extra]
             self._first_print += extra
         oldest = self._first_print
         self.parts = [p for p in self.parts if not p.prints or p.prints[-1] >= oldest][-2000:]

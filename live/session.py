@@ -48,7 +48,7 @@ from models.scheduler import OVERLOADED, RecognitionJob, RecognitionScheduler
 from models.speaker import SpeakerEncoder, SpeakerModelError
 from models.vad import SileroVad
 from models.whisper import Hypothesis, WhisperEngine, WordTiming
-from store.calls import CallOwnership, CallStore, StoreWriter
+from store.calls import CallOwnership, CallStore, StoreWriter, normal_agent
 
 log = logging.getLogger("callcue.session")
 
@@ -1372,11 +1372,6 @@ def agent_key(metadata: Mapping[str, Any]) -> str:
     (an id: names collide)."""
     value = metadata.get("agent") or ""
     return normal_agent(value) if isinstance(value, str) else ""
-
-
-def normal_agent(value: str) -> str:
-    """An agent id as voice prints are kept under it."""
-    return value.strip()[:128]
 
 
 def mask_words(words: tuple[Word, ...], original: str, masked: str) -> tuple[Word, ...]:

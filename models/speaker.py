@@ -5,9 +5,9 @@ pretrained model that the PyPI package `resemblyzer` (Apache-2.0) ships as a PyT
 `models/convert_speaker.py` turned it once into plain arrays (`artifacts/speaker.npz`, with
 the licence notice beside it), so serving needs no torch: a 40-band mel spectrogram (25 ms
 windows, 10 ms hop, power, not log) goes through three LSTM layers of 256; the last hidden
-state, through a linear layer and a ReLU, L2-normalized, is a 256-number voice print. Two
-stretches of the same voice give prints with a cosine similarity near 0.8 and more; two
-voices, near 0.5 (on phone audio the gap narrows).
+state, through a linear layer and a ReLU, L2-normalized, is a 256-number voice print. On the
+real 8 kHz calls here, the centres of two parties' prints were 0.76–0.77 alike, a print of
+one party 0.82 from its own party's centre on average and 0.66 from the other's.
 
 `SpeakerClusters` groups the prints of one call as they come: the call starts with no speaker
 known; a print far from every speaker starts a new one (up to `max_speakers`), the others join
@@ -140,7 +140,6 @@ class SpeakerEncoder:
         batch, steps, _ = mels.shape
         lengths = np.asarray(lengths)
         x = mels
-        h_last = np.zeros((batch, self.hidden), dtype=np.float32)
         for layer in range(LAYERS):
             gates_in = x @ self.w_ih[layer] + self.bias[layer]  # batch × steps × 4H
             h = np.zeros((batch, self.hidden), dtype=np.float32)
@@ -198,7 +197,6 @@ class SpeakerEncoder:
 
 @dataclass(slots=True)
 class Speaker:
-    index: int
     total: Any  # sum of the prints assigned to it
     count: int = 0
 
@@ -217,7 +215,7 @@ class SpeakerClusters:
     Only a print that is clearly one speaker's (`margin` over the next) moves its centre.
     """
 
-    new_below: float = 0.6
+    new_below: float = 0.8  # (0.6 took the two parties of the AWS call for one voice)
     max_speakers: int = 2
     margin: float = 0.05
     speakers: list[Speaker] = field(default_factory=list)
@@ -228,17 +226,17 @@ class SpeakerClusters:
         centres = np.stack([s.centre for s in self.speakers])
         return centres @ vector
 
-    def assign(self, vector: Any, learn: bool = True, may_start: bool = True) -> int:
+    def assign(self, vector: Any, may_start: bool = True) -> int:
         """The speaker of a print (a new one if it is unlike all and `may_start`)."""
         sims = self.similarities(vector)
         if len(sims) == 0 or (
             may_start and sims.max() < self.new_below and len(sims) < self.max_speakers
         ):
-            self.speakers.append(Speaker(len(self.speakers), vector.astype(np.float64).copy(), 1))
+            self.speakers.append(Speaker(vector.astype(np.float64).copy(), 1))
             return len(self.speakers) - 1
         best = int(np.argmax(sims))
         others = np.delete(sims, best)
-        if learn and (len(others) == 0 or sims[best] - others.max() >= self.margin):
+        if len(others) == 0 or sims[best] - others.max() >= self.margin:
             self.speakers[best].total = self.speakers[best].total + vector
             self.speakers[best].count += 1
         return best

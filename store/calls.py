@@ -38,12 +38,12 @@ from store.exports import analytics, summary
 
 log = logging.getLogger("callcue.store")
 
-# events kept: everything but partials (which a final replaces)
 # `_rows` (inside a write, seeing it) or `_read` (the reader connection)
 Query = Callable[[str, Sequence[Any]], list[dict[str, Any]]]
 
 USED = ("accepted", "copied", "done")  # feedback that counts as a suggestion used
 
+# events kept: everything but partials (which a final replaces)
 STORED_EVENTS = frozenset(
     {
         "call.started",
@@ -218,6 +218,11 @@ POSTGRES_FTS = (
 
 
 MIGRATION_LOCK = 0x63616C6C637565  # PostgreSQL advisory lock key held while migrating
+
+
+def normal_agent(value: str) -> str:
+    """An agent id as voice prints are kept under it (calls' metadata and the REST path)."""
+    return value.strip()[:128]
 
 
 class StoreError(RuntimeError):
@@ -920,18 +925,10 @@ class CallStore:
 
     def forget_voice_print(self, agent: str) -> bool:
         """Delete an agent's voice print (consent withdrawn); False: there was none."""
-        with self._transaction():
-            cursor = self._conn.execute(
-                self.dialect.sql("DELETE FROM agent_voices WHERE agent = ?"), (agent,)
-            )
-            return bool(cursor.rowcount)
+        return bool(self._execute("DELETE FROM agent_voices WHERE agent = ?", (agent,)).rowcount)
 
     # ------------------------------------------------------------------ scorecards
-    def scorecard(
-        self,
-        call_id: str,
-        query: Callable[[str, Sequence[Any]], list[dict[str, Any]]] | None = None,
-    ) -> dict[str, Any] | None:
+    def scorecard(self, call_id: str, query: Query | None = None) -> dict[str, Any] | None:
         """The call's automatic scorecard with reviewers' overrides beside each item (None:
         the call was not scored: its playbook has no scorecard, or it has not ended).
         `query`: `_rows` inside a write (it sees that write), else the reader."""

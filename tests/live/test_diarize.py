@@ -18,7 +18,9 @@ import soundfile as sf
 from websockets.asyncio.client import connect
 
 from assist.roles import RoleEvidence
-from audio.files import load_call_audio
+from audio.files import CallAudio, load_call_audio
+from benchmarks.diarization import apply_relabels
+from clients.native import stream_call
 from live.diarize import CallDiarizer
 from models.speaker import Print, SpeakerEncoder, SpeakerModelError
 from models.whisper import WordTiming
@@ -177,11 +179,22 @@ def test_a_changed_speaker_model_is_refused(tmp_path: Path) -> None:
 # -- end to end: a real mixed call through a real server -------------------------------------
 
 
-def mixed(name: str) -> tuple[bytes, int, np.ndarray]:
-    """The call's two channels added into one (PCM16 bytes), its rate, and the parties."""
+def mix(samples: np.ndarray) -> np.ndarray:
+    """Two int16 channels added into one (a column), as a mono trunk carries them."""
+    return np.clip(samples.astype(np.int32).sum(axis=1), -32768, 32767).astype(np.int16)[:, None]
+
+
+def mixed(name: str) -> tuple[CallAudio, np.ndarray]:
+    """The call's two channels added into one, and the parties' own audio."""
     both = load_call_audio([AUDIO / name])
-    pcm = np.clip(both.samples.astype(np.int32).sum(axis=1), -32768, 32767).astype("<i2")
-    return pcm.tobytes(), both.sample_rate, both.samples.astype(np.float32)
+    return CallAudio(mix(both.samples), both.sample_rate), both.samples.astype(np.float32)
+
+
+def corrected(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The finals of a call's events, each under the party its relabels ended on."""
+    finals = [e for e in events if e["type"] == "transcript.final"]
+    apply_relabels(finals, [e for e in events if e["type"] == "transcript.relabeled"])
+    return finals
 
 
 def right_share(finals: list[dict[str, Any]], parties: np.ndarray, rate: int) -> float:
@@ -199,30 +212,16 @@ def right_share(finals: list[dict[str, Any]], parties: np.ndarray, rate: int) ->
 async def test_a_mixed_real_call_is_told_apart_and_stored(server: Any) -> None:
     from store.calls import CallStore
 
-    pcm, rate, parties = mixed(GENESYS)
+    audio, parties = mixed(GENESYS)
     call_id = "diarize-" + uuid.uuid4().hex[:8]
-    events: list[dict[str, Any]] = []
-    async with connect(f"{server.url}/v1/ingest", max_size=None) as ws:
-        start = {"type": "start", "call_id": call_id, "encoding": "pcm16"}
-        await ws.send(
-            json.dumps({**start, "sample_rate": rate, "channels": ["mixed"], "diarize": True})
-        )
-        step = rate // 5 * 2
-        for i in range(0, len(pcm), step):
-            await ws.send(pcm[i : i + step])
-        await ws.send(json.dumps({"type": "stop"}))
-        async for message in ws:
-            events.append(json.loads(message))
-    started = next(e for e in events if e["type"] == "call.started")
+    result = await stream_call(
+        server.url, audio, ["mixed"], realtime=False, call_id=call_id, diarize=True
+    )
+    started = next(e for e in result.events if e["type"] == "call.started")
     assert started["channels"] == ["agent", "customer"]
-    finals = [e for e in events if e["type"] == "transcript.final"]
-    for relabel in (e for e in events if e["type"] == "transcript.relabeled"):
-        for change in relabel["changes"]:
-            for f in finals:
-                if f["seq"] == change["final_seq"]:
-                    f["channel"] = change["channel"]
+    finals = corrected(result.events)
     assert {f["channel"] for f in finals} == {"agent", "customer"}
-    share = right_share(finals, parties, rate)
+    share = right_share(finals, parties, audio.sample_rate)
     assert share >= 0.9, share
     greeting = next(f for f in finals if "contacting" in f["text"].lower())
     assert greeting["channel"] == "agent"
@@ -251,9 +250,6 @@ def http(server: Any, path: str, method: str = "GET") -> tuple[int, Any]:
 async def test_an_agents_voice_print_is_kept_and_used_then_forgotten(server: Any) -> None:
     """CALLCUE_VOICE_PRINTS (on for the test server): a two-channel call of agent a-bob keeps
     their voice print; a later mono call of theirs is told apart with it; an admin deletes it."""
-    from audio.files import CallAudio
-    from clients.native import stream_call
-
     agent = "a-bob-" + uuid.uuid4().hex[:6]
     pair = load_call_audio(
         [AUDIO / "cs_aws_auto_repairs_40_caller.wav", AUDIO / "cs_aws_auto_repairs_40_agent.wav"]
@@ -266,24 +262,17 @@ async def test_an_agents_voice_print_is_kept_and_used_then_forgotten(server: Any
     status, kept = http(server, f"/v1/agents/{agent}/voice")
     assert status == 200 and kept["prints"] >= 10, kept
     # the rest of the call as one mixed channel
-    rest = pair.samples[cut:].astype(np.float32)
-    mono = np.clip(rest.sum(axis=1), -32768, 32767).astype(np.int16).reshape(-1, 1)
+    rest = pair.samples[cut:]
     result = await stream_call(
         server.url,
-        CallAudio(mono, rate),
+        CallAudio(mix(rest), rate),
         ["mixed"],
         realtime=False,
         metadata={"agent": agent},
         diarize=True,
     )
-    finals = [e for e in result.events if e["type"] == "transcript.final"]
-    for relabel in (e for e in result.events if e["type"] == "transcript.relabeled"):
-        for change in relabel["changes"]:
-            for f in finals:
-                if f["seq"] == change["final_seq"]:
-                    f["channel"] = change["channel"]
-    parties = rest[:, ::-1] / 32768  # (agent, customer) as right_share reads them
-    assert right_share(finals, parties, rate) >= 0.9
+    parties = rest[:, ::-1].astype(np.float32) / 32768  # (agent, customer), as right_share reads
+    assert right_share(corrected(result.events), parties, rate) >= 0.9
     assert http(server, f"/v1/agents/{agent}/voice", "DELETE")[0] == 204
     assert http(server, f"/v1/agents/{agent}/voice")[0] == 404
 
@@ -314,9 +303,9 @@ async def test_diarize_on_a_two_channel_call_is_refused_clearly(server: Any) -> 
 def test_import_diarize_stores_both_parties(tmp_path: Path) -> None:
     from store.calls import CallStore
 
-    pcm, rate, _ = mixed(GENESYS)
+    audio, _ = mixed(GENESYS)
     wav = tmp_path / "mono-call.wav"
-    sf.write(wav, np.frombuffer(pcm, dtype="<i2"), rate, subtype="PCM_16")
+    sf.write(wav, audio.samples[:, 0], audio.sample_rate, subtype="PCM_16")
     url = f"sqlite:///{tmp_path}/import.db"
     cli = [sys.executable, "-m", "cli"]
     out = subprocess.run(
@@ -346,12 +335,11 @@ def test_import_diarize_stores_both_parties(tmp_path: Path) -> None:
 
 async def test_a_twilio_stream_of_one_mixed_track_is_diarized(server: Any) -> None:
     """Twilio's custom parameter `diarize`: one inbound track with both parties."""
-    from audio.files import CallAudio
     from clients.simulators import simulate_twilio
     from tests.conftest import TWILIO_TOKEN
 
-    pcm, rate, _ = mixed(GENESYS)
-    audio = CallAudio(np.frombuffer(pcm, dtype="<i2").reshape(-1, 1), rate)
+    audio, _ = mixed(GENESYS)
+    rate = audio.sample_rate
     bad = await simulate_twilio(
         server.url,
         CallAudio(audio.samples[: rate // 2], rate),
