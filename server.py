@@ -203,8 +203,11 @@ def store_health(services: Services) -> dict[str, object]:
 
 
 def add_setting_flags(parser: argparse.ArgumentParser) -> None:
+    groups: dict[str, argparse._ArgumentGroup] = {}
     for setting in SETTINGS:
-        parser.add_argument(
+        if setting.group not in groups:
+            groups[setting.group] = parser.add_argument_group(f"{setting.group} settings")
+        groups[setting.group].add_argument(
             f"--{setting.name.replace('_', '-')}",
             dest=setting.name,
             default=None,

@@ -7,10 +7,12 @@ import binascii
 import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from assist.customers import SAMPLE_DIRECTORY
+from assist.engine import AssistOptions
 from audio.vad import VadOptions
 from live.webhooks import parse_webhooks
 from models.asr import StreamingOptions
@@ -24,12 +26,16 @@ class SettingsError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Setting:
+    """One setting as flags, the environment and the docs see it (made from a field of
+    `Settings`, where each is declared)."""
+
     name: str  # flag name without dashes, also the key in overrides
     env: str
     default: Any
     parse: Callable[[str], Any]
     check: Callable[[Any], str | None]
     help: str
+    group: str
     secret: bool = False  # never echoed in errors or logs
 
 
@@ -229,595 +235,31 @@ def _ok(_: Any) -> str | None:
     return None
 
 
-SETTINGS: tuple[Setting, ...] = (
-    Setting("host", "CALLCUE_HOST", "127.0.0.1", str, _ok, "address to listen on"),
-    Setting("port", "CALLCUE_PORT", 8080, _int, _range(0, 65535), "TCP port (0: any free port)"),
-    Setting(
-        "model",
-        "CALLCUE_MODEL",
-        "embedded:tiny.en",
-        str,
-        _ok,
-        "Whisper model for partials (and finals where CALLCUE_FINAL_MODEL names the same): "
-        "embedded:tiny.en, embedded:base, a CTranslate2 model directory, or a model name "
-        "(needs a reachable model hub)",
-    ),
-    Setting(
-        "final_model",
-        "CALLCUE_FINAL_MODEL",
-        "embedded:base",
-        str,
-        _ok,
-        "Whisper model for finals (decoded once per utterance: the accurate pass); same "
-        "values as CALLCUE_MODEL; loaded once when both name the same model",
-    ),
-    Setting(
-        "device", "CALLCUE_DEVICE", "cpu", str, _choice("cpu", "cuda", "auto"), "where Whisper runs"
-    ),
-    Setting(
-        "compute_type",
-        "CALLCUE_COMPUTE_TYPE",
-        "int8",
-        str,
-        _choice(
-            "default",
-            "auto",
-            "int8",
-            "int8_float32",
-            "int8_float16",
-            "int8_bfloat16",
-            "int16",
-            "float16",
-            "bfloat16",
-            "float32",
-        ),
-        "CTranslate2 quantization",
-    ),
-    Setting(
-        "cpu_threads",
-        "CALLCUE_CPU_THREADS",
-        0,
-        _int,
-        _range(0, 256),
-        "threads per Whisper decode (0: the machine's cores shared among the ASR workers)",
-    ),
-    Setting(
-        "beam_size",
-        "CALLCUE_BEAM_SIZE",
-        5,
-        _int,
-        _range(1, 10),
-        "beam size for finals (partials are greedy)",
-    ),
-    Setting(
-        "revise",
-        "CALLCUE_REVISE",
-        True,
-        _bool,
-        _ok,
-        "revise finals with the finals' model decoding each channel offline-style (long "
-        "windows, the text before): transcript.revised events, and the stored transcript is "
-        "the revised one; runs at the lowest CPU priority (local recognition only)",
-    ),
-    Setting(
-        "revise_seconds",
-        "CALLCUE_REVISE_SECONDS",
-        60,
-        _int,
-        _range(0, 3600),
-        "a channel is revised after each stretch of this much of its audio (at the end of an "
-        "utterance) and when the call ends; 0: when the call ends only (and every 600 s)",
-    ),
-    Setting(
-        "encoder_windows",
-        "CALLCUE_ENCODER_WINDOWS",
-        (3.0, 6.0, 10.0, 15.0, 20.0, 30.0),
-        _windows,
-        _windows_ok,
-        "encoder window sizes (s) for partials, comma-separated; 30 alone is the classic "
-        "full window",
-    ),
-    Setting(
-        "final_windows",
-        "CALLCUE_FINAL_WINDOWS",
-        (10.0, 20.0, 30.0),
-        _windows,
-        _windows_ok,
-        "encoder window sizes (s) for finals",
-    ),
-    Setting(
-        "final_windows_busy",
-        "CALLCUE_FINAL_WINDOWS_BUSY",
-        (10.0, 20.0, 30.0),
-        _windows,
-        _windows_ok,
-        "encoder window sizes (s) for finals decoded while other work waits",
-    ),
-    Setting(
-        "asr_workers",
-        "CALLCUE_ASR_WORKERS",
-        0,
-        _int,
-        _range(0, 64),
-        "decodes run at once across all calls, each on its own model replica (0: one per "
-        "core up to 4 on a CPU, 1 on a GPU)",
-    ),
-    Setting(
-        "asr_batch",
-        "CALLCUE_ASR_BATCH",
-        4,
-        _int,
-        _range(1, 64),
-        "most partials of one encoder window decoded in one model call (1: one at a time)",
-    ),
-    Setting(
-        "asr_nice",
-        "CALLCUE_ASR_NICE",
-        5,
-        _int,
-        _range(0, 19),
-        "niceness added to the Whisper decode threads (Linux), so the short latency-bound work "
-        "(websockets, VAD, assist) runs first; 0: same priority",
-    ),
-    Setting(
-        "partial_interval_ms",
-        "CALLCUE_PARTIAL_INTERVAL_MS",
-        400,
-        _int,
-        _range(100, 1000),
-        "new audio between two partials of a channel",
-    ),
-    Setting(
-        "max_utterance_s",
-        "CALLCUE_MAX_UTTERANCE_S",
-        10.0,
-        _float,
-        _range(2.0, 28.0),
-        "longest utterance before a final is forced",
-    ),
-    Setting(
-        "vad_threshold",
-        "CALLCUE_VAD_THRESHOLD",
-        0.5,
-        _float,
-        _range(0.05, 0.95),
-        "speech probability that starts an utterance",
-    ),
-    Setting(
-        "vad_min_silence_ms",
-        "CALLCUE_VAD_MIN_SILENCE_MS",
-        400,
-        _int,
-        _range(100, 5000),
-        "silence that ends an utterance (the hangover before a final)",
-    ),
-    Setting(
-        "max_frame_bytes",
-        "CALLCUE_MAX_FRAME_BYTES",
-        1_048_576,
-        _int,
-        _range(1024, 16 * 1_048_576),
-        "largest binary audio frame accepted",
-    ),
-    Setting(
-        "max_calls",
-        "CALLCUE_MAX_CALLS",
-        200,
-        _int,
-        _range(1, 100_000),
-        "concurrent calls accepted before new ones are refused",
-    ),
-    Setting(
-        "events_backlog",
-        "CALLCUE_EVENTS_BACKLOG",
-        2000,
-        _int,
-        _range(10, 1_000_000),
-        "events a slow screen may lag behind before it is disconnected",
-    ),
-    Setting(
-        "max_calls_per_key",
-        "CALLCUE_MAX_CALLS_PER_KEY",
-        0,
-        _int,
-        _range(0, 100_000),
-        "concurrent calls one ingest credential (ingest key, Twilio token, AudioHook key) may "
-        "hold; 0: only CALLCUE_MAX_CALLS applies",
-    ),
-    Setting(
-        "max_call_seconds",
-        "CALLCUE_MAX_CALL_SECONDS",
-        14_400,
-        _int,
-        _range(10, 7 * 86_400),
-        "longest call (seconds of audio); a longer one is ended with reason max_duration",
-    ),
-    Setting(
-        "header_timeout",
-        "CALLCUE_HEADER_TIMEOUT",
-        10,
-        _int,
-        _range(0, 3600),
-        "seconds a connection has to send a complete request head (after opening, or after "
-        "its previous response); later, it is closed; 0: no limit",
-    ),
-    Setting(
-        "max_connections",
-        "CALLCUE_MAX_CONNECTIONS",
-        1000,
-        _int,
-        _range(0, 1_000_000),
-        "open connections (calls, screens, REST) the server takes; beyond it requests get "
-        "503; 0: no limit",
-    ),
-    Setting(
-        "idle_seconds",
-        "CALLCUE_IDLE_SECONDS",
-        60,
-        _int,
-        _range(0, 86_400),
-        "a call that receives no audio for this long is ended with reason idle (an AudioHook "
-        "session paused by Genesys is not idle); 0: never",
-    ),
-    Setting(
-        "resume_seconds",
-        "CALLCUE_RESUME_SECONDS",
-        600,
-        _int,
-        _range(0, 7 * 86_400),
-        "how long after a call ended the credential that started it may resume it (same call "
-        "id); another credential never may (call_id_taken)",
-    ),
-    Setting(
-        "rate_limit",
-        "CALLCUE_RATE_LIMIT",
-        600,
-        _int,
-        _range(0, 1_000_000),
-        "REST requests a minute per client (token, or address without one), in bursts of up "
-        "to a quarter of that; beyond it: 429 with Retry-After; 0: no limit",
-    ),
-    Setting(
-        "ingest_keys",
-        "CALLCUE_INGEST_KEYS",
-        "",
-        str,
-        _ingest_keys_ok,
-        "API keys for native ingest (/v1/ingest), comma-separated KEY or KEY:NAME (NAME shows "
-        "in logs and metrics); sent as 'Authorization: Bearer KEY' or ?token=KEY",
-        secret=True,
-    ),
-    Setting(
-        "allowed_origins",
-        "CALLCUE_ALLOWED_ORIGINS",
-        "",
-        str,
-        _ok,
-        "browser origins allowed on the websockets (comma-separated, e.g. "
-        "https://crm.example.com); empty: the server's own origin only; '*': any",
-    ),
-    Setting(
-        "allowed_hosts",
-        "CALLCUE_ALLOWED_HOSTS",
-        "",
-        str,
-        _ok,
-        "host names this server answers to (comma-separated, e.g. callcue.example.com; '*': "
-        "any); other Host headers get 400 host_not_allowed (DNS rebinding); empty: the "
-        "loopback names on a server without tokens, any host on one with tokens",
-    ),
-    Setting(
-        "link_secret",
-        "CALLCUE_LINK_SECRET",
-        "",
-        str,
-        _token_ok,
-        "key that signs per-call screen links (set it on every node so links survive "
-        "restarts); empty: a random key each start",
-        secret=True,
-    ),
-    Setting(
-        "link_ttl",
-        "CALLCUE_LINK_TTL",
-        43_200,
-        _int,
-        _range(60, 30 * 86_400),
-        "seconds a per-call screen link stays valid",
-    ),
-    Setting(
-        "tls_certfile",
-        "CALLCUE_TLS_CERTFILE",
-        "",
-        str,
-        _file_ok,
-        "PEM certificate (chain) to serve HTTPS/WSS directly; needs CALLCUE_TLS_KEYFILE",
-    ),
-    Setting(
-        "tls_keyfile",
-        "CALLCUE_TLS_KEYFILE",
-        "",
-        str,
-        _file_ok,
-        "PEM private key of CALLCUE_TLS_CERTFILE",
-    ),
-    Setting(
-        "shutdown_timeout",
-        "CALLCUE_SHUTDOWN_TIMEOUT",
-        30,
-        _int,
-        _range(1, 3600),
-        "on SIGTERM: seconds to finish the finals of calls in progress before exiting",
-    ),
-    Setting(
-        "store_buffer",
-        "CALLCUE_STORE_BUFFER",
-        100_000,
-        _int,
-        _range(100, 10_000_000),
-        "events kept in memory while the store is unreachable (written when it is back; "
-        "beyond this, new calls are refused and the loss is reported)",
-    ),
-    Setting(
-        "diarize",
-        "CALLCUE_DIARIZE",
-        False,
-        _bool,
-        _ok,
-        "tell agent from customer by voice on one-channel calls (both parties mixed) that do "
-        "not say (the start message's diarize, AudioHook's and Twilio's diarize parameter)",
-    ),
-    Setting(
-        "voice_prints",
-        "CALLCUE_VOICE_PRINTS",
-        False,
-        _bool,
-        _ok,
-        "keep a voice print of each agent (metadata agent) from their two-channel calls, in "
-        "the store, to tell them on their mono calls; only with the agents' consent",
-    ),
-    Setting(
-        "audiohook_keys",
-        "CALLCUE_AUDIOHOOK_KEYS",
-        "",
-        str,
-        _keys_ok,
-        "AudioHook credentials, comma-separated API_KEY:BASE64_CLIENT_SECRET (a key without "
-        "a secret is checked without signature); empty: AudioHook accepts any client",
-        secret=True,
-    ),
-    Setting(
-        "audiohook_channels",
-        "CALLCUE_AUDIOHOOK_CHANNELS",
-        "external=customer,internal=agent",
-        str,
-        _roles_ok("external", "internal"),
-        "AudioHook channel to role mapping",
-    ),
-    Setting(
-        "audiohook_transcripts",
-        "CALLCUE_AUDIOHOOK_TRANSCRIPTS",
-        True,
-        _bool,
-        _ok,
-        "send transcripts back to Genesys as AudioHook event messages",
-    ),
-    Setting(
-        "twilio_tokens",
-        "CALLCUE_TWILIO_TOKENS",
-        "",
-        str,
-        _twilio_tokens_ok,
-        "comma-separated tokens (16 characters or more) a Twilio stream must carry in "
-        "customParameters.token; empty: Twilio streams need no token",
-        secret=True,
-    ),
-    Setting(
-        "twilio_tracks",
-        "CALLCUE_TWILIO_TRACKS",
-        "inbound=customer,outbound=agent",
-        str,
-        _roles_ok("inbound", "outbound"),
-        "Twilio track to role mapping",
-    ),
-    Setting(
-        "assist",
-        "CALLCUE_ASSIST",
-        True,
-        _bool,
-        _ok,
-        "run the assist engine (intent, sentiment, suggestions); off: transcripts only",
-    ),
-    Setting(
-        "playbook",
-        "CALLCUE_PLAYBOOK",
-        "",
-        str,
-        _file_ok,
-        "playbook YAML (empty: the shipped online-retail playbook)",
-    ),
-    Setting(
-        "customers",
-        "CALLCUE_CUSTOMERS",
-        "sample",
-        str,
-        _customers_ok,
-        "customer directory JSON file; 'sample' the shipped demo customers; 'none' no lookup",
-    ),
-    Setting(
-        "intent_threshold",
-        "CALLCUE_INTENT_THRESHOLD",
-        0.0,
-        _float,
-        _range(0.0, 0.99),
-        "calibrated confidence below which an utterance has no intent (0: the playbook's "
-        "settings.intent_threshold, else 0.3 for a playbook tuned by `callcue train`, 0.6 "
-        "for one that is not)",
-    ),
-    Setting(
-        "pii_mask",
-        "CALLCUE_PII_MASK",
-        "card_number,ssn",
-        str,
-        _mask_ok,
-        "entity kinds masked in everything sent to screens and stored (comma-separated; "
-        "'none' masks nothing)",
-    ),
-    Setting(
-        "alert_negative_streak",
-        "CALLCUE_ALERT_NEGATIVE_STREAK",
-        2,
-        _int,
-        _range(1, 100),
-        "consecutive negative customer utterances that raise an alert",
-    ),
-    Setting(
-        "alert_trend_below",
-        "CALLCUE_ALERT_TREND_BELOW",
-        -0.35,
-        _float,
-        _range(-1.0, 1.0),
-        "rolling customer sentiment (-1..1) below which an alert is raised",
-    ),
-    Setting(
-        "database_url",
-        "CALLCUE_DATABASE_URL",
-        "sqlite:///~/.local/share/callcue/callcue.db",
-        str,
-        _database_ok,
-        "the call store: sqlite:///PATH (WAL, FTS5) or postgresql://USER:PASS@HOST/DB",
-        secret=True,
-    ),
-    Setting(
-        "redis_url",
-        "CALLCUE_REDIS_URL",
-        "",
-        str,
-        _redis_ok,
-        "Redis for several nodes as one service (redis://[:PASSWORD@]HOST:PORT/DB): every "
-        "call's events, the registry of live calls, node heartbeats; needs a PostgreSQL "
-        "store shared by the nodes; empty: one node, in-process hub",
-        secret=True,
-    ),
-    Setting(
-        "redis_prefix",
-        "CALLCUE_REDIS_PREFIX",
-        "callcue",
-        str,
-        _name_ok,
-        "prefix of every Redis key (nodes with the same prefix form one service)",
-    ),
-    Setting(
-        "node_id",
-        "CALLCUE_NODE_ID",
-        "",
-        str,
-        lambda v: _name_ok(v) if v else None,
-        "this node's name in the call registry (empty: HOSTNAME-PID)",
-    ),
-    Setting(
-        "node_timeout",
-        "CALLCUE_NODE_TIMEOUT",
-        5.0,
-        _float,
-        _range(1.0, 300.0),
-        "seconds without a heartbeat after which a node counts as failed: another node marks "
-        "its calls interrupted and tells their screens (heartbeats every fifth of this)",
-    ),
-    Setting(
-        "redis_stream_ttl",
-        "CALLCUE_REDIS_STREAM_TTL",
-        600,
-        _int,
-        _range(10, 30 * 86_400),
-        "seconds a call's event stream stays in Redis after the call ends (screens that "
-        "reconnect later replay it from the store)",
-    ),
-    Setting(
-        "redis_buffer",
-        "CALLCUE_REDIS_BUFFER",
-        100_000,
-        _int,
-        _range(100, 10_000_000),
-        "events kept in memory while Redis is unreachable (sent when it is back; beyond "
-        "this they are counted as dropped: other nodes' screens then fill from the store)",
-    ),
-    Setting(
-        "recognition",
-        "CALLCUE_RECOGNITION",
-        "local",
-        str,
-        _choice("local", "remote"),
-        "where Whisper runs: local (this process) or remote (`callcue worker` processes "
-        "taking jobs from CALLCUE_REDIS_URL; finals first, stale partials dropped)",
-    ),
-    Setting(
-        "record_audio",
-        "CALLCUE_RECORD_AUDIO",
-        False,
-        _bool,
-        _ok,
-        "keep each channel's audio as a WAV file next to the store (16 kHz PCM16)",
-    ),
-    Setting(
-        "recordings_dir",
-        "CALLCUE_RECORDINGS_DIR",
-        "~/.local/share/callcue/recordings",
-        str,
-        _ok,
-        "where recordings are written",
-    ),
-    Setting(
-        "retention_days",
-        "CALLCUE_RETENTION_DAYS",
-        0,
-        _int,
-        _range(0, 36500),
-        "delete calls (and their audio) older than this many days, checked hourly; 0 keeps all",
-    ),
-    Setting(
-        "admin_token",
-        "CALLCUE_ADMIN_TOKEN",
-        "",
-        str,
-        _token_ok,
-        "bearer token with the admin role",
-        secret=True,
-    ),
-    Setting(
-        "tokens",
-        "CALLCUE_TOKENS",
-        "",
-        str,
-        _tokens_ok,
-        "more bearer tokens as TOKEN:ROLE,... (roles: agent, supervisor, qa, admin)",
-        secret=True,
-    ),
-    Setting(
-        "webhooks",
-        "CALLCUE_WEBHOOKS",
-        "",
-        str,
-        _webhooks_ok,
-        'webhooks as JSON: [{"url": "https://...", "secret": "...", "events": ["call.ended"]}]',
-        secret=True,
-    ),
-    Setting(
-        "webhook_retry_seconds",
-        "CALLCUE_WEBHOOK_RETRY_SECONDS",
-        10.0,
-        _float,
-        _range(0.1, 3600),
-        "first retry of a failed webhook delivery after this many seconds (then doubling)",
-    ),
-    Setting(
-        "log_level",
-        "CALLCUE_LOG_LEVEL",
-        "info",
-        str,
-        _choice("debug", "info", "warning", "error"),
-        "log verbosity",
-    ),
-)
+def _group(group: str) -> Callable[..., Any]:
+    """The field maker of one group of settings: default, parser of the text form, check of
+    the parsed value (a problem or None), help; `secret`: never echoed in errors or logs."""
+
+    def declare(
+        default: Any,
+        parse: Callable[[str], Any],
+        check: Callable[[Any], str | None],
+        help: str,
+        *,
+        secret: bool = False,
+    ) -> Any:
+        meta = {"group": group, "parse": parse, "check": check, "help": help, "secret": secret}
+        return field(default=default, repr=not secret, metadata=meta)
+
+    return declare
+
+
+_server = _group("server")
+_recognition = _group("recognition")
+_assist = _group("assist")
+_access = _group("access")
+_platforms = _group("platforms")
+_store = _group("store")
+_cluster = _group("cluster")
 
 
 def _read_secret(source: str, path: str) -> str:
@@ -865,76 +307,422 @@ def recognition_workers(device: str, workers: int, threads: int) -> tuple[int, i
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    host: str = "127.0.0.1"
-    port: int = 8080
-    model: str = "embedded:tiny.en"
-    final_model: str = "embedded:base"
-    device: str = "cpu"
-    compute_type: str = "int8"
-    cpu_threads: int = 0
-    beam_size: int = 5
-    revise: bool = True
-    revise_seconds: int = 60
-    encoder_windows: tuple[float, ...] = (3.0, 6.0, 10.0, 15.0, 20.0, 30.0)
-    final_windows: tuple[float, ...] = (10.0, 20.0, 30.0)
-    final_windows_busy: tuple[float, ...] = (10.0, 20.0, 30.0)
-    asr_workers: int = 0
-    asr_batch: int = 4
-    asr_nice: int = 5
-    partial_interval_ms: int = 400
-    max_utterance_s: float = 10.0
-    vad_threshold: float = 0.5
-    vad_min_silence_ms: int = 400
-    max_frame_bytes: int = 1_048_576
-    max_calls: int = 200
-    events_backlog: int = 2000
-    max_calls_per_key: int = 0
-    max_call_seconds: int = 14_400
-    resume_seconds: int = 600
-    idle_seconds: int = 60
-    header_timeout: int = 10
-    max_connections: int = 1000
-    rate_limit: int = 600
-    ingest_keys: str = field(default="", repr=False)
-    allowed_origins: str = ""
-    allowed_hosts: str = ""
-    link_secret: str = field(default="", repr=False)
-    link_ttl: int = 43_200
-    tls_certfile: str = ""
-    tls_keyfile: str = ""
-    shutdown_timeout: int = 30
-    store_buffer: int = 100_000
-    diarize: bool = False
-    voice_prints: bool = False
-    audiohook_keys: str = field(default="", repr=False)
-    audiohook_channels: str = "external=customer,internal=agent"
-    audiohook_transcripts: bool = True
-    twilio_tokens: str = field(default="", repr=False)
-    twilio_tracks: str = "inbound=customer,outbound=agent"
-    assist: bool = True
-    playbook: str = ""
-    customers: str = "sample"
-    intent_threshold: float = 0.0
-    pii_mask: str = "card_number,ssn"
-    alert_negative_streak: int = 2
-    alert_trend_below: float = -0.35
-    database_url: str = field(default="sqlite:///~/.local/share/callcue/callcue.db", repr=False)
-    redis_url: str = field(default="", repr=False)
-    redis_prefix: str = "callcue"
-    node_id: str = ""
-    node_timeout: float = 5.0
-    redis_stream_ttl: int = 600
-    redis_buffer: int = 100_000
-    recognition: str = "local"
-    record_audio: bool = False
-    recordings_dir: str = "~/.local/share/callcue/recordings"
-    retention_days: int = 0
-    admin_token: str = field(default="", repr=False)
-    tokens: str = field(default="", repr=False)
-    webhooks: str = field(default="", repr=False)
-    webhook_retry_seconds: float = 10.0
-    log_level: str = "info"
-    extra: dict[str, Any] = field(default_factory=dict)
+    """Every setting, grouped by subsystem: declared once here (default, parser, check,
+    help), read from flags and CALLCUE_* variables by `load`."""
+
+    # The server: address, connections, limits
+    host: str = _server("127.0.0.1", str, _ok, "address to listen on")
+    port: int = _server(8080, _int, _range(0, 65535), "TCP port (0: any free port)")
+    max_connections: int = _server(
+        1000,
+        _int,
+        _range(0, 1_000_000),
+        "open connections (calls, screens, REST) the server takes; beyond it requests get "
+        "503; 0: no limit",
+    )
+    header_timeout: int = _server(
+        10,
+        _int,
+        _range(0, 3600),
+        "seconds a connection has to send a complete request head (after opening, or after "
+        "its previous response); later, it is closed; 0: no limit",
+    )
+    rate_limit: int = _server(
+        600,
+        _int,
+        _range(0, 1_000_000),
+        "REST requests a minute per client (token, or address without one), in bursts of up "
+        "to a quarter of that; beyond it: 429 with Retry-After; 0: no limit",
+    )
+    max_frame_bytes: int = _server(
+        1_048_576, _int, _range(1024, 16 * 1_048_576), "largest binary audio frame accepted"
+    )
+    max_calls: int = _server(
+        200, _int, _range(1, 100_000), "concurrent calls accepted before new ones are refused"
+    )
+    max_calls_per_key: int = _server(
+        0,
+        _int,
+        _range(0, 100_000),
+        "concurrent calls one ingest credential (ingest key, Twilio token, AudioHook key) may "
+        "hold; 0: only CALLCUE_MAX_CALLS applies",
+    )
+    max_call_seconds: int = _server(
+        14_400,
+        _int,
+        _range(10, 7 * 86_400),
+        "longest call (seconds of audio); a longer one is ended with reason max_duration",
+    )
+    idle_seconds: int = _server(
+        60,
+        _int,
+        _range(0, 86_400),
+        "a call that receives no audio for this long is ended with reason idle (an AudioHook "
+        "session paused by Genesys is not idle); 0: never",
+    )
+    resume_seconds: int = _server(
+        600,
+        _int,
+        _range(0, 7 * 86_400),
+        "how long after a call ended the credential that started it may resume it (same call "
+        "id); another credential never may (call_id_taken)",
+    )
+    events_backlog: int = _server(
+        2000,
+        _int,
+        _range(10, 1_000_000),
+        "events a slow screen may lag behind before it is disconnected",
+    )
+    shutdown_timeout: int = _server(
+        30,
+        _int,
+        _range(1, 3600),
+        "on SIGTERM: seconds to finish the finals of calls in progress before exiting",
+    )
+    log_level: str = _server(
+        "info", str, _choice("debug", "info", "warning", "error"), "log verbosity"
+    )
+
+    # Recognition: Whisper's two passes, voice activity, revision, mono calls
+    model: str = _recognition(
+        "embedded:tiny.en",
+        str,
+        _ok,
+        "Whisper model for partials (and finals where CALLCUE_FINAL_MODEL names the same): "
+        "embedded:tiny.en, embedded:base, a CTranslate2 model directory, or a model name "
+        "(needs a reachable model hub)",
+    )
+    final_model: str = _recognition(
+        "embedded:base",
+        str,
+        _ok,
+        "Whisper model for finals (decoded once per utterance: the accurate pass); same "
+        "values as CALLCUE_MODEL; loaded once when both name the same model",
+    )
+    device: str = _recognition("cpu", str, _choice("cpu", "cuda", "auto"), "where Whisper runs")
+    compute_type: str = _recognition(
+        "int8",
+        str,
+        _choice(
+            "default",
+            "auto",
+            "int8",
+            "int8_float32",
+            "int8_float16",
+            "int8_bfloat16",
+            "int16",
+            "float16",
+            "bfloat16",
+            "float32",
+        ),
+        "CTranslate2 quantization",
+    )
+    cpu_threads: int = _recognition(
+        0,
+        _int,
+        _range(0, 256),
+        "threads per Whisper decode (0: the machine's cores shared among the ASR workers)",
+    )
+    beam_size: int = _recognition(
+        5, _int, _range(1, 10), "beam size for finals (partials are greedy)"
+    )
+    asr_workers: int = _recognition(
+        0,
+        _int,
+        _range(0, 64),
+        "decodes run at once across all calls, each on its own model replica (0: one per "
+        "core up to 4 on a CPU, 1 on a GPU)",
+    )
+    asr_batch: int = _recognition(
+        4,
+        _int,
+        _range(1, 64),
+        "most partials of one encoder window decoded in one model call (1: one at a time)",
+    )
+    asr_nice: int = _recognition(
+        5,
+        _int,
+        _range(0, 19),
+        "niceness added to the Whisper decode threads (Linux), so the short latency-bound work "
+        "(websockets, VAD, assist) runs first; 0: same priority",
+    )
+    encoder_windows: tuple[float, ...] = _recognition(
+        (3.0, 6.0, 10.0, 15.0, 20.0, 30.0),
+        _windows,
+        _windows_ok,
+        "encoder window sizes (s) for partials, comma-separated; 30 alone is the classic "
+        "full window",
+    )
+    final_windows: tuple[float, ...] = _recognition(
+        (10.0, 20.0, 30.0), _windows, _windows_ok, "encoder window sizes (s) for finals"
+    )
+    final_windows_busy: tuple[float, ...] = _recognition(
+        (10.0, 20.0, 30.0),
+        _windows,
+        _windows_ok,
+        "encoder window sizes (s) for finals decoded while other work waits",
+    )
+    partial_interval_ms: int = _recognition(
+        400, _int, _range(100, 1000), "new audio between two partials of a channel"
+    )
+    max_utterance_s: float = _recognition(
+        10.0, _float, _range(2.0, 28.0), "longest utterance before a final is forced"
+    )
+    vad_threshold: float = _recognition(
+        0.5, _float, _range(0.05, 0.95), "speech probability that starts an utterance"
+    )
+    vad_min_silence_ms: int = _recognition(
+        400, _int, _range(100, 5000), "silence that ends an utterance (the hangover before a final)"
+    )
+    revise: bool = _recognition(
+        True,
+        _bool,
+        _ok,
+        "revise finals with the finals' model decoding each channel offline-style (long "
+        "windows, the text before): transcript.revised events, and the stored transcript is "
+        "the revised one; runs at the lowest CPU priority (local recognition only)",
+    )
+    revise_seconds: int = _recognition(
+        60,
+        _int,
+        _range(0, 3600),
+        "a channel is revised after each stretch of this much of its audio (at the end of an "
+        "utterance) and when the call ends; 0: when the call ends only (and every 600 s)",
+    )
+    recognition: str = _recognition(
+        "local",
+        str,
+        _choice("local", "remote"),
+        "where Whisper runs: local (this process) or remote (`callcue worker` processes "
+        "taking jobs from CALLCUE_REDIS_URL; finals first, stale partials dropped)",
+    )
+    diarize: bool = _recognition(
+        False,
+        _bool,
+        _ok,
+        "tell agent from customer by voice on one-channel calls (both parties mixed) that do "
+        "not say (the start message's diarize, AudioHook's and Twilio's diarize parameter)",
+    )
+    voice_prints: bool = _recognition(
+        False,
+        _bool,
+        _ok,
+        "keep a voice print of each agent (metadata agent) from their two-channel calls, in "
+        "the store, to tell them on their mono calls; only with the agents' consent",
+    )
+
+    # Assist: the playbook, customers, what an agent is shown
+    assist: bool = _assist(
+        True,
+        _bool,
+        _ok,
+        "run the assist engine (intent, sentiment, suggestions); off: transcripts only",
+    )
+    playbook: str = _assist(
+        "", str, _file_ok, "playbook YAML (empty: the shipped online-retail playbook)"
+    )
+    customers: str = _assist(
+        "sample",
+        str,
+        _customers_ok,
+        "customer directory JSON file; 'sample' the shipped demo customers; 'none' no lookup",
+    )
+    intent_threshold: float = _assist(
+        0.0,
+        _float,
+        _range(0.0, 0.99),
+        "calibrated confidence below which an utterance has no intent (0: the playbook's "
+        "settings.intent_threshold, else 0.3 for a playbook tuned by `callcue train`, 0.6 "
+        "for one that is not)",
+    )
+    pii_mask: str = _assist(
+        "card_number,ssn",
+        str,
+        _mask_ok,
+        "entity kinds masked in everything sent to screens and stored (comma-separated; "
+        "'none' masks nothing)",
+    )
+    alert_negative_streak: int = _assist(
+        2, _int, _range(1, 100), "consecutive negative customer utterances that raise an alert"
+    )
+    alert_trend_below: float = _assist(
+        -0.35,
+        _float,
+        _range(-1.0, 1.0),
+        "rolling customer sentiment (-1..1) below which an alert is raised",
+    )
+
+    # Access: tokens, keys, origins, TLS
+    admin_token: str = _access("", str, _token_ok, "bearer token with the admin role", secret=True)
+    tokens: str = _access(
+        "",
+        str,
+        _tokens_ok,
+        "more bearer tokens as TOKEN:ROLE,... (roles: agent, supervisor, qa, admin)",
+        secret=True,
+    )
+    ingest_keys: str = _access(
+        "",
+        str,
+        _ingest_keys_ok,
+        "API keys for native ingest (/v1/ingest), comma-separated KEY or KEY:NAME (NAME shows "
+        "in logs and metrics); sent as 'Authorization: Bearer KEY' or ?token=KEY",
+        secret=True,
+    )
+    link_secret: str = _access(
+        "",
+        str,
+        _token_ok,
+        "key that signs per-call screen links (set it on every node so links survive "
+        "restarts); empty: a random key each start",
+        secret=True,
+    )
+    link_ttl: int = _access(
+        43_200, _int, _range(60, 30 * 86_400), "seconds a per-call screen link stays valid"
+    )
+    allowed_origins: str = _access(
+        "",
+        str,
+        _ok,
+        "browser origins allowed on the websockets (comma-separated, e.g. "
+        "https://crm.example.com); empty: the server's own origin only; '*': any",
+    )
+    allowed_hosts: str = _access(
+        "",
+        str,
+        _ok,
+        "host names this server answers to (comma-separated, e.g. callcue.example.com; '*': "
+        "any); other Host headers get 400 host_not_allowed (DNS rebinding); empty: the "
+        "loopback names on a server without tokens, any host on one with tokens",
+    )
+    tls_certfile: str = _access(
+        "",
+        str,
+        _file_ok,
+        "PEM certificate (chain) to serve HTTPS/WSS directly; needs CALLCUE_TLS_KEYFILE",
+    )
+    tls_keyfile: str = _access("", str, _file_ok, "PEM private key of CALLCUE_TLS_CERTFILE")
+
+    # Contact-center platforms: Genesys AudioHook, Twilio Media Streams
+    audiohook_keys: str = _platforms(
+        "",
+        str,
+        _keys_ok,
+        "AudioHook credentials, comma-separated API_KEY:BASE64_CLIENT_SECRET (a key without "
+        "a secret is checked without signature); empty: AudioHook accepts any client",
+        secret=True,
+    )
+    audiohook_channels: str = _platforms(
+        "external=customer,internal=agent",
+        str,
+        _roles_ok("external", "internal"),
+        "AudioHook channel to role mapping",
+    )
+    audiohook_transcripts: bool = _platforms(
+        True, _bool, _ok, "send transcripts back to Genesys as AudioHook event messages"
+    )
+    twilio_tokens: str = _platforms(
+        "",
+        str,
+        _twilio_tokens_ok,
+        "comma-separated tokens (16 characters or more) a Twilio stream must carry in "
+        "customParameters.token; empty: Twilio streams need no token",
+        secret=True,
+    )
+    twilio_tracks: str = _platforms(
+        "inbound=customer,outbound=agent",
+        str,
+        _roles_ok("inbound", "outbound"),
+        "Twilio track to role mapping",
+    )
+
+    # The call store, recordings, webhooks
+    database_url: str = _store(
+        "sqlite:///~/.local/share/callcue/callcue.db",
+        str,
+        _database_ok,
+        "the call store: sqlite:///PATH (WAL, FTS5) or postgresql://USER:PASS@HOST/DB",
+        secret=True,
+    )
+    store_buffer: int = _store(
+        100_000,
+        _int,
+        _range(100, 10_000_000),
+        "events kept in memory while the store is unreachable (written when it is back; "
+        "beyond this, new calls are refused and the loss is reported)",
+    )
+    record_audio: bool = _store(
+        False,
+        _bool,
+        _ok,
+        "keep each channel's audio as a WAV file next to the store (16 kHz PCM16)",
+    )
+    recordings_dir: str = _store(
+        "~/.local/share/callcue/recordings", str, _ok, "where recordings are written"
+    )
+    retention_days: int = _store(
+        0,
+        _int,
+        _range(0, 36500),
+        "delete calls (and their audio) older than this many days, checked hourly; 0 keeps all",
+    )
+    webhooks: str = _store(
+        "",
+        str,
+        _webhooks_ok,
+        'webhooks as JSON: [{"url": "https://...", "secret": "...", "events": ["call.ended"]}]',
+        secret=True,
+    )
+    webhook_retry_seconds: float = _store(
+        10.0,
+        _float,
+        _range(0.1, 3600),
+        "first retry of a failed webhook delivery after this many seconds (then doubling)",
+    )
+
+    # Several nodes on Redis
+    redis_url: str = _cluster(
+        "",
+        str,
+        _redis_ok,
+        "Redis for several nodes as one service (redis://[:PASSWORD@]HOST:PORT/DB): every "
+        "call's events, the registry of live calls, node heartbeats; needs a PostgreSQL "
+        "store shared by the nodes; empty: one node, in-process hub",
+        secret=True,
+    )
+    redis_prefix: str = _cluster(
+        "callcue",
+        str,
+        _name_ok,
+        "prefix of every Redis key (nodes with the same prefix form one service)",
+    )
+    node_id: str = _cluster(
+        "",
+        str,
+        lambda v: _name_ok(v) if v else None,
+        "this node's name in the call registry (empty: HOSTNAME-PID)",
+    )
+    node_timeout: float = _cluster(
+        5.0,
+        _float,
+        _range(1.0, 300.0),
+        "seconds without a heartbeat after which a node counts as failed: another node marks "
+        "its calls interrupted and tells their screens (heartbeats every fifth of this)",
+    )
+    redis_stream_ttl: int = _cluster(
+        600,
+        _int,
+        _range(10, 30 * 86_400),
+        "seconds a call's event stream stays in Redis after the call ends (screens that "
+        "reconnect later replay it from the store)",
+    )
+    redis_buffer: int = _cluster(
+        100_000,
+        _int,
+        _range(100, 10_000_000),
+        "events kept in memory while Redis is unreachable (sent when it is back; beyond "
+        "this they are counted as dropped: other nodes' screens then fill from the store)",
+    )
 
     @classmethod
     def load(
@@ -1014,16 +802,12 @@ class Settings:
 
     @property
     def customers_path(self) -> Path | None:
-        from assist.customers import SAMPLE_DIRECTORY
-
         if self.customers in ("", "none"):
             return None
         return SAMPLE_DIRECTORY if self.customers == "sample" else Path(self.customers)
 
     @property
-    def assist_options(self) -> Any:
-        from assist.engine import AssistOptions
-
+    def assist_options(self) -> AssistOptions:
         return AssistOptions(
             intent_threshold=self.intent_threshold or None,
             mask_kinds=mask_kinds(self.pii_mask),
@@ -1057,3 +841,18 @@ class Settings:
         return StreamingOptions(
             partial_interval_ms=self.partial_interval_ms, max_utterance_s=self.max_utterance_s
         )
+
+
+SETTINGS: tuple[Setting, ...] = tuple(
+    Setting(
+        name=f.name,
+        env=f"CALLCUE_{f.name.upper()}",
+        default=f.default,
+        parse=f.metadata["parse"],
+        check=f.metadata["check"],
+        help=f.metadata["help"],
+        group=f.metadata["group"],
+        secret=f.metadata["secret"],
+    )
+    for f in fields(Settings)
+)

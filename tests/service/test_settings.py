@@ -66,3 +66,32 @@ def test_recognition_workers_default_to_one_per_core(monkeypatch) -> None:  # ty
     assert module.recognition_workers("cpu", 0, 0) == (4, 4)  # replicas cost memory: at most 4
     whisper = module.Settings(asr_workers=0, cpu_threads=0).whisper
     assert (whisper.workers, whisper.cpu_threads) == (4, 4)
+
+
+def test_each_setting_declared_once_and_documented_in_readme_in_order() -> None:
+    """The dataclass is the only declaration: flags, variables and defaults come from it, and
+    README's settings table lists them in the same order with the same defaults."""
+    import re
+    from dataclasses import fields
+    from pathlib import Path
+
+    from service.settings import SETTINGS
+
+    assert [s.name for s in SETTINGS] == [f.name for f in fields(Settings)]
+    assert Settings.load(env={}) == Settings()  # no default is written anywhere else
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    rows = re.findall(r"^\| `--([a-z-]+)` \| `(CALLCUE_[A-Z_]+)` \| ([^|]+) \|", readme, re.M)
+    assert [(flag.replace("-", "_"), env) for flag, env, _ in rows] == [
+        (s.name, s.env) for s in SETTINGS
+    ]
+    for (_, _, shown), setting in zip(rows, SETTINGS, strict=True):
+        if shown.strip().startswith("`"):  # a literal default (else a description of it)
+            literal = shown.strip().strip("`")
+            default = setting.default
+            if isinstance(default, tuple):
+                default = ",".join(f"{x:g}" for x in default)
+            elif isinstance(default, bool):
+                default = str(default).lower()
+            elif isinstance(default, float):
+                default = f"{default:g}"
+            assert literal == str(default), setting.name
