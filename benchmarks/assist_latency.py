@@ -25,8 +25,8 @@ if __package__ in (None, ""):
 
 from audio.files import CallAudio, load_call_audio
 from benchmarks.common import DATA, percentile, write_result
-from benchmarks.server import ServerProcess
 from clients.native import stream_call
+from tests.servers import ServerProcess
 
 PAIR = ("cs_aws_auto_repairs_40_caller.wav", "cs_aws_auto_repairs_40_agent.wav")
 ASSIST = {"intent", "sentiment", "entities", "suggestion", "action", "category.matched"}

@@ -25,8 +25,8 @@ from typing import Any
 from audio.files import CallAudio, load_call_audio
 from benchmarks.common import DATA, percentile, reference_text, write_result
 from benchmarks.latency import PAIR, Measured, Sampler, Workload, measure
-from benchmarks.server import ServerProcess
 from clients.native import stream_call
+from tests.servers import ServerProcess
 
 PROBE = "tel_asterisk_allison_demo-instruct.wav"
 CONFIGS = {

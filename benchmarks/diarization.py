@@ -198,8 +198,8 @@ async def offline(name: str, skip: float = 0.0) -> dict[str, Any]:
 
 async def live(seconds: float) -> dict[str, Any]:
     from benchmarks.latency import Sampler
-    from benchmarks.server import ServerProcess
     from clients.native import stream_call
+    from tests.servers import ServerProcess
 
     audio, tracks, roles = parties("aws_auto_repairs_40")
     n = int(seconds * audio.sample_rate)

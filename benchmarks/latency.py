@@ -32,8 +32,8 @@ from benchmarks.common import (
     word_errors,
     write_result,
 )
-from benchmarks.server import ServerProcess
 from clients.native import StreamResult, stream_call
+from tests.servers import ServerProcess
 
 PAIR = ("cs_aws_auto_repairs_40_caller.wav", "cs_aws_auto_repairs_40_agent.wav")
 _NORM = re.compile(r"[^\w']+")

@@ -32,10 +32,10 @@ from typing import Any
 
 from assist.events import CallEnded, CallStarted, Event, TranscriptFinal, TranscriptPartial, Word
 from benchmarks.common import percentile, write_result
-from benchmarks.server import RedisProcess
 from cluster.node import Cluster, ClusterOptions
 from live.hub import EventHub, Subscription
 from live.metrics import Metrics
+from tests.servers import RedisProcess
 
 WORDS = [
     "thanks",

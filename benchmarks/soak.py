@@ -52,9 +52,9 @@ from audio.files import CallAudio, load_call_audio
 from benchmarks.capacity import scrape
 from benchmarks.common import DATA, RESULTS, percentile, write_result
 from benchmarks.latency import PAIR, Measured, Sampler, Workload, measure
-from benchmarks.server import ServerProcess
 from clients.native import StreamResult, encode_frames, stream_call
 from store.calls import STORED_EVENTS
+from tests.servers import ServerProcess
 
 CHANNELS = ["customer", "agent"]
 WORKLOAD = "aws_auto_repairs_40 (2ch, looped)"

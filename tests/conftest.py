@@ -13,7 +13,7 @@ import pytest
 import soundfile as sf
 import soxr
 
-from benchmarks.server import RedisProcess, ServerProcess
+from tests.servers import RedisProcess, ServerProcess
 
 # Revision (the finals' model decoding each channel again after the call, `transcript.revised`)
 # is on for users. Here it is off unless a test turns it on (tests/test_revision.py,

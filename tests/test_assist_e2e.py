@@ -11,9 +11,9 @@ import pytest
 import websockets
 
 from audio.files import CallAudio, load_call_audio
-from benchmarks.server import ServerProcess
 from clients.native import stream_call
 from tests.conftest import AUDIO
+from tests.servers import ServerProcess
 
 PLAYBOOK = Path(__file__).parent / "fixtures" / "auto_repair.yaml"
 PAIR = [AUDIO / "cs_aws_auto_repairs_40_caller.wav", AUDIO / "cs_aws_auto_repairs_40_agent.wav"]

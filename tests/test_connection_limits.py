@@ -22,9 +22,9 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from audio.files import CallAudio, load_call_audio
-from benchmarks.server import ServerProcess
 from clients.simulators import simulate_audiohook
 from tests.conftest import AUDIO, AUDIOHOOK_KEY, AUDIOHOOK_SECRET
+from tests.servers import ServerProcess
 
 IDLE = 3
 

@@ -18,10 +18,10 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from audio.files import load_call_audio
-from benchmarks.server import ServerProcess
 from clients.native import stream_call
 from gateway.auth import LOOPBACK_HOSTS, allowed_hosts, hostname, same_origin
 from tests.conftest import AUDIO
+from tests.servers import ServerProcess
 
 EVIL = "https://evil.example"
 REBOUND = "rebind.attacker.example"

@@ -22,13 +22,13 @@ from websockets.asyncio.client import connect
 
 from audio.codec import AudioFormat
 from audio.files import CallAudio, load_call_audio
-from benchmarks.server import ServerProcess
 from clients.native import stream_call
 from live.session import CallSession, Services
 from service.node import load_services
 from service.settings import Settings
 from store.calls import CallStore
 from tests.conftest import AUDIO, fresh_postgres, postgres_url
+from tests.servers import ServerProcess
 
 CALLER = AUDIO / "cs_aws_auto_repairs_40_caller.wav"
 

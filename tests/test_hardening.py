@@ -17,9 +17,9 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from audio.files import CallAudio, load_call_audio
-from benchmarks.server import ServerProcess
 from clients.native import stream_call
 from tests.conftest import AUDIO
+from tests.servers import ServerProcess
 
 ADMIN = "admin-token-hardening-01"
 AGENT = "agent-token-hardening-01"

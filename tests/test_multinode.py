@@ -25,10 +25,10 @@ import pytest
 import websockets
 
 from audio.files import CallAudio, load_call_audio
-from benchmarks.server import ROOT, ServerProcess, free_port
 from clients.native import stream_call
 from store.calls import CallStore
 from tests.conftest import AUDIO, fresh_postgres, postgres_url
+from tests.servers import ROOT, ServerProcess, free_port
 
 PAIR = [AUDIO / "cs_aws_auto_repairs_40_caller.wav", AUDIO / "cs_aws_auto_repairs_40_agent.wav"]
 NODE_TIMEOUT = 2.0  # seconds without a heartbeat before a node counts as failed

@@ -14,9 +14,9 @@ from websockets.exceptions import ConnectionClosed
 
 from audio.files import CallAudio, load_call_audio
 from benchmarks.common import wer
-from benchmarks.server import ServerProcess
 from clients.native import StreamResult, stream_call
 from tests.conftest import AUDIO, reference
+from tests.servers import ServerProcess
 
 PAIR = [AUDIO / "cs_aws_auto_repairs_40_caller.wav", AUDIO / "cs_aws_auto_repairs_40_agent.wav"]
 

@@ -21,10 +21,10 @@ import websockets
 
 from assist.analytics import merge, overlap
 from audio.files import CallAudio, load_call_audio
-from benchmarks.server import ServerProcess
 from clients.native import stream_call
 from store.calls import STORED_EVENTS, CallStore
 from tests.conftest import AUDIO, fresh_postgres, postgres_url
+from tests.servers import ServerProcess
 
 PAIR = [AUDIO / "cs_aws_auto_repairs_40_caller.wav", AUDIO / "cs_aws_auto_repairs_40_agent.wav"]
 TOKENS = {

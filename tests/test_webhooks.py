@@ -17,11 +17,11 @@ from typing import Any
 import pytest
 
 from audio.files import CallAudio, load_call_audio
-from benchmarks.server import ServerProcess
 from clients.native import stream_call
 from live.webhooks import parse_webhooks, shown, sign, verify
 from service.settings import Settings, SettingsError
 from tests.conftest import AUDIO, fresh_postgres, postgres_url
+from tests.servers import ServerProcess
 
 PAIR = [AUDIO / "cs_aws_auto_repairs_40_caller.wav", AUDIO / "cs_aws_auto_repairs_40_agent.wav"]
 SECRET = "whsec-0123456789abcdef"

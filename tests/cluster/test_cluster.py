@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 
 from assist.events import CallEnded, CallStarted, Event, TranscriptFinal, TranscriptPartial
-from benchmarks.server import RedisProcess, free_port
 from cluster.node import Cluster, ClusterOptions, ClusterUnavailable
 from live.hub import Subscription
 from live.metrics import Metrics
 from store.calls import CallStore
+from tests.servers import RedisProcess, free_port
 
 
 def partial(call_id: str, i: int) -> TranscriptPartial:

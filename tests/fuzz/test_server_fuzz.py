@@ -33,7 +33,6 @@ from audio.files import CallAudio, load_call_audio
 from audio.protocols.audiohook import AudioHookClose
 from audio.protocols.native import ProtocolError, StartCall, StopCall
 from audio.protocols.twilio import TwilioFailed, TwilioStart, TwilioStop
-from benchmarks.server import ServerProcess
 from clients.simulators import sign_audiohook_request
 from gateway.ingest import close_reason
 from store.calls import CallStore
@@ -42,6 +41,7 @@ from tests.fuzz import test_audiohook_fuzz as audiohook
 from tests.fuzz import test_native_fuzz as native
 from tests.fuzz import test_twilio_fuzz as twilio
 from tests.fuzz.strategies import any_text, dumps, fuzz_settings, mutated
+from tests.servers import ServerProcess
 
 ADMIN = "fuzz-admin-token-0123456789"
 QA = "fuzz-qa-token-0123456789ab"

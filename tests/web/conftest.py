@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 
 from audio.files import CallAudio, load_call_audio
-from benchmarks.server import ServerProcess
 from clients.native import StreamResult, stream_call
 from tests.conftest import AUDIO
+from tests.servers import ServerProcess
 
 CHROMIUM = os.environ.get("CALLCUE_CHROMIUM", "/usr/bin/chromium")
 ARGS = [

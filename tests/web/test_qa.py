@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import expect
 
-from benchmarks.server import ServerProcess
+from tests.servers import ServerProcess
 from tests.web.conftest import BackgroundCall
 
 ARTIFACTS = Path(__file__).parent / "artifacts"

@@ -15,8 +15,8 @@ import pytest
 from playwright.sync_api import expect
 
 from audio.files import CallAudio, load_call_audio
-from benchmarks.server import ServerProcess
 from clients.native import stream_call
+from tests.servers import ServerProcess
 from tests.test_revision import get, wait_until_revised
 from tests.web.conftest import PAIR
 

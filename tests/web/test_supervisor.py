@@ -100,7 +100,7 @@ def test_wallboard_follows_a_live_call(page: Any, web_server: Any, background_ca
 
 def test_pages_show_access_errors(page: Any) -> None:
     """A 401 is shown as such (not as an empty board or list); ?token= once is kept for the tab."""
-    from benchmarks.server import ServerProcess
+    from tests.servers import ServerProcess
 
     token = "s3cret-supervisor-token-0001"
     server = ServerProcess(env={"CALLCUE_TOKENS": f"{token}:supervisor"})

@@ -1,4 +1,4 @@
-"""Start a callcue server in a subprocess for a benchmark or a test, and stop it."""
+"""Start a callcue server (or a Redis) in a subprocess for a test or a benchmark, and stop it."""
 
 from __future__ import annotations
 
