@@ -59,6 +59,7 @@ bench-assist: $(STAMP)
 	$(INTENT) --train $(HWU)/train.csv --test $(HWU)/test.csv --shots 10 --frozen --save intent_hwu64_10shot_frozen
 	$(BIN)/python benchmarks/turns_eval.py --save turns_tuned
 	$(BIN)/python benchmarks/turns_eval.py --frozen --save turns_frozen
+	$(BIN)/python -m benchmarks.intent_asr --save intent_asr
 	$(BIN)/python benchmarks/sentiment_eval.py --test $(SENT)/goemotions/normalized/test.csv --save sentiment_goemotions
 	$(BIN)/python benchmarks/sentiment_eval.py --test $(SENT)/uci_sentiment_sentences/normalized/all_test.csv --save sentiment_uci
 	$(BIN)/python benchmarks/sentiment_eval.py --test $(SENT)/meld/normalized/test.csv --save sentiment_meld
