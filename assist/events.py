@@ -28,12 +28,20 @@ class Event:
     call_id: str
     seq: int = 0
     ts: str = ""
+    # its JSON, encoded once for every screen, the store and Redis (a stamped copy, made by
+    # `dataclasses.replace`, starts without it)
+    _text: str = field(default="", init=False, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"type": self.type, **asdict(self)}
+        data = {"type": self.type, **asdict(self)}
+        del data["_text"]
+        return data
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":"))
+        if not self._text:
+            text = json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":"))
+            object.__setattr__(self, "_text", text)  # frozen: a cache, not a change
+        return self._text
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -171,7 +179,9 @@ class CallAnalyticsEvent(Event):
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CallEnded(Event):
     type: ClassVar[str] = "call.ended"
-    reason: str  # stop | disconnect | error | shutdown | max_duration | idle
+    # stop | disconnect | error | shutdown | max_duration | idle | node_failed (another node
+    # ended a call whose node stopped answering)
+    reason: str
     duration: float
 
 

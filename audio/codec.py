@@ -90,11 +90,6 @@ def pcm16_to_float(samples: npt.NDArray[np.int16]) -> Float32Array:
     return (samples.astype(np.float32) / 32768.0).astype(np.float32)
 
 
-def float_to_pcm16(samples: npt.NDArray[np.floating]) -> npt.NDArray[np.int16]:
-    clipped = np.clip(samples, -1.0, 1.0 - 1 / 32768) * 32768.0
-    return np.asarray(clipped, dtype=np.float64).astype(np.int16)
-
-
 @dataclass(frozen=True, slots=True)
 class AudioFormat:
     """What the client sends: sample encoding, rate and number of interleaved channels."""
@@ -106,10 +101,6 @@ class AudioFormat:
     @property
     def bytes_per_sample(self) -> int:
         return 2 if self.encoding == "pcm16" else 1
-
-    @property
-    def bytes_per_second(self) -> int:
-        return self.bytes_per_sample * self.sample_rate * self.channels
 
 
 class StreamDecoder:

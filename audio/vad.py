@@ -134,6 +134,3 @@ class VadSegmenter:
             if lo <= start < hi and prob < best_prob:
                 best, best_prob = start, prob
         return best
-
-    def probabilities_since(self, lo: int) -> list[tuple[int, float]]:
-        return [(s, p) for s, p in self._history if s >= lo]

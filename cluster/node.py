@@ -36,17 +36,21 @@ import uuid
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+import redis
+import redis.asyncio
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.backoff import NoBackoff
+from redis.exceptions import ResponseError
+from redis.retry import Retry
 
 from assist.events import CallEnded, Event, RelayedEvent, now_iso
 from live.hub import CallFeed, EventHub
 from live.metrics import Metrics
-
-if TYPE_CHECKING:
-    from redis.asyncio import Redis
-
-    from live.session import CallSession
-    from store.calls import CallStore
+from live.session import CallSession
+from store.calls import CallStore
 
 log = logging.getLogger("callcue.cluster")
 
@@ -91,27 +95,6 @@ class _Out:
     data: str = ""
 
 
-class ClusterHub(EventHub):
-    """The in-process hub, plus: every event published here also goes to Redis (when it goes
-    to this node's screens), and a call that starts here takes over from a mirror of it
-    (screens waiting for it move along)."""
-
-    def __init__(self, cluster: Cluster, backlog: int = 2000) -> None:
-        super().__init__(backlog=backlog)
-        self.cluster = cluster
-
-    def open(self, call_id: str, base: int = 0) -> CallFeed:
-        self.cluster._stop_mirror(call_id)
-        feed = super().open(call_id, base)
-        self.cluster._enqueue(_Out("register", call_id))
-        return feed
-
-    def _send(self, feed: CallFeed, event: Event) -> None:
-        """As it goes to this node's screens (once the store has it), it goes to Redis."""
-        super()._send(feed, event)
-        self.cluster._enqueue(_Out("event", event.call_id, event.seq, event.type, event.to_json()))
-
-
 class _Mirror:
     """A call another node runs, copied from its stream into this node's hub."""
 
@@ -134,7 +117,7 @@ class Cluster:
     def __init__(self, options: ClusterOptions, metrics: Metrics, backlog: int = 2000) -> None:
         self.options = options
         self.node = options.node_id or f"{socket.gethostname()}-{os.getpid()}"
-        self.hub = ClusterHub(self, backlog)
+        self.hub = EventHub(backlog, observers=[self])
         self.metrics = metrics
         self.stats = ClusterStats()
         self.store: CallStore | None = None
@@ -191,6 +174,22 @@ class Cluster:
             "callcue_mirrored_calls", "Other nodes' calls followed here", lambda: len(self._mirrors)
         )
 
+    # ------------------------------------------------------------------ the hub's observer
+    def opening(self, call_id: str) -> None:
+        """A call starts here: it takes over from a mirror of it (screens waiting for it move
+        along)."""
+        self._stop_mirror(call_id)
+
+    def opened(self, feed: CallFeed) -> None:
+        """It started: into the registry."""
+        self._enqueue(_Out("register", feed.call_id))
+
+    def sent(self, feed: CallFeed, event: Event) -> None:
+        """As an event of a call run here goes to this node's screens (once the store has it),
+        it goes to Redis. (A mirror's events came from Redis.)"""
+        if not feed.mirror:
+            self._enqueue(_Out("event", event.call_id, event.seq, event.type, event.to_json()))
+
     # ------------------------------------------------------------------ keys
     def _events_key(self, call_id: str) -> str:
         return f"{self.options.prefix}:events:{call_id}"
@@ -209,10 +208,6 @@ class Cluster:
     @staticmethod
     def check(url: str) -> str:
         """Connect once, before the port opens; the Redis version, or ClusterUnavailable."""
-        import redis
-        from redis.backoff import NoBackoff
-        from redis.retry import Retry
-
         client = redis.Redis.from_url(
             url, socket_connect_timeout=3, socket_timeout=3, retry=Retry(NoBackoff(), 0)
         )
@@ -237,10 +232,6 @@ class Cluster:
     async def start(self) -> None:
         """Connect, beat once (raises if Redis is gone), end leftovers of this node's name
         from an earlier life, then run the publisher, heartbeat, reaper and inbox."""
-        import redis.asyncio
-        from redis.asyncio.retry import Retry
-        from redis.backoff import NoBackoff
-
         timeout = self.options.node_timeout
         # a bounded pool that waits for a free connection (a burst of screens joining queues
         # up instead of failing); the long blocking reads are two, however many calls
@@ -254,7 +245,7 @@ class Cluster:
             health_check_interval=30,
             # no silent retries inside the client: every loop here retries on its own terms,
             # and an outage shows (logged, counted, /healthz) the moment it happens
-            retry=Retry(NoBackoff(), 0),
+            retry=AsyncRetry(NoBackoff(), 0),
         )
         self._redis = redis.asyncio.Redis(connection_pool=pool)
         self._wake = asyncio.Event()
@@ -391,8 +382,6 @@ class Cluster:
             self._ok()
 
     async def _send(self, batch: list[_Out]) -> None:
-        from redis.exceptions import ResponseError
-
         ttl = self.options.stream_ttl
         pipe = self.redis.pipeline(transaction=False)
         xadds: list[tuple[int, _Out]] = []  # (index of the XADD's reply, its event)

@@ -161,8 +161,8 @@ def api_routes(
         call_id = request.path_params["call_id"]
         call = await run_in_threadpool(found, call_id)
         if principal.call_id is None:  # a call link opens the call, not its QA record
-            call["recordings"] = sorted(store.recordings(call_id))
-            call["reviews"] = store.reviews(call_id)
+            call["recordings"] = sorted(await run_in_threadpool(store.recordings, call_id))
+            call["reviews"] = await run_in_threadpool(store.reviews, call_id)
         return JSONResponse(call)
 
     @guarded(authorizer, READ, "read calls")
@@ -212,7 +212,7 @@ def api_routes(
                 409,
                 "conflict",
             )
-        recording = store.recordings(call_id).get(channel)
+        recording = (await run_in_threadpool(store.recordings, call_id)).get(channel)
         exists = recording is not None and await run_in_threadpool(Path(recording["path"]).exists)
         if recording is None or not exists:
             raise BadRequest(
@@ -328,7 +328,7 @@ def api_routes(
         not_by_link(principal, "read QA reviews")
         call_id = request.path_params["call_id"]
         await run_in_threadpool(found, call_id)
-        return JSONResponse({"reviews": store.reviews(call_id)})
+        return JSONResponse({"reviews": await run_in_threadpool(store.reviews, call_id)})
 
     @guarded(authorizer, ADMIN, "delete calls")
     async def delete_call(request: Request, _: Principal) -> Response:

@@ -19,7 +19,7 @@ from audio.protocols.native import (
     CLOSE_POLICY,
     AudioData,
     NativeIngestProtocol,
-    ProtocolError,
+    ProtocolFailure,
     StartCall,
     StopCall,
 )
@@ -147,7 +147,7 @@ async def serve_native_ingest(
                 reason = "error"
                 await _refuse(
                     conn,
-                    ProtocolError(
+                    ProtocolFailure(
                         "start_timeout",
                         f"no start message within {START_SECONDS:.0f} s of connecting",
                         CLOSE_POLICY,
@@ -168,7 +168,7 @@ async def serve_native_ingest(
                     if not services.scheduler.speaks(event.language):
                         await _refuse(
                             conn,
-                            ProtocolError(
+                            ProtocolFailure(
                                 "language_unavailable",
                                 f"language {event.language!r} needs a multilingual Whisper "
                                 "model for finals (CALLCUE_FINAL_MODEL=embedded:base); this "
@@ -179,12 +179,12 @@ async def serve_native_ingest(
                         return
                     refusal = services.admit(credential)
                     if refusal is not None:
-                        await _refuse(conn, ProtocolError("capacity", refusal[1], refusal[0]))
+                        await _refuse(conn, ProtocolFailure("capacity", refusal[1], refusal[0]))
                         return
                     if services.cluster is not None and (
                         elsewhere := await services.cluster.claim(event.call_id)
                     ):
-                        await _refuse(conn, ProtocolError("call_active", elsewhere, CLOSE_POLICY))
+                        await _refuse(conn, ProtocolFailure("call_active", elsewhere, CLOSE_POLICY))
                         return
                     session = CallSession(
                         services,
@@ -205,7 +205,7 @@ async def serve_native_ingest(
                         session = None
                         await _refuse(
                             conn,
-                            ProtocolError(
+                            ProtocolFailure(
                                 "call_active",
                                 f"call {event.call_id!r} is already streaming on "
                                 "another connection",
@@ -216,7 +216,7 @@ async def serve_native_ingest(
                     except CallIdTaken as taken:
                         session = None
                         await _refuse(
-                            conn, ProtocolError("call_id_taken", str(taken), CLOSE_POLICY)
+                            conn, ProtocolFailure("call_id_taken", str(taken), CLOSE_POLICY)
                         )
                         return
                     started: dict[str, Any] = {"type": "started", "call_id": event.call_id}
@@ -248,7 +248,7 @@ async def serve_native_ingest(
                     await conn.send_json({"type": "stopped", "call_id": session.call_id})
                     await conn.close(CLOSE_NORMAL)
                     return
-                elif isinstance(event, ProtocolError):
+                elif isinstance(event, ProtocolFailure):
                     reason = "error"
                     if event.code in ("frame_too_large", "message_too_large"):
                         services.metrics.limited.inc(1, event.code.removesuffix("_too_large"))
@@ -272,7 +272,7 @@ async def serve_native_ingest(
         log.exception("ingest connection failed")
         await _refuse(
             conn,
-            ProtocolError(
+            ProtocolFailure(
                 "internal",
                 "internal server error; the call was ended and its transcript kept",
                 CLOSE_INTERNAL,
@@ -298,6 +298,6 @@ async def _server_end(
     await conn.close_for(reason, message)
 
 
-async def _refuse(conn: Connection, error: ProtocolError) -> None:
+async def _refuse(conn: Connection, error: ProtocolFailure) -> None:
     await conn.send_json(error.to_message())
     await conn.close(error.close_code, error.code)

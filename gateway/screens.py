@@ -37,9 +37,14 @@ async def serve_call_events(ws: WebSocket, services: Services, call_id: str) -> 
         # not running here: follow it from Redis wherever it runs (or will start)
         await services.cluster.follow(call_id)
         feed = services.hub.feed(call_id)
-    if feed is None and store is not None and store.get_call(call_id) is not None:
+    stored_call = None
+    if feed is None and store is not None:
+        stored_call = await asyncio.to_thread(store.get_call, call_id)
+        feed = services.hub.feed(call_id)  # (it may have started while the store answered)
+    if feed is None and stored_call is not None:
+        assert store is not None
         # a call from before this process started: replay it from the store
-        for stored in store.events(call_id, after_seq=after):
+        for stored in await asyncio.to_thread(store.events, call_id, (), after):
             await conn.send_json(stored)
         await conn.close(CLOSE_NORMAL, "call ended")
         return
@@ -48,7 +53,7 @@ async def serve_call_events(ws: WebSocket, services: Services, call_id: str) -> 
     try:
         if store is not None and after < sub.feed.base:
             # the call resumed after a restart: its first part is in the store
-            for stored in store.events(call_id, after_seq=after):
+            for stored in await asyncio.to_thread(store.events, call_id, (), after):
                 if stored["seq"] <= sub.feed.base:
                     await conn.send_json(stored)
         for event in backlog:

@@ -7,13 +7,19 @@ import bisect
 import dataclasses
 import time
 from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from assist.events import Event, now_iso
 
 # A held event (published before the store has it) goes to screens once it is written, or
 # after this long at the latest: a slow database delays screens this much, never the call.
 HOLD_SECONDS = 0.25
+# A partial is superseded by the next partial or the final of its utterance: only the newest
+# of each utterance stays in a call's history, and of these at most this many (a mono call's
+# partials and finals may name different parties, so a final does not always find its own).
+OPEN_PARTIALS = 8
 
 
 class CallActiveError(RuntimeError):
@@ -67,10 +73,54 @@ class CallFeed:
     mirror: bool = False
     released: int = 0  # events up to this seq have gone to subscribers (the rest are held)
     closing: bool = False  # ended, with events still held: subscribers close after them
+    seq: int = 0  # the last seq stamped (the history skips superseded partials)
+    # (channel, utterance) → seq of the partial kept in the history, oldest first
+    partials: dict[tuple[str, int], int] = field(default_factory=dict)
+    superseded: list[int] = field(default_factory=list)  # seqs of partials to forget once sent
 
-    @property
-    def seq(self) -> int:
-        return self.base + len(self.history)
+    def __post_init__(self) -> None:
+        self.seq = max(self.seq, self.base)
+
+    def forget_superseded(self, event: Event) -> None:
+        """Drop from the history the partial that `event` (a partial or a final) replaces,
+        and the oldest partials beyond OPEN_PARTIALS, once screens have had them: a screen
+        that joins late or resumes needs the newest text of each utterance, not every step
+        of it (a partial still held for the store is sent first, then forgotten)."""
+        if event.type not in ("transcript.partial", "transcript.final"):
+            return
+        key = (getattr(event, "channel", ""), getattr(event, "utterance", 0))
+        if key in self.partials:
+            self.superseded.append(self.partials.pop(key))
+        if event.type == "transcript.partial":
+            self.partials[key] = event.seq
+            while len(self.partials) > OPEN_PARTIALS:
+                self.superseded.append(self.partials.pop(next(iter(self.partials))))
+        self.forget_sent()
+
+    def forget_sent(self) -> None:
+        """Drop the superseded partials that have gone to screens from the history."""
+        held = []
+        for seq in self.superseded:
+            if seq > self.released:
+                held.append(seq)
+                continue
+            at = bisect.bisect_left(self.history, seq, key=_seq)
+            if at < len(self.history) and self.history[at].seq == seq:
+                del self.history[at]
+        self.superseded = held
+
+
+class HubObserver(Protocol):
+    """Told what the hub does (the cluster is one: it sends each event on to Redis)."""
+
+    def opening(self, call_id: str) -> None:
+        """A call is about to start publishing on this node."""
+
+    def opened(self, feed: CallFeed) -> None:
+        """It did: its feed is open."""
+
+    def sent(self, feed: CallFeed, event: Event) -> None:
+        """`event` went to this node's screens (so it is stored, where a store holds it)."""
 
 
 class EventHub:
@@ -81,14 +131,19 @@ class EventHub:
     Ended calls stay replayable until `keep_ended` newer calls have ended.
     """
 
-    def __init__(self, backlog: int = 2000, keep_ended: int = 50) -> None:
+    def __init__(
+        self, backlog: int = 2000, keep_ended: int = 50, observers: Iterable[HubObserver] = ()
+    ) -> None:
         self.backlog = backlog
         self.keep_ended = keep_ended
+        self.observers = list(observers)
         self._feeds: OrderedDict[str, CallFeed] = OrderedDict()
 
     def open(self, call_id: str, base: int = 0) -> CallFeed:
         """Start publishing a call; `base`: the last seq already stored for this call id (its
         events go on from there, so a resumed call keeps one gap-free sequence)."""
+        for observer in self.observers:
+            observer.opening(call_id)
         feed = self._feeds.get(call_id)
         if feed is not None and feed.live:
             raise CallActiveError(call_id)
@@ -105,6 +160,8 @@ class EventHub:
             self._feeds[call_id] = feed
         feed.live = True
         self._feeds.move_to_end(call_id)
+        for observer in self.observers:
+            observer.opened(feed)
         return feed
 
     def publish(self, event: Event, feed: CallFeed | None = None, *, held: bool = False) -> Event:
@@ -113,7 +170,9 @@ class EventHub:
         until `release` (the store has written it) or HOLD_SECONDS have passed."""
         feed = feed if feed is not None else self._feeds[event.call_id]
         stamped = dataclasses.replace(event, seq=feed.seq + 1, ts=now_iso())
+        feed.seq = stamped.seq
         feed.history.append(stamped)
+        feed.forget_superseded(stamped)
         feed.touched = time.monotonic()
         if held:
             asyncio.get_running_loop().call_later(HOLD_SECONDS, self.release, feed, stamped.seq)
@@ -130,6 +189,8 @@ class EventHub:
         feed.released = seq
         for event in feed.history[first:last]:
             self._send(feed, event)
+        if feed.superseded:
+            feed.forget_sent()
         if feed.closing and feed.released >= feed.seq:
             feed.closing = False
             for sub in list(feed.subscribers):
@@ -144,6 +205,8 @@ class EventHub:
     def _send(self, feed: CallFeed, event: Event) -> None:
         for sub in list(feed.subscribers):
             sub._offer(event)
+        for observer in self.observers:
+            observer.sent(feed, event)
 
     def open_mirror(self, call_id: str, base: int = 0) -> CallFeed:
         """A feed for a call another node runs: screens here subscribe to it as to a local
@@ -161,6 +224,7 @@ class EventHub:
 
     def relay(self, feed: CallFeed, event: Event) -> None:
         """Add an event stamped by the node that runs the call (seq and ts kept)."""
+        feed.seq = max(feed.seq, event.seq)
         feed.history.append(event)
         feed.touched = time.monotonic()
         for sub in list(feed.subscribers):

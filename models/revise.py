@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from audio.codec import TARGET_RATE, Float32Array
+from models.resolve import resolve_whisper_model
 from models.whisper import WhisperOptions, WordTiming, lower_priority, norm_word
 
 log = logging.getLogger("callcue.revise")
@@ -120,8 +121,6 @@ class Reviser:
     def _load(self) -> object:
         if self._model is None:
             from faster_whisper import WhisperModel
-
-            from models.resolve import resolve_whisper_model
 
             started = time.perf_counter()
             opts = self.whisper

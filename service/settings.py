@@ -13,6 +13,7 @@ from typing import Any
 
 from assist.customers import SAMPLE_DIRECTORY
 from assist.engine import AssistOptions
+from assist.entities import KINDS
 from audio.vad import VadOptions
 from live.webhooks import parse_webhooks
 from models.asr import StreamingOptions
@@ -99,8 +100,6 @@ def mask_kinds(value: str) -> frozenset[str]:
 
 
 def _mask_ok(value: Any) -> str | None:
-    from assist.entities import KINDS
-
     unknown = mask_kinds(str(value)) - set(KINDS)
     return (
         f"unknown entity kinds {', '.join(sorted(unknown))} (kinds: {', '.join(KINDS)})"

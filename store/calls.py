@@ -297,8 +297,9 @@ class _Postgres(_Dialect):
 
 
 class CallStore:
-    """Thread-safe (one connection behind a lock). Writes are small and run where they are
-    called; the server calls them from the event loop, right after an event is published."""
+    """Thread-safe: one write connection behind a lock, and one for reads (the REST API and
+    screens) so a slow search never holds up the writes. Every method blocks: the server calls
+    them from threads (the writer thread, `asyncio.to_thread`), never on the event loop."""
 
     def __init__(
         self, url: str, *, recordings_dir: Path | None = None, recover: bool = True
@@ -601,7 +602,7 @@ class CallStore:
                 "INSERT INTO events (call_id, seq, type, ts, data) VALUES (?, ?, ?, ?, ?) "
                 "ON CONFLICT (call_id, seq) DO NOTHING"
             ),
-            (call_id, event.seq, event.type, event.ts, json.dumps(data, ensure_ascii=False)),
+            (call_id, event.seq, event.type, event.ts, event.to_json()),
         )
         if cursor.rowcount == 0:
             return False

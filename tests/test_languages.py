@@ -13,7 +13,7 @@ import pytest
 from websockets.asyncio.client import connect
 
 from audio.files import load_call_audio
-from audio.protocols.native import NativeIngestProtocol, ProtocolError, StartCall
+from audio.protocols.native import NativeIngestProtocol, ProtocolFailure, StartCall
 from audio.protocols.vocabulary import check_language
 from models.scheduler import RecognitionScheduler
 from service.settings import Settings
@@ -41,7 +41,7 @@ def test_language_values() -> None:
     [event] = NativeIngestProtocol().receive_text(json.dumps(START))
     assert isinstance(event, StartCall) and event.language == "en"
     [error] = NativeIngestProtocol().receive_text(json.dumps({**START, "language": "elvish"}))
-    assert isinstance(error, ProtocolError) and error.code == "bad_language"
+    assert isinstance(error, ProtocolFailure) and error.code == "bad_language"
     assert "elvish" in error.message
 
 

@@ -18,7 +18,7 @@ from websockets.asyncio.client import connect
 from assist.customers import Customer
 from assist.playbook import PlaybookError, load_playbook
 from audio.files import load_call_audio
-from audio.protocols.native import NativeIngestProtocol, ProtocolError, StartCall
+from audio.protocols.native import NativeIngestProtocol, ProtocolFailure, StartCall
 from audio.protocols.vocabulary import MAX_TERMS, parse_vocabulary
 from clients.simulators import simulate_audiohook, simulate_twilio
 from live.session import call_vocabulary
@@ -51,7 +51,7 @@ def test_native_start_carries_the_vocabulary_and_refuses_a_bad_one() -> None:
     [event] = proto.receive_text(json.dumps({**START, "vocabulary": ["Acme", "Zephyr Plus"]}))
     assert isinstance(event, StartCall) and event.vocabulary == ("Acme", "Zephyr Plus")
     [error] = NativeIngestProtocol().receive_text(json.dumps({**START, "vocabulary": "x" * 80}))
-    assert isinstance(error, ProtocolError) and error.code == "bad_vocabulary"
+    assert isinstance(error, ProtocolFailure) and error.code == "bad_vocabulary"
     assert "64" in error.message and error.close_code == 1008
 
 

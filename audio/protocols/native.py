@@ -2,7 +2,7 @@
 
 A client sends one JSON `start` message, then binary frames of interleaved samples, then
 `{"type": "stop"}`. Every message in maps to typed events; bad input becomes a
-`ProtocolError` event (never an exception) carrying a code, a message and a close code.
+`ProtocolFailure` event (never an exception) carrying a code, a message and a close code.
 """
 
 from __future__ import annotations
@@ -68,7 +68,10 @@ class StopCall:
 
 
 @dataclass(frozen=True, slots=True)
-class ProtocolError:
+class ProtocolFailure:
+    """What went wrong, to send back as an `error` message before closing with `close_code`
+    (an event the protocol returns, not an exception)."""
+
     code: str
     message: str
     close_code: int = CLOSE_POLICY
@@ -77,7 +80,7 @@ class ProtocolError:
         return {"type": "error", "code": self.code, "message": self.message}
 
 
-NativeEvent = StartCall | AudioData | StopCall | ProtocolError
+NativeEvent = StartCall | AudioData | StopCall | ProtocolFailure
 
 
 class NativeIngestProtocol:
@@ -157,7 +160,7 @@ class NativeIngestProtocol:
 
     def _fail(self, code: str, message: str, close_code: int = CLOSE_POLICY) -> list[NativeEvent]:
         self.state = "failed"
-        return [ProtocolError(code, message, close_code)]
+        return [ProtocolFailure(code, message, close_code)]
 
     def _start(self, message: dict[str, Any]) -> list[NativeEvent]:
         unknown = sorted(set(message) - START_FIELDS)

@@ -11,7 +11,7 @@ from audio.protocols.native import (
     CLOSE_UNSUPPORTED,
     AudioData,
     NativeIngestProtocol,
-    ProtocolError,
+    ProtocolFailure,
     StartCall,
     StopCall,
 )
@@ -52,9 +52,9 @@ def test_mono_default_channel() -> None:
     assert isinstance(start, StartCall) and start.channels == ("customer",)
 
 
-def error_of(events: list[object]) -> ProtocolError:
+def error_of(events: list[object]) -> ProtocolFailure:
     [event] = events
-    assert isinstance(event, ProtocolError)
+    assert isinstance(event, ProtocolFailure)
     return event
 
 

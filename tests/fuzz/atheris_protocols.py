@@ -27,7 +27,7 @@ with atheris.instrument_imports(include=["audio"]):
         parse_signature_input,
     )
     from audio.protocols.jsontext import parse_json_text
-    from audio.protocols.native import NativeIngestProtocol, ProtocolError
+    from audio.protocols.native import NativeIngestProtocol, ProtocolFailure
     from audio.protocols.twilio import TwilioFailed, TwilioProtocol
 
 SID = "30b0e395-84d3-4570-ac13-9a62d8f514c0"
@@ -95,7 +95,7 @@ def _session(name: str, fdp: atheris.FuzzedDataProvider) -> None:
         else:
             events = proto.receive_bytes(message)
         failures += sum(
-            isinstance(e, ProtocolError | TwilioFailed | AudioHookFailed) for e in events
+            isinstance(e, ProtocolFailure | TwilioFailed | AudioHookFailed) for e in events
         )
         if isinstance(proto, AudioHookProtocol):
             json.dumps(proto.data_to_send())

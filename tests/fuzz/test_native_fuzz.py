@@ -1,5 +1,5 @@
 """The native ingest protocol under arbitrary and mutated input: documented events or one
-ProtocolError naming the problem, never an exception, never a value the server cannot send."""
+ProtocolFailure naming the problem, never an exception, never a value the server cannot send."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from audio.protocols.native import (
     CLOSE_UNSUPPORTED,
     AudioData,
     NativeIngestProtocol,
-    ProtocolError,
+    ProtocolFailure,
     StartCall,
     StopCall,
 )
@@ -60,7 +60,7 @@ messages = st.one_of(
 )
 
 
-def check_error(error: ProtocolError) -> None:
+def check_error(error: ProtocolFailure) -> None:
     """An error a client can act on: a code, a readable message, a close code that means it."""
     assert re.fullmatch(r"[a-z][a-z_]*", error.code), error
     assert error.message.strip() and sendable(error.message), error
@@ -73,7 +73,7 @@ def run(sequence: list[Message], max_frame_bytes: int = 1024) -> list[Any]:
     proto = NativeIngestProtocol(max_frame_bytes=max_frame_bytes)
     seen: list[Any] = []
     for kind, payload in sequence:
-        done = any(isinstance(e, ProtocolError | StopCall) for e in seen)
+        done = any(isinstance(e, ProtocolFailure | StopCall) for e in seen)
         events = proto.receive_text(payload) if kind == "text" else proto.receive_bytes(payload)
         assert isinstance(events, list) and len(events) <= 1
         if done:
@@ -94,7 +94,7 @@ def run(sequence: list[Message], max_frame_bytes: int = 1024) -> list[Any]:
             elif isinstance(event, StopCall):
                 assert started and kind == "text"
             else:
-                assert isinstance(event, ProtocolError), event
+                assert isinstance(event, ProtocolFailure), event
                 check_error(event)
                 assert proto.state == "failed"
         seen += events
@@ -117,7 +117,7 @@ def test_mutated_start_is_accepted_or_refused_with_a_reason(start: Any) -> None:
         assert start["encoding"] in ("pcm16", "mulaw", "alaw")
         assert type(start["sample_rate"]) is int and 4000 <= start["sample_rate"] <= 192_000
     else:
-        assert isinstance(event, ProtocolError)
+        assert isinstance(event, ProtocolFailure)
 
 
 @fuzz_settings(100, slow_data=True)
@@ -164,7 +164,7 @@ def test_metadata_of_any_shape(metadata: Any) -> None:
     if isinstance(metadata, dict) and json_sendable(metadata):
         assert isinstance(event, StartCall) and dumps(event.metadata) == dumps(metadata)
     else:
-        assert isinstance(event, ProtocolError) and event.code in ("bad_metadata", "bad_json")
+        assert isinstance(event, ProtocolFailure) and event.code in ("bad_metadata", "bad_json")
 
 
 # -- regressions: inputs the fuzzing above found ------------------------------------------

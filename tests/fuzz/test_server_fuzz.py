@@ -31,7 +31,7 @@ from websockets.sync.client import connect
 from assist.events import CallEnded, CallStarted, SentimentEvent, TranscriptFinal, Word, now_iso
 from audio.files import CallAudio, load_call_audio
 from audio.protocols.audiohook import AudioHookClose
-from audio.protocols.native import ProtocolError, StartCall, StopCall
+from audio.protocols.native import ProtocolFailure, StartCall, StopCall
 from audio.protocols.twilio import TwilioFailed, TwilioStart, TwilioStop
 from clients.simulators import sign_audiohook_request
 from gateway.ingest import close_reason
@@ -213,7 +213,7 @@ def ingest_session(sequence: list[tuple[str, Any]]) -> Session:
     sends = [(k, p.replace('"call-1"', f'"{call_id}"') if k == "text" else p) for k, p in sequence]
     session = Session("/v1/ingest", sends, {"Authorization": f"Bearer {ADMIN}"})
     for event in native.run(sends, max_frame_bytes=1_048_576):
-        if isinstance(event, ProtocolError):
+        if isinstance(event, ProtocolFailure):
             session.error_code, session.close_code = event.code, event.close_code
         elif isinstance(event, StopCall):
             session.until, session.close_code = "stopped", 1000

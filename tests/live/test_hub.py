@@ -6,9 +6,15 @@ from assist.events import CallEnded, CallStarted, TranscriptFinal, TranscriptPar
 from live.hub import CallActiveError, EventHub
 
 
-def partial(i: int) -> TranscriptPartial:
+def partial(i: int, utterance: int | None = None) -> TranscriptPartial:
+    """(each of its own utterance unless told: a later partial of one replaces the earlier)"""
     return TranscriptPartial(
-        call_id="c", channel="customer", utterance=1, start=0, end=i, text=f"word {i}"
+        call_id="c",
+        channel="customer",
+        utterance=i if utterance is None else utterance,
+        start=0,
+        end=i,
+        text=f"word {i}",
     )
 
 
@@ -152,3 +158,46 @@ async def test_held_events_go_out_after_the_hold_if_the_store_is_slow() -> None:
     async with asyncio.timeout(HOLD_SECONDS + 5):
         event = await sub.next()
     assert event is not None and event.seq == 1
+
+
+async def test_history_keeps_the_newest_partial_of_each_utterance_only() -> None:
+    from live.hub import OPEN_PARTIALS
+
+    hub = EventHub()
+    hub.open("c")
+    hub.publish(CallStarted(call_id="c", channels=("customer",)))
+    for i in range(5):  # seqs 2..6, all of utterance 1
+        hub.publish(partial(i, utterance=1))
+    backlog, _ = hub.subscribe("c")
+    assert [(e.seq, e.type) for e in backlog] == [(1, "call.started"), (6, "transcript.partial")]
+    # a screen that saw seq 3 resumes with the newest text of the utterance
+    assert [e.seq for e in hub.subscribe("c", after_seq=3)[0]] == [6]
+    hub.publish(
+        TranscriptFinal(
+            call_id="c", channel="customer", utterance=1, start=0, end=1, text="word 4", words=()
+        )
+    )
+    feed = hub.feed("c")
+    assert feed is not None and feed.seq == 7
+    assert [e.type for e in feed.history] == ["call.started", "transcript.final"]
+    for i in range(OPEN_PARTIALS + 3):  # utterances never finished: the oldest go
+        hub.publish(partial(i, utterance=100 + i))
+    kept = [e.utterance for e in feed.history if isinstance(e, TranscriptPartial)]
+    assert kept == [100 + i for i in range(3, OPEN_PARTIALS + 3)]
+    assert feed.seq == 7 + OPEN_PARTIALS + 3  # seqs go on: nothing is reused
+
+
+async def test_partials_held_for_the_store_all_reach_screens_before_they_are_forgotten() -> None:
+    hub = EventHub()
+    feed = hub.open("c")
+    _, sub = hub.subscribe("c")
+    for i in range(4):  # a slow store: each partial is superseded while still held
+        hub.publish(partial(i, utterance=1), held=True)
+    assert [e.seq for e in feed.history] == [1, 2, 3, 4]  # none forgotten before it is sent
+    hub.release_written("c", 4)
+    assert [e.seq for e in feed.history] == [4]  # sent: only the newest is kept
+    hub.end("c")
+    got = []
+    while (event := await sub.next()) is not None:
+        got.append(event.seq)
+    assert got == [1, 2, 3, 4]
