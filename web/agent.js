@@ -1,6 +1,6 @@
 // Agent screen: /agent/{call_id}[?readonly=1]. One websocket (/v1/calls/{id}/events), resumed
 // with ?after_seq= after any drop; everything on screen is derived from the event stream.
-"use strict";
+import * as callcue from "./common.js";
 
 (() => {
   const { el } = callcue;
