@@ -1,6 +1,7 @@
-// Agent screen: /agent/{call_id}[?readonly=1]. One websocket (/v1/calls/{id}/events), resumed
-// with ?after_seq= after any drop; everything on screen is derived from the event stream.
+// Agent screen: /agent/{call_id}[?readonly=1]. One websocket (/v1/calls/{id}/events, followed
+// with events.js: resumed after any drop); everything on screen is derived from the event stream.
 import * as callcue from "./common.js";
+import { followCall } from "./events.js";
 
 (() => {
   const { el } = callcue;
@@ -16,25 +17,17 @@ import * as callcue from "./common.js";
   const TOP_REPLIES = 3; // numbered 1–3, the rest under "Earlier suggestions"
   const MAX_ARTICLES = 3;
   const MAX_ALERTS = 3;
-  const BACKOFF_MIN = 500, BACKOFF_MAX = 5000;
   const CHANNEL_NAMES = { customer: "Customer", agent: "Agent" };
 
   // ------------------------------------------------------------------ state
   const state = {
-    lastSeq: 0,
     started: false,
     ended: false,
-    stopped: false, // no more reconnecting (ended, or refused)
     startedAt: null, // server time (ms) of call.started
     skew: null, // server clock − local clock (ms), from the freshest event
     duration: null,
     customer: null,
-    connections: 0,
   };
-  let socket = null;
-  let backoff = BACKOFF_MIN;
-  let retryTimer = null;
-  let lastError = null; // the last seq-less `error` message on this socket
 
   document.body.classList.toggle("readonly", readonly);
   $("readonly-badge").hidden = !readonly;
@@ -49,68 +42,33 @@ import * as callcue from "./common.js";
     document.body.dataset.conn = kind;
   }
 
-  function connect() {
-    clearTimeout(retryTimer);
-    retryTimer = null;
-    if (state.stopped) return;
-    const ws = new WebSocket(callcue.wsUrl("/v1/calls/" + encodeURIComponent(callId) + "/events", { after_seq: state.lastSeq }));
-    socket = ws;
-    lastError = null;
-    setConn("connecting", state.lastSeq ? "reconnecting…" : "connecting…");
-    let healthy = null; // a connection that stays up (or brings events) resets the backoff
-    ws.onopen = () => {
-      if (socket !== ws) return;
-      state.connections += 1;
-      healthy = setTimeout(() => { backoff = BACKOFF_MIN; }, 5000);
-      showLiveState();
-    };
-    ws.onmessage = (message) => {
-      if (socket !== ws) return;
-      backoff = BACKOFF_MIN;
-      let event;
-      try { event = JSON.parse(message.data); } catch (_) { return; }
-      handle(event);
-    };
-    ws.onclose = (close) => {
-      clearTimeout(healthy);
-      if (socket !== ws) return;
-      socket = null;
-      onClose(close);
-    };
-  }
+  const stream = followCall(callId, {
+    event: handle,
+    connecting(lastSeq) { setConn("connecting", lastSeq ? "reconnecting…" : "connecting…"); },
+    open: showLiveState,
+    closed: clearPending,
+    retry(delay) {
+      setConn("retry", delay ? "reconnecting in " + (delay / 1000).toFixed(1).replace(/\.0$/, "") + " s…" : "reconnecting…");
+    },
+    refused(error, code) {
+      setConn("error", (error && error.message) || "access refused (" + code + ")");
+      showPlaceholder((error && error.message) || "This screen may not watch the call.", true);
+    },
+    ended() {
+      state.ended = true;
+      finish();
+    },
+  });
 
   function showLiveState() {
     if (state.ended) setConn("ended", "call ended");
-    else if (!socket || socket.readyState !== WebSocket.OPEN) return;
+    else if (!stream.open) return;
     else if (state.started) setConn("live", "live");
     else setConn("waiting", "waiting for the call to start");
     updatePlaceholder();
   }
 
-  function onClose(close) {
-    clearPending();
-    if (state.ended) return finish();
-    const code = close.code;
-    const error = lastError;
-    if (code === 4401 || code === 4403 || (error && error.code === "bad_request")) {
-      state.stopped = true;
-      setConn("error", (error && error.message) || "access refused (" + code + ")");
-      showPlaceholder((error && error.message) || "This screen may not watch the call.", true);
-      return;
-    }
-    if (code === 1000 && !(error && error.code === "slow_consumer")) {
-      // the server closes with 1000 after call.ended (a stored call replayed, or one already over)
-      state.ended = true;
-      return finish();
-    }
-    const delay = error && error.code === "slow_consumer" ? 0 : backoff;
-    backoff = Math.min(backoff * 2, BACKOFF_MAX);
-    setConn("retry", delay ? "reconnecting in " + (delay / 1000).toFixed(1).replace(/\.0$/, "") + " s…" : "reconnecting…");
-    retryTimer = setTimeout(connect, delay);
-  }
-
   function finish() {
-    state.stopped = true;
     document.body.classList.add("call-over");
     // node_failed: the server running the call died (several nodes); the transcript so far is kept
     setConn("ended", state.endReason === "node_failed" ? "call lost: its server failed" : "call ended");
@@ -120,9 +78,6 @@ import * as callcue from "./common.js";
     renderActions();
     renderReplies();
   }
-
-  // Network back: don't wait for the backoff.
-  window.addEventListener("online", () => { if (retryTimer) connect(); });
 
   // ------------------------------------------------------------------ events
   const handlers = {
@@ -145,14 +100,11 @@ import * as callcue from "./common.js";
     error: onError,
   };
 
+  // Each new event, once, in order (events.js skips those a resumed stream repeats).
   function handle(event) {
-    if (typeof event.seq === "number" && event.seq > 0) {
-      if (event.seq <= state.lastSeq) return; // already shown (a resumed stream never repeats)
-      state.lastSeq = event.seq;
-      if (event.ts) {
-        const skew = Date.parse(event.ts) - Date.now();
-        if (!Number.isNaN(skew) && (state.skew === null || skew > state.skew)) state.skew = skew;
-      }
+    if (typeof event.seq === "number" && event.seq > 0 && event.ts) {
+      const skew = Date.parse(event.ts) - Date.now();
+      if (!Number.isNaN(skew) && (state.skew === null || skew > state.skew)) state.skew = skew;
     }
     const handler = handlers[event.type];
     if (!handler) return;
@@ -169,8 +121,7 @@ import * as callcue from "./common.js";
       addAlert({ severity: "warning", message: event.message || event.code, code: event.code });
       return;
     }
-    lastError = event;
-    if (event.code === "bad_feedback") {
+    if (event.code === "bad_feedback") { // (events.js keeps the others: they say why it closed)
       clearPending();
       toast(event.message || "The server did not take that feedback.");
     }
@@ -357,7 +308,7 @@ import * as callcue from "./common.js";
     if (lines.size) { p.hidden = true; return; }
     if (state.ended) showPlaceholder(state.started ? "The call ended; nothing was said." : "The call is over.");
     else if (state.started) showPlaceholder("Call started, listening…");
-    else if (socket && socket.readyState === WebSocket.OPEN) showPlaceholder("Waiting for the call to start…");
+    else if (stream.open) showPlaceholder("Waiting for the call to start…");
   }
 
   // ------------------------------------------------------------------ customer, intent, sentiment
@@ -762,11 +713,10 @@ import * as callcue from "./common.js";
   // ------------------------------------------------------------------ feedback
   function send(card, action) {
     if (readonly || state.ended) return false;
-    if (!socket || socket.readyState !== WebSocket.OPEN) {
+    if (!stream.send({ type: "feedback", kind: card.kind, id: card.id, action })) {
       toast("Not connected: reconnecting, try again in a moment.");
       return false;
     }
-    socket.send(JSON.stringify({ type: "feedback", kind: card.kind, id: card.id, action }));
     return true;
   }
 
@@ -926,17 +876,16 @@ import * as callcue from "./common.js";
 
   // For tests and the curious: read-only view of where the stream is.
   window.callcueAgent = Object.freeze({
-    get lastSeq() { return state.lastSeq; },
-    get connections() { return state.connections; },
+    get lastSeq() { return stream.lastSeq; },
+    get connections() { return stream.connections; },
     get ended() { return state.ended; },
     readonly,
   });
 
   if (!callId) {
-    state.stopped = true;
     setConn("error", "no call id in the address");
     showPlaceholder("Open /agent/CALL_ID to follow a call.", true);
   } else {
-    connect();
+    stream.start();
   }
 })();
