@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import mimetypes
 import socket
 import sys
 from collections.abc import Awaitable, Callable
@@ -40,6 +41,9 @@ __version__ = "0.1.0"
 
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
 WEB = Path(__file__).resolve().parent / "web"
+# The pages are ES modules, which a browser runs only when served as JavaScript (nosniff forbids
+# guessing): .js is that whatever the host's mime.types (or Windows registry) says.
+mimetypes.add_type("text/javascript", ".js")
 
 
 def build_app(services: Services, settings: Settings) -> Starlette:
