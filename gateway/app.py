@@ -4,6 +4,7 @@ middleware. `server.py` runs it under uvicorn."""
 
 from __future__ import annotations
 
+import mimetypes
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -27,6 +28,9 @@ from service.settings import Settings
 
 VERSION = "0.1.0"
 WEB = Path(__file__).resolve().parent.parent / "web"
+# The pages are ES modules, which a browser runs only when served as JavaScript (nosniff forbids
+# guessing): .js is that whatever the host's mime.types (or Windows registry) says.
+mimetypes.add_type("text/javascript", ".js")
 
 
 def build_app(services: Services, settings: Settings) -> Starlette:

@@ -166,6 +166,10 @@ def test_pages_and_answers_carry_security_headers(open_server: ServerProcess) ->
         assert headers["x-frame-options"] == "SAMEORIGIN"
         assert headers["x-content-type-options"] == "nosniff"
         assert headers["referrer-policy"] == "no-referrer"
+    # the pages' scripts are ES modules: a browser runs them only if served as JavaScript
+    for path in ("/static/agent.js", "/static/events.js", "/static/agent/transcript.js"):
+        status, headers, _ = request(open_server, "GET", path)
+        assert status == 200 and headers["content-type"].startswith("text/javascript"), path
     status, _, health = request(open_server, "GET", "/healthz")
     assert (health["model"], health["final_model"]) == ("embedded:tiny.en", "embedded:base")
     status, headers, _ = request(open_server, "GET", "/healthz", host=REBOUND)

@@ -1,8 +1,7 @@
 // QA agents: per agent over a period (GET /v1/agents?from=&to=), the period in the page URL.
-"use strict";
+import { api, link, el, clock } from "./common.js";
 
 (() => {
-  const { api, link, el, clock } = callcue;
   const $ = (id) => document.getElementById(id);
   const form = $("period");
 

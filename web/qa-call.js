@@ -1,10 +1,9 @@
 // QA call page: transcript (click a line: select it for a comment, play it), sentiment timeline,
 // summary, checklist, actions and suggestions with what the agent did with them, recordings
 // synced to the transcript, exports, and the review form with the reviews so far.
-"use strict";
+import { api, link, el, clock } from "./common.js";
 
 (() => {
-  const { api, link, el, clock } = callcue;
   const $ = (id) => document.getElementById(id);
   const SVG = "http://www.w3.org/2000/svg";
   const callId = decodeURIComponent(location.pathname.replace(/^\/qa\//, "").replace(/\/+$/, ""));

@@ -1,9 +1,8 @@
 // QA search: full-text search and filters over stored calls. The filters live in the page URL
 // (?q=...&agent=...&offset=...) so a search can be bookmarked, shared and navigated with Back.
-"use strict";
+import { api, link, el, clock } from "./common.js";
 
 (() => {
-  const { api, link, el, clock } = callcue;
   const FIELDS = ["q", "from", "to", "agent", "customer", "intent", "category", "sentiment", "alerts", "checklist"];
   const PAGE = 25;
 

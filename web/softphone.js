@@ -1,6 +1,6 @@
 // "Start a test call": the microphone becomes the customer channel of a call streamed through
 // the native ingest protocol (ws /v1/ingest); the agent screen of that call opens below.
-"use strict";
+import * as callcue from "./common.js";
 
 (() => {
   const $ = (id) => document.getElementById(id);

@@ -1,9 +1,8 @@
 // Supervisor wallboard: every live call (polled every 2 s), alerts first, durations ticking;
 // a row opens that call's agent screen read-only. Below: the calls that ended most recently.
-"use strict";
+import { api, link, el, clock, mood } from "./common.js";
 
 (() => {
-  const { api, link, el, clock, mood } = callcue;
   const POLL_MS = 2000;
   const ENDED_MS = 10000;
   const SILENCE_WARN = 20; // seconds of nobody speaking that a supervisor should see

@@ -338,3 +338,19 @@ def test_refused_screen_shows_why_and_stops(page: Any, web_server: Any) -> None:
     time.sleep(1.5)  # longer than the first reconnect delay
     assert len(attempts) == 1
     assert page.js_errors == []
+
+
+def test_live_call_logs_no_console_errors(page: Any, web_server: Any, background_call: Any) -> None:
+    """The screen is ES modules (agent.js, agent/*.js, events.js, common.js): every one loads
+    (served as JavaScript, allowed by the CSP) and a live call to its end logs no error."""
+    console_errors: list[str] = []
+    page.on("console", lambda m: console_errors.append(m.text) if m.type == "error" else None)
+    call_id = "agent-console-1"
+    page.goto(f"{web_server.http}/agent/{call_id}")
+    expect(page.locator("#conn-text")).to_have_text("waiting for the call to start")
+    call = background_call(web_server, call_id, 20.0, speed=SPEED, metadata=CRYSTAL)
+    expect(page.locator("#transcript .line.final").first).not_to_be_empty(timeout=30_000)
+    expect(page.locator("#customer")).to_contain_text("Crystal")
+    call.join()
+    expect(page.locator("#conn-text")).to_have_text("call ended", timeout=30_000)
+    assert console_errors == [] and page.js_errors == []
