@@ -8,9 +8,9 @@ two-channel call makes them), one screen per call. Each event carries its publis
 send to the browser that follows is the same on both paths and is not measured.
 
 - in-process: one process, one event loop, `EventHub` (the default, one node);
-- Redis: node A is a child process (its `ClusterHub` publishes; the events go out to Redis
-  from its background task), node B is this process (it follows each call from Redis into
-  its own hub, where the screens subscribe) — two processes on this machine, Redis on
+- Redis: node A is a child process (its hub publishes; the cluster, its observer, sends the
+  events to Redis from its outbox task), node B is this process (it follows each call from
+  Redis into its own hub, where the screens subscribe) — two processes on this machine, Redis on
   loopback (a private `redis-server` unless `--redis-url`).
 
     .venv/bin/python -m benchmarks.redis_hub --calls 1 20 100 --seconds 10 --save redis_hub
@@ -247,8 +247,9 @@ def main(argv: list[str] | None = None) -> int:
                 "which is harder than calls spread over time, for both paths",
                 "paths": {
                     "in_process": "EventHub.publish -> Subscription.next, one process",
-                    "redis": "node A ClusterHub.publish -> XADD (background task) -> node B "
-                    "XREAD (mirror) -> EventHub.relay -> Subscription.next; two processes",
+                    "redis": "node A EventHub.publish -> cluster outbox XADD (background task) "
+                    "-> node B XREAD (mirror) -> EventHub.relay -> Subscription.next; "
+                    "two processes",
                 },
                 "results": rows,
             },
