@@ -17,6 +17,7 @@ from typing import Any
 
 from starlette.responses import PlainTextResponse
 from starlette.websockets import WebSocket, WebSocketDisconnect
+from websockets.frames import CloseCode
 
 from audio.codec import AudioFormat
 from audio.protocols.audiohook import (
@@ -32,7 +33,10 @@ from audio.protocols.audiohook import (
     AudioHookUpdate,
 )
 from audio.protocols.httpsig import AudioHookAuthenticator
-from audio.protocols.native import CALL_ID, CLOSE_NORMAL, CLOSE_POLICY
+from audio.protocols.native import (
+    CALL_ID,
+    ProtocolFailure,
+)
 from audio.protocols.twilio import (
     TwilioDtmf,
     TwilioFailed,
@@ -42,77 +46,62 @@ from audio.protocols.twilio import (
     TwilioStop,
 )
 from audio.protocols.vocabulary import check_language, parse_vocabulary
-from gateway.ingest import START_SECONDS, Connection, receive
-from live.hub import CallActiveError
-from live.session import CallIdTaken, CallSession, Services
+from gateway.runner import (
+    CallRequest,
+    Connection,
+    run_connection,
+    start_call,
+    stop_task,
+)
+from live.session import CallSession, Services
 from service.settings import Settings, parse_keys, parse_roles
 
 log = logging.getLogger("callcue.integrations")
 
 
-async def _start_session(
-    services: Services,
+def _platform_request(
     call_id: str,
     fmt: AudioFormat,
     channels: tuple[str, ...],
     metadata: dict[str, Any],
     source: str,
-    conn: Connection,
     credential: str,
     vocabulary: Any = None,
     language: Any = None,
     diarize: Any = None,
-) -> CallSession | tuple[int, str]:
-    """A started CallSession, or (close code, reason) why it could not be started.
-    `vocabulary`: as the platform passed it (a list, or a comma-separated string);
-    `diarize`: the platform's custom parameter (true/false, or "true"/"false"); not given,
-    a one-channel call is diarized when CALLCUE_DIARIZE says so."""
+) -> CallRequest | ProtocolFailure:
+    """A platform's call, its custom parameters checked: `vocabulary` as the platform passed
+    it (a list, or a comma-separated string), `language` a code or "auto", `diarize`
+    true/false (or "true"/"false"); not given, a one-channel call is diarized when
+    CALLCUE_DIARIZE says so."""
     if not CALL_ID.match(call_id):
-        return CLOSE_POLICY, f"call id {call_id[:40]!r} is not a valid call id"
+        return ProtocolFailure("bad_call_id", f"call id {call_id[:40]!r} is not a valid call id")
     terms, problem = parse_vocabulary(vocabulary if vocabulary is not None else [])
     if problem is not None:
-        return CLOSE_POLICY, f"bad_vocabulary: {problem}"
+        return ProtocolFailure("bad_vocabulary", problem)
     code, problem = check_language(language if language is not None else "en")
     if problem is not None:
-        return CLOSE_POLICY, f"bad_language: {problem}"
-    if not services.scheduler.speaks(code):
-        return CLOSE_POLICY, f"language_unavailable: {code!r} needs a multilingual model"
-    if diarize is None:
-        split = services.diarize and len(channels) == 1
-    elif str(diarize).lower() in ("true", "false"):
+        return ProtocolFailure("bad_language", problem)
+    split = None
+    if diarize is not None:
+        if str(diarize).lower() not in ("true", "false"):
+            return ProtocolFailure("bad_diarize", f"diarize must be true or false, got {diarize!r}")
         split = str(diarize).lower() == "true"
-    else:
-        return CLOSE_POLICY, f"bad_diarize: diarize must be true or false, got {diarize!r}"
     if split and len(channels) != 1:
-        return CLOSE_POLICY, (
-            f"bad_diarize: diarize is for one track with both parties; this call sends "
-            f"{len(channels)} ({', '.join(channels)}), each already one party"
+        return ProtocolFailure(
+            "bad_diarize",
+            f"diarize is for one track with both parties; this call sends {len(channels)} "
+            f"({', '.join(channels)}), each already one party",
         )
-    refusal = services.admit(credential)
-    if refusal is not None:
-        return refusal
-    if services.cluster is not None and (elsewhere := await services.cluster.claim(call_id)):
-        return CLOSE_POLICY, elsewhere
-    session = CallSession(
-        services,
-        call_id,
-        fmt,
-        channels,
-        metadata,
-        source=source,
-        credential=credential,
-        vocabulary=terms,
-        language=code,
-        diarize=split,
-    )
-    try:
-        await session.start()
-    except CallActiveError:
-        return CLOSE_POLICY, f"call {call_id!r} is already streaming"
-    except CallIdTaken as taken:
-        return CLOSE_POLICY, f"call {call_id!r}: {taken}"
-    session.on_server_end = conn.close_for
-    return session
+    return CallRequest(call_id, fmt, channels, metadata, source, credential, terms, code, split)
+
+
+async def _start_platform_call(
+    services: Services, conn: Connection, request: CallRequest | ProtocolFailure
+) -> CallSession | ProtocolFailure:
+    if isinstance(request, ProtocolFailure):
+        return request
+    return await start_call(services, conn, request)
 
 
 # -- Genesys AudioHook ---------------------------------------------------------------------
@@ -162,140 +151,168 @@ async def serve_audiohook(
         )
         return
     await ws.accept()
-    conn = Connection(ws)
-    proto = AudioHookProtocol(session_id)
-    roles = parse_roles(settings.audiohook_channels)
-    session: CallSession | None = None
-    forwarder: asyncio.Task[None] | None = None
-    send_lock = asyncio.Lock()
+    ingest = AudioHookIngest(Connection(ws), services, settings, session_id, credential)
+    await run_connection(ws, ingest)
 
-    async def flush() -> None:
-        async with send_lock:
-            for message in proto.data_to_send():
-                await conn.send_text(json.dumps(message))
 
-    async def end_session(reason: str) -> None:
-        if session is not None and not session.finished:
-            await session.finish(reason)
-        if forwarder is not None:
-            await forwarder
+class AudioHookIngest:
+    """Genesys AudioHook v2: `open` starts the call (a probe starts none), binary frames carry
+    the audio, `close` ends it; each final goes back to Genesys as a `transcript` entity
+    (CALLCUE_AUDIOHOOK_TRANSCRIPTS). Protocol replies are sent after each message."""
 
-    deadline = asyncio.get_running_loop().time() + START_SECONDS
-    try:
-        while True:
-            message = await receive(ws, None if session is not None else deadline)
-            if message is None:
-                log.warning(
-                    "AudioHook session %s: no open within %.0f s", session_id, START_SECONDS
+    name = "AudioHook"
+
+    def __init__(
+        self,
+        conn: Connection,
+        services: Services,
+        settings: Settings,
+        session_id: str,
+        credential: str,
+    ) -> None:
+        self.conn = conn
+        self.services = services
+        self.transcripts = settings.audiohook_transcripts
+        self.session_id = session_id
+        self.credential = credential
+        self.proto = AudioHookProtocol(session_id)
+        self.roles = parse_roles(settings.audiohook_channels)
+        self.session: CallSession | None = None
+        self.reason = "disconnect"
+        self.forwarder: asyncio.Task[None] | None = None
+        self._send_lock = asyncio.Lock()
+
+    def receive_text(self, text: str) -> list[Any]:
+        return self.proto.receive_text(text)
+
+    def receive_bytes(self, data: bytes) -> list[Any]:
+        return self.proto.receive_bytes(data)
+
+    async def flush(self) -> None:
+        """Send what the protocol has to say (replies, transcripts), in order."""
+        async with self._send_lock:
+            for message in self.proto.data_to_send():
+                await self.conn.send_text(json.dumps(message))
+
+    async def _end(self, reason: str) -> None:
+        """Finish the call (every final decoded, and sent to Genesys) before answering."""
+        if self.session is not None and not self.session.finished:
+            await self.session.finish(reason)
+        if self.forwarder is not None:
+            await self.forwarder
+
+    async def handle(self, event: Any) -> bool:
+        session, sid = self.session, self.session_id
+        if isinstance(event, AudioHookAudio):
+            if session is not None:
+                await session.feed(event.data)
+        elif isinstance(event, AudioHookOpen):
+            if not event.probe:
+                await self._open(event)
+        elif isinstance(event, AudioHookClose):
+            # flush every final (and send them to Genesys) before `closed`
+            await self._end("stop")
+            self.proto.send_closed()
+        elif isinstance(event, AudioHookFailed):
+            log.warning("AudioHook session %s: %s", sid, event.info)
+            await self.flush()
+            await self._end("error")
+        elif isinstance(event, AudioHookClientError):
+            log.warning("AudioHook client error %s: %s", event.code, event.message)
+        elif isinstance(event, AudioHookPaused):
+            if session is not None:
+                session.pause(True)
+        elif isinstance(event, AudioHookDiscarded | AudioHookResumed):
+            if session is not None and isinstance(event, AudioHookResumed):
+                session.pause(False)
+            log.info(
+                "AudioHook session %s: %.2fs of audio discarded by the client",
+                sid,
+                event.discarded,
+            )
+        elif isinstance(event, AudioHookUpdate):
+            log.info("AudioHook session %s: language now %s", sid, event.language)
+        return False
+
+    async def _open(self, event: AudioHookOpen) -> None:
+        fmt = AudioFormat(
+            "mulaw" if event.media.format == "PCMU" else "pcm16", 8000, len(event.media.channels)
+        )
+        metadata = {
+            "organization_id": event.organization_id,
+            "participant": event.participant,
+            "audiohook_session_id": self.session_id,
+            "language": event.language,
+            **({"custom_config": event.custom_config} if event.custom_config else {}),
+        }
+        config = event.custom_config
+        started = await _start_platform_call(
+            self.services,
+            self.conn,
+            _platform_request(
+                event.conversation_id,
+                fmt,
+                tuple(self.roles[c] for c in event.media.channels),
+                metadata,
+                "audiohook",
+                self.credential,
+                vocabulary=config.get("vocabulary"),
+                # Genesys names the conversation's language ("de-DE"); a customConfig
+                # `language` ("auto", say) overrides it
+                language=config.get("language") or event.language or None,
+                diarize=config.get("diarize"),
+            ),
+        )
+        if isinstance(started, ProtocolFailure):
+            log.warning(
+                "AudioHook session %s refused: %s: %s",
+                self.session_id,
+                started.code,
+                started.message,
+            )
+            self.proto.disconnect(
+                "error", f"callcue cannot take this call: {started.code}: {started.message}"
+            )
+            return
+        self.session = started
+        if self.transcripts:
+            self.forwarder = asyncio.create_task(
+                _transcripts_to_genesys(
+                    self.services,
+                    started.call_id,
+                    self.proto,
+                    self.roles,
+                    self.flush,
+                    tuple(event.media.channels),
                 )
-                await conn.close(CLOSE_POLICY, "start_timeout: no open message in time")
-                return
-            if message["type"] == "websocket.disconnect":
-                return
-            if message.get("text") is not None:
-                events = proto.receive_text(message["text"])
-            else:
-                events = proto.receive_bytes(message.get("bytes") or b"")
-            for event in events:
-                if isinstance(event, AudioHookAudio):
-                    if session is not None:
-                        await session.feed(event.data)
-                elif isinstance(event, AudioHookOpen):
-                    if not event.probe:
-                        fmt = AudioFormat(
-                            "mulaw" if event.media.format == "PCMU" else "pcm16",
-                            8000,
-                            len(event.media.channels),
-                        )
-                        channels = tuple(roles[c] for c in event.media.channels)
-                        metadata = {
-                            "organization_id": event.organization_id,
-                            "participant": event.participant,
-                            "audiohook_session_id": session_id,
-                            "language": event.language,
-                            **(
-                                {"custom_config": event.custom_config}
-                                if event.custom_config
-                                else {}
-                            ),
-                        }
-                        started = await _start_session(
-                            services,
-                            event.conversation_id,
-                            fmt,
-                            channels,
-                            metadata,
-                            "audiohook",
-                            conn,
-                            credential,
-                            vocabulary=event.custom_config.get("vocabulary"),
-                            diarize=event.custom_config.get("diarize"),
-                            # Genesys names the conversation's language ("de-DE"); a
-                            # customConfig `language` ("auto", say) overrides it
-                            language=event.custom_config.get("language") or event.language or None,
-                        )
-                        if isinstance(started, tuple):
-                            proto.disconnect(
-                                "error", f"callcue cannot take this call: {started[1]}"
-                            )
-                        else:
-                            session = started
-                            if settings.audiohook_transcripts:
-                                forwarder = asyncio.create_task(
-                                    _transcripts_to_genesys(
-                                        services,
-                                        session.call_id,
-                                        proto,
-                                        roles,
-                                        flush,
-                                        tuple(event.media.channels),
-                                    )
-                                )
-                            log.info(
-                                "AudioHook call %s started (%s, %s)",
-                                session.call_id,
-                                event.media.format,
-                                ",".join(event.media.channels),
-                            )
-                elif isinstance(event, AudioHookClose):
-                    # flush every final (and send them to Genesys) before `closed`
-                    await end_session("stop")
-                    proto.send_closed()
-                elif isinstance(event, AudioHookFailed):
-                    log.warning("AudioHook session %s: %s", session_id, event.info)
-                    await flush()
-                    await end_session("error")
-                elif isinstance(event, AudioHookClientError):
-                    log.warning("AudioHook client error %s: %s", event.code, event.message)
-                elif isinstance(event, AudioHookPaused):
-                    if session is not None:
-                        session.pause(True)
-                elif isinstance(event, AudioHookDiscarded | AudioHookResumed):
-                    if session is not None and isinstance(event, AudioHookResumed):
-                        session.pause(False)
-                    log.info(
-                        "AudioHook session %s: %.2fs of audio discarded by the client",
-                        session_id,
-                        event.discarded,
-                    )
-                elif isinstance(event, AudioHookUpdate):
-                    log.info("AudioHook session %s: language now %s", session_id, event.language)
-            await flush()
-            if proto.state == "closed":
-                # Genesys closes the websocket after `closed`; don't wait forever for it
-                with contextlib.suppress(asyncio.TimeoutError, WebSocketDisconnect):
-                    await asyncio.wait_for(ws.receive(), timeout=10)
-                await conn.close(CLOSE_NORMAL)
-                return
-    except WebSocketDisconnect:
-        pass
-    finally:
-        if session is not None and not session.finished:
-            await session.finish("disconnect")
-        if forwarder is not None and not forwarder.done():
-            forwarder.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await forwarder
+            )
+        log.info(
+            "AudioHook call %s started (%s, %s)",
+            started.call_id,
+            event.media.format,
+            ",".join(event.media.channels),
+        )
+
+    async def after_message(self) -> bool:
+        await self.flush()
+        if self.proto.state != "closed":
+            return False
+        # Genesys closes the websocket after `closed`; don't wait forever for it
+        with contextlib.suppress(asyncio.TimeoutError, WebSocketDisconnect):
+            await asyncio.wait_for(self.conn.ws.receive(), timeout=10)
+        await self.conn.close(CloseCode.NORMAL_CLOSURE)
+        return True
+
+    async def start_timeout(self) -> None:
+        await self.conn.close(CloseCode.POLICY_VIOLATION, "start_timeout: no open message in time")
+
+    async def internal_error(self) -> None:
+        self.proto.disconnect("error", "internal server error in callcue")
+        await self.flush()
+        await self.conn.close(CloseCode.INTERNAL_ERROR, "internal server error")
+
+    async def finished(self) -> None:
+        await stop_task(self.forwarder)
 
 
 async def _transcripts_to_genesys(
@@ -349,96 +366,121 @@ async def _transcripts_to_genesys(
 async def serve_twilio(ws: WebSocket, services: Services, settings: Settings) -> None:
     await ws.accept()
     conn = Connection(ws)
-    proto = TwilioProtocol()
     tokens = [t for t in settings.twilio_tokens.split(",") if t]
     if not tokens and settings.token_roles:
         log.warning("Twilio stream refused: CALLCUE_TWILIO_TOKENS is not set")
-        await conn.close(CLOSE_POLICY, "Twilio streams are off: set CALLCUE_TWILIO_TOKENS")
+        await conn.close(
+            CloseCode.POLICY_VIOLATION, "Twilio streams are off: set CALLCUE_TWILIO_TOKENS"
+        )
         return
-    roles = parse_roles(settings.twilio_tracks)
-    session: CallSession | None = None
-    track_index: dict[str, int] = {}
-    reason = "disconnect"
-    deadline = asyncio.get_running_loop().time() + START_SECONDS
-    try:
-        while True:
-            message = await receive(ws, None if session is not None else deadline)
-            if message is None:
-                log.warning("Twilio stream: no start within %.0f s", START_SECONDS)
-                await conn.close(CLOSE_POLICY, "start_timeout: no start message in time")
-                return
-            if message["type"] == "websocket.disconnect":
-                return
-            if message.get("text") is not None:
-                events = proto.receive_text(message["text"])
-            else:
-                events = proto.receive_bytes(message.get("bytes") or b"")
-            for event in events:
-                if isinstance(event, TwilioMedia):
-                    if session is not None:
-                        await session.feed_track(track_index[event.track], event.data)
-                elif isinstance(event, TwilioStart):
-                    params = dict(event.custom_parameters)
-                    token = str(params.pop("token", ""))
-                    given = token.encode()  # compared as bytes: any text is just a wrong token
-                    if tokens and not any(hmac.compare_digest(given, t.encode()) for t in tokens):
-                        log.warning(
-                            "Twilio stream %s refused: bad or missing token", event.stream_sid
-                        )
-                        reason = "error"
-                        await conn.close(CLOSE_POLICY, "unauthorized: bad or missing token")
-                        return
-                    call_id = params.pop("call_id", "") or event.call_sid
-                    vocabulary = params.pop("vocabulary", None)
-                    language = params.pop("language", None)
-                    diarize = params.pop("diarize", None)
-                    track_index = {t: i for i, t in enumerate(event.tracks)}
-                    channels = tuple(roles[t] for t in event.tracks)
-                    metadata = {  # Twilio's own ids win over custom parameters of those names
-                        **params,
-                        "call_sid": event.call_sid,
-                        "stream_sid": event.stream_sid,
-                        "account_sid": event.account_sid,
-                    }
-                    started = await _start_session(
-                        services,
-                        call_id,
-                        AudioFormat("mulaw", 8000, 1),
-                        channels,
-                        metadata,
-                        "twilio",
-                        conn,
-                        f"twilio-{token[-4:]}" if tokens else "open",
-                        vocabulary=vocabulary,
-                        language=language,
-                        diarize=diarize,
-                    )
-                    if isinstance(started, tuple):
-                        log.warning("Twilio stream %s refused: %s", event.stream_sid, started[1])
-                        await conn.close(*started)
-                        return
-                    session = started
-                    log.info("Twilio call %s started (tracks %s)", call_id, ",".join(event.tracks))
-                elif isinstance(event, TwilioDtmf):
-                    log.info("Twilio DTMF %s on %s", event.digit, event.track)
-                elif isinstance(event, TwilioStop):
-                    reason = "stop"
-                    if session is not None:
-                        await session.finish("stop")
-                    await conn.close(CLOSE_NORMAL)
-                    return
-                elif isinstance(event, TwilioFailed):
-                    reason = "error"
-                    log.warning("Twilio stream error %s: %s", event.code, event.message)
-                    if session is not None:
-                        await session.finish("error")
-                    await conn.close(event.close_code, f"{event.code}: {event.message}")
-                    return
-    except WebSocketDisconnect:
-        pass
-    finally:
-        if session is not None and not session.finished:
-            await session.finish(reason)
+    await run_connection(ws, TwilioIngest(conn, services, settings, tokens))
+
+
+class TwilioIngest:
+    """Twilio Media Streams: `start` (with the custom parameters of `<Stream>`: the token,
+    call id, vocabulary, language, diarize; the rest kept as metadata) starts the call,
+    `media` carries each track's audio, `stop` ends it."""
+
+    name = "Twilio"
+
+    def __init__(
+        self, conn: Connection, services: Services, settings: Settings, tokens: list[str]
+    ) -> None:
+        self.conn = conn
+        self.services = services
+        self.tokens = tokens
+        self.proto = TwilioProtocol()
+        self.roles = parse_roles(settings.twilio_tracks)
+        self.session: CallSession | None = None
+        self.reason = "disconnect"
+        self.track_index: dict[str, int] = {}
+
+    def receive_text(self, text: str) -> list[Any]:
+        return self.proto.receive_text(text)
+
+    def receive_bytes(self, data: bytes) -> list[Any]:
+        return self.proto.receive_bytes(data)
+
+    async def handle(self, event: Any) -> bool:
+        if isinstance(event, TwilioMedia):
+            if self.session is not None:
+                await self.session.feed_track(self.track_index[event.track], event.data)
+        elif isinstance(event, TwilioStart):
+            return await self._start(event)
+        elif isinstance(event, TwilioDtmf):
+            log.info("Twilio DTMF %s on %s", event.digit, event.track)
+        elif isinstance(event, TwilioStop):
+            self.reason = "stop"
+            if self.session is not None:
+                await self.session.finish("stop")
+            await self.conn.close(CloseCode.NORMAL_CLOSURE)
+            return True
+        elif isinstance(event, TwilioFailed):
+            self.reason = "error"
+            log.warning("Twilio stream error %s: %s", event.code, event.message)
+            if self.session is not None:
+                await self.session.finish("error")
+            await self.conn.close(event.close_code, f"{event.code}: {event.message}")
+            return True
+        return False
+
+    async def _start(self, event: TwilioStart) -> bool:
+        params = dict(event.custom_parameters)
+        token = str(params.pop("token", ""))
+        given = token.encode()  # compared as bytes: any text is just a wrong token
+        if self.tokens and not any(hmac.compare_digest(given, t.encode()) for t in self.tokens):
+            log.warning("Twilio stream %s refused: bad or missing token", event.stream_sid)
+            self.reason = "error"
+            await self.conn.close(CloseCode.POLICY_VIOLATION, "unauthorized: bad or missing token")
+            return True
+        call_id = params.pop("call_id", "") or event.call_sid
+        vocabulary = params.pop("vocabulary", None)
+        language = params.pop("language", None)
+        diarize = params.pop("diarize", None)
+        self.track_index = {t: i for i, t in enumerate(event.tracks)}
+        metadata = {  # Twilio's own ids win over custom parameters of those names
+            **params,
+            "call_sid": event.call_sid,
+            "stream_sid": event.stream_sid,
+            "account_sid": event.account_sid,
+        }
+        started = await _start_platform_call(
+            self.services,
+            self.conn,
+            _platform_request(
+                call_id,
+                AudioFormat("mulaw", 8000, 1),
+                tuple(self.roles[t] for t in event.tracks),
+                metadata,
+                "twilio",
+                f"twilio-{token[-4:]}" if self.tokens else "open",
+                vocabulary=vocabulary,
+                language=language,
+                diarize=diarize,
+            ),
+        )
+        if isinstance(started, ProtocolFailure):
+            log.warning(
+                "Twilio stream %s refused: %s: %s", event.stream_sid, started.code, started.message
+            )
+            self.reason = "error"
+            await self.conn.close(started.close_code, f"{started.code}: {started.message}")
+            return True
+        self.session = started
+        log.info("Twilio call %s started (tracks %s)", call_id, ",".join(event.tracks))
+        return False
+
+    async def after_message(self) -> bool:
+        return False
+
+    async def start_timeout(self) -> None:
+        await self.conn.close(CloseCode.POLICY_VIOLATION, "start_timeout: no start message in time")
+
+    async def internal_error(self) -> None:
+        await self.conn.close(CloseCode.INTERNAL_ERROR, "internal server error")
+
+    async def finished(self) -> None:
+        return None
 
 
 def make_authenticator(settings: Settings) -> AudioHookAuthenticator | None:

@@ -7,11 +7,12 @@ import contextlib
 import re
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
+from websockets.frames import CloseCode
 
 from audio.protocols.jsontext import parse_json_text
-from audio.protocols.native import CALL_ID, CLOSE_NORMAL, CLOSE_POLICY
-from gateway.ingest import Connection
+from audio.protocols.native import CALL_ID
 from gateway.limits import TokenBuckets
+from gateway.runner import Connection
 from live.session import FeedbackLimit, Services
 
 
@@ -28,7 +29,7 @@ async def serve_call_events(ws: WebSocket, services: Services, call_id: str) -> 
                 "message": f"invalid {problem}; after_seq must be a whole number",
             }
         )
-        await conn.close(CLOSE_POLICY, "bad_request")
+        await conn.close(CloseCode.POLICY_VIOLATION, "bad_request")
         return
     after = int(raw)
     store = services.store
@@ -44,10 +45,16 @@ async def serve_call_events(ws: WebSocket, services: Services, call_id: str) -> 
     if feed is None and stored_call is not None:
         assert store is not None
         # a call from before this process started: replay it from the store
-        for stored in await asyncio.to_thread(store.events, call_id, (), after):
+        replay = await asyncio.to_thread(store.events, call_id, (), after)
+        for stored in replay:
             await conn.send_json(stored)
-        await conn.close(CLOSE_NORMAL, "call ended")
-        return
+        if replay:
+            after = max(after, int(replay[-1]["seq"]))
+        now = services.hub.feed(call_id)
+        if now is None or not (now.live or now.ended):
+            await conn.close(CloseCode.NORMAL_CLOSURE, "call ended")
+            return
+        # it resumed meanwhile: follow it live from what was replayed
     backlog, sub = services.hub.subscribe(call_id, after)
     reader = asyncio.create_task(_read_screen(ws, conn, services, call_id))
     try:
@@ -78,9 +85,9 @@ async def serve_call_events(ws: WebSocket, services: Services, call_id: str) -> 
                     f"disconnected; reconnect with ?after_seq={sub.last_seq} to resume",
                 }
             )
-            await conn.close(CLOSE_POLICY, "slow_consumer")
+            await conn.close(CloseCode.POLICY_VIOLATION, "slow_consumer")
         else:
-            await conn.close(CLOSE_NORMAL, "call ended")
+            await conn.close(CloseCode.NORMAL_CLOSURE, "call ended")
     finally:
         sub.close()
         reader.cancel()

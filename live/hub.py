@@ -81,18 +81,18 @@ class CallFeed:
     def __post_init__(self) -> None:
         self.seq = max(self.seq, self.base)
 
-    def forget_superseded(self, event: Event) -> None:
-        """Drop from the history the partial that `event` (a partial or a final) replaces,
-        and the oldest partials beyond OPEN_PARTIALS, once screens have had them: a screen
-        that joins late or resumes needs the newest text of each utterance, not every step
-        of it (a partial still held for the store is sent first, then forgotten)."""
-        if event.type not in ("transcript.partial", "transcript.final"):
+    def forget_superseded(self, kind: str, key: tuple[str, int], seq: int) -> None:
+        """Drop from the history the partial that event `seq` (a partial or a final of
+        utterance `key`: channel, number) replaces, and the oldest partials beyond
+        OPEN_PARTIALS, once screens have had them: a screen that joins late or resumes needs
+        the newest text of each utterance, not every step of it (a partial still held for
+        the store is sent first, then forgotten)."""
+        if kind not in ("transcript.partial", "transcript.final"):
             return
-        key = (getattr(event, "channel", ""), getattr(event, "utterance", 0))
         if key in self.partials:
             self.superseded.append(self.partials.pop(key))
-        if event.type == "transcript.partial":
-            self.partials[key] = event.seq
+        if kind == "transcript.partial":
+            self.partials[key] = seq
             while len(self.partials) > OPEN_PARTIALS:
                 self.superseded.append(self.partials.pop(next(iter(self.partials))))
         self.forget_sent()
@@ -172,7 +172,8 @@ class EventHub:
         stamped = dataclasses.replace(event, seq=feed.seq + 1, ts=now_iso())
         feed.seq = stamped.seq
         feed.history.append(stamped)
-        feed.forget_superseded(stamped)
+        key = (getattr(stamped, "channel", ""), getattr(stamped, "utterance", 0))
+        feed.forget_superseded(stamped.type, key, stamped.seq)
         feed.touched = time.monotonic()
         if held:
             asyncio.get_running_loop().call_later(HOLD_SECONDS, self.release, feed, stamped.seq)
@@ -222,13 +223,19 @@ class EventHub:
         self._feeds.move_to_end(call_id)
         return feed
 
-    def relay(self, feed: CallFeed, event: Event) -> None:
-        """Add an event stamped by the node that runs the call (seq and ts kept)."""
+    def relay(
+        self, feed: CallFeed, event: Event, kind: str = "", key: tuple[str, int] = ("", 0)
+    ) -> None:
+        """Add an event stamped by the node that runs the call (seq and ts kept) and send it
+        on; `kind` and `key` (its type, and a transcript's channel and utterance) let the
+        history forget partials as the node that runs the call does."""
         feed.seq = max(feed.seq, event.seq)
         feed.history.append(event)
         feed.touched = time.monotonic()
         for sub in list(feed.subscribers):
             sub._offer(event)
+        feed.released = max(feed.released, event.seq)  # (sent: a mirror holds nothing back)
+        feed.forget_superseded(kind, key, event.seq)
 
     def drop(self, feed: CallFeed) -> None:
         """Forget a mirror nobody watches any more (its screens, if any, are ended)."""

@@ -12,9 +12,10 @@ from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
+from websockets.frames import CloseCode
 
 from assist.analytics import CallAnalytics
 from assist.customers import Customer
@@ -83,6 +84,38 @@ def resume_refusal(stored: CallOwnership, owner: str, window: float, now: float)
     return None
 
 
+class Peers(Protocol):
+    """The other nodes of a multi-node service, as calls, screens and the server use them.
+    `cluster.node.Cluster` is the implementation (live/ sits below cluster/: the service wires
+    it in, `service.node`)."""
+
+    node: str
+
+    async def start(self) -> None: ...
+
+    async def stop(self, grace: float = 5.0) -> None: ...
+
+    def health(self) -> dict[str, Any]: ...
+
+    async def claim(self, call_id: str) -> str | None:
+        """None: the call may start here; else why not (it runs on another node)."""
+
+    async def release(self, call_id: str) -> None:
+        """A claimed call that did not start after all: out of the registry."""
+
+    async def claim_nonce(self, nonce: str, until: float) -> bool:
+        """Whether no node has accepted this AudioHook signature nonce yet."""
+
+    async def live_calls(self) -> list[dict[str, Any]] | None:
+        """Every node's live calls; None when the others cannot be reached."""
+
+    async def follow(self, call_id: str) -> bool:
+        """Make a call another node runs watchable in this node's hub."""
+
+    async def forward_feedback(self, call_id: str, message: dict[str, Any]) -> str | None:
+        """Hand a screen's feedback to the node that runs the call; None, or what is wrong."""
+
+
 @dataclass
 class Services:
     """What every call shares: the Whisper engines and their scheduler, VAD, hub, thread pool.
@@ -111,9 +144,8 @@ class Services:
     store: CallStore | None = None
     writer: StoreWriter | None = None
     recordings_dir: Path | None = None  # set: each channel's audio is kept as WAV
-    # set: one node of several on Redis (a cluster.node.Cluster; `hub` is its hub). Typed
-    # loosely: live/ sits below cluster/, which the service wires in (service.node)
-    cluster: Any = None
+    # set: one node of several on Redis (`hub` is then the cluster's hub, which it observes)
+    cluster: Peers | None = None
     _loop: asyncio.AbstractEventLoop | None = None  # where written events are released
     reviser: Reviser | None = None  # set: finals are revised offline-style (transcript.revised)
     # ended calls whose revisions are still running (a resumed call id stops them)
@@ -303,32 +335,32 @@ class Services:
             self.metrics.decode.observe(seconds / len(jobs), kind)
         self.metrics.batch.observe(len(jobs), kind)
 
-    def admit(self, credential: str = "open") -> tuple[int, str] | None:
+    def admit(self, credential: str = "open") -> tuple[CloseCode, str] | None:
         """None if a new call can start; else (close code, reason), counted as refused.
         `credential`: the name of the key the call came with (per-key limit)."""
         if self.max_calls_per_key and credential != "open":
             held = sum(1 for s in list(self.sessions.values()) if s.credential == credential)
             if held >= self.max_calls_per_key:
                 self.metrics.refused.inc(1, "max_calls_per_key")
-                return 1013, (
+                return CloseCode.TRY_AGAIN_LATER, (
                     f"the credential {credential!r} already holds {held} calls, its limit "
                     "(CALLCUE_MAX_CALLS_PER_KEY); end one or try again later"
                 )
         if len(self.sessions) >= self.max_calls:
             self.metrics.refused.inc(1, "max_calls")
-            return 1013, (
+            return CloseCode.TRY_AGAIN_LATER, (
                 f"this server is at its limit of {self.max_calls} concurrent calls "
                 "(CALLCUE_MAX_CALLS); try again later"
             )
         if self.writer is not None and self.writer.full:
             self.metrics.refused.inc(1, "store_unavailable")
-            return 1013, (
+            return CloseCode.TRY_AGAIN_LATER, (
                 "the call store has been unreachable for too long to keep more calls; new "
                 "calls are refused until it is back"
             )
         if self.scheduler.pressure() == OVERLOADED:
             self.metrics.refused.inc(1, "overloaded")
-            return 1013, (
+            return CloseCode.TRY_AGAIN_LATER, (
                 "this server cannot keep up with the calls it has (finals are "
                 "waiting); new calls are refused until it catches up"
             )
@@ -409,9 +441,23 @@ class Services:
             self.store.close()
 
 
+class AssistedCall(Protocol):
+    """What the assist worker needs of a call: its rules' state, where its events go, and
+    that it be told when a final is queued and when it has been read."""
+
+    call_id: str
+    assist_state: CallAssist | None
+
+    def publish(self, event: Event) -> Event: ...
+
+    def assist_queued(self) -> None: ...
+
+    def assist_done(self) -> None: ...
+
+
 @dataclass
 class _AssistItem:
-    session: CallSession
+    session: AssistedCall
     channel: str
     utterance: int
     text: str
@@ -447,8 +493,7 @@ class AssistWorker:
             self._loop = loop
             self._queue = asyncio.Queue()
             self._task = loop.create_task(self._run())
-        item.session.assist_pending += 1
-        item.session.assist_idle.clear()
+        item.session.assist_queued()
         self._queue.put_nowait(item)
 
     async def _run(self) -> None:
@@ -799,6 +844,10 @@ class CallSession:
             "overtalk_seconds": figures["overtalk_seconds"],
             "current_silence": round(self.current_silence(), 1),
         }
+
+    def assist_queued(self) -> None:
+        self.assist_pending += 1
+        self.assist_idle.clear()
 
     def assist_done(self) -> None:
         self.assist_pending -= 1

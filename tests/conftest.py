@@ -7,6 +7,7 @@ import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -154,3 +155,24 @@ def redis_url() -> Iterator[str]:
 def redis_prefix() -> str:
     """Keys of their own for each test (one Redis serves them all)."""
     return f"t{uuid.uuid4().hex[:10]}"
+
+
+def assert_late_view(screen: list[dict[str, Any]], sent: list[dict[str, Any]]) -> None:
+    """What a screen that joined a call late got, against every event of the call (`sent`,
+    as its ingest client got them): the same events, in order, no duplicate; what it missed
+    is only partials that a later partial or final of their utterance had replaced (the hub
+    keeps the newest partial of each utterance)."""
+    seqs = [e["seq"] for e in screen]
+    assert seqs == sorted(set(seqs)), "out of order or repeated"
+    by_seq = {e["seq"]: e for e in sent}
+    assert all(by_seq[e["seq"]] == e for e in screen), "not the events the call sent"
+    got = set(seqs)
+    missed = [e for e in sent if e["seq"] not in got]
+    assert all(e["type"] == "transcript.partial" for e in missed), missed
+    for gone in missed:
+        assert any(
+            e["seq"] > gone["seq"]
+            and e["type"] in ("transcript.partial", "transcript.final")
+            and (e["channel"], e["utterance"]) == (gone["channel"], gone["utterance"])
+            for e in screen
+        ), gone

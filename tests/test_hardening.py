@@ -394,7 +394,7 @@ async def test_a_call_id_belongs_to_the_credential_that_started_it(
 async def test_a_connection_that_starts_no_call_is_closed(secured: ServerProcess) -> None:
     """An authenticated ingest websocket that sends no start is closed after START_SECONDS
     with a reason, instead of being held for ever."""
-    from gateway.ingest import START_SECONDS
+    from gateway.runner import START_SECONDS
 
     started = asyncio.get_running_loop().time()
     replies, code, reason = await exchange(

@@ -208,7 +208,7 @@ async def test_a_twilio_stream_that_never_starts_is_closed(server) -> None:  # t
     from websockets.asyncio.client import connect
     from websockets.exceptions import ConnectionClosed
 
-    from gateway.ingest import START_SECONDS
+    from gateway.runner import START_SECONDS
 
     async with connect(f"{server.url}/v1/twilio") as ws:  # its token comes with `start`
         await ws.send(json.dumps({"event": "connected", "protocol": "Call", "version": "1.0.0"}))

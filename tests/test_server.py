@@ -15,7 +15,7 @@ from websockets.exceptions import ConnectionClosed
 from audio.files import CallAudio, load_call_audio
 from benchmarks.common import wer
 from clients.native import StreamResult, stream_call
-from tests.conftest import AUDIO, reference
+from tests.conftest import AUDIO, assert_late_view, reference
 from tests.servers import ServerProcess
 
 PAIR = [AUDIO / "cs_aws_auto_repairs_40_caller.wav", AUDIO / "cs_aws_auto_repairs_40_agent.wav"]
@@ -119,21 +119,8 @@ async def test_late_screen_gets_the_call_in_order_without_duplicates(server) -> 
         assert ws.close_code == 1000
     result = await streaming
     ingest = [e for e in result.events if "seq" in e]
-    seqs = [e["seq"] for e in screen]
-    assert seqs == sorted(set(seqs))  # in order, no duplicate
-    by_seq = {e["seq"]: e for e in ingest}
-    assert all(by_seq[e["seq"]] == e for e in screen)  # the very same events
-    # what the late screen did not get: only partials that a later event of their utterance
-    # replaced before it joined (the history keeps the newest partial of each utterance)
-    missed = [e for e in ingest if e["seq"] not in set(seqs)]
-    assert missed and all(e["type"] == "transcript.partial" for e in missed)
-    for gone in missed:
-        assert any(
-            e["seq"] > gone["seq"]
-            and e["type"] in ("transcript.partial", "transcript.final")
-            and (e["channel"], e["utterance"]) == (gone["channel"], gone["utterance"])
-            for e in screen
-        )
+    assert_late_view(screen, ingest)
+    assert len(screen) < len(ingest)  # it joined after partials had been replaced
     assert any(e["type"] == "transcript.partial" for e in screen)
     assert screen[-1]["type"] == "call.ended"
 
@@ -319,3 +306,35 @@ def test_without_a_token_the_server_binds_to_loopback_and_says_so() -> None:
         assert any("binding to 127.0.0.1 instead of 0.0.0.0" in line for line in proc.log)
     finally:
         proc.stop()
+
+
+async def test_a_call_that_fails_half_way_through_its_start_holds_nothing(tmp_path: Any) -> None:
+    """Its recording cannot be opened (the recordings folder is a file): the client is told
+    (1011, `internal`), and the call is ended rather than left registered: the server
+    counts no live call, and the same call id fails the same way again, not `call_active`."""
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("x")
+    server = ServerProcess(
+        env={
+            "CALLCUE_DATABASE_URL": f"sqlite:///{tmp_path}/store.db",
+            "CALLCUE_RECORD_AUDIO": "true",
+            "CALLCUE_RECORDINGS_DIR": str(blocker),
+        }
+    )
+    try:
+        audio = load_call_audio([AUDIO / "wb_jfk_inaugural_1961.flac"], 1)
+        clip = CallAudio(audio.samples[: 2 * audio.sample_rate], audio.sample_rate)
+        for _ in range(2):
+            result = await stream_call(server.url, clip, ["customer"], call_id="half-1")
+            errors = [e for e in result.events if e["type"] == "error"]
+            assert errors and errors[-1]["code"] == "internal", result.events
+            assert result.close_code == 1011
+            health = await asyncio.to_thread(read_json, server.http + "/healthz")
+            assert health["active_calls"] == 0
+    finally:
+        server.stop()
+
+
+def read_json(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=30) as response:
+        return json.loads(response.read())

@@ -12,18 +12,11 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from websockets.frames import CloseCode
+
 from audio.codec import ENCODINGS, MAX_RATE, MIN_RATE, AudioFormat, Encoding
 from audio.protocols.jsontext import parse_json_text
 from audio.protocols.vocabulary import check_language, parse_vocabulary
-
-# websocket close codes (RFC 6455 §7.4.1)
-CLOSE_NORMAL = 1000
-CLOSE_UNSUPPORTED = 1003
-CLOSE_INVALID_DATA = 1007
-CLOSE_POLICY = 1008
-CLOSE_TOO_BIG = 1009
-CLOSE_INTERNAL = 1011
-CLOSE_TRY_AGAIN = 1013
 
 CALL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@+-]{0,127}\Z")
 CHANNEL = re.compile(r"^[a-z][a-z0-9_-]{0,31}\Z")
@@ -74,7 +67,7 @@ class ProtocolFailure:
 
     code: str
     message: str
-    close_code: int = CLOSE_POLICY
+    close_code: CloseCode = CloseCode.POLICY_VIOLATION
 
     def to_message(self) -> dict[str, str]:
         return {"type": "error", "code": self.code, "message": self.message}
@@ -99,16 +92,16 @@ class NativeIngestProtocol:
             return self._fail(
                 "message_too_large",
                 f"text message of {len(text)} characters exceeds {MAX_TEXT_BYTES}",
-                CLOSE_TOO_BIG,
+                CloseCode.MESSAGE_TOO_BIG,
             )
         message, problem = parse_json_text(text)
         if problem is not None:
-            return self._fail("bad_json", problem, CLOSE_INVALID_DATA)
+            return self._fail("bad_json", problem, CloseCode.INVALID_DATA)
         if not isinstance(message, dict):
             return self._fail(
                 "bad_message",
                 f"message must be a JSON object, got {type(message).__name__}",
-                CLOSE_INVALID_DATA,
+                CloseCode.INVALID_DATA,
             )
         kind = message.get("type")
         if kind == "start":
@@ -145,7 +138,7 @@ class NativeIngestProtocol:
                 f"audio frame of {len(data)} bytes exceeds the "
                 f"limit of {self.max_frame_bytes} bytes (CALLCUE_MAX_FRAME_BYTES); "
                 "send smaller frames",
-                CLOSE_TOO_BIG,
+                CloseCode.MESSAGE_TOO_BIG,
             )
         width = self.start.format.bytes_per_sample
         if len(data) % width:
@@ -153,12 +146,14 @@ class NativeIngestProtocol:
                 "bad_audio",
                 f"{self.start.format.encoding} frame of {len(data)} "
                 f"bytes is not a whole number of {width}-byte samples",
-                CLOSE_INVALID_DATA,
+                CloseCode.INVALID_DATA,
             )
         self.bytes_received += len(data)
         return [AudioData(data)] if data else []
 
-    def _fail(self, code: str, message: str, close_code: int = CLOSE_POLICY) -> list[NativeEvent]:
+    def _fail(
+        self, code: str, message: str, close_code: CloseCode = CloseCode.POLICY_VIOLATION
+    ) -> list[NativeEvent]:
         self.state = "failed"
         return [ProtocolFailure(code, message, close_code)]
 
@@ -185,7 +180,7 @@ class NativeIngestProtocol:
             return self._fail(
                 "unsupported_encoding",
                 f"encoding {encoding!r} is not supported (use one of {', '.join(ENCODINGS)})",
-                CLOSE_UNSUPPORTED,
+                CloseCode.UNSUPPORTED_DATA,
             )
         rate = message["sample_rate"]
         if isinstance(rate, bool) or not isinstance(rate, int) or not MIN_RATE <= rate <= MAX_RATE:

@@ -12,8 +12,9 @@ import binascii
 from dataclasses import dataclass, field
 from typing import Any
 
+from websockets.frames import CloseCode
+
 from audio.protocols.jsontext import parse_json_text
-from audio.protocols.native import CLOSE_INVALID_DATA, CLOSE_POLICY, CLOSE_UNSUPPORTED
 
 TRACKS = ("inbound", "outbound")
 SAMPLE_RATE = 8000
@@ -57,7 +58,7 @@ class TwilioStop:
 class TwilioFailed:
     code: str
     message: str
-    close_code: int = CLOSE_POLICY
+    close_code: CloseCode = CloseCode.POLICY_VIOLATION
 
 
 TwilioEvent = TwilioStart | TwilioMedia | TwilioDtmf | TwilioMark | TwilioStop | TwilioFailed
@@ -72,7 +73,9 @@ class TwilioProtocol:
         self.last_sequence = 0
         self.received_ms: dict[str, int] = {}  # per track: audio received so far, in ms
 
-    def _fail(self, code: str, message: str, close: int = CLOSE_POLICY) -> list[TwilioEvent]:
+    def _fail(
+        self, code: str, message: str, close: CloseCode = CloseCode.POLICY_VIOLATION
+    ) -> list[TwilioEvent]:
         self.state = "failed"
         return [TwilioFailed(code, message, close)]
 
@@ -80,7 +83,9 @@ class TwilioProtocol:
         if self.state in ("failed", "stopped"):
             return []
         return self._fail(
-            "binary_message", "Twilio Media Streams sends JSON text only", CLOSE_UNSUPPORTED
+            "binary_message",
+            "Twilio Media Streams sends JSON text only",
+            CloseCode.UNSUPPORTED_DATA,
         )
 
     def receive_text(self, text: str) -> list[TwilioEvent]:
@@ -88,9 +93,11 @@ class TwilioProtocol:
             return []
         message, problem = parse_json_text(text)
         if problem is not None:
-            return self._fail("bad_json", problem, CLOSE_INVALID_DATA)
+            return self._fail("bad_json", problem, CloseCode.INVALID_DATA)
         if not isinstance(message, dict):
-            return self._fail("bad_message", "message must be a JSON object", CLOSE_INVALID_DATA)
+            return self._fail(
+                "bad_message", "message must be a JSON object", CloseCode.INVALID_DATA
+            )
         event = message.get("event")
         if event == "connected":
             return []
@@ -118,7 +125,7 @@ class TwilioProtocol:
             return self._fail(
                 "bad_message",
                 f"{event!r} must be an object, not {type(message.get(event)).__name__}",
-                CLOSE_INVALID_DATA,
+                CloseCode.INVALID_DATA,
             )
         if event == "dtmf":
             dtmf = message.get("dtmf") or {}
@@ -148,7 +155,7 @@ class TwilioProtocol:
                 "unsupported_format",
                 f"media format {fmt!r} is not supported "
                 "(expected audio/x-mulaw, 8000 Hz, 1 channel)",
-                CLOSE_UNSUPPORTED,
+                CloseCode.UNSUPPORTED_DATA,
             )
         tracks = start.get("tracks", ["inbound"])
         if (
@@ -194,7 +201,7 @@ class TwilioProtocol:
             return self._fail(
                 "bad_media",
                 "media payload is not base64 or timestamp is not a number",
-                CLOSE_INVALID_DATA,
+                CloseCode.INVALID_DATA,
             )
         gap_ms = timestamp - self.received_ms[track]
         if gap_ms > MAX_GAP_MS:
@@ -203,7 +210,7 @@ class TwilioProtocol:
                 f"media timestamp {timestamp} ms on track {track!r} is {gap_ms} ms ahead of the "
                 f"{self.received_ms[track]} ms of audio received (at most {MAX_GAP_MS} ms of "
                 "lost audio is filled with silence)",
-                CLOSE_INVALID_DATA,
+                CloseCode.INVALID_DATA,
             )
         if gap_ms > 20:  # Twilio skipped audio on this track: keep the tracks aligned
             data = b"\xff" * (gap_ms * BYTES_PER_MS) + data

@@ -3,12 +3,9 @@
 import json
 
 import pytest
+from websockets.frames import CloseCode
 
 from audio.protocols.native import (
-    CLOSE_INVALID_DATA,
-    CLOSE_POLICY,
-    CLOSE_TOO_BIG,
-    CLOSE_UNSUPPORTED,
     AudioData,
     NativeIngestProtocol,
     ProtocolFailure,
@@ -61,35 +58,65 @@ def error_of(events: list[object]) -> ProtocolFailure:
 @pytest.mark.parametrize(
     ("text", "code", "close", "words"),
     [
-        ('{"type": "start", ', "bad_json", CLOSE_INVALID_DATA, "not valid JSON"),
-        ("[1, 2]", "bad_message", CLOSE_INVALID_DATA, "JSON object"),
-        ('{"call_id": "x"}', "missing_field", CLOSE_POLICY, "no 'type'"),
-        ('{"type": "hello"}', "unknown_type", CLOSE_POLICY, "'hello'"),
-        ('{"type": "stop"}', "not_started", CLOSE_POLICY, "before 'start'"),
+        ('{"type": "start", ', "bad_json", CloseCode.INVALID_DATA, "not valid JSON"),
+        ("[1, 2]", "bad_message", CloseCode.INVALID_DATA, "JSON object"),
+        ('{"call_id": "x"}', "missing_field", CloseCode.POLICY_VIOLATION, "no 'type'"),
+        ('{"type": "hello"}', "unknown_type", CloseCode.POLICY_VIOLATION, "'hello'"),
+        ('{"type": "stop"}', "not_started", CloseCode.POLICY_VIOLATION, "before 'start'"),
         (
             json.dumps({k: v for k, v in START.items() if k != "encoding"}),
             "missing_field",
-            CLOSE_POLICY,
+            CloseCode.POLICY_VIOLATION,
             "encoding",
         ),
-        (json.dumps({**START, "samplerate": 8000}), "unknown_field", CLOSE_POLICY, "samplerate"),
+        (
+            json.dumps({**START, "samplerate": 8000}),
+            "unknown_field",
+            CloseCode.POLICY_VIOLATION,
+            "samplerate",
+        ),
         (
             json.dumps({**START, "encoding": "opus"}),
             "unsupported_encoding",
-            CLOSE_UNSUPPORTED,
+            CloseCode.UNSUPPORTED_DATA,
             "'opus'",
         ),
-        (json.dumps({**START, "sample_rate": 0}), "bad_sample_rate", CLOSE_POLICY, "got 0"),
+        (
+            json.dumps({**START, "sample_rate": 0}),
+            "bad_sample_rate",
+            CloseCode.POLICY_VIOLATION,
+            "got 0",
+        ),
         (
             json.dumps({**START, "sample_rate": 10**9}),
             "bad_sample_rate",
-            CLOSE_POLICY,
+            CloseCode.POLICY_VIOLATION,
             "1000000000",
         ),
-        (json.dumps({**START, "sample_rate": "8000"}), "bad_sample_rate", CLOSE_POLICY, "'8000'"),
-        (json.dumps({**START, "channels": ["a", "a"]}), "bad_channels", CLOSE_POLICY, "distinct"),
-        (json.dumps({**START, "call_id": ""}), "bad_call_id", CLOSE_POLICY, "call_id"),
-        (json.dumps({**START, "metadata": [1]}), "bad_metadata", CLOSE_POLICY, "object"),
+        (
+            json.dumps({**START, "sample_rate": "8000"}),
+            "bad_sample_rate",
+            CloseCode.POLICY_VIOLATION,
+            "'8000'",
+        ),
+        (
+            json.dumps({**START, "channels": ["a", "a"]}),
+            "bad_channels",
+            CloseCode.POLICY_VIOLATION,
+            "distinct",
+        ),
+        (
+            json.dumps({**START, "call_id": ""}),
+            "bad_call_id",
+            CloseCode.POLICY_VIOLATION,
+            "call_id",
+        ),
+        (
+            json.dumps({**START, "metadata": [1]}),
+            "bad_metadata",
+            CloseCode.POLICY_VIOLATION,
+            "object",
+        ),
     ],
 )
 def test_bad_messages(text: str, code: str, close: int, words: str) -> None:
@@ -109,7 +136,7 @@ def test_audio_before_start() -> None:
 
 def test_odd_byte_count_for_pcm16() -> None:
     err = error_of(started().receive_bytes(b"\x00" * 7))
-    assert (err.code, err.close_code) == ("bad_audio", CLOSE_INVALID_DATA)
+    assert (err.code, err.close_code) == ("bad_audio", CloseCode.INVALID_DATA)
     assert "7 bytes" in err.message
 
 
@@ -119,7 +146,7 @@ def test_odd_byte_count_is_fine_for_mulaw() -> None:
 
 def test_oversized_frame() -> None:
     err = error_of(started().receive_bytes(b"\x00" * 2048))
-    assert (err.code, err.close_code) == ("frame_too_large", CLOSE_TOO_BIG)
+    assert (err.code, err.close_code) == ("frame_too_large", CloseCode.MESSAGE_TOO_BIG)
     assert "2048 bytes" in err.message and "1024" in err.message
 
 

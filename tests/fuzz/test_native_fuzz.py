@@ -9,13 +9,10 @@ from typing import Any
 
 from hypothesis import example, given
 from hypothesis import strategies as st
+from websockets.frames import CloseCode
 
 from audio.protocols.native import (
     CALL_ID,
-    CLOSE_INVALID_DATA,
-    CLOSE_POLICY,
-    CLOSE_TOO_BIG,
-    CLOSE_UNSUPPORTED,
     AudioData,
     NativeIngestProtocol,
     ProtocolFailure,
@@ -43,7 +40,12 @@ START = {
     "metadata": {"agent": "michelle", "caller": "+1 617 555 0123"},
 }
 STOP = '{"type": "stop"}'
-CLOSE_CODES = {CLOSE_INVALID_DATA, CLOSE_POLICY, CLOSE_TOO_BIG, CLOSE_UNSUPPORTED}
+CLOSE_CODES = {
+    CloseCode.INVALID_DATA,
+    CloseCode.POLICY_VIOLATION,
+    CloseCode.MESSAGE_TOO_BIG,
+    CloseCode.UNSUPPORTED_DATA,
+}
 
 Message = tuple[str, Any]
 messages = st.one_of(

@@ -34,7 +34,7 @@ from audio.protocols.audiohook import AudioHookClose
 from audio.protocols.native import ProtocolFailure, StartCall, StopCall
 from audio.protocols.twilio import TwilioFailed, TwilioStart, TwilioStop
 from clients.simulators import sign_audiohook_request
-from gateway.ingest import close_reason
+from gateway.runner import close_reason
 from store.calls import CallStore
 from tests.conftest import AUDIO
 from tests.fuzz import test_audiohook_fuzz as audiohook

@@ -10,8 +10,8 @@ from typing import Any
 
 from hypothesis import given
 from hypothesis import strategies as st
+from websockets.frames import CloseCode
 
-from audio.protocols.native import CLOSE_INVALID_DATA, CLOSE_POLICY, CLOSE_UNSUPPORTED
 from audio.protocols.twilio import (
     BYTES_PER_MS,
     MAX_GAP_MS,
@@ -127,7 +127,11 @@ def run(sequence: list[tuple[str, Any]]) -> list[Any]:
                 assert isinstance(event, TwilioFailed), event
                 assert re.fullmatch(r"[a-z][a-z_]*", event.code), event
                 assert event.message.strip() and sendable(event.message)
-                assert event.close_code in (CLOSE_INVALID_DATA, CLOSE_POLICY, CLOSE_UNSUPPORTED)
+                assert event.close_code in (
+                    CloseCode.INVALID_DATA,
+                    CloseCode.POLICY_VIOLATION,
+                    CloseCode.UNSUPPORTED_DATA,
+                )
                 assert proto.state == "failed"
         seen += events
     return seen
