@@ -127,8 +127,10 @@ class EventHub:
     """Stamps `seq`/`ts` on each call's events, keeps the history, and fans them out.
 
     `subscribe` hands back the history after `after_seq` and registers the live queue in
-    the same step (no await between), so a late screen sees no gap and no duplicate.
-    Ended calls stay replayable until `keep_ended` newer calls have ended.
+    the same step (no await between), so a late screen misses nothing the history holds and
+    sees nothing twice; the history holds every event but the partials a later partial or
+    final of their utterance replaced. Ended calls stay replayable until `keep_ended` newer
+    calls have ended.
     """
 
     def __init__(

@@ -41,7 +41,13 @@ def test_short_soak_loses_nothing_and_answers_every_fault(tmp_path: Path) -> Non
 
     load = summary["load"]
     assert load["calls_started"] >= 2  # a call ended and the next began
-    assert load["calls_completed"] == load["calls_started"]
+    good = [
+        {k: c.get(k) for k in ("call_id", "outcome", "ingest_close", "stopped", "ended_reason")}
+        for c in result["calls"]
+        if c.get("kind") == "good" and not c.get("refused")
+    ]
+    # (when this fails, the message says which check each call missed, and what the run said)
+    assert load["calls_completed"] == load["calls_started"], (good, run.stdout[-2000:])
     assert load["calls_with_problems"] == []
 
     lost = summary["nothing_lost"]
