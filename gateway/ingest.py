@@ -12,14 +12,8 @@ from urllib.parse import quote
 from starlette.websockets import WebSocket
 from websockets.frames import CloseCode
 
-from audio.protocols.native import (
-    AudioData,
-    NativeEvent,
-    NativeIngestProtocol,
-    ProtocolFailure,
-    StartCall,
-    StopCall,
-)
+from audio.protocols.events import Audio, ProtocolFailure, Stop
+from audio.protocols.native import NativeEvent, NativeIngestProtocol, StartCall
 from gateway.auth import Authorizer, Denied, allowed_hosts, origin_allowed
 from gateway.runner import (
     START_SECONDS,
@@ -96,20 +90,14 @@ class NativeIngest:
         self.reason = "disconnect"
         self.forwarder: asyncio.Task[None] | None = None
 
-    def receive_text(self, text: str) -> list[NativeEvent]:
-        return self.protocol.receive_text(text)
-
-    def receive_bytes(self, data: bytes) -> list[NativeEvent]:
-        return self.protocol.receive_bytes(data)
-
     async def handle(self, event: NativeEvent) -> bool:
-        if isinstance(event, AudioData):
+        if isinstance(event, Audio):
             assert self.session is not None
             await self.session.feed(event.data)
             return False
         if isinstance(event, StartCall):
             return await self._start(event)
-        if isinstance(event, StopCall):
+        if isinstance(event, Stop):
             assert self.session is not None
             self.reason = "stop"
             await self.session.finish("stop")

@@ -21,30 +21,18 @@ from websockets.frames import CloseCode
 
 from audio.codec import AudioFormat
 from audio.protocols.audiohook import (
-    AudioHookAudio,
     AudioHookClientError,
-    AudioHookClose,
     AudioHookDiscarded,
-    AudioHookFailed,
     AudioHookOpen,
     AudioHookPaused,
     AudioHookProtocol,
     AudioHookResumed,
     AudioHookUpdate,
 )
+from audio.protocols.events import Audio, ProtocolFailure, Stop
 from audio.protocols.httpsig import AudioHookAuthenticator
-from audio.protocols.native import (
-    CALL_ID,
-    ProtocolFailure,
-)
-from audio.protocols.twilio import (
-    TwilioDtmf,
-    TwilioFailed,
-    TwilioMedia,
-    TwilioProtocol,
-    TwilioStart,
-    TwilioStop,
-)
+from audio.protocols.native import CALL_ID
+from audio.protocols.twilio import TwilioDtmf, TwilioProtocol, TwilioStart
 from audio.protocols.vocabulary import check_language, parse_vocabulary
 from gateway.runner import (
     CallRequest,
@@ -175,23 +163,17 @@ class AudioHookIngest:
         self.transcripts = settings.audiohook_transcripts
         self.session_id = session_id
         self.credential = credential
-        self.proto = AudioHookProtocol(session_id)
+        self.protocol = AudioHookProtocol(session_id)
         self.roles = parse_roles(settings.audiohook_channels)
         self.session: CallSession | None = None
         self.reason = "disconnect"
         self.forwarder: asyncio.Task[None] | None = None
         self._send_lock = asyncio.Lock()
 
-    def receive_text(self, text: str) -> list[Any]:
-        return self.proto.receive_text(text)
-
-    def receive_bytes(self, data: bytes) -> list[Any]:
-        return self.proto.receive_bytes(data)
-
     async def flush(self) -> None:
         """Send what the protocol has to say (replies, transcripts), in order."""
         async with self._send_lock:
-            for message in self.proto.data_to_send():
+            for message in self.protocol.data_to_send():
                 await self.conn.send_text(json.dumps(message))
 
     async def _end(self, reason: str) -> None:
@@ -203,18 +185,18 @@ class AudioHookIngest:
 
     async def handle(self, event: Any) -> bool:
         session, sid = self.session, self.session_id
-        if isinstance(event, AudioHookAudio):
+        if isinstance(event, Audio):
             if session is not None:
                 await session.feed(event.data)
         elif isinstance(event, AudioHookOpen):
             if not event.probe:
                 await self._open(event)
-        elif isinstance(event, AudioHookClose):
+        elif isinstance(event, Stop):
             # flush every final (and send them to Genesys) before `closed`
             await self._end("stop")
-            self.proto.send_closed()
-        elif isinstance(event, AudioHookFailed):
-            log.warning("AudioHook session %s: %s", sid, event.info)
+            self.protocol.send_closed()
+        elif isinstance(event, ProtocolFailure):
+            log.warning("AudioHook session %s: %s", sid, event.message)
             await self.flush()
             await self._end("error")
         elif isinstance(event, AudioHookClientError):
@@ -270,7 +252,7 @@ class AudioHookIngest:
                 started.code,
                 started.message,
             )
-            self.proto.disconnect(
+            self.protocol.disconnect(
                 "error", f"callcue cannot take this call: {started.code}: {started.message}"
             )
             return
@@ -280,7 +262,7 @@ class AudioHookIngest:
                 _transcripts_to_genesys(
                     self.services,
                     started.call_id,
-                    self.proto,
+                    self.protocol,
                     self.roles,
                     self.flush,
                     tuple(event.media.channels),
@@ -295,7 +277,7 @@ class AudioHookIngest:
 
     async def after_message(self) -> bool:
         await self.flush()
-        if self.proto.state != "closed":
+        if self.protocol.state != "closed":
             return False
         # Genesys closes the websocket after `closed`; don't wait forever for it
         with contextlib.suppress(asyncio.TimeoutError, WebSocketDisconnect):
@@ -307,7 +289,7 @@ class AudioHookIngest:
         await self.conn.close(CloseCode.POLICY_VIOLATION, "start_timeout: no open message in time")
 
     async def internal_error(self) -> None:
-        self.proto.disconnect("error", "internal server error in callcue")
+        self.protocol.disconnect("error", "internal server error in callcue")
         await self.flush()
         await self.conn.close(CloseCode.INTERNAL_ERROR, "internal server error")
 
@@ -389,33 +371,27 @@ class TwilioIngest:
         self.conn = conn
         self.services = services
         self.tokens = tokens
-        self.proto = TwilioProtocol()
+        self.protocol = TwilioProtocol()
         self.roles = parse_roles(settings.twilio_tracks)
         self.session: CallSession | None = None
         self.reason = "disconnect"
         self.track_index: dict[str, int] = {}
 
-    def receive_text(self, text: str) -> list[Any]:
-        return self.proto.receive_text(text)
-
-    def receive_bytes(self, data: bytes) -> list[Any]:
-        return self.proto.receive_bytes(data)
-
     async def handle(self, event: Any) -> bool:
-        if isinstance(event, TwilioMedia):
+        if isinstance(event, Audio):
             if self.session is not None:
                 await self.session.feed_track(self.track_index[event.track], event.data)
         elif isinstance(event, TwilioStart):
             return await self._start(event)
         elif isinstance(event, TwilioDtmf):
             log.info("Twilio DTMF %s on %s", event.digit, event.track)
-        elif isinstance(event, TwilioStop):
+        elif isinstance(event, Stop):
             self.reason = "stop"
             if self.session is not None:
                 await self.session.finish("stop")
             await self.conn.close(CloseCode.NORMAL_CLOSURE)
             return True
-        elif isinstance(event, TwilioFailed):
+        elif isinstance(event, ProtocolFailure):
             self.reason = "error"
             log.warning("Twilio stream error %s: %s", event.code, event.message)
             if self.session is not None:

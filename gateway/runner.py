@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -22,7 +23,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 from websockets.frames import CloseCode
 
 from audio.codec import AudioFormat
-from audio.protocols.native import ProtocolFailure
+from audio.protocols.events import ProtocolFailure
 from live.hub import CallActiveError
 from live.session import CallIdTaken, CallSession, Services
 
@@ -87,6 +88,14 @@ async def receive(ws: WebSocket, deadline: float | None) -> Message | None:
         return None
 
 
+class Parser(Protocol):
+    """A protocol's sans-I/O parser: a websocket message in, the protocol's events out."""
+
+    def receive_text(self, text: str) -> Sequence[Any]: ...
+
+    def receive_bytes(self, data: bytes) -> Sequence[Any]: ...
+
+
 class Ingest(Protocol):
     """One protocol's side of an ingest connection."""
 
@@ -94,9 +103,10 @@ class Ingest(Protocol):
     session: CallSession | None  # the call, once started
     reason: str  # how the call ends if the connection ends under it: disconnect, error, ...
 
-    def receive_text(self, text: str) -> list[Any]: ...
-
-    def receive_bytes(self, data: bytes) -> list[Any]: ...
+    @property
+    def protocol(self) -> Parser:
+        """The protocol's parser (audio/protocols), which the runner feeds every message."""
+        ...
 
     async def handle(self, event: Any) -> bool:
         """Act on one protocol event; True: the connection is done (closed)."""
@@ -132,9 +142,9 @@ async def run_connection(ws: WebSocket, ingest: Ingest) -> None:
             if message["type"] == "websocket.disconnect":
                 return
             if message.get("text") is not None:
-                events = ingest.receive_text(message["text"])
+                events = ingest.protocol.receive_text(message["text"])
             else:
-                events = ingest.receive_bytes(message.get("bytes") or b"")
+                events = ingest.protocol.receive_bytes(message.get("bytes") or b"")
             for event in events:
                 if await ingest.handle(event):
                     return

@@ -13,7 +13,8 @@ import pytest
 from websockets.asyncio.client import connect
 
 from audio.files import load_call_audio
-from audio.protocols.native import NativeIngestProtocol, ProtocolFailure, StartCall
+from audio.protocols.events import ProtocolFailure
+from audio.protocols.native import NativeIngestProtocol, StartCall
 from audio.protocols.vocabulary import check_language
 from models.scheduler import RecognitionScheduler
 from service.settings import Settings

@@ -1,7 +1,7 @@
 """Genesys Cloud AudioHook protocol (version 2), server side, as a sans-I/O state machine.
 
 Feed it the client's text and binary messages; it returns typed events and queues the
-server's replies (`data_to_send`). Protocol violations become an `AudioHookFailed` event
+server's replies (`data_to_send`). Protocol violations become a `ProtocolFailure` event
 and a queued `disconnect` (reason `error`), never an exception.
 """
 
@@ -13,6 +13,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from audio.protocols.events import Audio, ProtocolFailure, Stop
 from audio.protocols.jsontext import parse_json_text
 
 PROBE_ID = "00000000-0000-0000-0000-000000000000"
@@ -70,16 +71,6 @@ class AudioHookOpen:
 
 
 @dataclass(frozen=True, slots=True)
-class AudioHookAudio:
-    data: bytes  # interleaved in the order of `media.channels`
-
-
-@dataclass(frozen=True, slots=True)
-class AudioHookClose:
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
 class AudioHookPaused:
     pass
 
@@ -107,23 +98,16 @@ class AudioHookClientError:
     message: str
 
 
-@dataclass(frozen=True, slots=True)
-class AudioHookFailed:
-    """The client broke the protocol; a `disconnect` with this info has been queued."""
-
-    info: str
-
-
 AudioHookEvent = (
     AudioHookOpen
-    | AudioHookAudio
-    | AudioHookClose
+    | Audio
+    | Stop
     | AudioHookPaused
     | AudioHookResumed
     | AudioHookDiscarded
     | AudioHookUpdate
     | AudioHookClientError
-    | AudioHookFailed
+    | ProtocolFailure
 )
 
 
@@ -248,7 +232,7 @@ class AudioHookProtocol:
         if self.state in ("open", "paused", "connected"):
             self._send("disconnect", {"reason": "error", "info": info})
         self.state = "failed"
-        return [AudioHookFailed(info)]
+        return [ProtocolFailure("protocol_error", info)]
 
     def receive_bytes(self, data: bytes) -> list[AudioHookEvent]:
         if self.state in ("failed", "disconnecting", "closing", "closed"):
@@ -261,7 +245,7 @@ class AudioHookProtocol:
         whole = len(data) - len(data) % self.media.frame_bytes
         self._carry = data[whole:]
         self.samples += whole // self.media.frame_bytes
-        return [AudioHookAudio(data[:whole])] if whole else []
+        return [Audio(data[:whole])] if whole else []
 
     def receive_text(self, text: str) -> list[AudioHookEvent]:
         if self.state in ("failed", "closed"):
@@ -386,7 +370,7 @@ class AudioHookProtocol:
     def _on_close(self, p: dict[str, Any]) -> list[AudioHookEvent]:
         reason = p.get("reason", "end")
         self.state = "closing"
-        return [AudioHookClose(str(reason))]
+        return [Stop(str(reason))]
 
     def _on_paused(self, p: dict[str, Any]) -> list[AudioHookEvent]:
         if self.state != "open":

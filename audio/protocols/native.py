@@ -15,6 +15,7 @@ from typing import Any
 from websockets.frames import CloseCode
 
 from audio.codec import ENCODINGS, MAX_RATE, MIN_RATE, AudioFormat, Encoding
+from audio.protocols.events import Audio, ProtocolFailure, Stop
 from audio.protocols.jsontext import parse_json_text
 from audio.protocols.vocabulary import check_language, parse_vocabulary
 
@@ -50,30 +51,7 @@ class StartCall:
     diarize: bool | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class AudioData:
-    data: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class StopCall:
-    pass
-
-
-@dataclass(frozen=True, slots=True)
-class ProtocolFailure:
-    """What went wrong, to send back as an `error` message before closing with `close_code`
-    (an event the protocol returns, not an exception)."""
-
-    code: str
-    message: str
-    close_code: CloseCode = CloseCode.POLICY_VIOLATION
-
-    def to_message(self) -> dict[str, str]:
-        return {"type": "error", "code": self.code, "message": self.message}
-
-
-NativeEvent = StartCall | AudioData | StopCall | ProtocolFailure
+NativeEvent = StartCall | Audio | Stop | ProtocolFailure
 
 
 class NativeIngestProtocol:
@@ -116,7 +94,7 @@ class NativeIngestProtocol:
             if self.state != "streaming":
                 return self._fail("not_started", "'stop' before 'start'")
             self.state = "stopped"
-            return [StopCall()]
+            return [Stop()]
         if kind is None:
             return self._fail("missing_field", "message has no 'type' (expected 'start' or 'stop')")
         return self._fail(
@@ -149,7 +127,7 @@ class NativeIngestProtocol:
                 CloseCode.INVALID_DATA,
             )
         self.bytes_received += len(data)
-        return [AudioData(data)] if data else []
+        return [Audio(data)] if data else []
 
     def _fail(
         self, code: str, message: str, close_code: CloseCode = CloseCode.POLICY_VIOLATION

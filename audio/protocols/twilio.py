@@ -14,6 +14,7 @@ from typing import Any
 
 from websockets.frames import CloseCode
 
+from audio.protocols.events import Audio, ProtocolFailure, Stop
 from audio.protocols.jsontext import parse_json_text
 
 TRACKS = ("inbound", "outbound")
@@ -32,13 +33,6 @@ class TwilioStart:
 
 
 @dataclass(frozen=True, slots=True)
-class TwilioMedia:
-    track: str
-    data: bytes  # μ-law; silence inserted where Twilio's timestamps show a gap
-    timestamp_ms: int
-
-
-@dataclass(frozen=True, slots=True)
 class TwilioDtmf:
     track: str
     digit: str
@@ -49,19 +43,7 @@ class TwilioMark:
     name: str
 
 
-@dataclass(frozen=True, slots=True)
-class TwilioStop:
-    pass
-
-
-@dataclass(frozen=True, slots=True)
-class TwilioFailed:
-    code: str
-    message: str
-    close_code: CloseCode = CloseCode.POLICY_VIOLATION
-
-
-TwilioEvent = TwilioStart | TwilioMedia | TwilioDtmf | TwilioMark | TwilioStop | TwilioFailed
+TwilioEvent = TwilioStart | Audio | TwilioDtmf | TwilioMark | Stop | ProtocolFailure
 
 
 class TwilioProtocol:
@@ -77,7 +59,7 @@ class TwilioProtocol:
         self, code: str, message: str, close: CloseCode = CloseCode.POLICY_VIOLATION
     ) -> list[TwilioEvent]:
         self.state = "failed"
-        return [TwilioFailed(code, message, close)]
+        return [ProtocolFailure(code, message, close)]
 
     def receive_bytes(self, data: bytes) -> list[TwilioEvent]:
         if self.state in ("failed", "stopped"):
@@ -135,7 +117,7 @@ class TwilioProtocol:
             return [TwilioMark(str((message.get("mark") or {}).get("name", "")))]
         if event == "stop":
             self.state = "stopped"
-            return [TwilioStop()]
+            return [Stop()]
         return self._fail("unknown_event", f"unknown event {event!r}")
 
     def _on_start(self, message: dict[str, Any]) -> list[TwilioEvent]:
@@ -215,4 +197,4 @@ class TwilioProtocol:
         if gap_ms > 20:  # Twilio skipped audio on this track: keep the tracks aligned
             data = b"\xff" * (gap_ms * BYTES_PER_MS) + data
         self.received_ms[track] += len(data) // BYTES_PER_MS
-        return [TwilioMedia(track, data, timestamp)]
+        return [Audio(data, track, timestamp)]

@@ -5,10 +5,7 @@ from typing import Any
 
 from audio.protocols.audiohook import (
     PROBE_ID,
-    AudioHookAudio,
-    AudioHookClose,
     AudioHookDiscarded,
-    AudioHookFailed,
     AudioHookOpen,
     AudioHookPaused,
     AudioHookProtocol,
@@ -16,6 +13,7 @@ from audio.protocols.audiohook import (
     AudioHookUpdate,
     duration,
 )
+from audio.protocols.events import Audio, ProtocolFailure, Stop
 
 SID = "30b0e395-84d3-4570-ac13-9a62d8f514c0"
 CONV = "090eaa2f-72fa-480a-83e0-8667ff89c0ec"
@@ -93,11 +91,11 @@ def test_open_audio_close_sequence() -> None:
         "parameters": {"media": [STEREO], "startPaused": False},
     }
     [audio] = c.audio(b"\xff\x7f" * 800)
-    assert isinstance(audio, AudioHookAudio) and len(audio.data) == 1600
+    assert isinstance(audio, Audio) and len(audio.data) == 1600
     assert c.send("ping") == [] and c.replies[-1]["type"] == "pong"
     assert c.replies[-1]["clientseq"] == 2 and c.replies[-1]["seq"] == 2
     [close] = c.send("close", {"reason": "end"})
-    assert isinstance(close, AudioHookClose) and close.reason == "end"
+    assert isinstance(close, Stop) and close.reason == "end"
     assert c.replies[-1]["type"] == "pong"  # `closed` waits until the finals are out
     c.proto.send_closed()
     c.collect()
@@ -112,7 +110,7 @@ def test_media_negotiation_prefers_stereo_and_rejects_unsupported() -> None:
     [failed] = c.open(
         [{"type": "audio", "format": "opus", "channels": ["external"], "rate": 48000}]
     )
-    assert isinstance(failed, AudioHookFailed) and "supported" in failed.info
+    assert isinstance(failed, ProtocolFailure) and "supported" in failed.message
     assert c.replies[-1]["type"] == "disconnect"
     assert c.replies[-1]["parameters"]["reason"] == "error"
 
@@ -127,7 +125,7 @@ def test_probe_connection_is_opened() -> None:
 def test_audio_before_open() -> None:
     c = Client()
     [failed] = c.audio(b"\xff" * 160)
-    assert isinstance(failed, AudioHookFailed) and "before" in failed.info
+    assert isinstance(failed, ProtocolFailure) and "before" in failed.message
     assert c.replies[-1]["type"] == "disconnect"
 
 
@@ -135,21 +133,21 @@ def test_seq_gap_and_bad_serverseq() -> None:
     c = Client()
     c.open()
     [failed] = c.send("ping", seq=5)
-    assert isinstance(failed, AudioHookFailed) and "expected 2" in failed.info
+    assert isinstance(failed, ProtocolFailure) and "expected 2" in failed.message
     c = Client()
     c.open()
     [failed] = c.send("ping", serverseq=9)
-    assert isinstance(failed, AudioHookFailed) and "serverseq" in failed.info
+    assert isinstance(failed, ProtocolFailure) and "serverseq" in failed.message
 
 
 def test_unknown_type_wrong_id_version_and_bad_json() -> None:
     for override in ({"type": "dance"}, {"id": "someone-else"}, {"version": "1"}):
         c = Client()
         [failed] = c.send("ping", **override)
-        assert isinstance(failed, AudioHookFailed), override
+        assert isinstance(failed, ProtocolFailure), override
     c = Client()
     [failed] = c.proto.receive_text("{nope")
-    assert isinstance(failed, AudioHookFailed) and "JSON" in failed.info
+    assert isinstance(failed, ProtocolFailure) and "JSON" in failed.message
 
 
 def test_position_must_match_audio() -> None:
@@ -157,7 +155,7 @@ def test_position_must_match_audio() -> None:
     c.open()
     c.audio(b"\xff\x7f" * 8000)  # 1 s
     [failed] = c.send("ping", position="PT9.5S")
-    assert isinstance(failed, AudioHookFailed) and "position" in failed.info
+    assert isinstance(failed, ProtocolFailure) and "position" in failed.message
 
 
 def test_pause_resume_discarded_update() -> None:
@@ -169,7 +167,7 @@ def test_pause_resume_discarded_update() -> None:
     [paused] = c.send("paused")
     assert isinstance(paused, AudioHookPaused)
     [failed] = Client().audio(b"\xff\xff")  # (a fresh client: audio before open)
-    assert isinstance(failed, AudioHookFailed)
+    assert isinstance(failed, ProtocolFailure)
     c.proto.send_resume()
     c.collect()
     assert c.replies[-1]["type"] == "resume"
@@ -189,7 +187,7 @@ def test_audio_while_paused_is_an_error() -> None:
     c.open()
     c.send("paused")
     [failed] = c.audio(b"\xff\x7f" * 10)
-    assert isinstance(failed, AudioHookFailed) and "paused" in failed.info
+    assert isinstance(failed, ProtocolFailure) and "paused" in failed.message
 
 
 def test_transcript_event_shape() -> None:

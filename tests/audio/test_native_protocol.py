@@ -5,13 +5,8 @@ import json
 import pytest
 from websockets.frames import CloseCode
 
-from audio.protocols.native import (
-    AudioData,
-    NativeIngestProtocol,
-    ProtocolFailure,
-    StartCall,
-    StopCall,
-)
+from audio.protocols.events import Audio, ProtocolFailure, Stop
+from audio.protocols.native import NativeIngestProtocol, StartCall
 
 START = {
     "type": "start",
@@ -37,8 +32,8 @@ def test_happy_path() -> None:
     assert start.call_id == "c-1" and start.channels == ("customer", "agent")
     assert start.format.channels == 2 and start.format.sample_rate == 8000
     assert start.metadata == {"agent": "a7"}
-    assert proto.receive_bytes(b"\x00\x01" * 10) == [AudioData(b"\x00\x01" * 10)]
-    assert proto.receive_text('{"type":"stop"}') == [StopCall()]
+    assert proto.receive_bytes(b"\x00\x01" * 10) == [Audio(b"\x00\x01" * 10)]
+    assert proto.receive_text('{"type":"stop"}') == [Stop()]
     assert proto.receive_bytes(b"\x00\x00") == []  # nothing after stop
 
 
@@ -141,7 +136,7 @@ def test_odd_byte_count_for_pcm16() -> None:
 
 
 def test_odd_byte_count_is_fine_for_mulaw() -> None:
-    assert started(encoding="mulaw").receive_bytes(b"\xff" * 7) == [AudioData(b"\xff" * 7)]
+    assert started(encoding="mulaw").receive_bytes(b"\xff" * 7) == [Audio(b"\xff" * 7)]
 
 
 def test_oversized_frame() -> None:

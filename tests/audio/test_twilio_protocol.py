@@ -4,15 +4,8 @@ import base64
 import json
 from typing import Any
 
-from audio.protocols.twilio import (
-    TwilioDtmf,
-    TwilioFailed,
-    TwilioMark,
-    TwilioMedia,
-    TwilioProtocol,
-    TwilioStart,
-    TwilioStop,
-)
+from audio.protocols.events import Audio, ProtocolFailure, Stop
+from audio.protocols.twilio import TwilioDtmf, TwilioMark, TwilioProtocol, TwilioStart
 
 STREAM = "MZ18ad3ab5a668481ce02b83e7395059f0"
 CONNECTED = {"event": "connected", "protocol": "Call", "version": "1.0.0"}
@@ -78,11 +71,11 @@ def test_full_stream() -> None:
     assert events[0].tracks == ("inbound", "outbound") and events[0].call_sid == "CA456"
     assert events[0].custom_parameters == {"call_id": "c-9", "token": "t0k"}
     assert [type(e) for e in events[1:]] == [
-        TwilioMedia,
-        TwilioMedia,
+        Audio,
+        Audio,
         TwilioDtmf,
         TwilioMark,
-        TwilioStop,
+        Stop,
     ]
     assert events[1].data == b"\xff" * 160 and events[1].track == "inbound"
     assert events[3] == TwilioDtmf("inbound", "5")
@@ -94,12 +87,12 @@ def test_timestamp_gap_is_filled_with_silence() -> None:
     assert len(events[2].data) == 160 + 80 * 8  # 80 ms missing, then the 20 ms chunk
 
 
-def fails(*messages: dict[str, Any] | str) -> TwilioFailed:
+def fails(*messages: dict[str, Any] | str) -> ProtocolFailure:
     proto = TwilioProtocol()
     events: list = []
     for m in messages:
         events += proto.receive_text(m if isinstance(m, str) else json.dumps(m))
-    assert isinstance(events[-1], TwilioFailed), events
+    assert isinstance(events[-1], ProtocolFailure), events
     return events[-1]
 
 
@@ -122,4 +115,4 @@ def test_error_paths() -> None:
     assert fails(start(), start(2)).code == "already_started"
     proto = TwilioProtocol()
     [failed] = proto.receive_bytes(b"\x00")
-    assert isinstance(failed, TwilioFailed) and failed.code == "binary_message"
+    assert isinstance(failed, ProtocolFailure) and failed.code == "binary_message"

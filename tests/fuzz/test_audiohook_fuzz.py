@@ -1,4 +1,4 @@
-"""AudioHook v2 under arbitrary and mutated messages: documented events, or one AudioHookFailed
+"""AudioHook v2 under arbitrary and mutated messages: documented events, or one ProtocolFailure
 with a `disconnect` (reason `error`) naming the problem queued for the client; never an
 exception, never a reply that cannot be sent."""
 
@@ -12,11 +12,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from audio.protocols.audiohook import (
-    AudioHookAudio,
     AudioHookClientError,
-    AudioHookClose,
     AudioHookDiscarded,
-    AudioHookFailed,
     AudioHookOpen,
     AudioHookPaused,
     AudioHookProtocol,
@@ -24,6 +21,7 @@ from audio.protocols.audiohook import (
     AudioHookUpdate,
     duration,
 )
+from audio.protocols.events import Audio, ProtocolFailure, Stop
 from tests.fuzz.strategies import (
     any_text,
     dumps,
@@ -61,14 +59,14 @@ FIELDS = sorted(
 )
 EVENT_TYPES = (
     AudioHookOpen,
-    AudioHookAudio,
-    AudioHookClose,
+    Audio,
+    Stop,
     AudioHookPaused,
     AudioHookResumed,
     AudioHookDiscarded,
     AudioHookUpdate,
     AudioHookClientError,
-    AudioHookFailed,
+    ProtocolFailure,
 )
 
 # One step of a session: a well-formed message whose parameters may be mutated, audio, or
@@ -120,7 +118,7 @@ class Driver:
         return self._check(self.proto.receive_bytes(data))
 
     def _check(self, events: list[Any]) -> list[Any]:
-        failed_before = any(isinstance(e, AudioHookFailed) for e in self.events)
+        failed_before = any(isinstance(e, ProtocolFailure) for e in self.events)
         state_before = self.proto.state
         assert isinstance(events, list)
         assert all(isinstance(e, EVENT_TYPES) for e in events), events
@@ -134,12 +132,12 @@ class Driver:
             self.serverseq = reply["seq"]
         self.replies += replies
         for event in events:
-            if isinstance(event, AudioHookFailed):
-                assert event.info.strip() and sendable(event.info)
+            if isinstance(event, ProtocolFailure):
+                assert event.message.strip() and sendable(event.message)
                 assert self.proto.state == "failed" and events == [event]
                 if state_before in ("open", "paused", "connected"):
                     assert replies[-1]["type"] == "disconnect"
-                    assert replies[-1]["parameters"] == {"reason": "error", "info": event.info}
+                    assert replies[-1]["parameters"] == {"reason": "error", "info": event.message}
             elif isinstance(event, AudioHookOpen):
                 assert isinstance(event.conversation_id, str)
                 assert isinstance(event.organization_id, str)
@@ -150,7 +148,7 @@ class Driver:
                     [event.participant, event.language, event.custom_config, event.organization_id]
                 )
                 assert replies[-1]["type"] == "opened"
-            elif isinstance(event, AudioHookAudio):
+            elif isinstance(event, Audio):
                 assert self.proto.media is not None
                 assert event.data and len(event.data) % self.proto.media.frame_bytes == 0
             elif isinstance(event, AudioHookUpdate):
@@ -204,7 +202,7 @@ def test_mutated_envelope_after_open(message: Any) -> None:
 def test_mutated_open(parameters: Any) -> None:
     driver = Driver()
     [event] = driver.text(dumps(driver.envelope("open", parameters)))
-    assert isinstance(event, AudioHookOpen | AudioHookFailed)
+    assert isinstance(event, AudioHookOpen | ProtocolFailure)
 
 
 @fuzz_settings(100, slow_data=True)
@@ -234,7 +232,7 @@ def test_audio_in_any_chunking_arrives_whole_frames_in_order(
     assert out == audio[: len(audio) - len(audio) % frame]
     assert driver.proto.samples == len(audio) // frame
     [closed] = driver.text(dumps(driver.envelope("close", {"reason": "end"})))
-    assert isinstance(closed, AudioHookClose)
+    assert isinstance(closed, Stop)
 
 
 @fuzz_settings(100)
@@ -244,14 +242,14 @@ def test_language_and_custom_config_of_any_type(value: Any) -> None:
         driver = Driver()
         [event] = driver.text(dumps(driver.envelope("open", {**PARAMETERS["open"], field: value})))
         if not json_sendable(value):
-            assert isinstance(event, AudioHookFailed) and "surrogate" in event.info
+            assert isinstance(event, ProtocolFailure) and "surrogate" in event.message
         elif field == "language" and (value is None or isinstance(value, str)):
             assert isinstance(event, AudioHookOpen) and event.language == value
         elif field == "customConfig" and (value is None or isinstance(value, dict)):
             assert isinstance(event, AudioHookOpen)
             assert dumps(event.custom_config) == dumps(value or {})
         else:
-            assert isinstance(event, AudioHookFailed) and field in event.info
+            assert isinstance(event, ProtocolFailure) and field in event.message
 
 
 # -- regressions ------------------------------------------------------------------------
@@ -260,13 +258,13 @@ def test_language_and_custom_config_of_any_type(value: Any) -> None:
 def test_unhashable_type_is_an_unknown_type() -> None:
     driver = Driver()
     [failed] = driver.text(dumps({"version": "2", "id": SID, "type": ["open"], "seq": 1}))
-    assert isinstance(failed, AudioHookFailed) and "unknown message type ['open']" in failed.info
+    assert isinstance(failed, ProtocolFailure) and "unknown message type ['open']" in failed.message
 
 
 def test_nested_and_overlong_json() -> None:
     for text, words in (("[" * 5000, "nested"), ("9" * 5000, "digits")):
         [failed] = Driver().text(text)
-        assert isinstance(failed, AudioHookFailed) and words in failed.info
+        assert isinstance(failed, ProtocolFailure) and words in failed.message
 
 
 def test_non_finite_durations_are_not_durations() -> None:
@@ -274,11 +272,11 @@ def test_non_finite_durations_are_not_durations() -> None:
     driver.text(dumps(driver.envelope("open", PARAMETERS["open"])))
     message = driver.envelope("discarded", {"start": "PT1S", "discarded": "PT" + "9" * 400 + "S"})
     [failed] = driver.text(dumps(message))
-    assert isinstance(failed, AudioHookFailed) and "durations" in failed.info
+    assert isinstance(failed, ProtocolFailure) and "durations" in failed.message
 
 
 def test_open_with_a_language_or_custom_config_of_the_wrong_type() -> None:
     for field, value in (("language", 5), ("customConfig", [1, 2])):
         driver = Driver()
         [failed] = driver.text(dumps(driver.envelope("open", {**PARAMETERS["open"], field: value})))
-        assert isinstance(failed, AudioHookFailed) and field in failed.info
+        assert isinstance(failed, ProtocolFailure) and field in failed.message

@@ -11,14 +11,8 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 from websockets.frames import CloseCode
 
-from audio.protocols.native import (
-    CALL_ID,
-    AudioData,
-    NativeIngestProtocol,
-    ProtocolFailure,
-    StartCall,
-    StopCall,
-)
+from audio.protocols.events import Audio, ProtocolFailure, Stop
+from audio.protocols.native import CALL_ID, NativeIngestProtocol, StartCall
 from tests.fuzz.strategies import (
     PATHOLOGICAL_TEXTS,
     any_text,
@@ -75,7 +69,7 @@ def run(sequence: list[Message], max_frame_bytes: int = 1024) -> list[Any]:
     proto = NativeIngestProtocol(max_frame_bytes=max_frame_bytes)
     seen: list[Any] = []
     for kind, payload in sequence:
-        done = any(isinstance(e, ProtocolFailure | StopCall) for e in seen)
+        done = any(isinstance(e, ProtocolFailure | Stop) for e in seen)
         events = proto.receive_text(payload) if kind == "text" else proto.receive_bytes(payload)
         assert isinstance(events, list) and len(events) <= 1
         if done:
@@ -89,11 +83,11 @@ def run(sequence: list[Message], max_frame_bytes: int = 1024) -> list[Any]:
                 assert all(isinstance(c, str) and sendable(c) for c in event.channels)
                 assert isinstance(event.metadata, dict) and json_sendable(event.metadata)
                 assert proto.state == "streaming"
-            elif isinstance(event, AudioData):
+            elif isinstance(event, Audio):
                 assert started and kind == "bytes" and event.data == payload
                 assert proto.start is not None
                 assert len(event.data) % proto.start.format.bytes_per_sample == 0
-            elif isinstance(event, StopCall):
+            elif isinstance(event, Stop):
                 assert started and kind == "text"
             else:
                 assert isinstance(event, ProtocolFailure), event
@@ -141,8 +135,8 @@ def test_valid_stream_in_any_chunking_reaches_the_session_intact(
         [("text", dumps(start)), *(("bytes", f) for f in frames), ("text", STOP)],
         max_frame_bytes=1_048_576,
     )
-    assert isinstance(events[0], StartCall) and isinstance(events[-1], StopCall)
-    assert b"".join(e.data for e in events if isinstance(e, AudioData)) == audio
+    assert isinstance(events[0], StartCall) and isinstance(events[-1], Stop)
+    assert b"".join(e.data for e in events if isinstance(e, Audio)) == audio
 
 
 @fuzz_settings(150)

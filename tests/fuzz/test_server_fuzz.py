@@ -30,9 +30,9 @@ from websockets.sync.client import connect
 
 from assist.events import CallEnded, CallStarted, SentimentEvent, TranscriptFinal, Word, now_iso
 from audio.files import CallAudio, load_call_audio
-from audio.protocols.audiohook import AudioHookClose
-from audio.protocols.native import ProtocolFailure, StartCall, StopCall
-from audio.protocols.twilio import TwilioFailed, TwilioStart, TwilioStop
+from audio.protocols.events import ProtocolFailure, Stop
+from audio.protocols.native import StartCall
+from audio.protocols.twilio import TwilioStart
 from clients.simulators import sign_audiohook_request
 from gateway.runner import close_reason
 from store.calls import CallStore
@@ -215,7 +215,7 @@ def ingest_session(sequence: list[tuple[str, Any]]) -> Session:
     for event in native.run(sends, max_frame_bytes=1_048_576):
         if isinstance(event, ProtocolFailure):
             session.error_code, session.close_code = event.code, event.close_code
-        elif isinstance(event, StopCall):
+        elif isinstance(event, Stop):
             session.until, session.close_code = "stopped", 1000
         elif isinstance(event, StartCall):
             session.starts_call = True
@@ -232,10 +232,10 @@ def twilio_session(sequence: list[tuple[str, Any]]) -> Session:
         if isinstance(event, TwilioStart):
             started = session.starts_call = True
             session.allowed_close = {1008}  # a refused start: bad token or call id
-        elif isinstance(event, TwilioFailed):
+        elif isinstance(event, ProtocolFailure):
             session.close_code = event.close_code
             session.error_code = None if started else event.code
-        elif isinstance(event, TwilioStop):
+        elif isinstance(event, Stop):
             session.close_code = 1000
     return session
 
@@ -271,7 +271,7 @@ def audiohook_session(steps: list[tuple[str, Any]]) -> Session:
     disconnects = [r for r in driver.replies if r["type"] == "disconnect"]
     if disconnects:
         session.disconnect_info = disconnects[0]["parameters"]["info"]
-    elif any(isinstance(e, AudioHookClose) for e in driver.events):
+    elif any(isinstance(e, Stop) for e in driver.events):
         session.until = "closed"
     return session
 

@@ -1,5 +1,5 @@
 """Twilio Media Streams under arbitrary and mutated messages: documented events or one
-TwilioFailed naming the problem, never an exception, never unbounded audio."""
+ProtocolFailure naming the problem, never an exception, never unbounded audio."""
 
 from __future__ import annotations
 
@@ -12,16 +12,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 from websockets.frames import CloseCode
 
+from audio.protocols.events import Audio, ProtocolFailure, Stop
 from audio.protocols.twilio import (
     BYTES_PER_MS,
     MAX_GAP_MS,
     TwilioDtmf,
-    TwilioFailed,
     TwilioMark,
-    TwilioMedia,
     TwilioProtocol,
     TwilioStart,
-    TwilioStop,
 )
 from tests.fuzz.strategies import any_text, dumps, fuzz_settings, json_sendable, mutated, sendable
 
@@ -100,7 +98,7 @@ def run(sequence: list[tuple[str, Any]]) -> list[Any]:
     proto = TwilioProtocol()
     seen: list[Any] = []
     for kind, payload in sequence:
-        done = any(isinstance(e, TwilioFailed | TwilioStop) for e in seen)
+        done = any(isinstance(e, ProtocolFailure | Stop) for e in seen)
         events = proto.receive_text(payload) if kind == "text" else proto.receive_bytes(payload)
         assert isinstance(events, list) and len(events) <= 1
         if done:
@@ -115,16 +113,16 @@ def run(sequence: list[tuple[str, Any]]) -> list[Any]:
                 assert all(isinstance(v, str) for v in event.custom_parameters.values())
                 assert json_sendable([event.call_sid, event.stream_sid, event.account_sid])
                 assert json_sendable(event.custom_parameters)
-            elif isinstance(event, TwilioMedia):
+            elif isinstance(event, Audio):
                 assert started and event.track in ("inbound", "outbound")
                 # a timestamp gap is filled with silence, but never more than MAX_GAP_MS of it
                 assert len(event.data) <= len(payload) + MAX_GAP_MS * BYTES_PER_MS
             elif isinstance(event, TwilioDtmf):
                 assert started and json_sendable([event.track, event.digit])
-            elif isinstance(event, TwilioMark | TwilioStop):
+            elif isinstance(event, TwilioMark | Stop):
                 assert started
             else:
-                assert isinstance(event, TwilioFailed), event
+                assert isinstance(event, ProtocolFailure), event
                 assert re.fullmatch(r"[a-z][a-z_]*", event.code), event
                 assert event.message.strip() and sendable(event.message)
                 assert event.close_code in (
@@ -168,7 +166,7 @@ def test_media_with_any_timestamps_keeps_bounded_and_aligned(
         ("text", dumps(media(i + 2, track, ts, data))) for i, (track, data, ts) in enumerate(chunks)
     ]
     events = run(sequence)
-    failed = [e for e in events if isinstance(e, TwilioFailed)]
+    failed = [e for e in events if isinstance(e, ProtocolFailure)]
     if failed:
         assert failed == [events[-1]] and failed[0].code == "bad_media"
         assert "ahead" in failed[0].message
@@ -177,7 +175,7 @@ def test_media_with_any_timestamps_keeps_bounded_and_aligned(
     # a model of the alignment: a gap over 20 ms before a chunk is filled with μ-law silence
     received = {"inbound": 0, "outbound": 0}
     for event, (track, data, ts) in zip(events[1:], chunks, strict=False):
-        if isinstance(event, TwilioFailed):
+        if isinstance(event, ProtocolFailure):
             break
         gap = ts - received[track]
         silence = b"\xff" * (gap * BYTES_PER_MS) if gap > 20 else b""
@@ -199,7 +197,7 @@ def test_dtmf_mark_and_media_format_of_the_wrong_type() -> None:
         {"event": "mark", "sequenceNumber": "2", "mark": "x"},
     ):
         [_, failed] = run([("text", dumps(START)), ("text", dumps(message))])
-        assert isinstance(failed, TwilioFailed) and failed.code == "bad_message"
+        assert isinstance(failed, ProtocolFailure) and failed.code == "bad_message"
         assert repr(next(iter(set(message) - {"event", "sequenceNumber"}))) in failed.message
     bad_format = json.loads(dumps(START))
     bad_format["start"]["mediaFormat"] = ["audio/x-mulaw"]
@@ -209,18 +207,18 @@ def test_dtmf_mark_and_media_format_of_the_wrong_type() -> None:
 
 def test_timestamp_far_ahead_is_refused_not_filled() -> None:
     [_, failed] = run([("text", dumps(START)), ("text", dumps(media(2, ts=10**12)))])
-    assert isinstance(failed, TwilioFailed) and failed.code == "bad_media"
+    assert isinstance(failed, ProtocolFailure) and failed.code == "bad_media"
     assert "ahead" in failed.message
     # a short gap is still filled with silence to keep the tracks aligned
     [_, filled] = run([("text", dumps(START)), ("text", dumps(media(2, ts=1000)))])
-    assert isinstance(filled, TwilioMedia) and len(filled.data) == 1000 * BYTES_PER_MS + 160
+    assert isinstance(filled, Audio) and len(filled.data) == 1000 * BYTES_PER_MS + 160
 
 
 def test_track_of_the_wrong_type_is_bad_media() -> None:
     message = media(2)
     message["media"]["track"] = ["inbound"]
     [_, failed] = run([("text", dumps(START)), ("text", dumps(message))])
-    assert isinstance(failed, TwilioFailed) and failed.code == "bad_media"
+    assert isinstance(failed, ProtocolFailure) and failed.code == "bad_media"
     assert "track ['inbound']" in failed.message
 
 
@@ -228,4 +226,4 @@ def test_infinite_timestamp_is_bad_media() -> None:
     message = media(2)
     message["media"]["timestamp"] = float("inf")
     [_, failed] = run([("text", dumps(START)), ("text", dumps(message))])
-    assert isinstance(failed, TwilioFailed) and failed.code == "bad_media"
+    assert isinstance(failed, ProtocolFailure) and failed.code == "bad_media"
