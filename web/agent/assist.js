@@ -16,7 +16,16 @@ function button(label, action, card, extra = {}) {
 }
 
 export function onSuggestion(event) {
-  const kind = event.kind === "article" ? "article" : "reply";
+  upsertCard(event.kind === "article" ? "article" : "reply", event);
+}
+
+export function onAction(event) {
+  upsertCard("action", event);
+}
+
+// A card is made on its first event and rebuilt on later ones (a changed text, a new seq),
+// unless the agent dismissed it.
+function upsertCard(kind, event) {
   const key = cardKey(kind, event.id);
   let card = cards.get(key);
   if (card && card.state === "dismissed") return;
@@ -29,23 +38,9 @@ export function onSuggestion(event) {
   buildCard(card);
   card.el.classList.add("fresh");
   setTimeout(() => card.el && card.el.classList.remove("fresh"), 1600);
-  if (kind === "reply") renderReplies(); else renderArticles();
-}
-
-export function onAction(event) {
-  const key = cardKey("action", event.id);
-  let card = cards.get(key);
-  if (card && card.state === "dismissed") return;
-  if (!card) {
-    card = { kind: "action", id: event.id, state: "", el: null };
-    cards.set(key, card);
-  }
-  card.seq = event.seq || 0;
-  card.event = event;
-  buildCard(card);
-  card.el.classList.add("fresh");
-  setTimeout(() => card.el && card.el.classList.remove("fresh"), 1600);
-  renderActions();
+  if (kind === "reply") renderReplies();
+  else if (kind === "article") renderArticles();
+  else renderActions();
 }
 
 function buildCard(card) {
