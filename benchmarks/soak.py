@@ -62,6 +62,7 @@ MAX_FRAME_BYTES = 1_048_576  # passed to the server, so the oversized frame is k
 ABRUPT_CUT_S = 9.5  # into the pair the caller is mid-sentence (one customer turn, 6-12 s)
 SHORTEST_CALL_S = 5.0
 WRONG_TOKEN = "not-the-token-0123456789"
+VICTIM_LEFT_S = 5.0  # audio a call must still have to send to be a fault's victim
 SCREEN_WAIT_S = 60.0  # a screen must see call.ended this long after its ingest client is done
 FAULTS = ("abrupt_disconnect", "screen_abort")
 BAD_INPUTS = {  # kind: (error code, close code)
@@ -145,7 +146,8 @@ class Soak:
         self.faults: list[dict[str, Any]] = []
         self.windows: list[dict[str, Any]] = []
         self.measured = Measured()
-        self.live: list[str] = []  # good calls past call.started, oldest first
+        # good calls past call.started, oldest first: the monotonic time their audio ends
+        self.live: dict[str, float] = {}
         self.stopping = asyncio.Event()
         self.t0 = 0.0
         self.deadline = 0.0
@@ -254,7 +256,7 @@ class Soak:
 
         def on_event(event: dict[str, Any]) -> None:
             if event.get("type") == "call.started":
-                self.live.append(call_id)
+                self.live[call_id] = time.monotonic() + audio.duration
 
         try:
             record.ingest = await stream_call(
@@ -270,8 +272,7 @@ class Soak:
         except (OSError, WebSocketException, TimeoutError) as exc:
             record.problem = f"ingest: {exc!r}"
         finally:
-            with contextlib.suppress(ValueError):
-                self.live.remove(call_id)
+            self.live.pop(call_id, None)
         await self.detach(record, watcher)
         if record.ingest is not None and not record.refused:
             measure(record.ingest, Workload(WORKLOAD, audio, CHANNELS), self.measured)
@@ -357,9 +358,15 @@ class Soak:
         return await self.bad_token(code, close)
 
     async def live_call(self) -> str | None:
+        """A good call with at least VICTIM_LEFT_S of its audio still to send. One about to
+        end would not do: a start with its id that reaches the server after it ended is a
+        resume by the same credential (allowed), not a collision, and it would end the
+        stored call a second time with another reason."""
         for _ in range(50):
-            if self.live:
-                return self.live[0]
+            now = time.monotonic()
+            for call_id, ends in self.live.items():
+                if ends - now >= VICTIM_LEFT_S:
+                    return call_id
             await asyncio.sleep(0.2)
         return None
 
