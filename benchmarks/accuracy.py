@@ -21,8 +21,18 @@ Each row has the live finals' WER and the revised transcript's (`revised_*`: aft
 the finals' model decodes each channel again over long windows, `transcript.revised`; the
 text the store keeps).
 
+`--realtime` adds what a live call gets: a real server with the default settings (its own
+SQLite store), each real call streamed through the native protocol at the speed of speech,
+and a screen on its event stream from before the call starts until `call.revised` (the end
+of revision). The finals the screen saw, and the transcript after applying each
+`transcript.revised`, are compared with offline base as above (`realtime` in the JSON). Run
+in-process, a final is decoded as soon as its audio is in, with no other work beside it;
+through a server in real time it is decoded while partials, the other channel and revision
+compete for the cores, and it waits for the VAD's pause like a live call.
+
     .venv/bin/python -m benchmarks.accuracy [--configs two-pass tiny.en] [--beam-size 5]
         [--final-windows 10,20,30] [--offline-from benchmarks/results/accuracy.json]
+        [--realtime] [--realtime-only]
 
 Writes benchmarks/results/accuracy.json.
 """
@@ -186,6 +196,85 @@ async def streaming(
     }
 
 
+async def watch(url: str, events: list[dict[str, Any]], connected: asyncio.Event) -> None:
+    """A screen on a call from before it starts until its revision is done."""
+    import json
+
+    from websockets.asyncio.client import connect
+
+    async with connect(url, max_size=None) as ws:
+        connected.set()
+        async for message in ws:
+            events.append(event := json.loads(message))
+            if event.get("type") == "call.revised":
+                return
+
+
+async def realtime(base_calls: dict[str, str], server_args: list[str]) -> dict[str, Any]:
+    """Each real call streamed in real time through a server; its screen's finals and the
+    revised transcript of each channel against offline base."""
+    from audio.files import load_call_audio
+    from clients.native import stream_call
+    from tests.servers import ServerProcess
+
+    server = ServerProcess(*server_args)
+    calls: dict[str, Any] = {}
+    totals = {"live": [0, 0], "revised": [0, 0]}
+    started = time.perf_counter()
+    try:
+        for call_name, (names, parties) in CALLS.items():
+            audio = load_call_audio([DATA / f for f in names], len(parties))
+            call_id = f"accuracy-{call_name}-{int(time.time())}"
+            events: list[dict[str, Any]] = []
+            connected = asyncio.Event()
+
+            screen = asyncio.create_task(
+                watch(f"{server.url}/v1/calls/{call_id}/events", events, connected)
+            )
+            await asyncio.wait_for(connected.wait(), 30)
+            result = await stream_call(server.url, audio, list(parties), call_id=call_id)
+            if result.close_code != 1000:
+                raise RuntimeError(f"{call_name}: closed {result.close_code} {result.close_reason}")
+            # revision of the last stretch runs after the call ends, at the lowest priority
+            await asyncio.wait_for(screen, 600)
+            finals = {
+                (e["channel"], e["utterance"]): e["text"]
+                for e in events
+                if e.get("type") == "transcript.final"
+            }
+            revised = dict(finals)
+            for e in events:
+                if e.get("type") == "transcript.revised":
+                    revised[(e["channel"], e["utterance"])] = e["text"]
+            for party in parties:
+                key = f"{call_name}/{party}"
+                calls[key] = {}
+                for kind, texts in (("live", finals), ("revised", revised)):
+                    text = " ".join(
+                        t
+                        for (ch, _), t in sorted(texts.items(), key=lambda kv: kv[0][1])
+                        if ch == party
+                    )
+                    errors, words = word_errors(base_calls[key], text)
+                    totals[kind][0] += errors
+                    totals[kind][1] += words
+                    calls[key][kind] = {
+                        "wer_vs_offline_base": round(errors / max(words, 1), 4),
+                        "text": text,
+                    }
+    finally:
+        server.stop()
+    return {
+        "server_args": server_args,
+        "calls_wer_vs_offline_base": round(totals["live"][0] / max(totals["live"][1], 1), 4),
+        "revised_calls_wer_vs_offline_base": round(
+            totals["revised"][0] / max(totals["revised"][1], 1), 4
+        ),
+        "seconds": round(time.perf_counter() - started, 1),
+        "calls": calls,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
@@ -197,6 +286,14 @@ def main() -> None:
     )
     parser.add_argument(
         "--offline-from", default="", help="reuse the offline decodes of an earlier result JSON"
+    )
+    parser.add_argument(
+        "--realtime",
+        action="store_true",
+        help="also stream the real calls in real time through a server (default settings)",
+    )
+    parser.add_argument(
+        "--realtime-only", action="store_true", help="only that (no in-process configurations)"
     )
     args = parser.parse_args()
     if args.offline_from:
@@ -213,10 +310,11 @@ def main() -> None:
         e, n = word_errors(base_calls[key], text)
         tiny_errors, tiny_total = tiny_errors + e, tiny_total + n
     baseline["tiny.en"]["calls_wer_vs_offline_base"] = round(tiny_errors / tiny_total, 4)
+    configs = [] if args.realtime_only else args.configs
     runs = [
-        asyncio.run(streaming(c, args.beam_size, base_calls, args.final_windows))
-        for c in args.configs
+        asyncio.run(streaming(c, args.beam_size, base_calls, args.final_windows)) for c in configs
     ]
+    live = asyncio.run(realtime(base_calls, [])) if args.realtime or args.realtime_only else None
     path = write_result(
         args.save,
         {
@@ -225,6 +323,7 @@ def main() -> None:
             "streaming_beam_size": args.beam_size,
             "offline": {"beam_size": args.offline_beam_size, **baseline},
             "streaming": runs,
+            **({"realtime": live} if live is not None else {}),
         },
     )
     for label, row in baseline.items():
@@ -236,6 +335,12 @@ def main() -> None:
             f"(revised {run['revised_reference_wer']:.3f})  calls vs offline base "
             f"{run['calls_wer_vs_offline_base']:.3f} (revised "
             f"{run['revised_calls_wer_vs_offline_base']:.3f})  in {run['seconds']}s"
+        )
+    if live is not None:
+        print(
+            f"real time through a server: calls vs offline base "
+            f"{live['calls_wer_vs_offline_base']:.3f} (revised "
+            f"{live['revised_calls_wer_vs_offline_base']:.3f})  in {live['seconds']}s"
         )
     print(f"wrote {path}")
 

@@ -6,7 +6,9 @@ benchmarks/results/latency.json with:
   partial's words with the final's) − wall time its audio (the word's end) had been sent;
 - final latency: final received − wall time the end of its last word had been sent; p50/p95;
 - CPU real-time factor of the server process (CPU seconds / seconds of call audio), peak RSS;
-- WER of the finals on the recordings with references.
+- WER of the finals on the recordings with references;
+- what the server's /metrics say the time went to (`server_side`): mean wall time of a
+  partial and of a final decode, and the server's own audio-received-to-emitted latency.
 
     .venv/bin/python -m benchmarks.latency [--calls 1] [--url ws://HOST:PORT --server-pid PID]
 """
@@ -159,6 +161,46 @@ class Sampler:
         return self._cpu() - self.cpu_start if self.proc else None
 
 
+_SAMPLE = re.compile(r'^(callcue_(?:decode|latency)_seconds_(?:sum|count))\{(\w+)="(\w+)"\} (\S+)$')
+
+
+def server_figures(url: str) -> dict[str, float]:
+    """Sums and counts of the decode-time and server-latency histograms on /metrics."""
+    import urllib.request
+
+    http = url.replace("ws://", "http://", 1).replace("wss://", "https://", 1)
+    try:
+        with urllib.request.urlopen(f"{http}/metrics", timeout=10) as response:
+            text = response.read().decode()
+    except OSError:
+        return {}  # metrics behind a token, or not reachable: the breakdown is left out
+    return parse_figures(text)
+
+
+def parse_figures(text: str) -> dict[str, float]:
+    """ "callcue_decode_seconds_sum/final" → value, from Prometheus text."""
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if match := _SAMPLE.match(line):
+            name, _, label, value = match.groups()
+            out[f"{name}/{label}"] = float(value)
+    return out
+
+
+def breakdown(before: dict[str, float], after: dict[str, float]) -> dict[str, Any]:
+    """Mean seconds per decode kind and per latency stage over one run."""
+    out: dict[str, Any] = {}
+    for metric, labels in (("decode", ("partial", "final")), ("latency", ("partial", "final"))):
+        for label in labels:
+            total = f"callcue_{metric}_seconds_sum/{label}"
+            count = f"callcue_{metric}_seconds_count/{label}"
+            n = after.get(count, 0.0) - before.get(count, 0.0)
+            if n > 0:
+                mean = (after[total] - before.get(total, 0.0)) / n
+                out[f"{metric}_{label}"] = {"mean_s": round(mean, 4), "n": int(n)}
+    return out
+
+
 async def run(url: str, calls: int, loads: list[Workload], stagger: float) -> Measured:
     measured = Measured()
     for load in loads:
@@ -232,16 +274,18 @@ def main() -> None:
     try:
         for calls in args.calls:
             sampler = Sampler(pid)
+            before = server_figures(url)
             measured = asyncio.run(run(url, calls, loads, args.stagger))
             cpu = sampler.stop()
             summary = summarize(measured, calls, cpu, sampler.peak_rss)
+            summary["server_side"] = breakdown(before, server_figures(url))
             results.append(summary)
             print(
                 f"{calls} call(s): partial p50 {summary['partial_latency_s']['p50']}s "
                 f"p95 {summary['partial_latency_s']['p95']}s | final p50 "
                 f"{summary['final_latency_s']['p50']}s p95 {summary['final_latency_s']['p95']}s"
                 f" | RTF {summary['cpu_real_time_factor']} | RSS {summary['peak_rss_mib']} MiB"
-                f" | WER {summary['wer']}",
+                f" | WER {summary['wer']} | server side {summary['server_side']}",
                 flush=True,
             )
     finally:
