@@ -192,9 +192,8 @@ async def start_call(
             f"language {call.language!r} needs a multilingual Whisper model for finals "
             "(CALLCUE_FINAL_MODEL=embedded:base); this server's is English-only",
         )
-    refusal = services.admit(call.credential)
-    if refusal is not None:
-        return ProtocolFailure("capacity", refusal[1], refusal[0])
+    if (refusal := services.admit(call.credential)) is not None:
+        return refusal
     if services.cluster is not None and (elsewhere := await services.cluster.claim(call.call_id)):
         return ProtocolFailure("call_active", elsewhere)
     diarize = call.diarize

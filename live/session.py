@@ -37,9 +37,17 @@ from assist.events import (
 )
 from assist.roles import RoleEvidence
 from audio.codec import TARGET_RATE, AudioFormat, StreamDecoder
+from audio.protocols.events import ProtocolFailure
 from audio.vad import VadOptions, VadSegmenter
-from live.diarize import CallDiarizer, Part, RecentAudio, voice_prints
+from live.diarize import CallDiarizer, Part, RecentAudio, Relabel, voice_prints
 from live.hub import EventHub
+from live.measures import (
+    measure_engines,
+    measure_reviser,
+    measure_scheduler,
+    measure_webhooks,
+    measure_writer,
+)
 from live.metrics import Metrics
 from live.recording import Recorder
 from live.webhooks import WebhookSender
@@ -163,37 +171,21 @@ class Services:
     voice_prints: bool = False
 
     def __post_init__(self) -> None:
-        m = self.metrics
-        if self.webhooks is not None:
-            sender = self.webhooks
-            m.labelled_gauge(
-                "callcue_webhook_deliveries_total",
-                "Webhook delivery attempts by outcome (delivered, retried, failed: given up)",
-                ("outcome",),
-                lambda: [((k,), v) for k, v in sorted(sender.counts.items())],
-                kind="counter",
-            )
         if self.store is not None and self.writer is None:
             self.writer = StoreWriter(self.store)
         if self.writer is not None:
             self.writer.on_loss = self._store_loss
             self.writer.on_written = self._written
-        m.gauge(
-            "callcue_store_buffered_events",
-            "Events waiting in memory for the store to come back",
-            lambda: len(self.writer.pending) if self.writer is not None else 0,
-        )
-        m.labelled_gauge(
-            "callcue_store_dropped_total",
-            "Events the store could not keep: an outage outlasted CALLCUE_STORE_BUFFER",
-            (),
-            lambda: [((), self.writer.dropped if self.writer is not None else 0)],
-            kind="counter",
-        )
         self.scheduler.observer = self._observe_decode
         if self.assist is not None and self.assist_worker is None:
             self.assist_worker = AssistWorker(self.assist, self.metrics)
+        m = self.metrics
         m.gauge("callcue_active_calls", "Calls in progress", lambda: len(self.sessions))
+        m.gauge(
+            "callcue_active_channels",
+            "Channels in progress",
+            lambda: sum(len(s.channels) for s in list(self.sessions.values())),
+        )
         m.labelled_gauge(
             "callcue_diarization_cpu_seconds_total",
             "CPU seconds spent on voice prints for diarized (one-channel) calls",
@@ -201,95 +193,13 @@ class Services:
             lambda: [((), round(self.speaker_seconds, 3))],
             kind="counter",
         )
-        m.labelled_gauge(
-            "callcue_store_errors_total",
-            "Store writes that failed (the events are kept in memory and retried)",
-            (),
-            lambda: [((), self.writer.failures if self.writer is not None else 0)],
-            kind="counter",
-        )
-        m.gauge(
-            "callcue_active_channels",
-            "Channels in progress",
-            lambda: sum(len(s.channels) for s in list(self.sessions.values())),
-        )
-        m.labelled_gauge(
-            "callcue_queue_depth",
-            "Recognition jobs waiting",
-            ("kind",),
-            lambda: [
-                (("final",), self.scheduler.depths[0]),
-                (("partial",), self.scheduler.depths[1]),
-            ],
-        )
-        m.gauge(
-            "callcue_scheduler_pressure", "0 idle, 1 busy, 2 overloaded", self.scheduler.pressure
-        )
-        m.gauge(
-            "callcue_real_time_factor",
-            "Whisper decode seconds per second of call audio received (all channels)",
-            lambda: (
-                sum(e.stats.busy_seconds for e in self.engines) / max(self.audio_seconds_in, 1e-9)
-            ),
-        )
-        m.labelled_gauge(
-            "callcue_prompt_echoes_total",
-            "Decodes that repeated the channel's previous words and were done again without them",
-            (),
-            lambda: [((), sum(e.stats.prompt_echoes for e in self.engines))],
-            kind="counter",
-        )
-        m.labelled_gauge(
-            "callcue_finals_continued_total",
-            "Finals that stopped more than 1 s before their audio and had the rest decoded",
-            (),
-            lambda: [((), sum(e.stats.tails_recovered for e in self.engines))],
-            kind="counter",
-        )
+        measure_scheduler(m, self.scheduler)
+        measure_engines(m, self.engines, lambda: self.audio_seconds_in)
+        measure_writer(m, self.writer)
         if self.reviser is not None:
-            rstats = self.reviser.stats
-            m.labelled_gauge(
-                "callcue_revisions_total",
-                "Stretches of channel audio revised by the accurate model (skipped: too many "
-                "waited; failed: the decode raised)",
-                ("outcome",),
-                lambda: [
-                    (("done",), rstats.done),
-                    (("skipped",), rstats.skipped),
-                    (("failed",), rstats.failed),
-                ],
-                kind="counter",
-            )
-            m.gauge(
-                "callcue_revision_backlog_seconds",
-                "Seconds of call audio waiting for revision",
-                lambda: rstats.pending_seconds,
-            )
-            m.labelled_gauge(
-                "callcue_finals_revised_total",
-                "Finals whose text a revision changed (transcript.revised sent)",
-                (),
-                lambda: [((), rstats.changed)],
-                kind="counter",
-            )
-        stats = self.scheduler.stats
-        m.labelled_gauge(
-            "callcue_finals_overdue_total",
-            "Finals that waited in the queue past their budget",
-            (),
-            lambda: [((), stats.finals_overdue)],
-            kind="counter",
-        )
-        m.labelled_gauge(
-            "callcue_partials_dropped_total",
-            "Partials not decoded: superseded while queued, or skipped under load",
-            ("reason",),
-            lambda: [
-                (("superseded",), stats.partials_dropped),
-                (("load",), stats.partials_skipped),
-            ],
-            kind="counter",
-        )
+            measure_reviser(m, self.reviser)
+        if self.webhooks is not None:
+            measure_webhooks(m, self.webhooks)
 
     def hold_until_written(self) -> bool:
         """Whether events go to screens only once stored (a store is configured); binds the
@@ -335,36 +245,41 @@ class Services:
             self.metrics.decode.observe(seconds / len(jobs), kind)
         self.metrics.batch.observe(len(jobs), kind)
 
-    def admit(self, credential: str = "open") -> tuple[CloseCode, str] | None:
-        """None if a new call can start; else (close code, reason), counted as refused.
-        `credential`: the name of the key the call came with (per-key limit)."""
+    def admit(self, credential: str = "open") -> ProtocolFailure | None:
+        """None if a new call can start; else why not (code `capacity`, close code 1013),
+        counted as refused by its reason. `credential`: the name of the key the call came
+        with (per-key limit)."""
+        reason, message = self._refusal(credential)
+        if not reason:
+            return None
+        self.metrics.refused.inc(1, reason)
+        return ProtocolFailure("capacity", message, CloseCode.TRY_AGAIN_LATER)
+
+    def _refusal(self, credential: str) -> tuple[str, str]:
+        """(reason, message) of a refusal, or ("", "")."""
         if self.max_calls_per_key and credential != "open":
             held = sum(1 for s in list(self.sessions.values()) if s.credential == credential)
             if held >= self.max_calls_per_key:
-                self.metrics.refused.inc(1, "max_calls_per_key")
-                return CloseCode.TRY_AGAIN_LATER, (
+                return "max_calls_per_key", (
                     f"the credential {credential!r} already holds {held} calls, its limit "
                     "(CALLCUE_MAX_CALLS_PER_KEY); end one or try again later"
                 )
         if len(self.sessions) >= self.max_calls:
-            self.metrics.refused.inc(1, "max_calls")
-            return CloseCode.TRY_AGAIN_LATER, (
+            return "max_calls", (
                 f"this server is at its limit of {self.max_calls} concurrent calls "
                 "(CALLCUE_MAX_CALLS); try again later"
             )
         if self.writer is not None and self.writer.full:
-            self.metrics.refused.inc(1, "store_unavailable")
-            return CloseCode.TRY_AGAIN_LATER, (
+            return "store_unavailable", (
                 "the call store has been unreachable for too long to keep more calls; new "
                 "calls are refused until it is back"
             )
         if self.scheduler.pressure() == OVERLOADED:
-            self.metrics.refused.inc(1, "overloaded")
-            return CloseCode.TRY_AGAIN_LATER, (
+            return "overloaded", (
                 "this server cannot keep up with the calls it has (finals are "
                 "waiting); new calls are refused until it catches up"
             )
-        return None
+        return "", ""
 
     @property
     def final_engine(self) -> WhisperEngine:
@@ -1376,8 +1291,15 @@ class CallSession:
             self._publish_part(final, part)
         loop = asyncio.get_running_loop()  # (two-means over the call's prints: off the loop)
         changes = await loop.run_in_executor(self.services.speaker_executor, diarizer.recluster)
-        if not changes:
-            return
+        if changes:
+            self._relabel(changes)
+
+    def _relabel(self, changes: list[Relabel]) -> None:
+        """Finals heard as one party turned out to be the other's: screens and the store are
+        told (`transcript.relabeled`), analytics move them, and assist reads each again as
+        its new party's. A line that was the customer's gets the customer's sentiment,
+        intent and suggestions; one that was the agent's is heard by the checklist. What
+        was read under the wrong party stays (cards already shown are not withdrawn)."""
         moved = {c.final_seq: c.channel for c in changes}
         self.finals = [  # what `callcue transcribe` prints follows the corrections
             replace(f, channel=moved[f.seq]) if f.seq in moved else f for f in self.finals
@@ -1399,6 +1321,25 @@ class CallSession:
             )
         )
         self._analytics_changed()
+        worker = self.services.assist_worker
+        if worker is None or self.assist_state is None:
+            return
+        relabeled = [f for f in self.finals if f.seq in moved]
+        for final in relabeled:
+            # (its entities were read the first time: they are the same whoever said them)
+            worker.submit(
+                _AssistItem(
+                    self,
+                    final.channel,
+                    final.utterance,
+                    final.text,
+                    final.end,
+                    [],
+                    time.monotonic(),
+                    final.language,
+                    final.start,
+                )
+            )
 
     def _publish_part(self, final: Final, part: Part) -> None:
         self._on_final(

@@ -122,6 +122,58 @@ async def test_the_agents_kept_voice_decides_over_who_spoke_first() -> None:
     assert [(c.final_seq, c.channel) for c in changes] == [(4, "customer")]
 
 
+async def test_a_relabeled_line_is_read_again_by_assist_as_its_new_party() -> None:
+    """A line first taken for the agent's is moved to the customer: screens get the
+    relabel, and assist reads it as the customer's (sentiment, intent) once it is."""
+    import time
+
+    from audio.codec import AudioFormat
+    from live.diarize import Relabel
+    from live.session import CallSession
+    from models.asr import Final
+    from service.node import load_services
+    from service.settings import Settings
+
+    services = load_services(Settings.load(env={"CALLCUE_CUSTOMERS": "none"}), store=False)
+    try:
+        session = CallSession(
+            services, "relabel-assist", AudioFormat("pcm16", 16000, 2), ("agent", "customer")
+        )
+        await session.start()
+        text = "I want to cancel my order, it never arrived and I am really upset about it."
+        session._on_final(
+            "agent",
+            Final(1, 0.5, 4.0, text, (), -0.2, 0.01, received_at=time.monotonic()),
+        )
+        feed = services.hub.feed("relabel-assist")
+        assert feed is not None
+
+        def read_as(channel: str) -> list[str]:
+            return [
+                e.type
+                for e in feed.history
+                if e.type in ("sentiment", "intent") and getattr(e, "channel", "") == channel
+            ]
+
+        deadline = time.monotonic() + 60
+        while not read_as("agent"):
+            assert time.monotonic() < deadline, "assist never read the line"
+            await asyncio.sleep(0.05)
+        assert read_as("customer") == []  # an agent's line: no customer intent or sentiment
+        [final] = session.finals
+        session._relabel([Relabel(1, final.seq, "customer", "agent")])
+        while "intent" not in read_as("customer"):
+            assert time.monotonic() < deadline, read_as("customer")
+            await asyncio.sleep(0.05)
+        assert "sentiment" in read_as("customer")
+        relabeled = [e for e in feed.history if e.type == "transcript.relabeled"]
+        assert [c["channel"] for c in relabeled[0].changes] == ["customer"]  # type: ignore[attr-defined]
+        assert session.finals[0].channel == "customer"
+        await session.finish("stop")
+    finally:
+        services.close()
+
+
 def test_the_audio_kept_for_prints_stays_bounded() -> None:
     """What a final's prints need is kept (a client may send faster than real time), what
     the finals are past is let go, and never more than the cap."""
