@@ -568,6 +568,8 @@ class CallSession:
         self.finished = False
         self._finishing: asyncio.Task[None] | None = None
         self.finals: list[TranscriptFinal] = []
+        # a diarized call's entities per final seq, read again if its line is relabeled
+        self._final_entities: dict[int, list[Entity]] = {}
         self.revised: dict[tuple[str, int], TranscriptRevised] = {}
         self._revising: asyncio.Future[None] | None = None
         self._revisions_stopped = False
@@ -1160,6 +1162,8 @@ class CallSession:
         )
         assert isinstance(event, TranscriptFinal)
         self.finals.append(event)
+        if self.diarize and entities:
+            self._final_entities[event.seq] = entities
         if self._enrolling is not None and channel == "agent":
             self._enrol_tasks = [t for t in self._enrol_tasks if not t.done()]
             self._enrol_tasks.append(asyncio.ensure_future(self._enrol(final.start, final.end)))
@@ -1297,9 +1301,10 @@ class CallSession:
     def _relabel(self, changes: list[Relabel]) -> None:
         """Finals heard as one party turned out to be the other's: screens and the store are
         told (`transcript.relabeled`), analytics move them, and assist reads each again as
-        its new party's. A line that was the customer's gets the customer's sentiment,
-        intent and suggestions; one that was the agent's is heard by the checklist. What
-        was read under the wrong party stays (cards already shown are not withdrawn)."""
+        its new party's (with the entities it named: categories may need them). A line that
+        was the customer's gets the customer's sentiment, intent and suggestions; one that
+        was the agent's is heard by the checklist. What was read under the wrong party
+        stays (cards already shown are not withdrawn)."""
         moved = {c.final_seq: c.channel for c in changes}
         self.finals = [  # what `callcue transcribe` prints follows the corrections
             replace(f, channel=moved[f.seq]) if f.seq in moved else f for f in self.finals
@@ -1326,7 +1331,6 @@ class CallSession:
             return
         relabeled = [f for f in self.finals if f.seq in moved]
         for final in relabeled:
-            # (its entities were read the first time: they are the same whoever said them)
             worker.submit(
                 _AssistItem(
                     self,
@@ -1334,7 +1338,7 @@ class CallSession:
                     final.utterance,
                     final.text,
                     final.end,
-                    [],
+                    self._final_entities.get(final.seq, []),
                     time.monotonic(),
                     final.language,
                     final.start,
