@@ -467,6 +467,13 @@ class Settings:
     max_utterance_s: float = _recognition(
         10.0, _float, _range(2.0, 28.0), "longest utterance before a final is forced"
     )
+    speculative_final_ms: int = _recognition(
+        200,
+        _int,
+        _range(0, 5000),
+        "a final's decode starts this far into a pause, before the hangover confirms the end "
+        "of the utterance (thrown away if speech resumes); 0: only once the utterance has ended",
+    )
     vad_threshold: float = _recognition(
         0.5, _float, _range(0.05, 0.95), "speech probability that starts an utterance"
     )
@@ -838,7 +845,9 @@ class Settings:
     @property
     def streaming(self) -> StreamingOptions:
         return StreamingOptions(
-            partial_interval_ms=self.partial_interval_ms, max_utterance_s=self.max_utterance_s
+            partial_interval_ms=self.partial_interval_ms,
+            max_utterance_s=self.max_utterance_s,
+            speculative_final_ms=self.speculative_final_ms,
         )
 
 

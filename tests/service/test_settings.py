@@ -19,6 +19,9 @@ def test_env_and_flags() -> None:
     )
     assert (s.host, s.port) == ("0.0.0.0", 9100)
     assert Settings.load(env={"CALLCUE_ENCODER_WINDOWS": "30,5,10"}).encoder_windows == (5, 10, 30)
+    streaming = Settings.load(env={"CALLCUE_SPECULATIVE_FINAL_MS": "0"}).streaming
+    assert streaming.speculative_final_ms == 0  # finals decoded only once the pause has ended
+    assert Settings.load(env={}).streaming.speculative_final_ms == 200
 
 
 @pytest.mark.parametrize(
