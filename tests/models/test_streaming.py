@@ -1,0 +1,208 @@
+"""StreamingTranscriber's own logic, in process and without Whisper: the agreed prefix of
+partials, finals decoded from audio alone, speculative finals kept or thrown away.
+
+The VAD is the real segmenter over a loudness "model" (a loud window is speech), and the
+scheduler hands each job to the test, which answers it with a scripted hypothesis."""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import pytest
+
+from audio.codec import TARGET_RATE, Float32Array
+from audio.vad import VadOptions, VadSegmenter
+from models.asr import Final, Partial, StreamingOptions, StreamingTranscriber
+from models.scheduler import IDLE, RecognitionJob
+from models.whisper import Hypothesis, WhisperOptions, WordTiming
+
+CHUNK = TARGET_RATE // 50  # 20 ms, as a softphone sends it
+
+
+class LoudnessModel:
+    """A SpeechModel whose probability of speech is 1 for a loud window, 0 for a quiet one."""
+
+    def new_state(self) -> None:
+        return None
+
+    def probabilities(self, windows: Float32Array, state: None) -> tuple[Float32Array, None]:
+        return (np.abs(windows).mean(axis=1) > 0.05).astype(np.float32), state
+
+
+class WordEngine:
+    """What the transcriber asks of a Whisper engine: one token per word, the real windows."""
+
+    options = WhisperOptions()
+    multilingual = False
+
+    def encode_text(self, text: str) -> list[int]:
+        return [sum(map(ord, w.lower().strip(".,?!"))) for w in text.split()]
+
+    def window_for(self, seconds: float, *, final: bool = False, busy: bool = False) -> float:
+        windows = self.options.final_windows if final else self.options.windows
+        need = seconds + self.options.window_margin_s
+        return next((w for w in windows if w >= need), windows[-1])
+
+
+@dataclass
+class HandScheduler:
+    """Takes jobs and lets the test answer them, in the order it chooses."""
+
+    final_engine: WordEngine = field(default_factory=WordEngine)
+    jobs: list[tuple[RecognitionJob, Future[Hypothesis | None]]] = field(default_factory=list)
+    stats: Any = field(default_factory=lambda: SimpleNamespace(partials_skipped=0))
+
+    def engine_for(self, final: bool, language: str) -> WordEngine:
+        return self.final_engine
+
+    def pressure(self) -> int:
+        return IDLE
+
+    def cancel_partial(self, key: str) -> None:
+        for job, future in self.jobs:
+            if not job.final and not future.done():
+                future.set_result(None)  # superseded, as the real scheduler does
+
+    def submit(self, job: RecognitionJob) -> Future[Hypothesis | None]:
+        if not job.final:
+            self.cancel_partial(job.key)  # a newer partial of the channel supersedes it
+        future: Future[Hypothesis | None] = Future()
+        self.jobs.append((job, future))
+        return future
+
+    def waiting(self, *, final: bool) -> list[tuple[RecognitionJob, Future[Hypothesis | None]]]:
+        return [(j, f) for j, f in self.jobs if j.final == final and not f.done()]
+
+    def finals(self) -> list[tuple[RecognitionJob, Future[Hypothesis | None]]]:
+        return [(j, f) for j, f in self.jobs if j.final]
+
+
+def said(text: str, seconds: float) -> Hypothesis:
+    """A hypothesis of `text`, its words spread over `seconds`."""
+    words = text.split()
+    step = seconds / max(len(words), 1)
+    timed = tuple(
+        WordTiming(f" {w}", round(i * step, 3), round((i + 1) * step, 3), 0.9)
+        for i, w in enumerate(words)
+    )
+    return Hypothesis(text=text, tokens=tuple(range(len(words))), words=timed)
+
+
+class Channel:
+    def __init__(self, **options: Any) -> None:
+        self.scheduler = HandScheduler()
+        self.partials: list[Partial] = []
+        self.finals: list[Final] = []
+        self.transcriber = StreamingTranscriber(
+            "call/customer",
+            self.scheduler.final_engine,  # type: ignore[arg-type]
+            self.scheduler,  # type: ignore[arg-type]
+            VadSegmenter(LoudnessModel(), VadOptions(min_silence_ms=400)),
+            ThreadPoolExecutor(1),
+            self.partials.append,
+            self.finals.append,
+            StreamingOptions(lead_ms=0, context_s=0, **options),
+        )
+
+    async def speak(self, seconds: float, loud: bool = True) -> None:
+        level = 0.3 if loud else 0.0
+        for _ in range(round(seconds * TARGET_RATE / CHUNK)):
+            await self.transcriber.push(np.full(CHUNK, level, dtype=np.float32))
+
+    async def close(self) -> None:
+        """Finalize and wait for every final; one that waits for a decode never answered
+        fails the test instead of hanging it."""
+        await asyncio.wait_for(self.transcriber.close(), timeout=10)
+
+    async def answer_partial(self, text: str) -> RecognitionJob:
+        [(job, future)] = self.scheduler.waiting(final=False)
+        future.set_result(said(text, job.audio.size / TARGET_RATE))
+        await asyncio.sleep(0)  # the done callback runs on the loop
+        await asyncio.sleep(0)
+        return job
+
+
+async def test_partials_agree_on_a_prefix_that_is_forced_and_never_shrinks() -> None:
+    ch = Channel(partial_interval_ms=200, min_partial_ms=200)
+    engine = ch.scheduler.final_engine
+    await ch.speak(0.5)
+    first = await ch.answer_partial("I want to")
+    assert first.prefix == ()  # nothing agreed yet
+    await ch.speak(0.2)
+    second = await ch.answer_partial("I want to cancel")
+    assert second.prefix == ()
+    # two hypotheses agreed on "I want to": it is stable and forced into the next decode
+    assert [p.stable for p in ch.partials] == ["", "I want to"]
+    await ch.speak(0.2)
+    third = await ch.answer_partial("I want to cancel my plan")
+    assert third.prefix == tuple(engine.encode_text("I want to"))
+    assert ch.partials[-1].stable == "I want to cancel"
+    await ch.speak(0.2)
+    fourth = await ch.answer_partial("I want to cancel my plan")
+    assert fourth.prefix == tuple(engine.encode_text("I want to cancel"))
+    assert ch.partials[-1].stable == "I want to cancel my plan"
+    assert all(p.text.startswith(p.stable) for p in ch.partials)
+
+
+async def test_a_final_is_decoded_from_the_audio_alone() -> None:
+    ch = Channel(partial_interval_ms=200, min_partial_ms=200, speculative_final_ms=0)
+    await ch.speak(0.5)
+    await ch.answer_partial("I want to")
+    await ch.speak(0.2)
+    await ch.answer_partial("I want to cancel")
+    await ch.speak(0.6, loud=False)  # past the 400 ms hangover: the utterance ended
+    [(job, future)] = ch.scheduler.finals()
+    assert job.prefix == ()  # the partials' agreed words are not forced into the final
+    assert job.audio.size >= 0.7 * TARGET_RATE  # all its speech (and the pad around it)
+    future.set_result(said("I want to cancel it", 0.7))
+    await ch.close()
+    assert [f.text for f in ch.finals] == ["I want to cancel it"]
+
+
+async def test_a_speculative_final_decodes_before_the_hangover_ends() -> None:
+    ch = Channel(partials=False, speculative_final_ms=200)
+    await ch.speak(1.0)
+    await ch.speak(0.26, loud=False)  # 200 ms into the pause (the VAD sees 32 ms windows)
+    [(job, future)] = ch.scheduler.finals()
+    assert ch.transcriber.vad.in_speech  # submitted before the utterance is known to end
+    assert job.audio.size >= 1.0 * TARGET_RATE  # the whole second of speech
+    future.set_result(said("Thanks for calling", 1.0))
+    await ch.speak(0.4, loud=False)  # the hangover confirms the end: that decode is used
+    await ch.close()
+    assert len(ch.scheduler.finals()) == 1
+    assert [f.text for f in ch.finals] == ["Thanks for calling"]
+    assert (ch.transcriber.speculative_used, ch.transcriber.speculative_wasted) == (1, 0)
+
+
+async def test_a_speculative_final_is_thrown_away_when_speech_resumes() -> None:
+    ch = Channel(partials=False, speculative_final_ms=200)
+    await ch.speak(1.0)
+    await ch.speak(0.3, loud=False)
+    [(early, early_future)] = ch.scheduler.finals()
+    early_future.set_result(said("My account", 1.0))  # done before the speaker goes on
+    await ch.speak(1.0)  # a pause shorter than the hangover: the same utterance goes on
+    await ch.speak(0.7, loud=False)
+    finals = ch.scheduler.finals()
+    assert len(finals) == 2
+    job, future = finals[1]
+    # the early decode covered the first second; the one used hears the whole utterance
+    assert job.audio.size > early.audio.size + 0.9 * TARGET_RATE
+    future.set_result(said("My account number is four", 2.3))
+    await ch.close()
+    assert [f.text for f in ch.finals] == ["My account number is four"]
+    assert (ch.transcriber.speculative_used, ch.transcriber.speculative_wasted) == (1, 1)
+
+
+@pytest.mark.parametrize("speculative_ms", [0, 200])
+async def test_a_pause_shorter_than_the_hangover_makes_no_final(speculative_ms: int) -> None:
+    ch = Channel(partials=False, speculative_final_ms=speculative_ms)
+    await ch.speak(1.0)
+    await ch.speak(0.3, loud=False)
+    await ch.speak(1.0)
+    assert ch.finals == []
+    assert all(f.cancelled() or not f.done() for _, f in ch.scheduler.finals())
