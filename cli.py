@@ -215,7 +215,7 @@ async def transcribe_call(
             tuple(channels),
             metadata=metadata,
             source=source,
-            streaming=replace(streaming or services.streaming, partials=False),
+            streaming=replace(streaming or services.recognition.streaming, partials=False),
             vocabulary=vocabulary,
             language=language,
             diarize=diarize,
@@ -235,7 +235,7 @@ async def transcribe_call(
                 await session.settle()  # each utterance gets the previous ones as its prompt
                 bar.update(round(chunk.shape[0] / audio.sample_rate, 1))
             await session.finish("stop")
-        if services.reviser is not None:
+        if services.recognition.reviser is not None:
             if progress:
                 print("revising with the finals' model…", file=sys.stderr)
             await session.revisions_done()

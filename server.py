@@ -106,7 +106,7 @@ def serve(settings: Settings) -> int:
         log.info("call store: %s", services.store.describe())
     log.info(
         "Whisper loaded in %.1fs, warmed up in %.1fs",
-        services.engine.load_seconds,
+        services.recognition.engine.load_seconds,
         services.warmup_seconds,
     )
     app = build_app(services, settings)

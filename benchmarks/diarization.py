@@ -179,7 +179,7 @@ async def offline(name: str, skip: float = 0.0) -> dict[str, Any]:
     finally:
         CallSession.publish = publish  # type: ignore[method-assign]
     elapsed = time.perf_counter() - started
-    prints = services.speaker_seconds
+    prints = services.speakers.cpu_seconds
     services.close()
     shown = score([dict(f) for f in finals], tracks, roles)["word_role_accuracy"]
     apply_relabels(finals, relabels)

@@ -41,7 +41,7 @@ def build_app(services: Services, settings: Settings) -> Starlette:
     )
 
     async def healthz(request: Request) -> JSONResponse:
-        finals, partials = services.scheduler.depths
+        finals, partials = services.recognition.scheduler.depths
         return JSONResponse(
             {
                 "status": "ok",

@@ -186,7 +186,7 @@ async def start_call(
     """Admit → claim → session → start: the started call, or why it cannot start. The call
     closes `conn` when the server ends it (a protocol that must first send the rest of its
     events replaces `on_server_end`)."""
-    if not services.scheduler.speaks(call.language):
+    if not services.recognition.scheduler.speaks(call.language):
         return ProtocolFailure(
             "language_unavailable",
             f"language {call.language!r} needs a multilingual Whisper model for finals "
@@ -198,7 +198,7 @@ async def start_call(
         return ProtocolFailure("call_active", elsewhere)
     diarize = call.diarize
     if diarize is None:
-        diarize = services.diarize and len(call.channels) == 1
+        diarize = services.speakers.default and len(call.channels) == 1
     session = CallSession(
         services,
         call.call_id,

@@ -29,6 +29,7 @@ import numpy as np
 
 from assist.roles import RoleEvidence
 from audio.codec import TARGET_RATE, Float32Array
+from live.metrics import Metrics
 from models.speaker import Print, SpeakerClusters, SpeakerEncoder
 from models.whisper import WordTiming
 
@@ -51,6 +52,46 @@ ONE_PRINT_MARGIN = 0.1  # a part of one print moves to the voice it is this much
 # print is not taken for the customer's.)
 VOICE_MARGIN = 0.05
 VOICE_SAME = 0.9
+
+
+@dataclass
+class Speakers:
+    """What diarization shares across a node's calls: the speaker encoder (read from disk
+    for the first diarized call), the one thread voice prints are made on (beside Whisper,
+    not behind it) and the CPU time they took."""
+
+    default: bool = False  # one-channel calls that do not say are diarized (CALLCUE_DIARIZE)
+    # agents' voice prints are kept from their two-channel calls (the store holds them) and
+    # tell the agent on their mono calls (CALLCUE_VOICE_PRINTS; off: nothing is kept)
+    keep_prints: bool = False
+    encoder: SpeakerEncoder | None = None
+    executor: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="callcue-speaker")
+    )
+    cpu_seconds: float = 0.0  # spent on voice prints
+
+    async def load(self) -> SpeakerEncoder:
+        """The speaker encoder, read from disk (in a thread) the first time it is needed."""
+        if self.encoder is None:
+            encoder = await asyncio.to_thread(SpeakerEncoder)
+            if self.encoder is None:
+                self.encoder = encoder
+        return self.encoder
+
+    def spent(self, seconds: float) -> None:
+        self.cpu_seconds += seconds
+
+    def measure(self, metrics: Metrics) -> None:
+        metrics.labelled_gauge(
+            "callcue_diarization_cpu_seconds_total",
+            "CPU seconds spent on voice prints for diarized (one-channel) calls",
+            (),
+            lambda: [((), round(self.cpu_seconds, 3))],
+            kind="counter",
+        )
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=True, cancel_futures=True)
 
 
 class RecentAudio:

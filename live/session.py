@@ -9,7 +9,6 @@ import hashlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -38,25 +37,21 @@ from assist.events import (
 from assist.roles import RoleEvidence
 from audio.codec import TARGET_RATE, AudioFormat, StreamDecoder
 from audio.protocols.events import ProtocolFailure
-from audio.vad import VadOptions, VadSegmenter
-from live.diarize import CallDiarizer, Part, RecentAudio, Relabel, voice_prints
+from live.assist_worker import AssistItem, AssistWorker
+from live.diarize import CallDiarizer, Part, RecentAudio, Relabel, Speakers, voice_prints
 from live.hub import EventHub
 from live.measures import (
-    measure_engines,
-    measure_reviser,
-    measure_scheduler,
     measure_webhooks,
     measure_writer,
 )
 from live.metrics import Metrics
+from live.recognition import Recognition
 from live.recording import Recorder
 from live.webhooks import WebhookSender
 from models.asr import Final, Partial, RevisedFinal, StreamingOptions, StreamingTranscriber
-from models.revise import Reviser
-from models.scheduler import OVERLOADED, RecognitionJob, RecognitionScheduler
-from models.speaker import SpeakerEncoder, SpeakerModelError
-from models.vad import SileroVad
-from models.whisper import Hypothesis, WhisperEngine, WordTiming
+from models.scheduler import OVERLOADED
+from models.speaker import SpeakerModelError
+from models.whisper import WordTiming
 from store.calls import CallOwnership, CallStore, StoreWriter, normal_agent
 
 log = logging.getLogger("callcue.session")
@@ -124,29 +119,30 @@ class Peers(Protocol):
         """Hand a screen's feedback to the node that runs the call; None, or what is wrong."""
 
 
-@dataclass
-class Services:
-    """What every call shares: the Whisper engines and their scheduler, VAD, hub, thread pool.
+@dataclass(frozen=True, slots=True)
+class CallLimits:
+    """How many calls a node takes and how long each may run (the `CALLCUE_MAX_CALLS`...
+    settings)."""
 
-    `engine` decodes partials; finals are decoded by `scheduler.final_engine` (the accurate
-    model), which is `engine` itself when one model does both."""
-
-    engine: WhisperEngine
-    scheduler: RecognitionScheduler
-    vad_model: SileroVad
-    vad_options: VadOptions
-    streaming: StreamingOptions
-    hub: EventHub
-    executor: ThreadPoolExecutor
     max_calls: int = 200
     max_calls_per_key: int = 0  # 0: no per-credential limit
     max_call_seconds: float = 14_400.0
     resume_seconds: float = 600.0  # how long after its end a call may be resumed by its owner
     idle_seconds: float = 60.0  # a call with no audio this long is ended (`watch_idle`); 0: never
+
+
+@dataclass
+class Services:
+    """What every call on this node shares: recognition, the hub, the assist worker, the
+    store and its writer, diarization, webhooks; and the calls themselves (admission, idle
+    calls, drain)."""
+
+    recognition: Recognition
+    hub: EventHub
+    limits: CallLimits = field(default_factory=CallLimits)
     sessions: dict[str, CallSession] = field(default_factory=dict)
     warmup_seconds: float = 0.0
     metrics: Metrics = field(default_factory=Metrics)
-    audio_seconds_in: float = 0.0  # call audio received, all channels
     assist: AssistModels | None = None
     assist_worker: AssistWorker | None = None
     store: CallStore | None = None
@@ -155,20 +151,10 @@ class Services:
     # set: one node of several on Redis (`hub` is then the cluster's hub, which it observes)
     cluster: Peers | None = None
     _loop: asyncio.AbstractEventLoop | None = None  # where written events are released
-    reviser: Reviser | None = None  # set: finals are revised offline-style (transcript.revised)
     # ended calls whose revisions are still running (a resumed call id stops them)
     revising: dict[str, CallSession] = field(default_factory=dict)
     webhooks: WebhookSender | None = None  # set: deliveries to CALLCUE_WEBHOOKS are sent
-    diarize: bool = False  # one-channel calls that do not say are diarized (CALLCUE_DIARIZE)
-    speaker_encoder: SpeakerEncoder | None = None  # loaded for the first diarized call
-    # voice prints of every diarized call, one at a time (beside Whisper, not behind it)
-    speaker_executor: ThreadPoolExecutor = field(
-        default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="callcue-speaker")
-    )
-    speaker_seconds: float = 0.0  # CPU seconds spent on voice prints
-    # agents' voice prints are kept from their two-channel calls (the store holds them) and
-    # tell the agent on their mono calls (CALLCUE_VOICE_PRINTS; off: nothing is kept)
-    voice_prints: bool = False
+    speakers: Speakers = field(default_factory=Speakers)
 
     def __post_init__(self) -> None:
         if self.store is not None and self.writer is None:
@@ -176,7 +162,6 @@ class Services:
         if self.writer is not None:
             self.writer.on_loss = self._store_loss
             self.writer.on_written = self._written
-        self.scheduler.observer = self._observe_decode
         if self.assist is not None and self.assist_worker is None:
             self.assist_worker = AssistWorker(self.assist, self.metrics)
         m = self.metrics
@@ -186,18 +171,9 @@ class Services:
             "Channels in progress",
             lambda: sum(len(s.channels) for s in list(self.sessions.values())),
         )
-        m.labelled_gauge(
-            "callcue_diarization_cpu_seconds_total",
-            "CPU seconds spent on voice prints for diarized (one-channel) calls",
-            (),
-            lambda: [((), round(self.speaker_seconds, 3))],
-            kind="counter",
-        )
-        measure_scheduler(m, self.scheduler)
-        measure_engines(m, self.engines, lambda: self.audio_seconds_in)
+        self.recognition.measure(m)
+        self.speakers.measure(m)
         measure_writer(m, self.writer)
-        if self.reviser is not None:
-            measure_reviser(m, self.reviser)
         if self.webhooks is not None:
             measure_webhooks(m, self.webhooks)
 
@@ -237,14 +213,6 @@ class Services:
                 )
             )
 
-    def _observe_decode(
-        self, jobs: list[RecognitionJob], hyps: list[Hypothesis], started: float, seconds: float
-    ) -> None:
-        kind = "final" if jobs[0].final else "partial"
-        for _ in jobs:  # a batch's time shared out among its channels
-            self.metrics.decode.observe(seconds / len(jobs), kind)
-        self.metrics.batch.observe(len(jobs), kind)
-
     def admit(self, credential: str = "open") -> ProtocolFailure | None:
         """None if a new call can start; else why not (code `capacity`, close code 1013),
         counted as refused by its reason. `credential`: the name of the key the call came
@@ -257,16 +225,16 @@ class Services:
 
     def _refusal(self, credential: str) -> tuple[str, str]:
         """(reason, message) of a refusal, or ("", "")."""
-        if self.max_calls_per_key and credential != "open":
+        if self.limits.max_calls_per_key and credential != "open":
             held = sum(1 for s in list(self.sessions.values()) if s.credential == credential)
-            if held >= self.max_calls_per_key:
+            if held >= self.limits.max_calls_per_key:
                 return "max_calls_per_key", (
                     f"the credential {credential!r} already holds {held} calls, its limit "
                     "(CALLCUE_MAX_CALLS_PER_KEY); end one or try again later"
                 )
-        if len(self.sessions) >= self.max_calls:
+        if len(self.sessions) >= self.limits.max_calls:
             return "max_calls", (
-                f"this server is at its limit of {self.max_calls} concurrent calls "
+                f"this server is at its limit of {self.limits.max_calls} concurrent calls "
                 "(CALLCUE_MAX_CALLS); try again later"
             )
         if self.writer is not None and self.writer.full:
@@ -274,41 +242,30 @@ class Services:
                 "the call store has been unreachable for too long to keep more calls; new "
                 "calls are refused until it is back"
             )
-        if self.scheduler.pressure() == OVERLOADED:
+        if self.recognition.scheduler.pressure() == OVERLOADED:
             return "overloaded", (
                 "this server cannot keep up with the calls it has (finals are "
                 "waiting); new calls are refused until it catches up"
             )
         return "", ""
 
-    @property
-    def final_engine(self) -> WhisperEngine:
-        return self.scheduler.final_engine
-
-    @property
-    def engines(self) -> list[WhisperEngine]:
-        """The partials' engine, and the finals' where it is another model."""
-        return (
-            [self.engine] if self.final_engine is self.engine else [self.engine, self.final_engine]
-        )
-
     async def watch_idle(self) -> None:
         """End calls that have received no audio for `idle_seconds` (reason `idle`): a
         client that started a call and went quiet would hold its slot for ever (runs for the
         server's life)."""
-        if self.idle_seconds <= 0:
+        if self.limits.idle_seconds <= 0:
             return
         while True:
-            await asyncio.sleep(min(5.0, max(0.25, self.idle_seconds / 8)))
+            await asyncio.sleep(min(5.0, max(0.25, self.limits.idle_seconds / 8)))
             now = time.monotonic()
             for session in list(self.sessions.values()):
-                if session.idle_for(now) > self.idle_seconds:
+                if session.idle_for(now) > self.limits.idle_seconds:
                     session.end_by_limit(
                         "idle",
                         "call_idle",
                         "idle",
-                        f"no audio for {self.idle_seconds:.0f} s (CALLCUE_IDLE_SECONDS): the "
-                        "call was ended; its transcript is kept",
+                        f"no audio for {self.limits.idle_seconds:.0f} s (CALLCUE_IDLE_SECONDS): "
+                        "the call was ended; its transcript is kept",
                     )
 
     async def drain(self, seconds: float, forced: Callable[[], bool] = lambda: False) -> int:
@@ -329,162 +286,17 @@ class Services:
             await asyncio.sleep(0.05)
         return len(pending)
 
-    async def speakers(self) -> SpeakerEncoder:
-        """The speaker encoder, read from disk (in a thread) for the first diarized call."""
-        if self.speaker_encoder is None:
-            encoder = await asyncio.to_thread(SpeakerEncoder)
-            if self.speaker_encoder is None:
-                self.speaker_encoder = encoder
-        return self.speaker_encoder
-
-    def spent_on_prints(self, seconds: float) -> None:
-        self.speaker_seconds += seconds
-
     def close(self) -> None:
-        self.speaker_executor.shutdown(wait=True, cancel_futures=True)
+        self.speakers.close()
         if self.webhooks is not None:
             self.webhooks.close()
-        if self.reviser is not None:
-            self.reviser.close()
-        self.scheduler.close()
-        self.executor.shutdown(wait=True, cancel_futures=True)
+        self.recognition.close()
         if self.assist_worker is not None:
             self.assist_worker.close()
         if self.writer is not None:
             self.writer.close()  # waits a few seconds for anything buffered
         if self.store is not None:
             self.store.close()
-
-
-class AssistedCall(Protocol):
-    """What the assist worker needs of a call: its rules' state, where its events go, and
-    that it be told when a final is queued and when it has been read."""
-
-    call_id: str
-    assist_state: CallAssist | None
-
-    def publish(self, event: Event) -> Event: ...
-
-    def assist_queued(self) -> None: ...
-
-    def assist_done(self) -> None: ...
-
-
-@dataclass
-class _AssistItem:
-    session: AssistedCall
-    channel: str
-    utterance: int
-    text: str
-    end: float
-    entities: list[Entity]
-    published_at: float
-    language: str = "en"
-    start: float | None = None
-
-
-class AssistWorker:
-    """Runs assist for the finals of every call in one thread, a batch at a time.
-
-    Finals are queued as they are published; the worker takes everything waiting (up to
-    `max_batch`), encodes it in one model call, then applies each call's rules and publishes the
-    events. Transcripts never wait for it; a failing batch sends an `error` event to the calls in
-    it, is counted in `callcue_assist_errors_total`, and the next batch goes on.
-    """
-
-    def __init__(self, models: AssistModels, metrics: Metrics, max_batch: int = 32) -> None:
-        self.models = models
-        self.metrics = metrics
-        self.max_batch = max_batch
-        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="callcue-assist")
-        self._queue: asyncio.Queue[_AssistItem] | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-
-    def submit(self, item: _AssistItem) -> None:
-        loop = asyncio.get_running_loop()
-        crashed = self._task is not None and self._task.done()
-        if self._queue is None or self._loop is not loop or crashed:  # first use, new loop
-            self._loop = loop
-            self._queue = asyncio.Queue()
-            self._task = loop.create_task(self._run())
-        item.session.assist_queued()
-        self._queue.put_nowait(item)
-
-    async def _run(self) -> None:
-        assert self._queue is not None
-        loop = asyncio.get_running_loop()
-        while True:
-            batch = [await self._queue.get()]
-            while len(batch) < self.max_batch and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
-            # the models read English only: other finals get no analysis (see CallAssist)
-            read = [i for i in batch if i.session.assist_state is not None and i.language == "en"]
-            requests = [
-                i.session.assist_state.request(i.channel, i.text)
-                for i in read
-                if i.session.assist_state is not None
-            ]
-            taken = time.monotonic()
-            try:
-                done = await loop.run_in_executor(self.executor, self.models.analyze, requests)
-                by_item = {id(i): a for i, a in zip(read, done, strict=True)}
-                analyses = [by_item.get(id(i)) for i in batch]
-            except Exception as exc:
-                log.exception("assist failed for a batch of %d utterances", len(batch))
-                self.metrics.assist_errors.inc()
-                for item in batch:
-                    try:
-                        item.session.publish(
-                            ErrorEvent(
-                                call_id=item.session.call_id,
-                                code="assist_failed",
-                                message=f"assist could not read utterance {item.utterance} "
-                                f"({type(exc).__name__}); transcripts go on",
-                            )
-                        )
-                    except Exception:
-                        log.exception("could not report the assist failure")
-                    finally:
-                        item.session.assist_done()
-                continue
-            self.metrics.batch.observe(len(batch), "assist")
-            analysed = time.monotonic()
-            for item, analysis in zip(batch, analyses, strict=True):
-                state = item.session.assist_state
-                try:
-                    if state is not None:
-                        for event in state.on_final(
-                            item.channel,
-                            item.utterance,
-                            item.text,
-                            item.end,
-                            analysis,
-                            item.entities,
-                            item.language,
-                            item.start,
-                        ):
-                            item.session.publish(event)
-                        self.metrics.latency.observe(time.monotonic() - item.published_at, "assist")
-                except Exception:
-                    log.exception("assist rules failed on %s", item.session.call_id)
-                    self.metrics.assist_errors.inc()
-                finally:
-                    item.session.assist_done()
-            if log.isEnabledFor(logging.DEBUG):
-                log.debug(
-                    "assist batch of %d: waited %.1f ms, encoded in %.1f ms, rules and "
-                    "publishing %.1f ms",
-                    len(batch),
-                    (taken - min(i.published_at for i in batch)) * 1000,
-                    (analysed - taken) * 1000,
-                    (time.monotonic() - analysed) * 1000,
-                )
-
-    def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-        self.executor.shutdown(wait=False, cancel_futures=True)
 
 
 def call_vocabulary(
@@ -593,7 +405,7 @@ class CallSession:
                 customer=services.assist.lookup(self.metadata),
                 agent_name=str(agent) if isinstance(agent, str) else "",
             )
-        options = streaming or services.streaming
+        options = streaming or services.recognition.streaming
         self.language = language  # as asked for; each channel's finals say what was heard
         self.vocabulary = call_vocabulary(
             vocabulary,
@@ -608,10 +420,10 @@ class CallSession:
         self.transcribers = [
             StreamingTranscriber(
                 key=f"{call_id}/{channel}",
-                engine=services.engine,
-                scheduler=services.scheduler,
-                vad=VadSegmenter(services.vad_model, services.vad_options),
-                executor=services.executor,
+                engine=services.recognition.engine,
+                scheduler=services.recognition.scheduler,
+                vad=services.recognition.segmenter(),
+                executor=services.recognition.executor,
                 on_partial=functools.partial(on_partial, channel),
                 on_final=functools.partial(on_final, channel),
                 on_error=functools.partial(self._on_recognition_error, channel),
@@ -620,7 +432,7 @@ class CallSession:
                 language=language,
                 # (a diarized call's finals are split by voice: a revision of the mixed
                 # channel's utterance would not map onto its parts)
-                reviser=None if diarize else services.reviser,
+                reviser=None if diarize else services.recognition.reviser,
                 on_revised=functools.partial(self._on_revised, channel),
             )
             for channel in heard
@@ -662,7 +474,7 @@ class CallSession:
             else:
                 if stored is not None:
                     refusal = resume_refusal(
-                        stored, self.owner, self.services.resume_seconds, time.time()
+                        stored, self.owner, self.services.limits.resume_seconds, time.time()
                     )
                     if refusal is not None:
                         raise CallIdTaken(refusal)
@@ -672,21 +484,21 @@ class CallSession:
             earlier.stop_revisions()  # interleave seqs with this one; its live text stays
         if self.diarize:
             self.diarizer = CallDiarizer(
-                await self.services.speakers(),
-                self.services.speaker_executor,
+                await self.services.speakers.load(),
+                self.services.speakers.executor,
                 evidence=self._role_evidence(),
-                on_seconds=self.services.spent_on_prints,
+                on_seconds=self.services.speakers.spent,
                 agent_voice=await self._agent_voice(),
             )
             self._diarizing = asyncio.Queue()
         elif (
-            self.services.voice_prints
+            self.services.speakers.keep_prints
             and store is not None
             and self.agent_key
             and "agent" in self.channels
         ):
             try:
-                await self.services.speakers()
+                await self.services.speakers.load()
             except SpeakerModelError as exc:  # the voice print is optional: the call goes on
                 log.error("no voice print for %s: %s", self.agent_key, exc)
             else:
@@ -798,8 +610,8 @@ class CallSession:
         self._check_duration()
 
     def _check_duration(self) -> None:
-        if self._finishing is None and self.audio_seconds >= self.services.max_call_seconds:
-            limit = self.services.max_call_seconds
+        if self._finishing is None and self.audio_seconds >= self.services.limits.max_call_seconds:
+            limit = self.services.limits.max_call_seconds
             self.end_by_limit(
                 "call_duration",
                 "call_too_long",
@@ -850,7 +662,7 @@ class CallSession:
         if audio.shape[1] and self.recorder is not None:
             self.recorder.write_channel(index, audio[0])
         if audio.shape[1]:
-            self.services.audio_seconds_in += audio.shape[1] / TARGET_RATE
+            self.services.recognition.audio_seconds_in += audio.shape[1] / TARGET_RATE
             if self.diarizer is not None:
                 self.diarizer.push(audio[0])
             if self._enrolling is not None and self.channels[index] == "agent":
@@ -867,7 +679,7 @@ class CallSession:
             return
         if self.recorder is not None:
             self.recorder.write(audio)
-        self.services.audio_seconds_in += audio.shape[1] * audio.shape[0] / TARGET_RATE
+        self.services.recognition.audio_seconds_in += audio.shape[1] * audio.shape[0] / TARGET_RATE
         if self.diarizer is not None:
             self.diarizer.push(audio[0])
         if self._enrolling is not None:
@@ -944,7 +756,7 @@ class CallSession:
         log.info(
             "call %s ended (%s) after %.1fs of audio", self.call_id, reason, self.audio_seconds
         )
-        if self.services.reviser is not None and not self.diarize:
+        if self.services.recognition.reviser is not None and not self.diarize:
             self.services.revising[self.call_id] = self
             self._revising = asyncio.ensure_future(self._await_revisions())
 
@@ -1008,8 +820,8 @@ class CallSession:
         assert isinstance(event, TranscriptRevised)
         self.revised[(channel, revised.utterance)] = event
         self.analytics.add_final(channel, revised.utterance, final.start, final.end, words, text)
-        if self.services.reviser is not None:
-            self.services.reviser.stats.changed += 1
+        if self.services.recognition.reviser is not None:
+            self.services.recognition.reviser.stats.changed += 1
 
     def current_silence(self) -> float:
         """Seconds of call audio since anyone was last heard (partials count)."""
@@ -1173,7 +985,7 @@ class CallSession:
         worker = self.services.assist_worker
         if worker is not None and self.assist_state is not None:
             worker.submit(
-                _AssistItem(
+                AssistItem(
                     self,
                     channel,
                     final.utterance,
@@ -1202,7 +1014,7 @@ class CallSession:
         """The agent's kept voice print (normalized), if voice prints are on and one is
         kept; read in a thread."""
         store = self.services.store
-        if not self.services.voice_prints or store is None or not self.agent_key:
+        if not self.services.speakers.keep_prints or store is None or not self.agent_key:
             return None
         try:
             kept = await asyncio.to_thread(store.voice_print, self.agent_key)
@@ -1228,12 +1040,12 @@ class CallSession:
             self._enrolling = None
         audio = enrolling.between(start, end)
         enrolling.release(start)  # (the agent's finals come in order)
-        encoder = await self.services.speakers()
+        encoder = await self.services.speakers.load()
         loop = asyncio.get_running_loop()
         prints, seconds = await loop.run_in_executor(
-            self.services.speaker_executor, voice_prints, encoder, audio, start
+            self.services.speakers.executor, voice_prints, encoder, audio, start
         )
-        self.services.spent_on_prints(seconds)
+        self.services.speakers.spent(seconds)
         self._enrolled.extend(prints)
 
     async def _keep_voice_print(self, store: CallStore) -> None:
@@ -1294,7 +1106,7 @@ class CallSession:
         for part in parts:
             self._publish_part(final, part)
         loop = asyncio.get_running_loop()  # (two-means over the call's prints: off the loop)
-        changes = await loop.run_in_executor(self.services.speaker_executor, diarizer.recluster)
+        changes = await loop.run_in_executor(self.services.speakers.executor, diarizer.recluster)
         if changes:
             self._relabel(changes)
 
@@ -1332,7 +1144,7 @@ class CallSession:
         relabeled = [f for f in self.finals if f.seq in moved]
         for final in relabeled:
             worker.submit(
-                _AssistItem(
+                AssistItem(
                     self,
                     final.channel,
                     final.utterance,

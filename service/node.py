@@ -9,9 +9,11 @@ from pathlib import Path
 
 from assist.engine import AssistModels
 from cluster.node import Cluster, ClusterOptions
+from live.diarize import Speakers
 from live.hub import EventHub
 from live.metrics import Metrics
-from live.session import Services
+from live.recognition import Recognition
+from live.session import CallLimits, Services
 from live.webhooks import WebhookSender, parse_webhooks, shown
 from models.remote import RemoteScheduler
 from models.revise import Reviser, RevisionOptions
@@ -116,7 +118,26 @@ def load_services(
         if warmup:  # a server (not the CLI, which may never revise): load it before calls
             reviser.preload()
     services = Services(
-        reviser=reviser,
+        recognition=Recognition(
+            engine=engine,
+            scheduler=scheduler,
+            vad_model=SileroVad(),
+            vad_options=settings.vad,
+            streaming=settings.streaming,
+            executor=ThreadPoolExecutor(
+                max_workers=min(8, (os.cpu_count() or 2)), thread_name_prefix="callcue-vad"
+            ),
+            reviser=reviser,
+        ),
+        hub=node.hub if node else EventHub(backlog=settings.events_backlog),
+        limits=CallLimits(
+            max_calls=settings.max_calls,
+            max_calls_per_key=settings.max_calls_per_key,
+            max_call_seconds=float(settings.max_call_seconds),
+            resume_seconds=float(settings.resume_seconds),
+            idle_seconds=float(settings.idle_seconds),
+        ),
+        speakers=Speakers(default=settings.diarize, keep_prints=settings.voice_prints),
         metrics=metrics,
         cluster=node,
         store=call_store,
@@ -125,24 +146,8 @@ def load_services(
         if store and settings.record_audio
         else None,
         assist=assist,
-        engine=engine,
-        scheduler=scheduler,
-        vad_model=SileroVad(),
-        vad_options=settings.vad,
-        streaming=settings.streaming,
-        hub=node.hub if node else EventHub(backlog=settings.events_backlog),
-        executor=ThreadPoolExecutor(
-            max_workers=min(8, (os.cpu_count() or 2)), thread_name_prefix="callcue-vad"
-        ),
-        max_calls=settings.max_calls,
-        max_calls_per_key=settings.max_calls_per_key,
-        max_call_seconds=float(settings.max_call_seconds),
-        resume_seconds=float(settings.resume_seconds),
-        idle_seconds=float(settings.idle_seconds),
         warmup_seconds=warm,
         webhooks=sender,
-        diarize=settings.diarize,
-        voice_prints=settings.voice_prints,
     )
     if sender is not None:
         sender.start()

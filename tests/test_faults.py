@@ -129,7 +129,7 @@ async def test_recognition_failure_is_reported_and_the_call_goes_on() -> None:
     counts it, and the utterances after it are transcribed as usual."""
     settings = Settings.load(env={"CALLCUE_ASSIST": "false"})
     services = load_services(settings, store=False)
-    real = services.final_engine.decode
+    real = services.recognition.final_engine.decode
     failed: list[int] = []
 
     def flaky(audio: np.ndarray, **kwargs: Any) -> Any:
@@ -138,7 +138,7 @@ async def test_recognition_failure_is_reported_and_the_call_goes_on() -> None:
             raise RuntimeError("CUDA out of memory (simulated)")
         return real(audio, **kwargs)
 
-    services.final_engine.decode = flaky  # type: ignore[method-assign]
+    services.recognition.final_engine.decode = flaky  # type: ignore[method-assign]
     try:
         events = await run_call(services, "flaky-1", AUDIO / "wb_jfk_inaugural_1961.flac")
     finally:

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from assist.events import ErrorEvent, Event
+from live.assist_worker import AssistItem, AssistWorker
 from live.metrics import Metrics
-from live.session import AssistWorker, _AssistItem
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -69,8 +69,8 @@ class FakeModels:
         return [None for _ in requests]
 
 
-def item(call: FakeCall, utterance: int, text: str) -> _AssistItem:
-    return _AssistItem(call, "customer", utterance, text, 1.0, [], 0.0)
+def item(call: FakeCall, utterance: int, text: str) -> AssistItem:
+    return AssistItem(call, "customer", utterance, text, 1.0, [], 0.0)
 
 
 async def test_a_failed_batch_is_reported_to_its_calls_and_the_next_goes_on() -> None:
