@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 from websockets.frames import CloseCode
 
+from assist.events import Event
 from audio.protocols.jsontext import parse_json_text
 from audio.protocols.native import CALL_ID
 from gateway.limits import TokenBuckets
@@ -56,15 +58,27 @@ async def serve_call_events(ws: WebSocket, services: Services, call_id: str) -> 
             return
         # it resumed meanwhile: follow it live from what was replayed
     backlog, sub = services.hub.subscribe(call_id, after)
+    base = sub.feed.base  # the stored events up to here are not in memory (same step)
     reader = asyncio.create_task(_read_screen(ws, conn, services, call_id))
     try:
-        if store is not None and after < sub.feed.base:
-            # the call resumed after a restart: its first part is in the store
-            for stored in await asyncio.to_thread(store.events, call_id, (), after):
-                if stored["seq"] <= sub.feed.base:
-                    await conn.send_json(stored)
-        for event in backlog:
-            await conn.send_text(event.to_json())
+        earlier: list[dict[str, Any]] = []
+        if store is not None and after < base:
+            # the call resumed after a restart, or a long call's oldest events were let go
+            # from memory: that part is in the store
+            earlier = [
+                stored
+                for stored in await asyncio.to_thread(store.events, call_id, (), after)
+                if stored["seq"] <= base
+            ]
+        # in seq order: what memory kept of that part (open partials, the newest analytics:
+        # the store does not keep them) goes between the stored events
+        ordered: list[dict[str, Any] | Event] = [*earlier, *backlog]
+        ordered.sort(key=_seq_of)
+        for event in ordered:
+            if isinstance(event, dict):
+                await conn.send_json(event)
+            else:
+                await conn.send_text(event.to_json())
         while conn.open:
             next_event = asyncio.ensure_future(sub.next())
             done, _ = await asyncio.wait({next_event, reader}, return_when=asyncio.FIRST_COMPLETED)
@@ -147,3 +161,7 @@ async def _read_screen(ws: WebSocket, conn: Connection, services: Services, call
                         problem = str(exc)
             if problem is not None:
                 await conn.send_json({"type": "error", "code": "bad_feedback", "message": problem})
+
+
+def _seq_of(event: dict[str, Any] | Event) -> int:
+    return int(event["seq"]) if isinstance(event, dict) else event.seq

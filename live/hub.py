@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from assist.events import Event, now_iso
+from store.calls import STORED_EVENTS
 
 # A held event (published before the store has it) goes to screens once it is written, or
 # after this long at the latest: a slow database delays screens this much, never the call.
@@ -68,7 +69,10 @@ class CallFeed:
     live: bool = False
     ended: bool = False
     touched: float = field(default_factory=time.monotonic)
-    base: int = 0  # events before this seq are in the store (a call resumed after a restart)
+    # events up to this seq are in the store, not in `history` (a call resumed after a
+    # restart, or a long call's oldest events: `trim`)
+    base: int = 0
+    stored: int = 0  # events up to this seq have been written to the store
     # a copy of a call another node runs (multi-node): its events come stamped, `relay`ed in
     mirror: bool = False
     released: int = 0  # events up to this seq have gone to subscribers (the rest are held)
@@ -77,6 +81,7 @@ class CallFeed:
     # (channel, utterance) → seq of the partial kept in the history, oldest first
     partials: dict[tuple[str, int], int] = field(default_factory=dict)
     superseded: list[int] = field(default_factory=list)  # seqs of partials to forget once sent
+    analytics: int = 0  # seq of the `call.analytics` kept in the history (the newest)
 
     def __post_init__(self) -> None:
         self.seq = max(self.seq, self.base)
@@ -86,7 +91,14 @@ class CallFeed:
         utterance `key`: channel, number) replaces, and the oldest partials beyond
         OPEN_PARTIALS, once screens have had them: a screen that joins late or resumes needs
         the newest text of each utterance, not every step of it (a partial still held for
-        the store is sent first, then forgotten)."""
+        the store is sent first, then forgotten). Of `call.analytics` (figures of the call so
+        far) only the newest is kept."""
+        if kind == "call.analytics":
+            if self.analytics:
+                self.superseded.append(self.analytics)
+            self.analytics = seq
+            self.forget_sent()
+            return
         if kind not in ("transcript.partial", "transcript.final"):
             return
         if key in self.partials:
@@ -96,6 +108,19 @@ class CallFeed:
             while len(self.partials) > OPEN_PARTIALS:
                 self.superseded.append(self.partials.pop(next(iter(self.partials))))
         self.forget_sent()
+
+    def trim(self, keep: int) -> None:
+        """Forget the oldest events beyond the newest `keep` that the store has written: a
+        screen that asks for them reads them from there (`base` moves past them). What the
+        store does not keep (the open partials, the newest analytics) stays."""
+        excess = len(self.history) - keep
+        if keep <= 0 or excess <= 0:
+            return
+        n = min(bisect.bisect_right(self.history, self.stored, key=_seq), excess)
+        if n > 0:
+            front = self.history[:n]
+            self.base = max(self.base, front[-1].seq)
+            self.history[:n] = [e for e in front if e.type not in STORED_EVENTS]
 
     def forget_sent(self) -> None:
         """Drop the superseded partials that have gone to screens from the history."""
@@ -130,14 +155,20 @@ class EventHub:
     the same step (no await between), so a late screen misses nothing the history holds and
     sees nothing twice; the history holds every event but the partials a later partial or
     final of their utterance replaced. Ended calls stay replayable until `keep_ended` newer
-    calls have ended.
+    calls have ended. `keep_events` (with a store): a call's history keeps at most this many
+    events once the older ones are written; a screen reads those from the store (0: all).
     """
 
     def __init__(
-        self, backlog: int = 2000, keep_ended: int = 50, observers: Iterable[HubObserver] = ()
+        self,
+        backlog: int = 2000,
+        keep_ended: int = 50,
+        observers: Iterable[HubObserver] = (),
+        keep_events: int = 0,
     ) -> None:
         self.backlog = backlog
         self.keep_ended = keep_ended
+        self.keep_events = keep_events
         self.observers = list(observers)
         self._feeds: OrderedDict[str, CallFeed] = OrderedDict()
 
@@ -203,7 +234,9 @@ class EventHub:
         """The store has written the call's events up to `seq`."""
         feed = self._feeds.get(call_id)
         if feed is not None and not feed.mirror:
-            self.release(feed, min(seq, feed.seq))
+            feed.stored = max(feed.stored, min(seq, feed.seq))
+            self.release(feed, feed.stored)
+            feed.trim(self.keep_events)
 
     def _send(self, feed: CallFeed, event: Event) -> None:
         for sub in list(feed.subscribers):

@@ -117,6 +117,9 @@ def load_services(
         )
         if warmup:  # a server (not the CLI, which may never revise): load it before calls
             reviser.preload()
+    hub = node.hub if node else EventHub(backlog=settings.events_backlog)
+    # with a store, a call's oldest events (once written) are read back from it, not kept
+    hub.keep_events = settings.events_kept if call_store else 0
     services = Services(
         recognition=Recognition(
             engine=engine,
@@ -129,7 +132,7 @@ def load_services(
             ),
             reviser=reviser,
         ),
-        hub=node.hub if node else EventHub(backlog=settings.events_backlog),
+        hub=hub,
         limits=CallLimits(
             max_calls=settings.max_calls,
             max_calls_per_key=settings.max_calls_per_key,

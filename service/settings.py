@@ -372,6 +372,13 @@ class Settings:
         _range(10, 1_000_000),
         "events a slow screen may lag behind before it is disconnected",
     )
+    events_kept: int = _server(
+        1000,
+        _int,
+        _range(10, 1_000_000),
+        "events of a call kept in memory for screens that join late or resume; older ones, "
+        "once stored, are read back from the store (without a store, every event is kept)",
+    )
     shutdown_timeout: int = _server(
         30,
         _int,

@@ -43,7 +43,8 @@ Query = Callable[[str, Sequence[Any]], list[dict[str, Any]]]
 
 USED = ("accepted", "copied", "done")  # feedback that counts as a suggestion used
 
-# events kept: everything but partials (which a final replaces)
+# events kept: everything but partials (which a final replaces) and `call.analytics` (the
+# figures of the call so far: the stored call's are computed from its finals, `analytics`)
 STORED_EVENTS = frozenset(
     {
         "call.started",

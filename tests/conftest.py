@@ -161,15 +161,19 @@ def assert_late_view(screen: list[dict[str, Any]], sent: list[dict[str, Any]]) -
     """What a screen that joined a call late got, against every event of the call (`sent`,
     as its ingest client got them): the same events, in order, no duplicate; what it missed
     is only partials that a later partial or final of their utterance had replaced (the hub
-    keeps the newest partial of each utterance)."""
+    keeps the newest partial of each utterance) and `call.analytics` a later one replaced."""
     seqs = [e["seq"] for e in screen]
     assert seqs == sorted(set(seqs)), "out of order or repeated"
     by_seq = {e["seq"]: e for e in sent}
     assert all(by_seq[e["seq"]] == e for e in screen), "not the events the call sent"
     got = set(seqs)
     missed = [e for e in sent if e["seq"] not in got]
-    assert all(e["type"] == "transcript.partial" for e in missed), missed
+    assert all(e["type"] in ("transcript.partial", "call.analytics") for e in missed), missed
+    newest = max((e["seq"] for e in sent if e["type"] == "call.analytics"), default=0)
+    assert newest == 0 or newest in got, "the newest call.analytics is missing"
     for gone in missed:
+        if gone["type"] == "call.analytics":
+            continue
         assert any(
             e["seq"] > gone["seq"]
             and e["type"] in ("transcript.partial", "transcript.final")

@@ -23,7 +23,7 @@ from assist.analytics import merge, overlap
 from audio.files import CallAudio, load_call_audio
 from clients.native import stream_call
 from store.calls import STORED_EVENTS, CallStore
-from tests.conftest import AUDIO, fresh_postgres, postgres_url
+from tests.conftest import AUDIO, assert_late_view, fresh_postgres, postgres_url
 from tests.servers import ServerProcess
 
 PAIR = [AUDIO / "cs_aws_auto_repairs_40_caller.wav", AUDIO / "cs_aws_auto_repairs_40_agent.wav"]
@@ -52,6 +52,9 @@ def start(url: str, tmp: Any) -> ServerProcess:
             "CALLCUE_TOKENS": ",".join(f"{t}:{r}" for r, t in TOKENS.items() if r != "admin"),
             "CALLCUE_RECORD_AUDIO": "true",
             "CALLCUE_RECORDINGS_DIR": f"{tmp}/recordings",
+            # a call's oldest events are let go from memory early: screens read them back
+            # from the store (test_a_late_screen_reads_what_memory_let_go_from_the_store)
+            "CALLCUE_EVENTS_KEPT": "10",
         }
     )
 
@@ -135,6 +138,26 @@ async def test_screens_need_a_token(stored: tuple[ServerProcess, Any]) -> None:
     async with websockets.connect(uri) as ws:
         replay = [json.loads(m) async for m in ws]
     assert replay[0]["type"] == "call.started" and replay[-1]["type"] == "call.ended"
+
+
+async def test_a_late_screen_reads_what_memory_let_go_from_the_store(
+    stored: tuple[ServerProcess, Any],
+) -> None:
+    """The node keeps only a call's newest 10 events in memory (CALLCUE_EVENTS_KEPT); a
+    screen that opens the call from its start gets every stored event the call sent, in
+    order, each once (the older ones from the store, then the rest from memory), and of
+    partials and analytics the newest."""
+    server, result = stored
+    sent = [e for e in result.events if "seq" in e]
+    assert len([e for e in sent if e["type"] in STORED_EVENTS]) > 10
+    for after in (0, 5):
+        uri = server.url + f"/v1/calls/qa-1/events?token={TOKENS['agent']}&after_seq={after}"
+        async with websockets.connect(uri) as ws:
+            screen = [json.loads(m) async for m in ws]
+        assert_late_view(screen, [e for e in sent if e["seq"] > after])
+        kept = [e["seq"] for e in sent if e["type"] in STORED_EVENTS and e["seq"] > after]
+        assert [e["seq"] for e in screen if e["type"] in STORED_EVENTS] == kept
+        assert screen[-1]["type"] == "call.ended"
 
 
 def test_stored_call_search_exports_summary(stored: tuple[ServerProcess, Any]) -> None:

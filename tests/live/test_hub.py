@@ -201,3 +201,72 @@ async def test_partials_held_for_the_store_all_reach_screens_before_they_are_for
     while (event := await sub.next()) is not None:
         got.append(event.seq)
     assert got == [1, 2, 3, 4]
+
+
+def final(i: int) -> TranscriptFinal:
+    return TranscriptFinal(
+        call_id="c",
+        channel="customer",
+        utterance=i,
+        start=0,
+        end=i,
+        text=f"word {i}",
+        words=(Word(word="word", start=0, end=i, probability=1.0),),
+    )
+
+
+async def test_a_long_call_keeps_only_its_newest_events_once_the_older_are_stored() -> None:
+    """With `keep_events` (a store is configured) the history lets go of the oldest events the
+    store has written, and `base` says where it begins: a screen reads the rest from the
+    store. What is not yet written stays, however many events that is."""
+    hub = EventHub(keep_events=3)
+    feed = hub.open("c")
+    for i in range(10):
+        hub.publish(final(i), held=True)
+    assert len(feed.history) == 10  # nothing written yet: nothing let go
+    hub.release_written("c", 8)
+    assert [e.seq for e in feed.history] == [8, 9, 10]
+    assert feed.base == 7
+    backlog, sub = hub.subscribe("c")
+    assert [e.seq for e in backlog] == [8]  # 9 and 10 are still held for the store
+    hub.release_written("c", 10)
+    hub.end("c")
+    live = []
+    while (event := await sub.next()) is not None:
+        live.append(event.seq)
+    assert live == [9, 10]
+    assert [e.seq for e in feed.history] == [8, 9, 10]
+
+
+def test_without_a_store_every_event_is_kept() -> None:
+    hub = EventHub()  # keep_events 0: screens have nowhere else to read the call from
+    feed = hub.open("c")
+    for i in range(50):
+        hub.publish(final(i))
+    assert len(feed.history) == 50 and feed.base == 0
+
+
+def test_only_the_newest_call_analytics_stays_in_the_history() -> None:
+    from assist.events import CallAnalyticsEvent
+
+    hub = EventHub()
+    feed = hub.open("c")
+    for _ in range(5):
+        hub.publish(
+            CallAnalyticsEvent(
+                call_id="c",
+                duration_seconds=1.0,
+                talk_seconds={},
+                silence_seconds=0.0,
+                longest_silence_seconds=0.0,
+                overtalk_seconds=0.0,
+                interruptions={},
+                words_per_minute={},
+                agent_response_seconds=None,
+                sentiment={},
+            )
+        )
+        hub.publish(final(len(feed.history)))
+    kinds = [e.type for e in feed.history]
+    assert kinds.count("call.analytics") == 1 and kinds.count("transcript.final") == 5
+    assert feed.history[-2].type == "call.analytics"  # the newest
