@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import re
 from typing import Any
 
@@ -16,6 +17,8 @@ from audio.protocols.native import CALL_ID
 from gateway.limits import TokenBuckets
 from gateway.runner import Connection
 from live.session import FeedbackLimit, Services
+
+log = logging.getLogger("callcue.screens")
 
 
 async def serve_call_events(ws: WebSocket, services: Services, call_id: str) -> None:
@@ -65,11 +68,23 @@ async def serve_call_events(ws: WebSocket, services: Services, call_id: str) -> 
         if store is not None and after < base:
             # the call resumed after a restart, or a long call's oldest events were let go
             # from memory: that part is in the store
-            earlier = [
-                stored
-                for stored in await asyncio.to_thread(store.events, call_id, (), after)
-                if stored["seq"] <= base
-            ]
+            try:
+                earlier = [
+                    stored
+                    for stored in await asyncio.to_thread(store.events, call_id, (), after)
+                    if stored["seq"] <= base
+                ]
+            except Exception as exc:  # the store is down: the screen still follows the call
+                log.warning("cannot read call %s from the store: %s", call_id, exc)
+                await conn.send_json(
+                    {
+                        "type": "error",
+                        "code": "store_unavailable",
+                        "message": f"events {after + 1} to {base} of this call are in the call "
+                        "store, which cannot be read now; the rest follow. Reconnect later "
+                        f"with ?after_seq={after} for them",
+                    }
+                )
         # in seq order: what memory kept of that part (open partials, the newest analytics:
         # the store does not keep them) goes between the stored events
         ordered: list[dict[str, Any] | Event] = [*earlier, *backlog]

@@ -73,6 +73,7 @@ class CallFeed:
     # restart, or a long call's oldest events: `trim`)
     base: int = 0
     stored: int = 0  # events up to this seq have been written to the store
+    complete: bool = True  # False: the store lost one of its events (the history keeps all)
     # a copy of a call another node runs (multi-node): its events come stamped, `relay`ed in
     mirror: bool = False
     released: int = 0  # events up to this seq have gone to subscribers (the rest are held)
@@ -154,9 +155,10 @@ class EventHub:
     `subscribe` hands back the history after `after_seq` and registers the live queue in
     the same step (no await between), so a late screen misses nothing the history holds and
     sees nothing twice; the history holds every event but the partials a later partial or
-    final of their utterance replaced. Ended calls stay replayable until `keep_ended` newer
-    calls have ended. `keep_events` (with a store): a call's history keeps at most this many
-    events once the older ones are written; a screen reads those from the store (0: all).
+    final of their utterance replaced and all but the newest `call.analytics`. Ended calls
+    stay replayable until `keep_ended` newer calls have ended. `keep_events` (with a store):
+    a call's history keeps at most this many events once the older ones are written (`base`
+    says where it begins: a screen reads the rest from the store); 0: all.
     """
 
     def __init__(
@@ -230,13 +232,16 @@ class EventHub:
             for sub in list(feed.subscribers):
                 sub._offer(None)
 
-    def release_written(self, call_id: str, seq: int) -> None:
-        """The store has written the call's events up to `seq`."""
+    def release_written(self, call_id: str, seq: int, *, complete: bool = True) -> None:
+        """The store has written the call's events up to `seq`; `complete` False: it lost
+        one of them (its buffer was full, or it refused one), so none is let go from memory."""
         feed = self._feeds.get(call_id)
         if feed is not None and not feed.mirror:
             feed.stored = max(feed.stored, min(seq, feed.seq))
+            feed.complete = feed.complete and complete
             self.release(feed, feed.stored)
-            feed.trim(self.keep_events)
+            if feed.complete:
+                feed.trim(self.keep_events)
 
     def _send(self, feed: CallFeed, event: Event) -> None:
         for sub in list(feed.subscribers):

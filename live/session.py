@@ -198,8 +198,9 @@ class Services:
             loop.call_soon_threadsafe(self._release, last)
 
     def _release(self, last: dict[str, int]) -> None:
+        incomplete = self.writer.incomplete if self.writer is not None else set()
         for call_id, seq in last.items():
-            self.hub.release_written(call_id, seq)
+            self.hub.release_written(call_id, seq, complete=call_id not in incomplete)
 
     def _store_loss(self, call_id: str) -> None:
         """The store's buffer is full: tell the call's screens its events are not kept."""

@@ -477,9 +477,10 @@ class Settings:
     speculative_final_ms: int = _recognition(
         200,
         _int,
-        _range(0, 5000),
+        _range(0, 1000),
         "a final's decode starts this far into a pause, before the hangover confirms the end "
-        "of the utterance (thrown away if speech resumes); 0: only once the utterance has ended",
+        "of the utterance (thrown away if speech resumes); 0, or a value not below the "
+        "hangover: only once the utterance has ended",
     )
     vad_threshold: float = _recognition(
         0.5, _float, _range(0.05, 0.95), "speech probability that starts an utterance"

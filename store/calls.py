@@ -1269,6 +1269,9 @@ class StoreWriter:
         self.dropped = 0
         self.last_error = ""
         self._told: set[str] = set()
+        # calls with an event not kept (buffer full, or refused): their history is not all
+        # in the store, so the hub keeps theirs in memory (`EventHub.release_written`)
+        self.incomplete: set[str] = set()
         self._cond = threading.Condition()
         self._stop = False
         self._writing = False  # a batch is being written (it is still in `pending`)
@@ -1299,6 +1302,7 @@ class StoreWriter:
                 self._cond.notify()
                 return
             self.dropped += 1
+            self.incomplete.add(event.call_id)
             first = event.call_id not in self._told
             self._told.add(event.call_id)
         if first:
@@ -1374,6 +1378,7 @@ class StoreWriter:
             except refused_errors() as exc:
                 with self._cond:
                     self.dropped += 1
+                    self.incomplete.add(event.call_id)
                 log.error(
                     "the store refused a %s event of call %s (seq %d), which is not kept: %s",
                     event.type,

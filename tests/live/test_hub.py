@@ -270,3 +270,15 @@ def test_only_the_newest_call_analytics_stays_in_the_history() -> None:
     kinds = [e.type for e in feed.history]
     assert kinds.count("call.analytics") == 1 and kinds.count("transcript.final") == 5
     assert feed.history[-2].type == "call.analytics"  # the newest
+
+
+async def test_a_call_whose_store_lost_an_event_keeps_its_whole_history() -> None:
+    """Once the store has lost one of a call's events (its buffer was full, or it refused
+    one), the store no longer holds all of what memory would let go: nothing is let go."""
+    hub = EventHub(keep_events=3)
+    feed = hub.open("c")
+    for i in range(10):
+        hub.publish(final(i), held=True)
+    hub.release_written("c", 5, complete=False)
+    hub.release_written("c", 10)
+    assert len(feed.history) == 10 and feed.base == 0

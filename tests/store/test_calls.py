@@ -492,6 +492,33 @@ def test_the_writer_never_waits_for_a_locked_database(tmp_path) -> None:  # type
     store.close()
 
 
+def test_a_full_buffer_drops_and_tells_the_call_once(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Past its limit the writer keeps nothing more: each event is counted, the call is
+    told once (`on_loss`) and marked as one whose history the store does not hold whole."""
+    import sqlite3
+
+    from store.calls import StoreWriter
+
+    store = CallStore(f"sqlite:///{tmp_path}/full.db")
+    told: list[str] = []
+    writer = StoreWriter(store, limit=2, on_loss=told.append)
+    hub = EventHub()
+    hub.open("f-1")
+    blocker = sqlite3.connect(str(tmp_path / "full.db"), isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")  # the database stops taking writes
+    try:
+        for _ in range(5):
+            writer.write(hub.publish(CallEnded(call_id="f-1", reason="stop", duration=1.0)))
+        assert writer.full and writer.dropped == 3
+        assert told == ["f-1"] and writer.incomplete == {"f-1"}
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    assert writer.wait_written(writer.queued, 30)  # the two kept are written once it answers
+    writer.close()
+    store.close()
+
+
 def test_an_event_the_database_refuses_does_not_hold_up_the_rest(store_url: str) -> None:
     from store.calls import StoreWriter
 
@@ -506,6 +533,7 @@ def test_an_event_the_database_refuses_does_not_hold_up_the_rest(store_url: str)
     assert writer.wait_written(writer.queued, 30)
     assert store.get_call("real") is not None and store.events("ghost") == []
     assert writer.dropped == 1 and not writer.pending
+    assert writer.incomplete == {"ghost"}  # its screens' history stays in memory
     writer.close()
     store.close()
 
