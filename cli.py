@@ -231,7 +231,7 @@ async def transcribe_call(
         ) as bar:
             for lo in range(0, audio.samples.shape[0], step):
                 chunk = audio.samples[lo : lo + step]
-                await session.feed(chunk.reshape(-1).astype("<i2").tobytes())
+                await session.push(chunk.reshape(-1).astype("<i2").tobytes())
                 await session.settle()  # each utterance gets the previous ones as its prompt
                 bar.update(round(chunk.shape[0] / audio.sample_rate, 1))
             await session.finish("stop")

@@ -58,7 +58,7 @@ VadEvent = SpeechStarted | SpeechEnded
 class VadSegmenter:
     """Turns a stream of 16 kHz samples into speech start/end events for one channel.
 
-    Model state, the partial window and the speech state are carried across `feed` calls,
+    Model state, the partial window and the speech state are carried across `push` calls,
     so any chunking of the same audio yields the same events.
     """
 
@@ -79,7 +79,7 @@ class VadSegmenter:
             self.options.long_min_silence_ms * TARGET_RATE // 1000, self._min_silence
         )
 
-    def feed(self, samples: Float32Array) -> list[VadEvent]:
+    def push(self, samples: Float32Array) -> list[VadEvent]:
         audio = np.concatenate([self._pending, samples]) if self._pending.size else samples
         n_windows = audio.size // WINDOW
         self._pending = audio[n_windows * WINDOW :].copy()

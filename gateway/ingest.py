@@ -93,7 +93,7 @@ class NativeIngest:
     async def handle(self, event: NativeEvent) -> bool:
         if isinstance(event, Audio):
             assert self.session is not None
-            await self.session.feed(event.data)
+            await self.session.push(event.data)
             return False
         if isinstance(event, StartCall):
             return await self._start(event)

@@ -187,7 +187,7 @@ class AudioHookIngest:
         session, sid = self.session, self.session_id
         if isinstance(event, Audio):
             if session is not None:
-                await session.feed(event.data)
+                await session.push(event.data)
         elif isinstance(event, AudioHookOpen):
             if not event.probe:
                 await self._open(event)
@@ -380,7 +380,7 @@ class TwilioIngest:
     async def handle(self, event: Any) -> bool:
         if isinstance(event, Audio):
             if self.session is not None:
-                await self.session.feed_track(self.track_index[event.track], event.data)
+                await self.session.push_track(self.track_index[event.track], event.data)
         elif isinstance(event, TwilioStart):
             return await self._start(event)
         elif isinstance(event, TwilioDtmf):

@@ -601,7 +601,7 @@ class CallSession:
         self.services.metrics.feedback.inc(1, event.kind, event.action)
         return self.publish(event)
 
-    async def feed(self, data: bytes) -> None:
+    async def push(self, data: bytes) -> None:
         """Decode one frame and hand each channel its samples (returns once VAD has run).
         Audio that arrives once the call is ending is ignored."""
         if self._finishing is not None:
@@ -650,7 +650,7 @@ class CallSession:
 
         return asyncio.ensure_future(run())
 
-    async def feed_track(self, index: int, data: bytes) -> None:
+    async def push_track(self, index: int, data: bytes) -> None:
         """Decode one frame of a single channel (sent on its own, not interleaved)."""
         decoder = self.track_decoders.get(index)
         if decoder is None:
@@ -1203,7 +1203,3 @@ def mask_words(words: tuple[Word, ...], original: str, masked: str) -> tuple[Wor
         else:
             out.append(word)
     return tuple(out)
-
-
-def transcript_seconds(samples: int) -> float:
-    return samples / TARGET_RATE

@@ -197,7 +197,7 @@ class StreamingTranscriber:
         while len(self._arrivals) > 2 and self._arrivals[0][0] < self._buf_start - TARGET_RATE:
             self._arrivals.popleft()
         loop = asyncio.get_running_loop()
-        events = await loop.run_in_executor(self.executor, self.vad.feed, samples)
+        events = await loop.run_in_executor(self.executor, self.vad.push, samples)
         for event in events:
             if isinstance(event, SpeechStarted):
                 self._begin(max(event.sample - self._pad, self._floor, self._buf_start))

@@ -78,7 +78,7 @@ async def run_call(
     await session.start()
     step = audio.sample_rate // 5  # 100 ms of 16-bit samples
     for lo in range(0, len(pcm), step):
-        await session.feed(pcm[lo : lo + step])
+        await session.push(pcm[lo : lo + step])
         await asyncio.sleep(0)  # let the assist worker run between frames
     await session.finish("stop")
     feed = services.hub.feed(call_id)

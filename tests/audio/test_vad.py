@@ -7,16 +7,16 @@ from audio.vad import WINDOW, SpeechEnded, SpeechStarted, VadOptions, VadSegment
 from tests.conftest import load_16k
 
 
-def feed_all(seg: VadSegmenter, audio: np.ndarray, chunk: int) -> list[object]:
+def push_all(seg: VadSegmenter, audio: np.ndarray, chunk: int) -> list[object]:
     events: list[object] = []
     for i in range(0, audio.size, chunk):
-        events += seg.feed(audio[i : i + chunk])
+        events += seg.push(audio[i : i + chunk])
     return events
 
 
 def test_jfk_speech_segments(vad_model) -> None:  # type: ignore[no-untyped-def]
     audio = load_16k("wb_jfk_inaugural_1961.flac")
-    events = feed_all(VadSegmenter(vad_model), audio, 1600)
+    events = push_all(VadSegmenter(vad_model), audio, 1600)
     starts = [e for e in events if isinstance(e, SpeechStarted)]
     ends = [e for e in events if isinstance(e, SpeechEnded)]
     # "And so, my fellow Americans / ask not / what your country ... / ask what you ..."
@@ -30,8 +30,8 @@ def test_jfk_speech_segments(vad_model) -> None:  # type: ignore[no-untyped-def]
 def test_chunking_does_not_change_events(vad_model, chunk: int) -> None:  # type: ignore[no-untyped-def]
     audio = load_16k("ls_test-clean_4507-16021-0012.wav")
     audio = np.concatenate([np.zeros(8000, np.float32), audio, np.zeros(16000, np.float32)])
-    reference = feed_all(VadSegmenter(vad_model), audio, WINDOW)
-    assert feed_all(VadSegmenter(vad_model), audio, chunk) == reference
+    reference = push_all(VadSegmenter(vad_model), audio, WINDOW)
+    assert push_all(VadSegmenter(vad_model), audio, chunk) == reference
     assert any(isinstance(e, SpeechEnded) for e in reference)
 
 
@@ -41,15 +41,15 @@ def test_silence_and_low_noise_are_not_speech(vad_model) -> None:  # type: ignor
     noise = (rng.standard_normal(16000 * 5) * 0.003).astype(np.float32)
     for audio in (silence, noise):
         seg = VadSegmenter(vad_model)
-        assert feed_all(seg, audio, 3200) == []
+        assert push_all(seg, audio, 3200) == []
         assert not seg.in_speech
 
 
 def test_hangover_sets_end_of_utterance(vad_model) -> None:  # type: ignore[no-untyped-def]
     speech = load_16k("wb_timit_LDC93S1.wav")
     audio = np.concatenate([speech, np.zeros(16000, np.float32)])
-    short = feed_all(VadSegmenter(vad_model, VadOptions(min_silence_ms=200)), audio, 512)
-    long = feed_all(VadSegmenter(vad_model, VadOptions(min_silence_ms=800)), audio, 512)
+    short = push_all(VadSegmenter(vad_model, VadOptions(min_silence_ms=200)), audio, 512)
+    long = push_all(VadSegmenter(vad_model, VadOptions(min_silence_ms=800)), audio, 512)
     assert isinstance(short[-1], SpeechEnded) and isinstance(long[-1], SpeechEnded)
     # a shorter hangover never merges more: at least as many utterances
     assert len(short) >= len(long)
