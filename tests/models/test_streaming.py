@@ -97,6 +97,7 @@ class Channel:
     def __init__(self, **options: Any) -> None:
         self.scheduler = HandScheduler()
         self.partials: list[Partial] = []
+        self.shown = asyncio.Event()
         self.finals: list[Final] = []
         self.transcriber = StreamingTranscriber(
             "call/customer",
@@ -104,7 +105,7 @@ class Channel:
             self.scheduler,  # type: ignore[arg-type]
             VadSegmenter(LoudnessModel(), VadOptions(min_silence_ms=400)),
             ThreadPoolExecutor(1),
-            self.partials.append,
+            self.show,
             self.finals.append,
             StreamingOptions(lead_ms=0, context_s=0, **options),
         )
@@ -121,10 +122,15 @@ class Channel:
 
     async def answer_partial(self, text: str) -> RecognitionJob:
         [(job, future)] = self.scheduler.waiting(final=False)
+        self.shown.clear()
         future.set_result(said(text, job.audio.size / TARGET_RATE))
-        await asyncio.sleep(0)  # the done callback runs on the loop
-        await asyncio.sleep(0)
+        # the done callback runs on the loop: wait until the partial is out
+        await asyncio.wait_for(self.shown.wait(), timeout=5)
         return job
+
+    def show(self, partial: Partial) -> None:
+        self.partials.append(partial)
+        self.shown.set()
 
 
 async def test_partials_agree_on_a_prefix_that_is_forced_and_never_shrinks() -> None:
