@@ -29,7 +29,6 @@ import numpy as np
 
 from assist.roles import RoleEvidence
 from audio.codec import TARGET_RATE, Float32Array
-from live.metrics import Metrics
 from models.speaker import Print, SpeakerClusters, SpeakerEncoder
 from models.whisper import WordTiming
 
@@ -80,15 +79,6 @@ class Speakers:
 
     def spent(self, seconds: float) -> None:
         self.cpu_seconds += seconds
-
-    def measure(self, metrics: Metrics) -> None:
-        metrics.labelled_gauge(
-            "callcue_diarization_cpu_seconds_total",
-            "CPU seconds spent on voice prints for diarized (one-channel) calls",
-            (),
-            lambda: [((), round(self.cpu_seconds, 3))],
-            kind="counter",
-        )
 
     def close(self) -> None:
         self.executor.shutdown(wait=True, cancel_futures=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from live.diarize import Speakers
 from live.metrics import Metrics
 from live.webhooks import WebhookSender
 from models.revise import Reviser
@@ -117,6 +118,17 @@ def measure_reviser(m: Metrics, reviser: Reviser) -> None:
         "Finals whose text a revision changed (transcript.revised sent)",
         (),
         lambda: [((), stats.changed)],
+        kind="counter",
+    )
+
+
+def measure_speakers(m: Metrics, speakers: Speakers) -> None:
+    """Diarization: the CPU its voice prints took."""
+    m.labelled_gauge(
+        "callcue_diarization_cpu_seconds_total",
+        "CPU seconds spent on voice prints for diarized (one-channel) calls",
+        (),
+        lambda: [((), round(speakers.cpu_seconds, 3))],
         kind="counter",
     )
 

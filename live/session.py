@@ -40,10 +40,7 @@ from audio.protocols.events import ProtocolFailure
 from live.assist_worker import AssistItem, AssistWorker
 from live.diarize import CallDiarizer, Part, RecentAudio, Relabel, Speakers, voice_prints
 from live.hub import EventHub
-from live.measures import (
-    measure_webhooks,
-    measure_writer,
-)
+from live.measures import measure_speakers, measure_webhooks, measure_writer
 from live.metrics import Metrics
 from live.recognition import Recognition
 from live.recording import Recorder
@@ -172,7 +169,7 @@ class Services:
             lambda: sum(len(s.channels) for s in list(self.sessions.values())),
         )
         self.recognition.measure(m)
-        self.speakers.measure(m)
+        measure_speakers(m, self.speakers)
         measure_writer(m, self.writer)
         if self.webhooks is not None:
             measure_webhooks(m, self.webhooks)
