@@ -220,6 +220,7 @@ async def transcribe_call(
             language=language,
             diarize=diarize,
         )
+        session.keep_finals = True  # the whole transcript is printed at the end
         await session.start()
         step = audio.sample_rate  # one second per frame
         with tqdm(

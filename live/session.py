@@ -8,6 +8,7 @@ import functools
 import hashlib
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -59,6 +60,10 @@ log = logging.getLogger("callcue.session")
 MAX_FEEDBACK_PER_CALL = 500
 ANALYTICS_INTERVAL = 1.0  # `call.analytics` at most once a second a call
 CATEGORY_TICK = 1.0  # seconds between checks of the categories decided by time
+# a call's finals (and revised finals) kept in memory, by call time: revisions and relabels
+# look them up. Revision is at most 600 s of audio behind plus the 900 s it lets wait, and a
+# relabel reaches back 10 minutes of speech; what is older is in the store and on screens
+FINALS_KEPT_S = 1800.0
 ENROL_SECONDS = 60.0  # of an agent's speech a two-channel call adds to their voice print
 
 
@@ -198,6 +203,10 @@ class Services:
         incomplete = self.writer.incomplete if self.writer is not None else set()
         for call_id, seq in last.items():
             self.hub.release_written(call_id, seq, complete=call_id not in incomplete)
+        if incomplete and self.writer is not None:  # marks of calls memory has let go of
+            self.writer.forget_incomplete(
+                lambda call_id: call_id not in self.sessions and self.hub.feed(call_id) is None
+            )
 
     def _store_loss(self, call_id: str) -> None:
         """The store's buffer is full: tell the call's screens its events are not kept."""
@@ -377,10 +386,15 @@ class CallSession:
         self.paused = False  # the platform paused the stream (AudioHook): not idle
         self.finished = False
         self._finishing: asyncio.Task[None] | None = None
-        self.finals: list[TranscriptFinal] = []
+        # the call's latest finals (FINALS_KEPT_S of call time; every one with `keep_finals`,
+        # as `callcue transcribe` needs them) and counts of all of them
+        self.keep_finals = False
+        self.finals: deque[TranscriptFinal] = deque()
+        self.finals_published = 0
         # a diarized call's entities per final seq, read again if its line is relabeled
         self._final_entities: dict[int, list[Entity]] = {}
-        self.revised: dict[tuple[str, int], TranscriptRevised] = {}
+        self.revised: dict[tuple[str, int], TranscriptRevised] = {}  # of the kept finals
+        self.finals_revised = 0
         self._revising: asyncio.Future[None] | None = None
         self._revisions_stopped = False
         self.hub_feed: Any = None  # the hub's feed of this call (set by `start`)
@@ -765,8 +779,8 @@ class CallSession:
                 self.publish(
                     CallRevised(
                         call_id=self.call_id,
-                        revised=len(self.revised),
-                        finals=len(self.finals),
+                        revised=self.finals_revised,
+                        finals=self.finals_published,
                         skipped=sum(t.revisions_skipped for t in self.transcribers),
                     )
                 )
@@ -816,6 +830,8 @@ class CallSession:
             )
         )
         assert isinstance(event, TranscriptRevised)
+        if (channel, revised.utterance) not in self.revised:
+            self.finals_revised += 1
         self.revised[(channel, revised.utterance)] = event
         self.analytics.add_final(channel, revised.utterance, final.start, final.end, words, text)
         if self.services.recognition.reviser is not None:
@@ -971,7 +987,7 @@ class CallSession:
             )
         )
         assert isinstance(event, TranscriptFinal)
-        self.finals.append(event)
+        self._keep_final(event)
         if self.diarize and entities:
             self._final_entities[event.seq] = entities
         if self._enrolling is not None and channel == "agent":
@@ -1116,9 +1132,9 @@ class CallSession:
         was the agent's is heard by the checklist. What was read under the wrong party
         stays (cards already shown are not withdrawn)."""
         moved = {c.final_seq: c.channel for c in changes}
-        self.finals = [  # what `callcue transcribe` prints follows the corrections
+        self.finals = deque(  # what `callcue transcribe` prints follows the corrections
             replace(f, channel=moved[f.seq]) if f.seq in moved else f for f in self.finals
-        ]
+        )
         for change in changes:
             self.analytics.relabel(change.previous, change.utterance, change.channel)
         self.publish(
@@ -1154,6 +1170,26 @@ class CallSession:
                     final.start,
                 )
             )
+
+    def _keep_final(self, event: TranscriptFinal) -> None:
+        """Keep a published final for revisions and relabels, and let go of the finals (and
+        their revisions) older than FINALS_KEPT_S of call time: a call of hours holds a
+        bounded share of its transcript in memory. A revision or relabel that comes for a
+        final let go keeps the live text on screens (relabels still reach screens and store,
+        but the line is not read again by assist)."""
+        self.finals.append(event)
+        self.finals_published += 1
+        if self.keep_finals:
+            return
+        horizon = event.end - FINALS_KEPT_S
+        while self.finals and self.finals[0].end < horizon:
+            old = self.finals.popleft()
+            self._final_entities.pop(old.seq, None)
+        while self.revised:
+            key, first = next(iter(self.revised.items()))
+            if first.end >= horizon:
+                break
+            del self.revised[key]
 
     def _publish_part(self, final: Final, part: Part) -> None:
         self._on_final(
