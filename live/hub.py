@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from assist.events import Event, now_iso
+from assist.events import Event, RelayedEvent, now_iso
 from store.calls import STORED_EVENTS
 
 # A held event (published before the store has it) goes to screens once it is written, or
@@ -121,7 +121,7 @@ class CallFeed:
         if n > 0:
             front = self.history[:n]
             self.base = max(self.base, front[-1].seq)
-            self.history[:n] = [e for e in front if e.type not in STORED_EVENTS]
+            self.history[:n] = [e for e in front if _type(e) not in STORED_EVENTS]
 
     def forget_sent(self) -> None:
         """Drop the superseded partials that have gone to screens from the history."""
@@ -276,6 +276,11 @@ class EventHub:
             sub._offer(event)
         feed.released = max(feed.released, event.seq)  # (sent: a mirror holds nothing back)
         feed.forget_superseded(kind, key, event.seq)
+        if self.keep_events:
+            # the node that runs the call sent it once stored: what memory lets go of is
+            # read from the shared store, as what the Redis stream let go of already is
+            feed.stored = feed.seq
+            feed.trim(self.keep_events)
 
     def drop(self, feed: CallFeed) -> None:
         """Forget a mirror nobody watches any more (its screens, if any, are ended)."""
@@ -345,3 +350,7 @@ class EventHub:
 
 def _seq(event: Event) -> int:
     return event.seq
+
+
+def _type(event: Event) -> str:
+    return event.kind if isinstance(event, RelayedEvent) else event.type

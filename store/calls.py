@@ -1286,6 +1286,12 @@ class StoreWriter:
     def full(self) -> bool:
         return len(self.pending) >= self.limit
 
+    def forget_incomplete(self, gone: Callable[[str], bool]) -> None:
+        """Unmark the incomplete calls for which `gone(call_id)`: their history has left
+        memory (the call ended and the hub let its feed go), so none is kept whole for them."""
+        with self._cond:
+            self.incomplete -= {call_id for call_id in self.incomplete if gone(call_id)}
+
     @property
     def unreachable(self) -> bool:
         """The last write failed, or the one under way has waited a second or more (a lock

@@ -282,3 +282,26 @@ async def test_a_call_whose_store_lost_an_event_keeps_its_whole_history() -> Non
     hub.release_written("c", 5, complete=False)
     hub.release_written("c", 10)
     assert len(feed.history) == 10 and feed.base == 0
+
+
+async def test_a_mirror_keeps_only_its_newest_events() -> None:
+    """A copy of another node's call (multi-node) is bounded as the call's own node bounds
+    it: the node sent each event once stored, so a screen here reads what the mirror let go
+    of from the shared store (`base`), and the open partial stays. Without a store (0) the
+    mirror keeps all: there is nowhere else to read it from."""
+    from assist.events import RelayedEvent
+
+    kinds = ["transcript.partial"] + ["transcript.final"] * 9
+    hubs = {keep: EventHub(keep_events=keep) for keep in (3, 0)}
+    for hub in hubs.values():
+        feed = hub.open_mirror("c")
+        for seq, kind in enumerate(kinds, start=1):
+            event = RelayedEvent(call_id="c", seq=seq, ts="", kind=kind, raw="{}")
+            hub.relay(feed, event, kind, ("customer", 100 if seq == 1 else seq))
+    bounded, whole = hubs[3].feed("c"), hubs[0].feed("c")
+    assert bounded is not None and whole is not None
+    assert [e.seq for e in bounded.history] == [1, 8, 9, 10]  # 1: utterance 100's partial
+    assert bounded.base == 7
+    assert [e.seq for e in whole.history] == list(range(1, 11)) and whole.base == 0
+    backlog, _ = hubs[3].subscribe("c", after_seq=8)
+    assert [e.seq for e in backlog] == [9, 10]

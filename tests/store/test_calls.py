@@ -534,6 +534,13 @@ def test_an_event_the_database_refuses_does_not_hold_up_the_rest(store_url: str)
     assert store.get_call("real") is not None and store.events("ghost") == []
     assert writer.dropped == 1 and not writer.pending
     assert writer.incomplete == {"ghost"}  # its screens' history stays in memory
+    writer.forget_incomplete(lambda call_id: call_id == "real")
+    assert writer.incomplete == {"ghost"}
+    writer.forget_incomplete(lambda call_id: hub.feed(call_id) is None)  # still in the hub
+    assert writer.incomplete == {"ghost"}
+    hub.drop(hub.feed("ghost"))  # type: ignore[arg-type]
+    writer.forget_incomplete(lambda call_id: hub.feed(call_id) is None)  # let go: unmarked
+    assert writer.incomplete == set()
     writer.close()
     store.close()
 
