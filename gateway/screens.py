@@ -44,13 +44,29 @@ async def serve_call_events(ws: WebSocket, services: Services, call_id: str) -> 
         await services.cluster.follow(call_id)
         feed = services.hub.feed(call_id)
     stored_call = None
+    replay: list[dict[str, Any]] = []
     if feed is None and store is not None:
-        stored_call = await asyncio.to_thread(store.get_call, call_id)
+        # not in memory: a call from before this process started, or one not begun yet
+        try:
+            stored_call = await asyncio.to_thread(store.get_call, call_id)
+            if stored_call is not None:
+                replay = await asyncio.to_thread(store.events, call_id, (), after)
+        except Exception as exc:
+            log.warning("cannot read call %s from the store: %s", call_id, exc)
+            await conn.send_json(
+                {
+                    "type": "error",
+                    "code": "store_unavailable",
+                    "message": f"call {call_id} is not in progress on this server and the "
+                    "call store, which holds earlier calls, cannot be read now; reconnect "
+                    f"later (with ?after_seq={after})",
+                }
+            )
+            await conn.close(CloseCode.TRY_AGAIN_LATER, "store_unavailable")
+            return
         feed = services.hub.feed(call_id)  # (it may have started while the store answered)
     if feed is None and stored_call is not None:
-        assert store is not None
         # a call from before this process started: replay it from the store
-        replay = await asyncio.to_thread(store.events, call_id, (), after)
         for stored in replay:
             await conn.send_json(stored)
         if replay:
