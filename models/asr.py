@@ -80,6 +80,10 @@ class RevisedFinal:
     language: str
 
 
+# a channel's language ("auto") is fixed by the first final whose detection is at least this
+# likely, or after this many finals that were not (as what their detections sum up to)
+LANGUAGE_SURE = 0.5
+UNSURE_FINALS = 3
 # the longest stretch of a channel held for revision (int16: 19 MB), whatever the setting
 LONGEST_STRETCH_S = 600.0
 # prompt tokens the vocabulary may take (Whisper keeps 223 of the prompt; the channel's
@@ -126,8 +130,11 @@ class StreamingTranscriber:
         self.key = key
         self.engine = engine  # partials; finals are tokenized for the scheduler's final engine
         self.final_engine = scheduler.final_engine
-        # "en", a Whisper language code, or "auto" until the first final with words fixes it
+        # "en", a Whisper language code, or "auto" until a final's detection is sure of one
+        # (LANGUAGE_SURE), or UNSURE_FINALS finals were not: then it is fixed
         self.language = language
+        self._unsure: dict[str, float] = {}  # language → summed probability, while unsure
+        self._unsure_finals = 0
         self.scheduler = scheduler
         self.vad = vad
         self.executor = executor
@@ -481,8 +488,7 @@ class StreamingTranscriber:
         if audio is not None and hyp.ok and hyp.words:
             self._last_final = (audio, hyp.words, hyp.text)
         if self.language == "auto" and hyp.ok:
-            self.language = hyp.language  # detected on the channel's first words: fixed
-            log.info("%s: language detected as %s", self.key, hyp.language)
+            self._detected(hyp, start)
         offset = start / TARGET_RATE
         words = tuple(
             WordTiming(
@@ -520,6 +526,32 @@ class StreamingTranscriber:
             stretch = self.reviser.options.seconds or LONGEST_STRETCH_S
             if end - self._rev_start >= stretch * TARGET_RATE:
                 self._revise(end)
+
+    def _detected(self, hyp: Hypothesis, start: int) -> None:
+        """A final decoded with its language detected: fix the channel's language once a
+        detection is sure of it (a short first "Allô ?" may sound like English), or after
+        UNSURE_FINALS finals that were not, as their detections sum up. Finals before it
+        that were heard as another language go to revision now, in the language fixed."""
+        votes = self._unsure
+        earlier = set(votes)  # languages the finals before this one were decoded as
+        votes[hyp.language] = votes.get(hyp.language, 0.0) + hyp.language_probability
+        self._unsure_finals += 1
+        if hyp.language_probability >= LANGUAGE_SURE:
+            language = hyp.language
+        elif self._unsure_finals >= UNSURE_FINALS:
+            language = max(votes, key=votes.__getitem__)
+        else:
+            log.info(
+                "%s: language not sure yet (%s, %.2f)",
+                self.key,
+                hyp.language,
+                hyp.language_probability,
+            )
+            return
+        self.language = language
+        log.info("%s: language detected as %s", self.key, language)
+        if earlier - {language} and self.reviser is not None:
+            self._revise(start)  # the finals before this one, heard as another language
 
     async def close(self) -> None:
         """Finalize the utterance in progress and wait until every final has been emitted;

@@ -80,6 +80,8 @@ class Hypothesis:
     rejected: str | None = None  # why the text was dropped (no_speech, no_words, repetition, ...)
     seconds: float = 0.0  # wall time spent decoding
     language: str = "en"  # what it was decoded as (detected, where `auto` was asked for)
+    # how likely the detection found `language` (1.0 where it was given, not detected)
+    language_probability: float = 1.0
 
     @property
     def ok(self) -> bool:
@@ -226,19 +228,22 @@ class WhisperEngine:
             self._tokenizers[language] = tokenizer
         return tokenizer
 
-    def _languages_of(self, requested: Sequence[str | None], encoder_output: object) -> list[str]:
-        """The language of each item of an encoder batch: as requested, the engine's own for
-        None, detected from the audio for "auto"."""
+    def _languages_of(
+        self, requested: Sequence[str | None], encoder_output: object
+    ) -> list[tuple[str, float]]:
+        """The language of each item of an encoder batch, and how likely: as requested (1.0),
+        the engine's own for None, detected from the audio for "auto" (its probability)."""
         default = self.tokenizer.language_code
-        out = [default if r is None else r for r in requested]
-        if "auto" in out:
+        out = [(default if r is None else r, 1.0) for r in requested]
+        if any(r == "auto" for r, _ in out):
             if not self.multilingual:
-                out = [default if r == "auto" else r for r in out]
+                out = [(default if r == "auto" else r, 1.0) for r, _ in out]
             else:
                 detected = self.model.model.detect_language(encoder_output)
-                for i, r in enumerate(out):
+                for i, (r, _) in enumerate(out):
                     if r == "auto":
-                        out[i] = str(detected[i][0][0])[2:-2]  # "<|de|>" -> "de"
+                        token, probability = detected[i][0]
+                        out[i] = (str(token)[2:-2], float(probability))  # "<|de|>" -> "de"
         return out
 
     def encode_text(self, text: str) -> list[int]:
@@ -417,7 +422,7 @@ class WhisperEngine:
         encoder_output = self.model.model.encode(
             ctranslate2.StorageView.from_array(features[None]), to_cpu=False
         )
-        language = self._languages_of([language], encoder_output)[0]
+        language, sure = self._languages_of([language], encoder_output)[0]
         tk = self.tokenizer_for(language)
         forced = [*context, *prefix]
         full_prompt = [*self._context(prompt), *tk.sot_sequence, tk.no_timestamps, *forced]
@@ -464,7 +469,7 @@ class WhisperEngine:
             log.info("%s decode repeated its prompt (%r); decoding without it", kind, best.text)
             with self._stats_lock:
                 self.stats.prompt_echoes += 1
-            return self.decode(
+            again = self.decode(
                 given,
                 prefix=prefix,
                 final=final,
@@ -474,6 +479,7 @@ class WhisperEngine:
                 language=language,
                 recover=recover,
             )
+            return replace(again, language_probability=sure)
         best = self._cut_beyond_audio(
             best, encoder_output, content_frames, final, context, context_s
         )
@@ -482,7 +488,7 @@ class WhisperEngine:
             # audio): the utterance alone
             log.debug("final with context gave %s; decoding it alone", best.rejected or "nothing")
             skip = int(given_context_s * TARGET_RATE)
-            return self.decode(
+            alone = self.decode(
                 given[skip:],
                 prompt=prompt,
                 prefix=prefix,
@@ -491,11 +497,13 @@ class WhisperEngine:
                 language=language,
                 recover=recover,
             )
+            return replace(alone, language_probability=sure)
         elapsed = time.perf_counter() - started
         self._count(seconds, elapsed, window)
         if final and recover > 0:
             skip = int(given_context_s * TARGET_RATE)
             best = self._recover_tail(best, given[skip:], prompt, busy, recover)
+        best = replace(best, language_probability=sure)
         return _with_seconds(best, time.perf_counter() - started)
 
     def _recover_tail(
@@ -583,7 +591,7 @@ class WhisperEngine:
         )
         encoded = np.asarray(encoder_output)
         langs = self._languages_of([job.language for job in jobs], encoder_output)
-        tks = [self.tokenizer_for(lang) for lang in langs]
+        tks = [self.tokenizer_for(lang) for lang, _ in langs]
         keep = min(len(job.prompt) for job in jobs)
         # every start sequence has the same length (with a language token or without)
         prompts = [
@@ -612,7 +620,11 @@ class WhisperEngine:
         )
         out = []
         for i, (job, result) in enumerate(zip(jobs, results, strict=True)):
-            hyp = replace(self._hypothesis(result, job.prefix, 0.0, window), language=langs[i])
+            hyp = replace(
+                self._hypothesis(result, job.prefix, 0.0, window),
+                language=langs[i][0],
+                language_probability=langs[i][1],
+            )
             hyp = self._cut_repetition(hyp)
             item = ctranslate2.StorageView.from_array(np.ascontiguousarray(encoded[i : i + 1]))
             out.append(self._cut_beyond_audio(hyp, item, prepared[i][1], final=False))

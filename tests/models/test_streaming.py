@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import SimpleNamespace
 from typing import Any
 
@@ -94,7 +94,7 @@ def said(text: str, seconds: float) -> Hypothesis:
 
 
 class Channel:
-    def __init__(self, **options: Any) -> None:
+    def __init__(self, language: str = "en", **options: Any) -> None:
         self.scheduler = HandScheduler()
         self.partials: list[Partial] = []
         self.shown = asyncio.Event()
@@ -108,6 +108,7 @@ class Channel:
             self.show,
             self.finals.append,
             StreamingOptions(lead_ms=0, context_s=0, **options),
+            language=language,
         )
 
     async def speak(self, seconds: float, loud: bool = True) -> None:
@@ -212,3 +213,37 @@ async def test_a_pause_shorter_than_the_hangover_makes_no_final(speculative_ms: 
     await ch.speak(1.0)
     assert ch.finals == []
     assert all(f.cancelled() or not f.done() for _, f in ch.scheduler.finals())
+
+
+@pytest.mark.parametrize(
+    ("detections", "fixed_after"),
+    [
+        # a short first "Allô ?" heard as English, unsure; the next final is sure
+        ([("en", 0.30), ("fr", 0.89), ("fr", 0.97)], 2),
+        # never sure: three finals decide by their summed probabilities
+        ([("en", 0.30), ("fr", 0.45), ("fr", 0.40), ("fr", 0.49)], 3),
+        ([("de", 0.99), ("en", 0.20)], 1),  # sure at once: fixed, what follows does not move it
+    ],
+)
+async def test_auto_fixes_the_language_once_a_detection_is_sure(
+    detections: list[tuple[str, float]], fixed_after: int
+) -> None:
+    ch = Channel(language="auto", partials=False, speculative_final_ms=0)
+    asked = []
+    for i, (language, probability) in enumerate(detections):
+        await ch.speak(1.0)
+        await ch.speak(0.6, loud=False)  # the utterance ends: its final is asked for
+        [(job, future)] = ch.scheduler.waiting(final=True)
+        asked.append(job.language)
+        if job.language != "auto":  # decoded as asked (the engine detects only for auto)
+            language, probability = job.language, 1.0
+        hyp = said(f"utterance {i}", 1.0)
+        future.set_result(replace(hyp, language=language, language_probability=probability))
+        await asyncio.wait_for(ch.transcriber.settle(), timeout=5)
+    await ch.close()
+    assert asked == ["auto"] * fixed_after + ["fr" if fixed_after > 1 else "de"] * (
+        len(detections) - fixed_after
+    )
+    assert [f.language for f in ch.finals] == [lang for lang, _ in detections][:fixed_after] + [
+        asked[-1]
+    ] * (len(detections) - fixed_after)
