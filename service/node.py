@@ -38,6 +38,25 @@ def cluster_options(settings: Settings) -> ClusterOptions:
     )
 
 
+M_ARENA_MAX = -8  # glibc's mallopt parameter
+
+
+def limit_malloc_arenas(arenas: int) -> None:
+    """Let glibc's malloc use at most `arenas` arenas (0, or MALLOC_ARENA_MAX in the
+    environment: leave it be). By default every thread that allocates may get an arena of its
+    own (up to 8 a core), each keeping memory it freed; Whisper's, onnxruntime's and the
+    store's threads would hold about 100 MiB that way. Set before the models load (threads
+    started later share the arenas there are); a no-op where malloc is not glibc's."""
+    if arenas <= 0 or "MALLOC_ARENA_MAX" in os.environ:
+        return
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").mallopt(M_ARENA_MAX, arenas)
+    except (OSError, AttributeError):  # not glibc
+        log.debug("malloc arenas not limited: not glibc")
+
+
 def load_services(
     settings: Settings,
     *,
@@ -52,6 +71,7 @@ def load_services(
     `cluster`: join the other nodes on CALLCUE_REDIS_URL when it is set (the server only).
     `webhooks`: send the CALLCUE_WEBHOOKS deliveries (the server; any process that writes
     calls, such as an import, stores the deliveries for the server to send)."""
+    limit_malloc_arenas(settings.malloc_arenas)
     metrics = Metrics()
     node = None
     if cluster and settings.redis_url:

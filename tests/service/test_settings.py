@@ -98,3 +98,26 @@ def test_each_setting_declared_once_and_documented_in_readme_in_order() -> None:
             elif isinstance(default, float):
                 default = f"{default:g}"
             assert literal == str(default), setting.name
+
+
+def test_malloc_arenas_are_limited_unless_the_environment_or_the_setting_says_not(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import ctypes
+
+    from service.node import M_ARENA_MAX, limit_malloc_arenas
+
+    calls: list[tuple[int, int]] = []
+
+    class Libc:
+        def mallopt(self, param: int, value: int) -> int:
+            calls.append((param, value))
+            return 1
+
+    monkeypatch.setattr(ctypes, "CDLL", lambda name: Libc())
+    monkeypatch.delenv("MALLOC_ARENA_MAX", raising=False)
+    limit_malloc_arenas(Settings().malloc_arenas)
+    limit_malloc_arenas(0)  # glibc's own number
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
+    limit_malloc_arenas(2)  # the environment's
+    assert calls == [(M_ARENA_MAX, 2)]
