@@ -451,6 +451,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     from models.remote import run_worker
     from models.whisper import WhisperEngine
+    from service.node import limit_malloc_arenas
     from service.settings import SettingsError, available_cores
 
     try:
@@ -462,6 +463,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         print("callcue worker: set --redis-url (or CALLCUE_REDIS_URL)", file=sys.stderr)
         return 2
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(message)s")
+    limit_malloc_arenas(settings.malloc_arenas)
     # a worker decodes one job at a time: one model replica with every core (run several
     # workers for decodes side by side)
     one = {"workers": 1, "cpu_threads": settings.cpu_threads or available_cores()}
