@@ -276,9 +276,12 @@ class EventHub:
             sub._offer(event)
         feed.released = max(feed.released, event.seq)  # (sent: a mirror holds nothing back)
         feed.forget_superseded(kind, key, event.seq)
-        if self.keep_events:
-            # the node that runs the call sent it once stored: what memory lets go of is
-            # read from the shared store, as what the Redis stream let go of already is
+        if kind == "error" and "store_unavailable" in event.to_json():
+            feed.complete = False  # the call's node told its screens its store lost events
+        if self.keep_events and feed.complete:
+            # the node that runs the call sent it once stored (or held it a moment): what
+            # memory lets go of, 1000 events later, is read from the shared store, as what
+            # the Redis stream let go of already is
             feed.stored = feed.seq
             feed.trim(self.keep_events)
 

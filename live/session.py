@@ -46,7 +46,14 @@ from live.metrics import Metrics
 from live.recognition import Recognition
 from live.recording import Recorder
 from live.webhooks import WebhookSender
-from models.asr import Final, Partial, RevisedFinal, StreamingOptions, StreamingTranscriber
+from models.asr import (
+    LONGEST_STRETCH_S,
+    Final,
+    Partial,
+    RevisedFinal,
+    StreamingOptions,
+    StreamingTranscriber,
+)
 from models.scheduler import OVERLOADED
 from models.speaker import SpeakerModelError
 from models.whisper import WordTiming
@@ -61,8 +68,10 @@ MAX_FEEDBACK_PER_CALL = 500
 ANALYTICS_INTERVAL = 1.0  # `call.analytics` at most once a second a call
 CATEGORY_TICK = 1.0  # seconds between checks of the categories decided by time
 # a call's finals (and revised finals) kept in memory, by call time: revisions and relabels
-# look them up. Revision is at most 600 s of audio behind plus the 900 s it lets wait, and a
-# relabel reaches back 10 minutes of speech; what is older is in the store and on screens
+# look them up. A relabel reaches back 10 minutes of speech, a revision one stretch
+# (CALLCUE_REVISE_SECONDS, at most 600 s when 0) and the time it may wait behind others (its
+# queue takes 900 s of audio): the session keeps this much beyond its revision stretch; what
+# is older is in the store and on screens
 FINALS_KEPT_S = 1800.0
 ENROL_SECONDS = 60.0  # of an agent's speech a two-channel call adds to their voice print
 
@@ -1173,15 +1182,17 @@ class CallSession:
 
     def _keep_final(self, event: TranscriptFinal) -> None:
         """Keep a published final for revisions and relabels, and let go of the finals (and
-        their revisions) older than FINALS_KEPT_S of call time: a call of hours holds a
-        bounded share of its transcript in memory. A revision or relabel that comes for a
-        final let go keeps the live text on screens (relabels still reach screens and store,
-        but the line is not read again by assist)."""
+        their revisions) older than FINALS_KEPT_S of call time beyond a revision stretch: a
+        call of hours holds a bounded share of its transcript in memory. A revision or
+        relabel that comes for a final let go keeps the live text on screens (relabels still
+        reach screens and store, but the line is not read again by assist)."""
         self.finals.append(event)
         self.finals_published += 1
         if self.keep_finals:
             return
-        horizon = event.end - FINALS_KEPT_S
+        reviser = self.services.recognition.reviser
+        stretch = (reviser.options.seconds or LONGEST_STRETCH_S) if reviser is not None else 0.0
+        horizon = event.end - FINALS_KEPT_S - stretch
         while self.finals and self.finals[0].end < horizon:
             old = self.finals.popleft()
             self._final_entities.pop(old.seq, None)

@@ -135,6 +135,7 @@ class StreamingTranscriber:
         self.language = language
         self._unsure: dict[str, float] = {}  # language → summed probability, while unsure
         self._unsure_finals = 0
+        self._misheard = False  # finals were heard as another language than the one fixed
         self.scheduler = scheduler
         self.vad = vad
         self.executor = executor
@@ -488,7 +489,7 @@ class StreamingTranscriber:
         if audio is not None and hyp.ok and hyp.words:
             self._last_final = (audio, hyp.words, hyp.text)
         if self.language == "auto" and hyp.ok:
-            self._detected(hyp, start)
+            self._detected(hyp)
         offset = start / TARGET_RATE
         words = tuple(
             WordTiming(
@@ -521,17 +522,27 @@ class StreamingTranscriber:
             )
         )
         if self.reviser is not None and text:
+            if self.language != "auto" and (self._misheard or hyp.language != self.language):
+                # finals heard as another language than the one the channel turned out to
+                # speak (this one included): decoded again in it now, without their text as
+                # the next stretch's prompt
+                self._misheard = False
+                self._rev_prompt = ""
+                self._revise(end)
+                self._rev_prompt = ""
+                return
             # `seconds` 0 (at the end only) still cuts every LONGEST_STRETCH_S: what a channel
             # holds for revision stays bounded on a call of hours
             stretch = self.reviser.options.seconds or LONGEST_STRETCH_S
             if end - self._rev_start >= stretch * TARGET_RATE:
                 self._revise(end)
 
-    def _detected(self, hyp: Hypothesis, start: int) -> None:
+    def _detected(self, hyp: Hypothesis) -> None:
         """A final decoded with its language detected: fix the channel's language once a
         detection is sure of it (a short first "Allô ?" may sound like English), or after
-        UNSURE_FINALS finals that were not, as their detections sum up. Finals before it
-        that were heard as another language go to revision now, in the language fixed."""
+        UNSURE_FINALS finals that were not, as their detections sum up. Finals heard as
+        another language (before it, or this one) go to revision at once, in the language
+        fixed (`_emit_final`)."""
         votes = self._unsure
         earlier = set(votes)  # languages the finals before this one were decoded as
         votes[hyp.language] = votes.get(hyp.language, 0.0) + hyp.language_probability
@@ -549,9 +560,8 @@ class StreamingTranscriber:
             )
             return
         self.language = language
+        self._misheard = bool(earlier - {language})  # (revised once this final is emitted)
         log.info("%s: language detected as %s", self.key, language)
-        if earlier - {language} and self.reviser is not None:
-            self._revise(start)  # the finals before this one, heard as another language
 
     async def close(self) -> None:
         """Finalize the utterance in progress and wait until every final has been emitted;

@@ -22,6 +22,7 @@ import time
 import uuid
 from concurrent.futures import Future
 from dataclasses import asdict
+from dataclasses import fields as dataclass_fields
 from typing import Any
 
 import numpy as np
@@ -72,10 +73,12 @@ def hypothesis_to_json(hyp: Hypothesis) -> str:
 
 
 def hypothesis_from_json(text: str) -> Hypothesis:
+    """(fields a worker of another version sends that this one does not know are ignored)"""
     data = json.loads(text)
     data["tokens"] = tuple(data["tokens"])
     data["words"] = tuple(WordTiming(**w) for w in data["words"])
-    return Hypothesis(**data)
+    known = {f.name for f in dataclass_fields(Hypothesis)}
+    return Hypothesis(**{k: v for k, v in data.items() if k in known})
 
 
 def _client(url: str, timeout: float) -> Any:

@@ -732,45 +732,22 @@ def text_from(text: str, words: tuple[WordTiming, ...], first: int) -> str:
 
 
 def _rejected(hyp: Hypothesis, reason: str) -> Hypothesis:
-    return Hypothesis(
-        text="",
-        tokens=(),
-        avg_logprob=hyp.avg_logprob,
-        no_speech_prob=hyp.no_speech_prob,
-        compression_ratio=hyp.compression_ratio,
-        temperature=hyp.temperature,
-        window_s=hyp.window_s,
-        rejected=reason,
-        language=hyp.language,
-    )
+    return replace(hyp, text="", tokens=(), words=(), rejected=reason)
 
 
 def _replace_text(hyp: Hypothesis, text: str, tokens: list[int]) -> Hypothesis:
-    return Hypothesis(
+    return replace(
+        hyp,
         text=text,
         tokens=tuple(tokens),
-        avg_logprob=hyp.avg_logprob,
-        no_speech_prob=hyp.no_speech_prob,
+        words=(),
         compression_ratio=compression_ratio(text),
-        temperature=hyp.temperature,
-        window_s=hyp.window_s,
-        language=hyp.language,
+        rejected=None,
     )
 
 
 def _with_words(hyp: Hypothesis, words: tuple[WordTiming, ...]) -> Hypothesis:
-    return Hypothesis(
-        text=hyp.text,
-        tokens=hyp.tokens,
-        words=words,
-        avg_logprob=hyp.avg_logprob,
-        no_speech_prob=hyp.no_speech_prob,
-        compression_ratio=hyp.compression_ratio,
-        temperature=hyp.temperature,
-        window_s=hyp.window_s,
-        rejected=hyp.rejected,
-        language=hyp.language,
-    )
+    return replace(hyp, words=words)
 
 
 def _with_seconds(hyp: Hypothesis, seconds: float) -> Hypothesis:

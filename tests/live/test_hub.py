@@ -305,3 +305,17 @@ async def test_a_mirror_keeps_only_its_newest_events() -> None:
     assert [e.seq for e in whole.history] == list(range(1, 11)) and whole.base == 0
     backlog, _ = hubs[3].subscribe("c", after_seq=8)
     assert [e.seq for e in backlog] == [9, 10]
+
+
+def test_a_mirror_whose_node_lost_stored_events_keeps_them_all() -> None:
+    """The node that runs the call told its screens its store lost events (an `error`
+    store_unavailable, relayed here too): the mirror no longer lets any go, as that node."""
+    from assist.events import RelayedEvent
+
+    hub = EventHub(keep_events=3)
+    feed = hub.open_mirror("c")
+    lost = '{"type":"error","code":"store_unavailable","message":"not stored"}'
+    for seq in range(1, 11):
+        kind, raw = ("error", lost) if seq == 2 else ("transcript.final", "{}")
+        hub.relay(feed, RelayedEvent(call_id="c", seq=seq, ts="", kind=kind, raw=raw), kind)
+    assert [e.seq for e in feed.history] == list(range(1, 11)) and feed.base == 0
