@@ -93,8 +93,22 @@ def said(text: str, seconds: float) -> Hypothesis:
     return Hypothesis(text=text, tokens=tuple(range(len(words))), words=timed)
 
 
+@dataclass
+class HandReviser:
+    """Takes the stretches sent to revision: (seconds of audio, language, prompt)."""
+
+    options: Any = field(default_factory=lambda: SimpleNamespace(seconds=0.0))
+    stretches: list[tuple[float, str, str]] = field(default_factory=list)
+
+    def submit(
+        self, audio: Float32Array, language: str, prompt: str = "", hotwords: str = ""
+    ) -> Future[Any]:
+        self.stretches.append((audio.size / TARGET_RATE, language, prompt))
+        return Future()  # never answered: the test looks at what was sent
+
+
 class Channel:
-    def __init__(self, language: str = "en", **options: Any) -> None:
+    def __init__(self, language: str = "en", reviser: Any = None, **options: Any) -> None:
         self.scheduler = HandScheduler()
         self.partials: list[Partial] = []
         self.shown = asyncio.Event()
@@ -109,6 +123,8 @@ class Channel:
             self.finals.append,
             StreamingOptions(lead_ms=0, context_s=0, **options),
             language=language,
+            reviser=reviser,
+            on_revised=None if reviser is None else (lambda revised: None),
         )
 
     async def speak(self, seconds: float, loud: bool = True) -> None:
@@ -247,3 +263,24 @@ async def test_auto_fixes_the_language_once_a_detection_is_sure(
     assert [f.language for f in ch.finals] == [lang for lang, _ in detections][:fixed_after] + [
         asked[-1]
     ] * (len(detections) - fixed_after)
+
+
+async def test_finals_heard_as_another_language_are_revised_once_it_is_fixed() -> None:
+    """The first final was heard as English (unsure), the second fixes French: both go to
+    revision at once, in French; the finals after that wait for the usual stretch (here the
+    end of the call), and no stretch is prompted with the misheard text."""
+    reviser = HandReviser()
+    ch = Channel(language="auto", reviser=reviser, partials=False, speculative_final_ms=0)
+    for language, probability in [("en", 0.30), ("fr", 0.89), ("fr", 1.0)]:
+        await ch.speak(1.0)
+        await ch.speak(0.6, loud=False)
+        [(_, future)] = ch.scheduler.waiting(final=True)
+        hyp = said("mots entendus", 1.0)
+        future.set_result(replace(hyp, language=language, language_probability=probability))
+        await asyncio.wait_for(ch.transcriber.settle(), timeout=5)
+        if language == "fr":
+            assert [(lang, prompt) for _, lang, prompt in reviser.stretches] == [("fr", "")]
+            assert reviser.stretches[0][0] >= 2.5  # both finals' audio, the pause between
+    assert [f.language for f in ch.finals] == ["en", "fr", "fr"]
+    await ch.close()  # the rest of the channel: prompted by nothing misheard either
+    assert [(lang, prompt) for _, lang, prompt in reviser.stretches] == [("fr", ""), ("fr", "")]
