@@ -52,15 +52,13 @@ async def serve_call_events(ws: WebSocket, services: Services, call_id: str) -> 
             if stored_call is not None:
                 replay = await asyncio.to_thread(store.events, call_id, (), after)
         except Exception as exc:
-            log.warning("cannot read call %s from the store: %s", call_id, exc)
-            await conn.send_json(
-                {
-                    "type": "error",
-                    "code": "store_unavailable",
-                    "message": f"call {call_id} is not in progress on this server and the "
-                    "call store, which holds earlier calls, cannot be read now; reconnect "
-                    f"later (with ?after_seq={after})",
-                }
+            await _store_unavailable(
+                conn,
+                call_id,
+                exc,
+                f"call {call_id} is not in progress on this server and the call store, which "
+                f"holds earlier calls, cannot be read now; reconnect later (with ?after_seq="
+                f"{after})",
             )
             await conn.close(CloseCode.TRY_AGAIN_LATER, "store_unavailable")
             return
@@ -91,15 +89,13 @@ async def serve_call_events(ws: WebSocket, services: Services, call_id: str) -> 
                     if stored["seq"] <= base
                 ]
             except Exception as exc:  # the store is down: the screen still follows the call
-                log.warning("cannot read call %s from the store: %s", call_id, exc)
-                await conn.send_json(
-                    {
-                        "type": "error",
-                        "code": "store_unavailable",
-                        "message": f"events {after + 1} to {base} of this call are in the call "
-                        "store, which cannot be read now; the rest follow. Reconnect later "
-                        f"with ?after_seq={after} for them",
-                    }
+                await _store_unavailable(
+                    conn,
+                    call_id,
+                    exc,
+                    f"events {after + 1} to {base} of this call are in the call store, which "
+                    f"cannot be read now; the rest follow. Reconnect later with ?after_seq="
+                    f"{after} for them",
                 )
         # in seq order: what memory kept of that part (open partials, the newest analytics:
         # the store does not keep them) goes between the stored events
@@ -192,6 +188,12 @@ async def _read_screen(ws: WebSocket, conn: Connection, services: Services, call
                         problem = str(exc)
             if problem is not None:
                 await conn.send_json({"type": "error", "code": "bad_feedback", "message": problem})
+
+
+async def _store_unavailable(conn: Connection, call_id: str, exc: Exception, message: str) -> None:
+    """Tell a screen the call store cannot be read now (`message`: what it misses)."""
+    log.warning("cannot read call %s from the store: %s", call_id, exc)
+    await conn.send_json({"type": "error", "code": "store_unavailable", "message": message})
 
 
 def _seq_of(event: dict[str, Any] | Event) -> int:
