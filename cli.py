@@ -205,7 +205,9 @@ async def transcribe_call(
 
     own = services is None
     if own:
-        services = await asyncio.to_thread(load_services, settings, warmup=False, store=False)
+        services = await asyncio.to_thread(
+            load_services, settings, warmup=False, store=False, live=False
+        )
     try:
         fmt = AudioFormat("pcm16", audio.sample_rate, 1 if diarize else len(channels))
         session = CallSession(
@@ -285,7 +287,7 @@ def cmd_import(args: argparse.Namespace) -> int:
         print(f"callcue import: {exc}", file=sys.stderr)
         return 2
     try:
-        services = load_services(settings, warmup=False, recover=False)
+        services = load_services(settings, warmup=False, recover=False, live=False)
     except (StoreError, ValueError, RuntimeError) as exc:
         print(f"callcue import: {exc}", file=sys.stderr)
         return 2

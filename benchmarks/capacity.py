@@ -33,6 +33,8 @@ CONFIGS = {
     "callcue": [],  # the default: tiny.en partials, base finals
     # one model for both passes (the default before the two passes)
     "callcue_tiny_only": ["--final-model", "embedded:tiny.en"],
+    # the two passes with every final at full beam on base, however late (before the deadline)
+    "callcue_no_deadline": ["--final-deadline-ms", "0"],
     # the default before one worker per core: one decode at a time using every core
     "callcue_one_worker": ["--asr-workers", "1"],
     # open-source streaming Whisper servers: every step decodes a full 30 s window, channels
@@ -130,6 +132,11 @@ def run_config(
                     delta('callcue_partials_dropped_total{reason="load"}')
                 ),
                 "finals_overdue": int(delta("callcue_finals_overdue_total")),
+                # finals decoded a cheaper way to meet CALLCUE_FINAL_DEADLINE_MS
+                "finals_cheaper": {
+                    way: int(delta(f'callcue_finals_cheaper_total{{way="{way}"}}'))
+                    for way in ("greedy", "partials_model")
+                },
                 "prompt_echoes": int(delta("callcue_prompt_echoes_total")),
                 # where the recognition time went (wall seconds inside decodes, by kind)
                 "decode_seconds": {

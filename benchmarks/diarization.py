@@ -156,7 +156,9 @@ async def offline(name: str, skip: float = 0.0) -> dict[str, Any]:
 
     audio, tracks, roles = parties(name, skip)
     settings = Settings.load(overrides={"revise": False})
-    services = await asyncio.to_thread(load_services, settings, warmup=False, store=False)
+    services = await asyncio.to_thread(
+        load_services, settings, warmup=False, store=False, live=False
+    )
     relabels: list[dict[str, Any]] = []
     finals: list[dict[str, Any]] = []
     publish = CallSession.publish

@@ -161,7 +161,10 @@ class Sampler:
         return self._cpu() - self.cpu_start if self.proc else None
 
 
-_SAMPLE = re.compile(r'^(callcue_(?:decode|latency)_seconds_(?:sum|count))\{(\w+)="(\w+)"\} (\S+)$')
+_SAMPLE = re.compile(
+    r"^(callcue_(?:decode|latency)_seconds_(?:sum|count)|callcue_finals_cheaper_total)"
+    r'\{(\w+)="(\w+)"\} (\S+)$'
+)
 
 
 def server_figures(url: str) -> dict[str, float]:
@@ -198,6 +201,10 @@ def breakdown(before: dict[str, float], after: dict[str, float]) -> dict[str, An
             if n > 0:
                 mean = (after[total] - before.get(total, 0.0)) / n
                 out[f"{metric}_{label}"] = {"mean_s": round(mean, 4), "n": int(n)}
+    for way in ("greedy", "partials_model"):  # finals decoded cheaper to meet their deadline
+        key = f"callcue_finals_cheaper_total/{way}"
+        if key in after:
+            out[f"finals_{way}"] = int(after[key] - before.get(key, 0.0))
     return out
 
 

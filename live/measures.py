@@ -32,6 +32,16 @@ def measure_scheduler(m: Metrics, scheduler: RecognitionScheduler) -> None:
         kind="counter",
     )
     m.labelled_gauge(
+        "callcue_finals_cheaper_total",
+        "Finals decoded a cheaper way to meet CALLCUE_FINAL_DEADLINE_MS",
+        ("way",),
+        lambda: [
+            (("greedy",), stats.finals_greedy),
+            (("partials_model",), stats.finals_fast_model),
+        ],
+        kind="counter",
+    )
+    m.labelled_gauge(
         "callcue_partials_dropped_total",
         "Partials not decoded: superseded while queued, or skipped under load",
         ("reason",),

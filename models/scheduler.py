@@ -43,6 +43,10 @@ class SchedulerStats:
     partials_dropped: int = 0  # superseded by a newer partial while waiting
     partials_skipped: int = 0  # never submitted: the scheduler was overloaded
     finals_overdue: int = 0
+    # finals decoded the cheaper way to meet `final_deadline`: greedy on the finals' model,
+    # or on the partials' model (revision decodes them again with the finals' model)
+    finals_greedy: int = 0
+    finals_fast_model: int = 0
     final_wait_seconds: float = 0.0
     batches: int = 0  # model calls (a batch of partials is one)
 
@@ -61,13 +65,28 @@ DecodeObserver = Callable[[list[RecognitionJob], list[Hypothesis], float, float]
 
 IDLE, BUSY, OVERLOADED = 0, 1, 2
 
+# A way to decode a final: the engine and its beam.
+FinalMode = tuple[WhisperEngine, int]
+# Cost estimates (decode seconds per audio second, per mode): a final is counted as at least
+# this long; a decode dearer than the estimate replaces it, a cheaper one weighs this much.
+MIN_FINAL_S = 2.0
+COST_WEIGHT = 0.3
+# A mode passed over because it was predicted late looks this much cheaper afterwards, so
+# the accurate one is tried again once the machine has time (its cost is only measured when
+# it runs).
+COST_DECAY = 0.9
+
 
 class RecognitionScheduler:
     """Runs every call's decodes on a few worker threads sharing the Whisper engines: partials
     on `engine` (the fast model), finals on `final_engine` (the accurate one; by default the
     same engine).
 
-    Finals are served first and in order of arrival and are never dropped. Each channel
+    Finals are served first and in order of arrival and are never dropped. With a
+    `final_deadline` (seconds from a final's submission to its text), a final predicted to
+    miss it on the finals' model at full beam is decoded greedily, or, if that is predicted
+    late too, on the partials' model (English only); predictions come from what each way
+    cost per second of audio lately (`_final_mode`). Each channel
     holds at most one waiting partial: a newer partial replaces the waiting one (whose
     future resolves to None and is counted as dropped), so partials never pile up. A worker
     that takes a partial also takes the other waiting partials of the same encoder window, up
@@ -82,9 +101,12 @@ class RecognitionScheduler:
         observer: DecodeObserver | None = None,
         max_batch: int = 4,
         final_engine: WhisperEngine | None = None,
+        final_deadline: float = 0.0,
     ) -> None:
         self.engine = engine
         self.final_engine = final_engine or engine
+        self.final_deadline = final_deadline  # 0: every final at full beam on the finals' model
+        self._costs: dict[tuple[int, int], float] = {}  # (id(engine), beam) -> s per audio s
         self.workers = max(1, workers)
         self.max_batch = max(1, max_batch)
         self.final_budget = final_budget  # queue wait a final may have before it is overdue
@@ -239,17 +261,24 @@ class RecognitionScheduler:
         if job.final:
             finals_waiting, partials_waiting = self.depths
             busy = finals_waiting > 0 or partials_waiting > self.workers
+            mode = self._final_mode(job, engine, waited)
+            prompt, context = job.prompt, job.context
+            if mode[0] is not engine:  # the job's tokens are the finals' model's
+                prompt = self._tokens_for(mode[0], engine, prompt)
+                context = self._tokens_for(mode[0], engine, context)
             results = [
-                engine.decode(
+                mode[0].decode(
                     job.audio,
-                    prompt=job.prompt,
+                    prompt=prompt,
                     final=True,
                     busy=busy,
-                    context=job.context,
+                    context=context,
                     context_s=job.context_s,
                     language=job.language,
+                    beam_size=mode[1],
                 )
             ]
+            self._measure(mode, job, time.monotonic() - started)
         elif len(jobs) == 1:
             results = [
                 engine.decode(
@@ -267,3 +296,59 @@ class RecognitionScheduler:
             self.stats.count(job.final, started - job.submitted)
         if self.observer is not None:
             self.observer(jobs, results, started, seconds)
+
+    # -- finals against their deadline -----------------------------------------------------
+    def _final_mode(self, job: RecognitionJob, accurate: WhisperEngine, waited: float) -> FinalMode:
+        """How to decode this final: the first of (finals' model, full beam), (finals'
+        model, greedy), (partials' model, greedy) predicted to finish within what is left of
+        `final_deadline`, or the cheapest; a way not measured yet counts as on time."""
+        full: FinalMode = (accurate, accurate.options.beam_size)
+        if self.final_deadline <= 0:
+            return full
+        modes = [full]
+        if full[1] > 1:
+            modes.append((accurate, 1))
+        if self.engine is not accurate and job.language == "en":
+            modes.append((self.engine, 1))
+        left = self.final_deadline - waited
+        seconds = max(job.audio.size / TARGET_RATE, MIN_FINAL_S)
+        chosen = modes[-1]
+        for mode in modes:
+            cost = self._costs.get(_cost_key(mode))
+            if cost is None or cost * seconds <= left:
+                chosen = mode
+                break
+        for mode in modes[: modes.index(chosen)]:
+            self._costs[_cost_key(mode)] *= COST_DECAY
+        if chosen is not full:
+            if chosen[0] is accurate:
+                self.stats.finals_greedy += 1
+            else:
+                self.stats.finals_fast_model += 1
+            log.debug(
+                "final for %s decoded %s (%.2fs left of its deadline)",
+                job.key,
+                "greedily" if chosen[0] is accurate else "by the partials' model",
+                left,
+            )
+        return chosen
+
+    def _measure(self, mode: FinalMode, job: RecognitionJob, seconds: float) -> None:
+        cost = seconds / max(job.audio.size / TARGET_RATE, MIN_FINAL_S)
+        key = _cost_key(mode)
+        old = self._costs.get(key)
+        # a dearer decode counts at once (a late final costs more than a cheap one gains)
+        self._costs[key] = cost if old is None or cost > old else old + COST_WEIGHT * (cost - old)
+
+    @staticmethod
+    def _tokens_for(
+        engine: WhisperEngine, source: WhisperEngine, tokens: tuple[int, ...]
+    ) -> tuple[int, ...]:
+        """`tokens` of `source`'s vocabulary as `engine`'s."""
+        if not tokens:
+            return ()
+        return tuple(engine.encode_text(source.tokenizer.decode(list(tokens))))
+
+
+def _cost_key(mode: FinalMode) -> tuple[int, int]:
+    return id(mode[0]), mode[1]

@@ -399,6 +399,7 @@ class WhisperEngine:
         context_s: float = 0.0,
         language: str | None = None,
         recover: int = 2,
+        beam_size: int | None = None,
     ) -> Hypothesis:
         """Decode one utterance (≤ 30 s). Partials: greedy, no fallback, no word timings.
 
@@ -408,7 +409,8 @@ class WhisperEngine:
         the words after them are returned, timed from `context_s`. `language`: a Whisper
         language code, "auto" (detected from this audio) or None (the engine's own, English
         unless configured otherwise). `recover`: how many times a final that stops short of
-        its audio is continued (`_recover_tail`)."""
+        its audio is continued (`_recover_tail`). `beam_size`: a final's beam, if not the
+        engine's own (`RecognitionScheduler` asks for 1 when a final is late)."""
         import ctranslate2
 
         started = time.perf_counter()
@@ -436,7 +438,7 @@ class WhisperEngine:
             if temperature > 0:
                 kwargs = {"beam_size": 1, "sampling_topk": 0, "sampling_temperature": temperature}
             else:
-                kwargs = {"beam_size": opts.beam_size if final else 1}
+                kwargs = {"beam_size": (beam_size or opts.beam_size) if final else 1}
             result = self.model.model.generate(
                 encoder_output,
                 [full_prompt],
@@ -478,6 +480,7 @@ class WhisperEngine:
                 context_s=given_context_s,
                 language=language,
                 recover=recover,
+                beam_size=beam_size,
             )
             return replace(again, language_probability=sure)
         best = self._cut_beyond_audio(
@@ -496,13 +499,14 @@ class WhisperEngine:
                 busy=busy,
                 language=language,
                 recover=recover,
+                beam_size=beam_size,
             )
             return replace(alone, language_probability=sure)
         elapsed = time.perf_counter() - started
         self._count(seconds, elapsed, window)
         if final and recover > 0:
             skip = int(given_context_s * TARGET_RATE)
-            best = self._recover_tail(best, given[skip:], prompt, busy, recover)
+            best = self._recover_tail(best, given[skip:], prompt, busy, recover, beam_size)
         best = replace(best, language_probability=sure)
         return _with_seconds(best, time.perf_counter() - started)
 
@@ -513,6 +517,7 @@ class WhisperEngine:
         prompt: list[int] | tuple[int, ...],
         busy: bool,
         recover: int,
+        beam_size: int | None = None,
     ) -> Hypothesis:
         """A final whose words stop more than `TAIL_S` before its audio does ended early
         (Whisper emits its end-of-text after a few words of a longer turn: "The first
@@ -540,6 +545,7 @@ class WhisperEngine:
             context_s=cut - lo,
             language=best.language,
             recover=recover - 1,
+            beam_size=beam_size,
         )
         said = (*prompt, *self.encode_text(best.text))
         if (

@@ -65,12 +65,15 @@ def load_services(
     recover: bool = True,
     cluster: bool = False,
     webhooks: bool = False,
+    live: bool = True,
 ) -> Services:
     """Load and warm every model and open the store (blocking: before the port opens).
     `recover`: mark calls a dead server left in progress as interrupted (the server only).
     `cluster`: join the other nodes on CALLCUE_REDIS_URL when it is set (the server only).
     `webhooks`: send the CALLCUE_WEBHOOKS deliveries (the server; any process that writes
-    calls, such as an import, stores the deliveries for the server to send)."""
+    calls, such as an import, stores the deliveries for the server to send). `live`: calls
+    arrive as they are spoken, so finals keep CALLCUE_FINAL_DEADLINE_MS; recordings
+    (transcribe, import) have every final decoded at full beam by the finals' model."""
     limit_malloc_arenas(settings.malloc_arenas)
     metrics = Metrics()
     node = None
@@ -127,6 +130,7 @@ def load_services(
             workers=engine.options.workers,
             max_batch=settings.asr_batch,
             final_engine=final_engine,
+            final_deadline=settings.final_deadline_ms / 1000 if live else 0.0,
         )
     scheduler.start()
     reviser = None

@@ -440,6 +440,15 @@ class Settings:
     beam_size: int = _recognition(
         5, _int, _range(1, 10), "beam size for finals (partials are greedy)"
     )
+    final_deadline_ms: int = _recognition(
+        900,
+        _int,
+        _range(0, 10_000),
+        "a final predicted to take longer than this from its start (queue wait and decode) "
+        "is decoded greedily, or, if that is late too, by the partials' model (English); "
+        "revision decodes it again with the finals' model; 0: always the finals' model at "
+        "full beam",
+    )
     asr_workers: int = _recognition(
         0,
         _int,

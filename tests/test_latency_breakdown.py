@@ -20,3 +20,17 @@ def test_breakdown_is_the_mean_of_what_was_observed_between_two_scrapes() -> Non
     assert figures["decode_partial"] == {"mean_s": 0.1, "n": 1}
     assert figures["latency_final"] == {"mean_s": 0.9, "n": 1}
     assert "latency_partial" not in figures  # nothing observed: left out, not 0
+
+
+def test_breakdown_counts_the_finals_decoded_cheaper_between_two_scrapes() -> None:
+    from live.measures import measure_scheduler
+    from models.scheduler import RecognitionScheduler
+
+    metrics = Metrics()
+    scheduler = RecognitionScheduler(engine=object())  # type: ignore[arg-type]  # never started
+    measure_scheduler(metrics, scheduler)
+    scheduler.stats.finals_greedy = 2
+    before = parse_figures(metrics.render())
+    scheduler.stats.finals_greedy, scheduler.stats.finals_fast_model = 5, 1
+    figures = breakdown(before, parse_figures(metrics.render()))
+    assert figures["finals_greedy"] == 3 and figures["finals_partials_model"] == 1

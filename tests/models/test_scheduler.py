@@ -82,3 +82,45 @@ def test_waiting_partials_of_one_window_are_decoded_in_one_call(engine) -> None:
     assert scheduler.stats.batches == 3 and scheduler.stats.partials_done == 5
     assert {texts[k] for k in "abde"} == {"Experience proves this."}
     assert texts["c"].startswith("And so my fellow Americans")
+
+
+def test_a_final_late_for_its_deadline_is_decoded_a_cheaper_way(engine, base_engine) -> None:  # type: ignore[no-untyped-def]
+    audio = load_16k("ls_test-clean_2830-3980-0043.wav")  # "Experience proves this."
+    scheduler = RecognitionScheduler(
+        engine, workers=1, final_engine=base_engine, final_deadline=60.0
+    )
+    scheduler.start()
+
+    def final(language: str = "en") -> tuple[str, str]:
+        """(its text, which model decoded it)"""
+        before = engine.stats.decodes, base_engine.stats.decodes
+        # the prompt is in the finals' model's tokens, as the transcriber writes it
+        job = RecognitionJob(
+            key="call/customer",
+            audio=audio,
+            final=True,
+            prompt=tuple(base_engine.encode_text("We talked about experience.")),
+            language=language,
+        )
+        hyp = scheduler.submit(job).result(timeout=60)
+        assert hyp is not None and hyp.ok, hyp
+        by = "tiny" if engine.stats.decodes > before[0] else "base"
+        assert (engine.stats.decodes > before[0]) != (base_engine.stats.decodes > before[1])
+        return hyp.text, by
+
+    try:
+        assert final() == ("Experience proves this.", "base")  # on time: full beam
+        assert (scheduler.stats.finals_greedy, scheduler.stats.finals_fast_model) == (0, 0)
+        scheduler.final_deadline = 1e-3  # no way is on time now
+        assert final()[1] == "base"  # greedy: its cost is not known yet, so it may fit
+        assert scheduler.stats.finals_greedy == 1
+        # greedy is known to be late too: the partials' model, its prompt in its own tokens
+        assert final() == ("Experience proves this.", "tiny")
+        assert scheduler.stats.finals_fast_model == 1
+        assert final("auto")[1] == "base"  # tiny.en speaks English only: greedy base
+        assert scheduler.stats.finals_greedy == 2 and scheduler.stats.finals_fast_model == 1
+        scheduler.final_deadline = 60.0
+        assert final()[1] == "base"  # time again: full beam on the finals' model
+        assert (scheduler.stats.finals_greedy, scheduler.stats.finals_fast_model) == (2, 1)
+    finally:
+        scheduler.close()
