@@ -69,12 +69,10 @@ IDLE, BUSY, OVERLOADED = 0, 1, 2
 FinalMode = tuple[WhisperEngine, int]
 # Cost estimates (decode seconds per audio second, per mode): a final is counted as at least
 # this long; a decode dearer than the estimate replaces it, a cheaper one weighs this much.
+# The other modes' estimates move by the same factor: the machine's load shows in whatever
+# way ran last, so the accurate way is tried again once the cheaper ones run fast.
 MIN_FINAL_S = 2.0
 COST_WEIGHT = 0.3
-# A mode passed over because it was predicted late looks this much cheaper afterwards, so
-# the accurate one is tried again once the machine has time (its cost is only measured when
-# it runs).
-COST_DECAY = 0.9
 
 
 class RecognitionScheduler:
@@ -312,14 +310,16 @@ class RecognitionScheduler:
             modes.append((self.engine, 1))
         left = self.final_deadline - waited
         seconds = max(job.audio.size / TARGET_RATE, MIN_FINAL_S)
-        chosen = modes[-1]
-        for mode in modes:
-            cost = self._costs.get(_cost_key(mode))
-            if cost is None or cost * seconds <= left:
-                chosen = mode
-                break
-        for mode in modes[: modes.index(chosen)]:
-            self._costs[_cost_key(mode)] *= COST_DECAY
+        costs = [self._costs.get(_cost_key(mode)) for mode in modes]
+        on_time = [
+            mode
+            for mode, cost in zip(modes, costs, strict=True)
+            if cost is None or cost * seconds <= left
+        ]
+        if on_time:
+            chosen = on_time[0]
+        else:  # all late (each was measured): the cheapest
+            chosen = min(modes, key=lambda mode: self._costs[_cost_key(mode)])
         if chosen is not full:
             if chosen[0] is accurate:
                 self.stats.finals_greedy += 1
@@ -337,8 +337,14 @@ class RecognitionScheduler:
         cost = seconds / max(job.audio.size / TARGET_RATE, MIN_FINAL_S)
         key = _cost_key(mode)
         old = self._costs.get(key)
+        if old is None:
+            self._costs[key] = cost
+            return
         # a dearer decode counts at once (a late final costs more than a cheap one gains)
-        self._costs[key] = cost if old is None or cost > old else old + COST_WEIGHT * (cost - old)
+        new = cost if cost > old else old + COST_WEIGHT * (cost - old)
+        factor = new / old if old > 0 else 1.0
+        for other in list(self._costs):
+            self._costs[other] = new if other == key else self._costs[other] * factor
 
     @staticmethod
     def _tokens_for(
