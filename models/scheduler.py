@@ -105,6 +105,7 @@ class RecognitionScheduler:
         self.final_engine = final_engine or engine
         self.final_deadline = final_deadline  # 0: every final at full beam on the finals' model
         self._costs: dict[tuple[int, int], float] = {}  # (id(engine), beam) -> s per audio s
+        self._costs_lock = threading.Lock()
         self.workers = max(1, workers)
         self.max_batch = max(1, max_batch)
         self.final_budget = final_budget  # queue wait a final may have before it is overdue
@@ -310,7 +311,8 @@ class RecognitionScheduler:
             modes.append((self.engine, 1))
         left = self.final_deadline - waited
         seconds = max(job.audio.size / TARGET_RATE, MIN_FINAL_S)
-        costs = [self._costs.get(_cost_key(mode)) for mode in modes]
+        with self._costs_lock:
+            costs = [self._costs.get(_cost_key(mode)) for mode in modes]
         on_time = [
             mode
             for mode, cost in zip(modes, costs, strict=True)
@@ -318,8 +320,8 @@ class RecognitionScheduler:
         ]
         if on_time:
             chosen = on_time[0]
-        else:  # all late (each was measured): the cheapest
-            chosen = min(modes, key=lambda mode: self._costs[_cost_key(mode)])
+        else:  # all late (so each was measured): the cheapest
+            chosen = min(zip(modes, costs, strict=True), key=lambda mc: mc[1] or 0.0)[0]
         if chosen is not full:
             if chosen[0] is accurate:
                 self.stats.finals_greedy += 1
@@ -336,15 +338,18 @@ class RecognitionScheduler:
     def _measure(self, mode: FinalMode, job: RecognitionJob, seconds: float) -> None:
         cost = seconds / max(job.audio.size / TARGET_RATE, MIN_FINAL_S)
         key = _cost_key(mode)
-        old = self._costs.get(key)
-        if old is None:
-            self._costs[key] = cost
-            return
-        # a dearer decode counts at once (a late final costs more than a cheap one gains)
-        new = cost if cost > old else old + COST_WEIGHT * (cost - old)
-        factor = new / old if old > 0 else 1.0
-        for other in list(self._costs):
-            self._costs[other] = new if other == key else self._costs[other] * factor
+        with self._costs_lock:
+            old = self._costs.get(key)
+            if old is None:
+                self._costs[key] = cost
+                return
+            # a dearer decode counts at once (a late final costs more than a cheap one gains)
+            new = cost if cost > old else old + COST_WEIGHT * (cost - old)
+            factor = new / old if old > 0 else 1.0
+            # the others move by the same factor: their ratios to this way stay those of
+            # their first measurements (a known limit: see README, "Latency")
+            for other in list(self._costs):
+                self._costs[other] = new if other == key else self._costs[other] * factor
 
     @staticmethod
     def _tokens_for(

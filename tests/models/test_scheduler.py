@@ -132,3 +132,37 @@ def test_a_final_late_for_its_deadline_is_decoded_a_cheaper_way(engine, base_eng
         assert said != tuple(engine.encode_text("We talked about experience."))
     finally:
         scheduler.close()
+
+
+def test_the_way_a_final_is_decoded_follows_the_cost_estimates_and_the_load() -> None:
+    """The choice alone (no decode): on time at full beam, greedy, the partials' model, the
+    cheapest when all are late; a load seen in the cheap way moves the accurate way's
+    estimate too, and once the load is gone full beam comes back."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    tiny = SimpleNamespace(options=SimpleNamespace(beam_size=5))
+    base = SimpleNamespace(options=SimpleNamespace(beam_size=5))
+    scheduler = RecognitionScheduler(tiny, final_engine=base, final_deadline=0.9)  # type: ignore[arg-type]
+    job = RecognitionJob(key="c/customer", audio=np.zeros(2 * 16000, np.float32), final=True)
+    full, greedy, fast = (base, 5), (base, 1), (tiny, 1)
+    for mode, seconds in ((full, 0.6), (greedy, 0.4), (fast, 0.2)):  # 2 s of audio each
+        scheduler._measure(mode, job, seconds)  # type: ignore[arg-type]
+
+    def way(waited: float, language: str = "en") -> object:
+        j = RecognitionJob(key=job.key, audio=job.audio, final=True, language=language)
+        return scheduler._final_mode(j, base, waited)  # type: ignore[arg-type]
+
+    assert way(0.0) == full  # 0.6 s predicted, 0.9 left
+    assert way(0.4) == greedy  # 0.5 left: full (0.6) is late, greedy (0.4) is not
+    assert way(0.75) == fast  # every way late: the cheapest
+    assert way(0.75, "auto") == greedy  # not English: never the English-only model
+    assert (scheduler.stats.finals_greedy, scheduler.stats.finals_fast_model) == (2, 1)
+    scheduler._measure(fast, job, 0.6)  # type: ignore[arg-type]  # the machine got 3x slower
+    assert way(0.0) == fast  # full now predicted at 1.8 s, greedy at 1.2 s
+    for _ in range(30):  # the load goes: the cheap way runs fast again
+        scheduler._measure(fast, job, 0.2)  # type: ignore[arg-type]
+        if way(0.0) == full:
+            break
+    assert way(0.0) == full
