@@ -444,10 +444,10 @@ class Settings:
         900,
         _int,
         _range(0, 10_000),
-        "a final predicted to take longer than this from its start (queue wait and decode) "
-        "is decoded greedily, or, if that is late too, by the partials' model (English); "
-        "revision decodes it again with the finals' model; 0: always the finals' model at "
-        "full beam",
+        "a live final predicted to take longer than this from being queued (queue wait and "
+        "decode) is decoded greedily, or, if that is late too, by the partials' model "
+        "(English); revision decodes it again with the finals' model; 0: always the finals' "
+        "model at full beam",
     )
     asr_workers: int = _recognition(
         0,
