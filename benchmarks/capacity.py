@@ -26,6 +26,7 @@ from audio.files import CallAudio, load_call_audio
 from benchmarks.common import DATA, percentile, reference_text, write_result
 from benchmarks.latency import PAIR, Measured, Sampler, Workload, measure
 from clients.native import stream_call
+from models.scheduler import CHEAPER_WAYS
 from tests.servers import ServerProcess
 
 PROBE = "tel_asterisk_allison_demo-instruct.wav"
@@ -135,7 +136,7 @@ def run_config(
                 # finals decoded a cheaper way to meet CALLCUE_FINAL_DEADLINE_MS
                 "finals_cheaper": {
                     way: int(delta(f'callcue_finals_cheaper_total{{way="{way}"}}'))
-                    for way in ("greedy", "partials_model")
+                    for way in CHEAPER_WAYS
                 },
                 "prompt_echoes": int(delta("callcue_prompt_echoes_total")),
                 # where the recognition time went (wall seconds inside decodes, by kind)

@@ -35,6 +35,7 @@ from benchmarks.common import (
     write_result,
 )
 from clients.native import StreamResult, stream_call
+from models.scheduler import CHEAPER_WAYS
 from tests.servers import ServerProcess
 
 PAIR = ("cs_aws_auto_repairs_40_caller.wav", "cs_aws_auto_repairs_40_agent.wav")
@@ -201,7 +202,7 @@ def breakdown(before: dict[str, float], after: dict[str, float]) -> dict[str, An
             if n > 0:
                 mean = (after[total] - before.get(total, 0.0)) / n
                 out[f"{metric}_{label}"] = {"mean_s": round(mean, 4), "n": int(n)}
-    for way in ("greedy", "partials_model"):  # finals decoded cheaper to meet their deadline
+    for way in CHEAPER_WAYS:  # finals decoded cheaper to meet their deadline
         key = f"callcue_finals_cheaper_total/{way}"
         if key in after:
             out[f"finals_{way}"] = int(after[key] - before.get(key, 0.0))

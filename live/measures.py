@@ -35,10 +35,7 @@ def measure_scheduler(m: Metrics, scheduler: RecognitionScheduler) -> None:
         "callcue_finals_cheaper_total",
         "Finals decoded a cheaper way to meet CALLCUE_FINAL_DEADLINE_MS",
         ("way",),
-        lambda: [
-            (("greedy",), stats.finals_greedy),
-            (("partials_model",), stats.finals_fast_model),
-        ],
+        lambda: [((way,), n) for way, n in stats.finals_cheaper.items()],
         kind="counter",
     )
     m.labelled_gauge(

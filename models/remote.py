@@ -27,7 +27,14 @@ from typing import Any
 
 import numpy as np
 
-from models.scheduler import IDLE, OVERLOADED, RecognitionJob, RecognitionScheduler
+from models.scheduler import (
+    CHEAPER_WAYS,
+    IDLE,
+    OVERLOADED,
+    FinalDeadline,
+    RecognitionJob,
+    RecognitionScheduler,
+)
 from models.whisper import Hypothesis, WhisperEngine, WordTiming
 
 log = logging.getLogger("callcue.remote")
@@ -46,7 +53,7 @@ return job
 """
 
 
-def encode_job(job: RecognitionJob, job_id: str, reply: str) -> bytes:
+def encode_job(job: RecognitionJob, job_id: str, reply: str, deadline: float = 0.0) -> bytes:
     header = {
         "id": job_id,
         "reply": reply,
@@ -57,6 +64,7 @@ def encode_job(job: RecognitionJob, job_id: str, reply: str) -> bytes:
         "context": list(job.context),
         "context_s": job.context_s,
         "language": job.language,
+        "deadline": deadline,  # finals: seconds from `submitted` to the text (0: none)
         "submitted": time.time(),  # the worker reports how long the job waited for it
     }
     audio = np.ascontiguousarray(job.audio, dtype=np.float32).tobytes()
@@ -102,9 +110,11 @@ class RemoteScheduler(RecognitionScheduler):
         node: str = "",
         final_timeout: float = 30.0,
         final_engine: WhisperEngine | None = None,
+        final_deadline: float = 0.0,
     ) -> None:
-        # the engines only tokenize here: the workers decode with the same models
-        super().__init__(engine, final_engine=final_engine)
+        # the engines only tokenize here: the workers decode with the same models (and apply
+        # `final_deadline` with their own cost estimates)
+        super().__init__(engine, final_engine=final_engine, final_deadline=final_deadline)
         self.url = url
         self.prefix = prefix
         self.node = node or uuid.uuid4().hex[:12]
@@ -152,7 +162,7 @@ class RemoteScheduler(RecognitionScheduler):
         if self._closed:
             raise RuntimeError("recognition scheduler closed")
         job_id = uuid.uuid4().hex
-        payload = encode_job(job, job_id, self.reply_key)
+        payload = encode_job(job, job_id, self.reply_key, self.final_deadline if job.final else 0.0)
         with self._lock:
             stale_id = self._waiting_partial.pop(job.key, None)
             stale = self._pending.pop(stale_id, None) if stale_id else None
@@ -221,6 +231,9 @@ class RemoteScheduler(RecognitionScheduler):
             return
         hyp = hypothesis_from_json(fields[b"result"].decode())
         waited = float(fields.get(b"waited", b"0"))
+        way = fields.get(b"way", b"").decode()
+        if way in CHEAPER_WAYS:  # the worker met the deadline a cheaper way
+            self.stats.finals_cheaper[way] += 1
         job.future.set_result(hyp)
         self.stats.count(job.final, waited)
         if self.observer is not None:
@@ -263,7 +276,10 @@ def run_worker(
 ) -> None:
     """Take recognition jobs from Redis (finals first) and decode them, partials with
     `engine` and finals with `final_engine` (default: `engine`), until `stop` is set (or the
-    process is interrupted)."""
+    process is interrupted). A final that comes with a deadline (the node's
+    CALLCUE_FINAL_DEADLINE_MS) is decoded as `FinalDeadline` chooses, from this worker's own
+    decode costs, and the reply names the cheaper way if one was taken."""
+    deadline = FinalDeadline()
     client = _client(url, 10.0)
     take_partial = client.register_script(_TAKE_PARTIAL)
     finals, partial_keys = f"{prefix}:asr:finals", f"{prefix}:asr:partial_keys"
@@ -292,16 +308,30 @@ def run_worker(
                 if header["final"] or (not engine.multilingual and language != "en")
                 else engine
             )
-            hyp = use.decode(
-                audio,
-                prompt=header["prompt"],
-                prefix=header["prefix"],
-                final=header["final"],
-                busy=busy,
-                context=tuple(header.get("context", ())),
-                context_s=float(header.get("context_s", 0.0)),
-                language=language,
-            )
+            if header["final"]:
+                hyp, way = deadline.decode(
+                    use,
+                    engine,
+                    audio,
+                    deadline=float(header.get("deadline", 0.0)),
+                    waited=waited,
+                    prompt=tuple(header["prompt"]),
+                    context=tuple(header.get("context", ())),
+                    context_s=float(header.get("context_s", 0.0)),
+                    language=language,
+                    busy=busy,
+                    key=header["key"],
+                )
+                if way is not None:
+                    fields["way"] = way
+            else:
+                hyp = use.decode(
+                    audio,
+                    prompt=header["prompt"],
+                    prefix=header["prefix"],
+                    busy=busy,
+                    language=language,
+                )
             fields["result"] = hypothesis_to_json(hyp)
         except Exception as exc:
             log.exception("decode failed for %s", header["key"])

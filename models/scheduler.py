@@ -36,6 +36,12 @@ class RecognitionJob:
     future: Future[Hypothesis | None] = field(default_factory=Future)
 
 
+# The cheaper ways a live final may be decoded to meet its deadline, as stats and the metric
+# `callcue_finals_cheaper_total{way}` name them: greedy on the finals' model, greedy on the
+# partials' model.
+CHEAPER_WAYS = ("greedy", "partials_model")
+
+
 @dataclass
 class SchedulerStats:
     finals_done: int = 0
@@ -43,10 +49,9 @@ class SchedulerStats:
     partials_dropped: int = 0  # superseded by a newer partial while waiting
     partials_skipped: int = 0  # never submitted: the scheduler was overloaded
     finals_overdue: int = 0
-    # finals decoded the cheaper way to meet `final_deadline`: greedy on the finals' model,
-    # or on the partials' model (revision decodes them again with the finals' model)
-    finals_greedy: int = 0
-    finals_fast_model: int = 0
+    # finals decoded a cheaper way to meet `final_deadline`, by way (`CHEAPER_WAYS`);
+    # revision decodes them again with the finals' model
+    finals_cheaper: dict[str, int] = field(default_factory=lambda: dict.fromkeys(CHEAPER_WAYS, 0))
     final_wait_seconds: float = 0.0
     batches: int = 0  # model calls (a batch of partials is one)
 
@@ -75,6 +80,107 @@ MIN_FINAL_S = 2.0
 COST_WEIGHT = 0.3
 
 
+class FinalDeadline:
+    """Decodes live finals against a deadline (seconds from being queued to the text): the
+    first of (finals' model, full beam), (finals' model, greedy), (partials' model, greedy;
+    English only) predicted to finish in what is left of it, or the cheapest when all are
+    late; predictions come from what each way cost per second of audio lately, on this
+    machine. Thread-safe: one per process, shared by its decoding threads."""
+
+    def __init__(self) -> None:
+        self._costs: dict[tuple[int, int], float] = {}  # (id(engine), beam) -> s per audio s
+        self._lock = threading.Lock()
+
+    def choose(
+        self,
+        accurate: WhisperEngine,
+        fast: WhisperEngine,
+        audio_s: float,
+        language: str,
+        left: float,
+    ) -> tuple[FinalMode, str | None]:
+        """The way to decode a final of `audio_s` s with `left` s of its deadline to go, and
+        its name in `CHEAPER_WAYS` (None: full beam on the finals' model). A way not
+        measured yet counts as on time."""
+        full: FinalMode = (accurate, accurate.options.beam_size)
+        modes: list[tuple[FinalMode, str | None]] = [(full, None)]
+        if full[1] > 1:
+            modes.append(((accurate, 1), CHEAPER_WAYS[0]))
+        if fast is not accurate and language == "en":
+            modes.append(((fast, 1), CHEAPER_WAYS[1]))
+        seconds = max(audio_s, MIN_FINAL_S)
+        with self._lock:
+            costs = [self._costs.get(_cost_key(mode)) for mode, _ in modes]
+        for way, cost in zip(modes, costs, strict=True):
+            if cost is None or cost * seconds <= left:
+                return way
+        # all late (so each was measured): the cheapest
+        return min(zip(modes, costs, strict=True), key=lambda wc: wc[1] or 0.0)[0]
+
+    def measure(self, mode: FinalMode, audio_s: float, seconds: float) -> None:
+        """A final of `audio_s` s took `seconds` decoded by `mode`."""
+        cost = seconds / max(audio_s, MIN_FINAL_S)
+        key = _cost_key(mode)
+        with self._lock:
+            old = self._costs.get(key)
+            if old is None:
+                self._costs[key] = cost
+                return
+            # a dearer decode counts at once (a late final costs more than a cheap one gains)
+            new = cost if cost > old else old + COST_WEIGHT * (cost - old)
+            factor = new / old if old > 0 else 1.0
+            # the others move by the same factor: their ratios to this way stay those of
+            # their first measurements (a known limit: see README, "Latency")
+            for other in list(self._costs):
+                self._costs[other] = new if other == key else self._costs[other] * factor
+
+    def decode(
+        self,
+        accurate: WhisperEngine,
+        fast: WhisperEngine,
+        audio: Float32Array,
+        *,
+        deadline: float,
+        waited: float,
+        prompt: tuple[int, ...] = (),
+        context: tuple[int, ...] = (),
+        context_s: float = 0.0,
+        language: str = "en",
+        busy: bool = False,
+        key: str = "",
+    ) -> tuple[Hypothesis, str | None]:
+        """Decode a final (`prompt` and `context` in `accurate`'s tokens) that has waited
+        `waited` s of its `deadline` (0: no deadline, full beam); its text and the cheaper
+        way taken, if one was."""
+        audio_s = audio.size / TARGET_RATE
+        if deadline > 0:
+            mode, way = self.choose(accurate, fast, audio_s, language, deadline - waited)
+        else:
+            mode, way = (accurate, accurate.options.beam_size), None
+        engine = mode[0]
+        if engine is not accurate:  # the tokens are the finals' model's
+            prompt = _tokens_for(engine, accurate, prompt)
+            context = _tokens_for(engine, accurate, context)
+        started = time.monotonic()
+        hyp = engine.decode(
+            audio,
+            prompt=prompt,
+            final=True,
+            busy=busy,
+            context=context,
+            context_s=context_s,
+            language=language,
+            beam_size=mode[1],
+        )
+        if deadline > 0:
+            self.measure(mode, audio_s, time.monotonic() - started)
+        if way is not None:
+            log.debug(
+                "final for %s decoded %s, %.2fs left of its deadline", key, way, deadline - waited
+            )
+        return hyp, way
+
+
 class RecognitionScheduler:
     """Runs every call's decodes on a few worker threads sharing the Whisper engines: partials
     on `engine` (the fast model), finals on `final_engine` (the accurate one; by default the
@@ -84,7 +190,7 @@ class RecognitionScheduler:
     `final_deadline` (seconds from a final's submission to its text), a final predicted to
     miss it on the finals' model at full beam is decoded greedily, or, if that is predicted
     late too, on the partials' model (English only); predictions come from what each way
-    cost per second of audio lately (`_final_mode`). Each channel
+    cost per second of audio lately (`FinalDeadline`). Each channel
     holds at most one waiting partial: a newer partial replaces the waiting one (whose
     future resolves to None and is counted as dropped), so partials never pile up. A worker
     that takes a partial also takes the other waiting partials of the same encoder window, up
@@ -104,8 +210,7 @@ class RecognitionScheduler:
         self.engine = engine
         self.final_engine = final_engine or engine
         self.final_deadline = final_deadline  # 0: every final at full beam on the finals' model
-        self._costs: dict[tuple[int, int], float] = {}  # (id(engine), beam) -> s per audio s
-        self._costs_lock = threading.Lock()
+        self.deadline = FinalDeadline()
         self.workers = max(1, workers)
         self.max_batch = max(1, max_batch)
         self.final_budget = final_budget  # queue wait a final may have before it is overdue
@@ -257,27 +362,23 @@ class RecognitionScheduler:
                 self.final_budget,
             )
         engine = self.engine_for(job.final, job.language)
+        way = None
         if job.final:
             finals_waiting, partials_waiting = self.depths
-            busy = finals_waiting > 0 or partials_waiting > self.workers
-            mode = self._final_mode(job, engine, waited)
-            prompt, context = job.prompt, job.context
-            if mode[0] is not engine:  # the job's tokens are the finals' model's
-                prompt = self._tokens_for(mode[0], engine, prompt)
-                context = self._tokens_for(mode[0], engine, context)
-            results = [
-                mode[0].decode(
-                    job.audio,
-                    prompt=prompt,
-                    final=True,
-                    busy=busy,
-                    context=context,
-                    context_s=job.context_s,
-                    language=job.language,
-                    beam_size=mode[1],
-                )
-            ]
-            self._measure(mode, job, time.monotonic() - started)
+            hyp, way = self.deadline.decode(
+                engine,
+                self.engine,
+                job.audio,
+                deadline=self.final_deadline,
+                waited=waited,
+                prompt=job.prompt,
+                context=job.context,
+                context_s=job.context_s,
+                language=job.language,
+                busy=finals_waiting > 0 or partials_waiting > self.workers,
+                key=job.key,
+            )
+            results = [hyp]
         elif len(jobs) == 1:
             results = [
                 engine.decode(
@@ -289,6 +390,8 @@ class RecognitionScheduler:
                 [PartialRequest(j.audio, j.prompt, j.prefix, j.language) for j in jobs]
             )
         self.stats.batches += 1
+        if way is not None:
+            self.stats.finals_cheaper[way] += 1
         seconds = time.monotonic() - started
         for job, result in zip(jobs, results, strict=True):
             job.future.set_result(result)
@@ -296,69 +399,14 @@ class RecognitionScheduler:
         if self.observer is not None:
             self.observer(jobs, results, started, seconds)
 
-    # -- finals against their deadline -----------------------------------------------------
-    def _final_mode(self, job: RecognitionJob, accurate: WhisperEngine, waited: float) -> FinalMode:
-        """How to decode this final: the first of (finals' model, full beam), (finals'
-        model, greedy), (partials' model, greedy) predicted to finish within what is left of
-        `final_deadline`, or the cheapest; a way not measured yet counts as on time."""
-        full: FinalMode = (accurate, accurate.options.beam_size)
-        if self.final_deadline <= 0:
-            return full
-        modes = [full]
-        if full[1] > 1:
-            modes.append((accurate, 1))
-        if self.engine is not accurate and job.language == "en":
-            modes.append((self.engine, 1))
-        left = self.final_deadline - waited
-        seconds = max(job.audio.size / TARGET_RATE, MIN_FINAL_S)
-        with self._costs_lock:
-            costs = [self._costs.get(_cost_key(mode)) for mode in modes]
-        on_time = [
-            mode
-            for mode, cost in zip(modes, costs, strict=True)
-            if cost is None or cost * seconds <= left
-        ]
-        if on_time:
-            chosen = on_time[0]
-        else:  # all late (so each was measured): the cheapest
-            chosen = min(zip(modes, costs, strict=True), key=lambda mc: mc[1] or 0.0)[0]
-        if chosen is not full:
-            if chosen[0] is accurate:
-                self.stats.finals_greedy += 1
-            else:
-                self.stats.finals_fast_model += 1
-            log.debug(
-                "final for %s decoded %s (%.2fs left of its deadline)",
-                job.key,
-                "greedily" if chosen[0] is accurate else "by the partials' model",
-                left,
-            )
-        return chosen
 
-    def _measure(self, mode: FinalMode, job: RecognitionJob, seconds: float) -> None:
-        cost = seconds / max(job.audio.size / TARGET_RATE, MIN_FINAL_S)
-        key = _cost_key(mode)
-        with self._costs_lock:
-            old = self._costs.get(key)
-            if old is None:
-                self._costs[key] = cost
-                return
-            # a dearer decode counts at once (a late final costs more than a cheap one gains)
-            new = cost if cost > old else old + COST_WEIGHT * (cost - old)
-            factor = new / old if old > 0 else 1.0
-            # the others move by the same factor: their ratios to this way stay those of
-            # their first measurements (a known limit: see README, "Latency")
-            for other in list(self._costs):
-                self._costs[other] = new if other == key else self._costs[other] * factor
-
-    @staticmethod
-    def _tokens_for(
-        engine: WhisperEngine, source: WhisperEngine, tokens: tuple[int, ...]
-    ) -> tuple[int, ...]:
-        """`tokens` of `source`'s vocabulary as `engine`'s."""
-        if not tokens:
-            return ()
-        return tuple(engine.encode_text(source.tokenizer.decode(list(tokens))))
+def _tokens_for(
+    engine: WhisperEngine, source: WhisperEngine, tokens: tuple[int, ...]
+) -> tuple[int, ...]:
+    """`tokens` of `source`'s vocabulary as `engine`'s."""
+    if not tokens:
+        return ()
+    return tuple(engine.encode_text(source.tokenizer.decode(list(tokens))))
 
 
 def _cost_key(mode: FinalMode) -> tuple[int, int]:

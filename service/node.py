@@ -123,6 +123,7 @@ def load_services(
             prefix=settings.redis_prefix,
             node=node.node if node is not None else settings.node_id,
             final_engine=final_engine,
+            final_deadline=settings.final_deadline_ms / 1000 if live else 0.0,
         )
     else:
         scheduler = RecognitionScheduler(

@@ -29,8 +29,9 @@ def test_breakdown_counts_the_finals_decoded_cheaper_between_two_scrapes() -> No
     metrics = Metrics()
     scheduler = RecognitionScheduler(engine=object())  # type: ignore[arg-type]  # never started
     measure_scheduler(metrics, scheduler)
-    scheduler.stats.finals_greedy = 2
+    cheaper = scheduler.stats.finals_cheaper
+    cheaper["greedy"] = 2
     before = parse_figures(metrics.render())
-    scheduler.stats.finals_greedy, scheduler.stats.finals_fast_model = 5, 1
+    cheaper["greedy"], cheaper["partials_model"] = 5, 1
     figures = breakdown(before, parse_figures(metrics.render()))
     assert figures["finals_greedy"] == 3 and figures["finals_partials_model"] == 1

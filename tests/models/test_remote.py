@@ -73,3 +73,38 @@ def test_a_final_no_worker_takes_fails_with_a_reason(  # type: ignore[no-untyped
         assert time.monotonic() - started < 5 and scheduler.stats.finals_overdue == 1
     finally:
         scheduler.close()
+
+
+def test_a_worker_meets_the_nodes_final_deadline_a_cheaper_way(  # type: ignore[no-untyped-def]
+    engine, base_engine, redis_url: str, redis_prefix: str
+) -> None:
+    """The node's CALLCUE_FINAL_DEADLINE_MS travels with each final; the worker chooses the
+    way from its own decode costs and the node counts the cheaper ways its reply names."""
+    audio = load_16k("ls_test-clean_2830-3980-0043.wav")  # "Experience proves this."
+    scheduler = RemoteScheduler(
+        engine, redis_url, prefix=redis_prefix, final_engine=base_engine, final_deadline=1e-3
+    )
+    scheduler.start()
+    stop = threading.Event()
+    worker = threading.Thread(
+        target=run_worker,
+        args=(engine, redis_url, redis_prefix, stop),
+        kwargs={"final_engine": base_engine},
+    )
+    worker.start()
+    texts, ways = [], []
+    try:
+        prompt = tuple(base_engine.encode_text("We talked about experience."))
+        for _ in range(3):  # full beam, then greedy (not measured yet), then tiny.en
+            before = dict(scheduler.stats.finals_cheaper)
+            job = RecognitionJob(key="c/customer", audio=audio, final=True, prompt=prompt)
+            hyp = scheduler.submit(job).result(timeout=120)
+            assert hyp is not None and hyp.ok, hyp
+            texts.append(hyp.text)
+            ways.append([w for w, n in scheduler.stats.finals_cheaper.items() if n > before[w]])
+    finally:
+        stop.set()
+        worker.join(timeout=30)
+        scheduler.close()
+    assert ways == [[], ["greedy"], ["partials_model"]]
+    assert texts == ["Experience proves this."] * 3

@@ -2,7 +2,7 @@
 
 import threading
 
-from models.scheduler import RecognitionJob, RecognitionScheduler
+from models.scheduler import FinalDeadline, RecognitionJob, RecognitionScheduler, _tokens_for
 from tests.conftest import load_16k
 
 
@@ -91,6 +91,11 @@ def test_a_final_late_for_its_deadline_is_decoded_a_cheaper_way(engine, base_eng
     )
     scheduler.start()
 
+    def cheaper() -> tuple[int, int]:
+        return scheduler.stats.finals_cheaper["greedy"], scheduler.stats.finals_cheaper[
+            "partials_model"
+        ]
+
     def final(language: str = "en") -> tuple[str, str]:
         """(its text, which model decoded it)"""
         before = engine.stats.decodes, base_engine.stats.decodes
@@ -110,23 +115,23 @@ def test_a_final_late_for_its_deadline_is_decoded_a_cheaper_way(engine, base_eng
 
     try:
         assert final() == ("Experience proves this.", "base")  # on time: full beam
-        assert (scheduler.stats.finals_greedy, scheduler.stats.finals_fast_model) == (0, 0)
+        assert cheaper() == (0, 0)
         scheduler.final_deadline = 1e-3  # no way is on time now
         assert final()[1] == "base"  # greedy: its cost is not known yet, so it may fit
-        assert scheduler.stats.finals_greedy == 1
+        assert cheaper()[0] == 1
         # greedy is known to be late too: the partials' model, its prompt in its own tokens
         assert final() == ("Experience proves this.", "tiny")
-        assert scheduler.stats.finals_fast_model == 1
+        assert cheaper()[1] == 1
         # tiny.en speaks English only: base, the cheaper of its two ways (both are late)
         assert final("auto")[1] == "base"
-        assert scheduler.stats.finals_fast_model == 1
-        counted = scheduler.stats.finals_greedy, scheduler.stats.finals_fast_model
+        assert cheaper()[1] == 1
+        counted = cheaper()
         scheduler.final_deadline = 60.0
         assert final()[1] == "base"  # time again: full beam on the finals' model
-        assert (scheduler.stats.finals_greedy, scheduler.stats.finals_fast_model) == counted
+        assert cheaper() == counted
         # the prompt reached tiny.en as its own tokens for the same words
         said = tuple(base_engine.encode_text("We talked about experience."))
-        assert RecognitionScheduler._tokens_for(engine, base_engine, said) == tuple(
+        assert _tokens_for(engine, base_engine, said) == tuple(
             engine.encode_text("We talked about experience.")
         )
         assert said != tuple(engine.encode_text("We talked about experience."))
@@ -140,29 +145,29 @@ def test_the_way_a_final_is_decoded_follows_the_cost_estimates_and_the_load() ->
     estimate too, and once the load is gone full beam comes back."""
     from types import SimpleNamespace
 
-    import numpy as np
-
     tiny = SimpleNamespace(options=SimpleNamespace(beam_size=5))
     base = SimpleNamespace(options=SimpleNamespace(beam_size=5))
-    scheduler = RecognitionScheduler(tiny, final_engine=base, final_deadline=0.9)  # type: ignore[arg-type]
-    job = RecognitionJob(key="c/customer", audio=np.zeros(2 * 16000, np.float32), final=True)
+    deadline = FinalDeadline()
     full, greedy, fast = (base, 5), (base, 1), (tiny, 1)
     for mode, seconds in ((full, 0.6), (greedy, 0.4), (fast, 0.2)):  # 2 s of audio each
-        scheduler._measure(mode, job, seconds)  # type: ignore[arg-type]
+        deadline.measure(mode, 2.0, seconds)  # type: ignore[arg-type]
 
-    def way(waited: float, language: str = "en") -> object:
-        j = RecognitionJob(key=job.key, audio=job.audio, final=True, language=language)
-        return scheduler._final_mode(j, base, waited)  # type: ignore[arg-type]
+    def way(left: float, language: str = "en") -> tuple[object, str | None]:
+        return deadline.choose(base, tiny, 2.0, language, left)  # type: ignore[arg-type]
 
-    assert way(0.0) == full  # 0.6 s predicted, 0.9 left
-    assert way(0.4) == greedy  # 0.5 left: full (0.6) is late, greedy (0.4) is not
-    assert way(0.75) == fast  # every way late: the cheapest
-    assert way(0.75, "auto") == greedy  # not English: never the English-only model
-    assert (scheduler.stats.finals_greedy, scheduler.stats.finals_fast_model) == (2, 1)
-    scheduler._measure(fast, job, 0.6)  # type: ignore[arg-type]  # the machine got 3x slower
-    assert way(0.0) == fast  # full now predicted at 1.8 s, greedy at 1.2 s
+    assert way(0.9) == (full, None)  # 0.6 s predicted, 0.9 left
+    assert way(0.5) == (greedy, "greedy")  # full (0.6) is late, greedy (0.4) is not
+    assert way(0.15) == (fast, "partials_model")  # every way late: the cheapest
+    assert way(0.15, "auto") == (greedy, "greedy")  # not English: never the English-only model
+    assert deadline.choose(base, base, 2.0, "en", 0.15) == (greedy, "greedy")  # one model
+    deadline.measure(fast, 2.0, 0.6)  # type: ignore[arg-type]  # the machine got 3x slower
+    assert way(0.9)[1] == "partials_model"  # full now predicted at 1.8 s, greedy at 1.2 s
     for _ in range(30):  # the load goes: the cheap way runs fast again
-        scheduler._measure(fast, job, 0.2)  # type: ignore[arg-type]
-        if way(0.0) == full:
+        deadline.measure(fast, 2.0, 0.2)  # type: ignore[arg-type]
+        if way(0.9)[1] is None:
             break
-    assert way(0.0) == full
+    assert way(0.9) == (full, None)
+    # a short final counts as MIN_FINAL_S (2 s) long; a way not measured yet counts as on time
+    fresh = FinalDeadline()
+    fresh.measure(full, 2.0, 0.6)  # type: ignore[arg-type]
+    assert fresh.choose(base, tiny, 0.5, "en", 0.5) == (greedy, "greedy")  # type: ignore[arg-type]
