@@ -86,6 +86,8 @@ class Measured:
     per_file: dict[str, Any] = field(default_factory=dict)
     texts: dict[str, str] = field(default_factory=dict)  # the finals' text of a referenced file
     per_load: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    # every final's latency with what it was: to see what the tail is made of
+    finals: list[dict[str, Any]] = field(default_factory=list)
 
 
 def measure(result: StreamResult, load: Workload, into: Measured) -> None:
@@ -99,6 +101,15 @@ def measure(result: StreamResult, load: Workload, into: Measured) -> None:
             into.final.append(received - sent)
             into.final_at.append(received)
             mine_load["final"].append(received - sent)
+            into.finals.append(
+                {
+                    "latency_s": round(received - sent, 3),
+                    "workload": load.name,
+                    "channel": final["channel"],
+                    "speech_s": round(final["end"] - final["start"], 2),
+                    "text": final["text"],
+                }
+            )
         mine = [
             (p, t)
             for p, t in partials
@@ -252,6 +263,8 @@ def summarize(m: Measured, calls: int, cpu: float | None, rss: int) -> dict[str,
         "peak_rss_mib": round(rss / 2**20, 1) if rss else None,
         "wer": round(m.errors / m.ref_words, 4) if m.ref_words else None,
         "wer_per_file": m.per_file,
+        # the five slowest finals: speech_s is the final's length (its start to its last word)
+        "slowest_finals": sorted(m.finals, key=lambda f: -f["latency_s"])[:5],
         "per_workload": {
             name: {
                 kind: {"p50": percentile(v, 50), "p95": percentile(v, 95), "n": len(v)}
