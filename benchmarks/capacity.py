@@ -11,7 +11,11 @@ The same ramp runs against a peer-style configuration of the same server (every 
 a full 30 s window, no cut windows, no batching across channels) as the baseline, and
 against tiny.en for both passes (`callcue_tiny_only`: what the two passes cost).
 
-    .venv/bin/python -m benchmarks.capacity [--calls 1 2 4 8 10 12] [--pair-seconds 60]
+`--diarize`: each call is the same pair mixed down to one channel and streamed with
+`"diarize": true` (a mono call the server splits into agent and customer by voice); results
+go to benchmarks/results/capacity_diarized.json.
+
+    .venv/bin/python -m benchmarks.capacity [--calls 1 2 4 8 10 12] [--pair-seconds 60] [--diarize]
 """
 
 from __future__ import annotations
@@ -71,7 +75,12 @@ async def one_level(
     async def pair_call(i: int) -> None:
         await asyncio.sleep(i * stagger)
         result = await stream_call(
-            url, pair.audio, pair.channels, realtime=True, call_id=f"cap-{n}-{i}-{int(time.time())}"
+            url,
+            pair.audio,
+            pair.channels,
+            realtime=True,
+            call_id=f"cap-{n}-{i}-{int(time.time())}",
+            diarize=pair.diarize or None,
         )
         measure(result, pair, calls)
 
@@ -187,13 +196,26 @@ def main() -> None:
         default=["callcue", "callcue_tiny_only", "peer_full_window"],
         choices=list(CONFIGS),
     )
+    parser.add_argument(
+        "--diarize",
+        action="store_true",
+        help="each call one mixed channel, diarized by the server (capacity_diarized.json)",
+    )
     args = parser.parse_args()
-    full = load_call_audio([DATA / PAIR[0], DATA / PAIR[1]])
+    if args.diarize:
+        from benchmarks.diarization import parties
+
+        full = parties("aws_auto_repairs_40")[0]
+        channels = ["mixed"]
+    else:
+        full = load_call_audio([DATA / PAIR[0], DATA / PAIR[1]])
+        channels = ["customer", "agent"]
     cut = int(args.pair_seconds * full.sample_rate)
     pair = Workload(
-        "aws_auto_repairs_40",
+        "aws_auto_repairs_40" + (" mixed, diarized" if args.diarize else ""),
         CallAudio(full.samples[:cut], full.sample_rate),
-        ["customer", "agent"],
+        channels,
+        diarize=args.diarize,
     )
     probe = Workload(PROBE, load_call_audio([DATA / PROBE], 1), ["customer"], reference_text(PROBE))
     results: dict[str, Any] = {}
@@ -215,8 +237,9 @@ def main() -> None:
         tiny = summary["callcue_tiny_only"]
         summary["two_pass_vs_tiny_only"] = round(summary["callcue"] / tiny, 2) if tiny else None
     path = write_result(
-        "capacity",
+        "capacity_diarized" if args.diarize else "capacity",
         {
+            "workload": pair.name,
             "model": "partials embedded:tiny.en, finals embedded:base (callcue_tiny_only: "
             "tiny.en for both), int8 cpu",
             "pair_seconds": args.pair_seconds,

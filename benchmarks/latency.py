@@ -52,6 +52,7 @@ class Workload:
     audio: CallAudio
     channels: list[str]
     reference: str | None = None
+    diarize: bool = False  # one mixed channel of both parties, told apart by the server
 
 
 def workloads(pair_seconds: float) -> list[Workload]:

@@ -78,6 +78,13 @@ FinalMode = tuple[WhisperEngine, int]
 # way ran last, so the accurate way is tried again once the cheaper ones run fast.
 MIN_FINAL_S = 2.0
 COST_WEIGHT = 0.3
+# Moving together keeps the ways' costs relative to each other, so a way whose estimate is too
+# high (a spike in its last decode) could be passed over for good. A way passed over for
+# PROBE_S since its last decode is tried once more (a probe) on a final that did not wait in
+# the queue (at most PROBE_WAIT of its deadline), if it is the way just before the chosen
+# one: the probe's cost replaces its estimate alone.
+PROBE_S = 60.0
+PROBE_WAIT = 0.1
 
 
 class FinalDeadline:
@@ -87,8 +94,11 @@ class FinalDeadline:
     late; predictions come from what each way cost per second of audio lately, on this
     machine. Thread-safe: one per process, shared by its decoding threads."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._costs: dict[tuple[int, int], float] = {}  # (id(engine), beam) -> s per audio s
+        self._measured: dict[tuple[int, int], float] = {}  # when each way last decoded a final
+        self._probing = False  # one probe at a time
+        self._clock = clock
         self._lock = threading.Lock()
 
     def choose(
@@ -97,11 +107,13 @@ class FinalDeadline:
         fast: WhisperEngine,
         audio_s: float,
         language: str,
-        left: float,
-    ) -> tuple[FinalMode, str | None]:
-        """The way to decode a final of `audio_s` s with `left` s of its deadline to go, and
-        its name in `CHEAPER_WAYS` (None: full beam on the finals' model). A way not
-        measured yet counts as on time."""
+        deadline: float,
+        waited: float = 0.0,
+    ) -> tuple[FinalMode, str | None, bool]:
+        """The way to decode a final of `audio_s` s that has waited `waited` s of its
+        `deadline`, its name in `CHEAPER_WAYS` (None: full beam on the finals' model), and
+        whether it is a probe (see PROBE_S; `measure` must be told). A way not measured yet
+        counts as on time."""
         full: FinalMode = (accurate, accurate.options.beam_size)
         modes: list[tuple[FinalMode, str | None]] = [(full, None)]
         if full[1] > 1:
@@ -109,28 +121,42 @@ class FinalDeadline:
         if fast is not accurate and language == "en":
             modes.append(((fast, 1), CHEAPER_WAYS[1]))
         seconds = max(audio_s, MIN_FINAL_S)
+        left = deadline - waited
         with self._lock:
             costs = [self._costs.get(_cost_key(mode)) for mode, _ in modes]
-        for way, cost in zip(modes, costs, strict=True):
-            if cost is None or cost * seconds <= left:
-                return way
-        # all late (so each was measured): the cheapest
-        return min(zip(modes, costs, strict=True), key=lambda wc: wc[1] or 0.0)[0]
+            chosen = next(
+                (i for i, cost in enumerate(costs) if cost is None or cost * seconds <= left),
+                None,
+            )
+            if chosen is None:  # all late (so each was measured): the cheapest
+                chosen = min(range(len(modes)), key=lambda i: costs[i] or 0.0)
+            if chosen > 0 and not self._probing and waited <= PROBE_WAIT * deadline:
+                before = _cost_key(modes[chosen - 1][0])
+                if self._clock() - self._measured.get(before, -PROBE_S) >= PROBE_S:
+                    self._probing = True
+                    return (*modes[chosen - 1], True)
+        return (*modes[chosen], False)
 
-    def measure(self, mode: FinalMode, audio_s: float, seconds: float) -> None:
-        """A final of `audio_s` s took `seconds` decoded by `mode`."""
+    def measure(self, mode: FinalMode, audio_s: float, seconds: float, probe: bool = False) -> None:
+        """A final of `audio_s` s took `seconds` decoded by `mode` (`probe`: as `choose`
+        said; a probe that failed is told with `seconds` < 0, and changes no estimate)."""
         cost = seconds / max(audio_s, MIN_FINAL_S)
         key = _cost_key(mode)
         with self._lock:
+            if probe:
+                self._probing = False
+            if seconds < 0:
+                return
+            self._measured[key] = self._clock()
             old = self._costs.get(key)
-            if old is None:
+            if old is None or probe:  # a probe corrects this way's estimate alone
                 self._costs[key] = cost
                 return
             # a dearer decode counts at once (a late final costs more than a cheap one gains)
             new = cost if cost > old else old + COST_WEIGHT * (cost - old)
             factor = new / old if old > 0 else 1.0
-            # the others move by the same factor: their ratios to this way stay those of
-            # their first measurements (a known limit: see README, "Latency")
+            # the others move by the same factor (their ratios to this way are kept; probes
+            # correct them)
             for other in list(self._costs):
                 self._costs[other] = new if other == key else self._costs[other] * factor
 
@@ -154,29 +180,38 @@ class FinalDeadline:
         way taken, if one was."""
         audio_s = audio.size / TARGET_RATE
         if deadline > 0:
-            mode, way = self.choose(accurate, fast, audio_s, language, deadline - waited)
+            mode, way, probe = self.choose(accurate, fast, audio_s, language, deadline, waited)
         else:
-            mode, way = (accurate, accurate.options.beam_size), None
+            mode, way, probe = (accurate, accurate.options.beam_size), None, False
         engine = mode[0]
         if engine is not accurate:  # the tokens are the finals' model's
             prompt = _tokens_for(engine, accurate, prompt)
             context = _tokens_for(engine, accurate, context)
         started = time.monotonic()
-        hyp = engine.decode(
-            audio,
-            prompt=prompt,
-            final=True,
-            busy=busy,
-            context=context,
-            context_s=context_s,
-            language=language,
-            beam_size=mode[1],
-        )
+        try:
+            hyp = engine.decode(
+                audio,
+                prompt=prompt,
+                final=True,
+                busy=busy,
+                context=context,
+                context_s=context_s,
+                language=language,
+                beam_size=mode[1],
+            )
+        except BaseException:
+            if probe:
+                self.measure(mode, audio_s, -1.0, probe=True)
+            raise
         if deadline > 0:
-            self.measure(mode, audio_s, time.monotonic() - started)
-        if way is not None:
+            self.measure(mode, audio_s, time.monotonic() - started, probe=probe)
+        if way is not None or probe:
             log.debug(
-                "final for %s decoded %s, %.2fs left of its deadline", key, way, deadline - waited
+                "final for %s decoded %s%s, %.2fs left of its deadline",
+                key,
+                way or "at full beam",
+                " (a probe)" if probe else "",
+                deadline - waited,
             )
         return hyp, way
 

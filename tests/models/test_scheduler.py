@@ -145,29 +145,71 @@ def test_the_way_a_final_is_decoded_follows_the_cost_estimates_and_the_load() ->
     estimate too, and once the load is gone full beam comes back."""
     from types import SimpleNamespace
 
+    now = [0.0]
     tiny = SimpleNamespace(options=SimpleNamespace(beam_size=5))
     base = SimpleNamespace(options=SimpleNamespace(beam_size=5))
-    deadline = FinalDeadline()
+    deadline = FinalDeadline(clock=lambda: now[0])
     full, greedy, fast = (base, 5), (base, 1), (tiny, 1)
     for mode, seconds in ((full, 0.6), (greedy, 0.4), (fast, 0.2)):  # 2 s of audio each
         deadline.measure(mode, 2.0, seconds)  # type: ignore[arg-type]
 
-    def way(left: float, language: str = "en") -> tuple[object, str | None]:
+    def way(left: float, language: str = "en") -> tuple[object, str | None, bool]:
         return deadline.choose(base, tiny, 2.0, language, left)  # type: ignore[arg-type]
 
-    assert way(0.9) == (full, None)  # 0.6 s predicted, 0.9 left
-    assert way(0.5) == (greedy, "greedy")  # full (0.6) is late, greedy (0.4) is not
-    assert way(0.15) == (fast, "partials_model")  # every way late: the cheapest
-    assert way(0.15, "auto") == (greedy, "greedy")  # not English: never the English-only model
-    assert deadline.choose(base, base, 2.0, "en", 0.15) == (greedy, "greedy")  # one model
+    assert way(0.9) == (full, None, False)  # 0.6 s predicted, 0.9 left
+    assert way(0.5) == (greedy, "greedy", False)  # full (0.6) is late, greedy (0.4) is not
+    assert way(0.15) == (fast, "partials_model", False)  # every way late: the cheapest
+    # not English: never the English-only model
+    assert way(0.15, "auto") == (greedy, "greedy", False)
+    assert deadline.choose(base, base, 2.0, "en", 0.15)[:2] == (greedy, "greedy")  # type: ignore[arg-type]
     deadline.measure(fast, 2.0, 0.6)  # type: ignore[arg-type]  # the machine got 3x slower
     assert way(0.9)[1] == "partials_model"  # full now predicted at 1.8 s, greedy at 1.2 s
     for _ in range(30):  # the load goes: the cheap way runs fast again
         deadline.measure(fast, 2.0, 0.2)  # type: ignore[arg-type]
         if way(0.9)[1] is None:
             break
-    assert way(0.9) == (full, None)
+    assert way(0.9) == (full, None, False)
     # a short final counts as MIN_FINAL_S (2 s) long; a way not measured yet counts as on time
     fresh = FinalDeadline()
     fresh.measure(full, 2.0, 0.6)  # type: ignore[arg-type]
-    assert fresh.choose(base, tiny, 0.5, "en", 0.5) == (greedy, "greedy")  # type: ignore[arg-type]
+    assert fresh.choose(base, tiny, 0.5, "en", 0.5) == (greedy, "greedy", False)  # type: ignore[arg-type]
+
+
+def test_a_way_passed_over_after_a_spike_is_tried_again_and_taken_back() -> None:
+    """Full beam's first decode was a spike (3x its cost) and greedy is on time from then on:
+    moving the estimates together would never bring full beam back. After PROBE_S a final
+    that did not wait tries it once; its cost replaces full beam's estimate alone."""
+    from types import SimpleNamespace
+
+    from models.scheduler import PROBE_S
+
+    now = [0.0]
+    tiny = SimpleNamespace(options=SimpleNamespace(beam_size=5))
+    base = SimpleNamespace(options=SimpleNamespace(beam_size=5))
+    deadline = FinalDeadline(clock=lambda: now[0])
+    full, greedy = (base, 5), (base, 1)
+    deadline.measure(full, 2.0, 1.8)  # type: ignore[arg-type]  # a spike: 0.6 s is usual
+
+    def way(waited: float = 0.0) -> tuple[object, str | None, bool]:
+        return deadline.choose(base, tiny, 2.0, "en", 0.9, waited)  # type: ignore[arg-type]
+
+    for _ in range(5):  # greedy, on time, costs what it always does
+        assert way()[:2] == (greedy, "greedy")
+        deadline.measure(greedy, 2.0, 0.4)  # type: ignore[arg-type]
+        now[0] += 5.0
+    assert way() == (greedy, "greedy", False)  # not yet PROBE_S since full beam's decode
+    now[0] = PROBE_S
+    assert way(waited=0.3) == (greedy, "greedy", False)  # it waited in the queue: no probe
+    assert way() == (full, None, True)  # the probe
+    assert way() == (greedy, "greedy", False)  # one probe at a time
+    deadline.measure(full, 2.0, 0.6, probe=True)  # type: ignore[arg-type]
+    assert way() == (full, None, False)  # full beam is on time again
+    # greedy's estimate was left alone by the probe: a late full beam still falls back to it
+    assert deadline.choose(base, tiny, 2.0, "en", 0.5)[:2] == (greedy, "greedy")  # type: ignore[arg-type]
+    # another spike moves greedy too: tiny.en (not measured yet) is taken, and the probe is
+    # the way just before it; a probe that fails changes nothing and lets the next one come
+    deadline.measure(full, 2.0, 1.8)  # type: ignore[arg-type]
+    now[0] += PROBE_S
+    assert way() == (greedy, "greedy", True)
+    deadline.measure(greedy, 2.0, -1.0, probe=True)  # type: ignore[arg-type]
+    assert way() == (greedy, "greedy", True)
