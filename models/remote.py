@@ -53,7 +53,11 @@ return job
 """
 
 
-def encode_job(job: RecognitionJob, job_id: str, reply: str, deadline: float = 0.0) -> bytes:
+def encode_job(
+    job: RecognitionJob, job_id: str, reply: str, deadline: float = 0.0, offset: float = 0.0
+) -> bytes:
+    """`offset`: Redis's clock minus this machine's (`clock_offset`): `submitted` is in Redis's
+    time, so a worker on another machine measures the wait on the same clock."""
     header = {
         "id": job_id,
         "reply": reply,
@@ -65,7 +69,8 @@ def encode_job(job: RecognitionJob, job_id: str, reply: str, deadline: float = 0
         "context_s": job.context_s,
         "language": job.language,
         "deadline": deadline,  # finals: seconds from `submitted` to the text (0: none)
-        "submitted": time.time(),  # the worker reports how long the job waited for it
+        # the worker reports how long the job waited for it, and counts it against `deadline`
+        "submitted": time.time() + offset,
     }
     audio = np.ascontiguousarray(job.audio, dtype=np.float32).tobytes()
     return json.dumps(header).encode() + b"\n" + audio
@@ -87,6 +92,19 @@ def hypothesis_from_json(text: str) -> Hypothesis:
     data["words"] = tuple(WordTiming(**w) for w in data["words"])
     known = {f.name for f in dataclass_fields(Hypothesis)}
     return Hypothesis(**{k: v for k, v in data.items() if k in known})
+
+
+# how often a process measures its clock against Redis's again
+CLOCK_CHECK_S = 60.0
+
+
+def clock_offset(client: Any) -> float:
+    """Redis's clock minus this machine's, in seconds (TIME, taken at the middle of the
+    round trip)."""
+    before = time.time()
+    seconds, micros = client.time()
+    after = time.time()
+    return float(seconds) + float(micros) / 1e6 - (before + after) / 2
 
 
 def _client(url: str, timeout: float) -> Any:
@@ -126,6 +144,7 @@ class RemoteScheduler(RecognitionScheduler):
         self._send = _client(url, 10.0)
         self._put_partial = self._send.register_script(_PUT_PARTIAL)
         self._reader: threading.Thread | None = None
+        self._offset = 0.0  # Redis's clock minus ours, measured by the reader thread
 
     def _key(self, name: str) -> str:
         return f"{self.prefix}:asr:{name}"
@@ -162,7 +181,13 @@ class RemoteScheduler(RecognitionScheduler):
         if self._closed:
             raise RuntimeError("recognition scheduler closed")
         job_id = uuid.uuid4().hex
-        payload = encode_job(job, job_id, self.reply_key, self.final_deadline if job.final else 0.0)
+        payload = encode_job(
+            job,
+            job_id,
+            self.reply_key,
+            self.final_deadline if job.final else 0.0,
+            self._offset,
+        )
         with self._lock:
             stale_id = self._waiting_partial.pop(job.key, None)
             stale = self._pending.pop(stale_id, None) if stale_id else None
@@ -204,7 +229,14 @@ class RemoteScheduler(RecognitionScheduler):
     def _read(self) -> None:
         client = _client(self.url, 5.0)
         last = "0-0"  # the stream is this node's: anything on it answers this process
+        checked = -CLOCK_CHECK_S
         while not self._closed:
+            if time.monotonic() - checked >= CLOCK_CHECK_S:
+                try:
+                    self._offset = clock_offset(client)
+                    checked = time.monotonic()
+                except Exception as exc:  # reported by the read below too
+                    log.debug("could not read Redis's clock: %s", exc)
             try:
                 reply = client.xread({self.reply_key: last}, count=100, block=500)
             except Exception as exc:
@@ -284,7 +316,10 @@ def run_worker(
     take_partial = client.register_script(_TAKE_PARTIAL)
     finals, partial_keys = f"{prefix}:asr:finals", f"{prefix}:asr:partial_keys"
     log.info("worker ready: taking recognition jobs from Redis (prefix %r)", prefix)
+    offset, checked = 0.0, -CLOCK_CHECK_S  # Redis's clock minus ours: jobs are stamped in it
     while stop is None or not stop.is_set():
+        if time.monotonic() - checked >= CLOCK_CHECK_S:
+            offset, checked = clock_offset(client), time.monotonic()
         taken = client.brpop([finals, partial_keys], timeout=1)
         if taken is None:
             continue
@@ -297,7 +332,8 @@ def run_worker(
                 continue  # a final replaced it
         header, audio = decode_job(payload)
         started = time.monotonic()
-        waited = max(0.0, time.time() - float(header.get("submitted", time.time())))
+        now = time.time() + offset
+        waited = max(0.0, now - float(header.get("submitted", now)))
         busy = bool(client.llen(finals))
         fields: dict[str, str] = {"id": header["id"]}
         try:

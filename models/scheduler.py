@@ -139,15 +139,16 @@ class FinalDeadline:
 
     def measure(self, mode: FinalMode, audio_s: float, seconds: float, probe: bool = False) -> None:
         """A final of `audio_s` s took `seconds` decoded by `mode` (`probe`: as `choose`
-        said; a probe that failed is told with `seconds` < 0, and changes no estimate)."""
+        said; a probe that failed is told with `seconds` < 0: it changes no estimate, and the
+        way is not probed again for PROBE_S)."""
         cost = seconds / max(audio_s, MIN_FINAL_S)
         key = _cost_key(mode)
         with self._lock:
             if probe:
                 self._probing = False
+            self._measured[key] = self._clock()
             if seconds < 0:
                 return
-            self._measured[key] = self._clock()
             old = self._costs.get(key)
             if old is None or probe:  # a probe corrects this way's estimate alone
                 self._costs[key] = cost
@@ -183,21 +184,40 @@ class FinalDeadline:
             mode, way, probe = self.choose(accurate, fast, audio_s, language, deadline, waited)
         else:
             mode, way, probe = (accurate, accurate.options.beam_size), None, False
-        engine = mode[0]
-        if engine is not accurate:  # the tokens are the finals' model's
-            prompt = _tokens_for(engine, accurate, prompt)
-            context = _tokens_for(engine, accurate, context)
         started = time.monotonic()
         try:
+            engine, tokens, forced = mode[0], prompt, context
+            if engine is not accurate:  # the tokens are the finals' model's
+                tokens = _tokens_for(engine, accurate, prompt)
+                forced = _tokens_for(engine, accurate, context)
             hyp = engine.decode(
                 audio,
-                prompt=prompt,
+                prompt=tokens,
                 final=True,
                 busy=busy,
-                context=context,
+                context=forced,
                 context_s=context_s,
                 language=language,
                 beam_size=mode[1],
+            )
+        except Exception:
+            if not probe:
+                raise
+            # the probe failed: not that way again for PROBE_S; the final the way chosen
+            log.exception("a probe of a final's way failed for %s; decoding it as chosen", key)
+            self.measure(mode, audio_s, -1.0, probe=True)
+            return self.decode(
+                accurate,
+                fast,
+                audio,
+                deadline=deadline,
+                waited=waited + time.monotonic() - started,
+                prompt=prompt,
+                context=context,
+                context_s=context_s,
+                language=language,
+                busy=busy,
+                key=key,
             )
         except BaseException:
             if probe:
@@ -389,7 +409,8 @@ class RecognitionScheduler:
         job = jobs[0]
         waited = started - job.submitted
         if job.final and waited > self.final_budget:
-            self.stats.finals_overdue += 1
+            with self._cond:
+                self.stats.finals_overdue += 1
             log.warning(
                 "final for %s waited %.2fs in the queue (budget %.2fs): the machine is overloaded",
                 job.key,
@@ -424,13 +445,15 @@ class RecognitionScheduler:
             results = engine.decode_partials(
                 [PartialRequest(j.audio, j.prompt, j.prefix, j.language) for j in jobs]
             )
-        self.stats.batches += 1
-        if way is not None:
-            self.stats.finals_cheaper[way] += 1
         seconds = time.monotonic() - started
+        with self._cond:  # the decoding threads count into one SchedulerStats
+            self.stats.batches += 1
+            if way is not None:
+                self.stats.finals_cheaper[way] += 1
+            for job in jobs:
+                self.stats.count(job.final, started - job.submitted)
         for job, result in zip(jobs, results, strict=True):
             job.future.set_result(result)
-            self.stats.count(job.final, started - job.submitted)
         if self.observer is not None:
             self.observer(jobs, results, started, seconds)
 

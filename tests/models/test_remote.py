@@ -108,3 +108,26 @@ def test_a_worker_meets_the_nodes_final_deadline_a_cheaper_way(  # type: ignore[
         scheduler.close()
     assert ways == [[], ["greedy"], ["partials_model"]]
     assert texts == ["Experience proves this."] * 3
+
+
+def test_jobs_are_stamped_in_redis_time(redis_url: str) -> None:
+    """A worker on another machine measures a final's wait on Redis's clock, not on two
+    machines' clocks: `submitted` is this machine's time plus its offset to Redis."""
+    import numpy as np
+    import redis
+
+    from models.remote import clock_offset, decode_job, encode_job
+
+    client = redis.Redis.from_url(redis_url)
+    try:
+        offset = clock_offset(client)
+        redis_now = float(client.time()[0]) + float(client.time()[1]) / 1e6
+    finally:
+        client.close()
+    assert abs(offset) < 1.0  # Redis runs on this machine here
+    skewed = offset + 30.0  # as if Redis's clock were 30 s ahead of this machine's
+    job = RecognitionJob(key="c/customer", audio=np.zeros(160, np.float32), final=True)
+    header, audio = decode_job(encode_job(job, "id", "reply", deadline=0.9, offset=skewed))
+    assert header["deadline"] == 0.9 and audio.size == 160
+    assert abs(header["submitted"] - (time.time() + skewed)) < 1.0
+    assert header["submitted"] > redis_now + 29.0

@@ -187,7 +187,7 @@ def test_a_way_passed_over_after_a_spike_is_tried_again_and_taken_back() -> None
     tiny = SimpleNamespace(options=SimpleNamespace(beam_size=5))
     base = SimpleNamespace(options=SimpleNamespace(beam_size=5))
     deadline = FinalDeadline(clock=lambda: now[0])
-    full, greedy = (base, 5), (base, 1)
+    full, greedy, fast = (base, 5), (base, 1), (tiny, 1)
     deadline.measure(full, 2.0, 1.8)  # type: ignore[arg-type]  # a spike: 0.6 s is usual
 
     def way(waited: float = 0.0) -> tuple[object, str | None, bool]:
@@ -207,9 +207,46 @@ def test_a_way_passed_over_after_a_spike_is_tried_again_and_taken_back() -> None
     # greedy's estimate was left alone by the probe: a late full beam still falls back to it
     assert deadline.choose(base, tiny, 2.0, "en", 0.5)[:2] == (greedy, "greedy")  # type: ignore[arg-type]
     # another spike moves greedy too: tiny.en (not measured yet) is taken, and the probe is
-    # the way just before it; a probe that fails changes nothing and lets the next one come
+    # the way just before it; a probe that fails changes no estimate, and that way waits
+    # PROBE_S again
     deadline.measure(full, 2.0, 1.8)  # type: ignore[arg-type]
     now[0] += PROBE_S
     assert way() == (greedy, "greedy", True)
     deadline.measure(greedy, 2.0, -1.0, probe=True)  # type: ignore[arg-type]
+    assert way() == (fast, "partials_model", False)
+    now[0] += PROBE_S
     assert way() == (greedy, "greedy", True)
+
+
+def test_a_probe_that_fails_is_decoded_the_chosen_way_and_not_tried_again_at_once() -> None:
+    """A decode that raises on a probe does not lose the final: it is decoded the way that
+    was chosen, and that way is not probed again for PROBE_S."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from models.scheduler import PROBE_S
+    from models.whisper import Hypothesis
+
+    now = [0.0]
+    beams: list[int] = []
+
+    def decode(audio: object, **kwargs: object) -> Hypothesis:
+        beams.append(int(kwargs["beam_size"]))  # type: ignore[call-overload]
+        if kwargs["beam_size"] == 5:
+            raise RuntimeError("out of memory")
+        return Hypothesis(text="Fine.", tokens=(), avg_logprob=-0.1, no_speech_prob=0.0)
+
+    base = SimpleNamespace(options=SimpleNamespace(beam_size=5), decode=decode)
+    deadline = FinalDeadline(clock=lambda: now[0])
+    deadline.measure((base, 5), 2.0, 1.8)  # type: ignore[arg-type]  # full beam looks late
+    deadline.measure((base, 1), 2.0, 0.4)  # type: ignore[arg-type]
+    now[0] = PROBE_S
+    audio = np.zeros(2 * 16000, np.float32)
+
+    def final() -> tuple[str, str | None]:
+        hyp, way = deadline.decode(base, base, audio, deadline=0.9, waited=0.0)  # type: ignore[arg-type]
+        return hyp.text, way
+
+    assert final() == ("Fine.", "greedy") and beams == [5, 1]  # the probe failed, then greedy
+    assert final() == ("Fine.", "greedy") and beams == [5, 1, 1]  # no probe again at once
