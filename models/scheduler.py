@@ -90,9 +90,10 @@ PROBE_WAIT = 0.1
 class FinalDeadline:
     """Decodes live finals against a deadline (seconds from being queued to the text): the
     first of (finals' model, full beam), (finals' model, greedy), (partials' model, greedy;
-    English only) predicted to finish in what is left of it, or the cheapest when all are
-    late; predictions come from what each way cost per second of audio lately, on this
-    machine. Thread-safe: one per process, shared by its decoding threads."""
+    English only) predicted to finish in what is left of it, or the last (the cheapest:
+    the partials' model is the faster one) when all are late; predictions come from what
+    each way cost per second of audio lately, on this machine, never less for a way than
+    for a cheaper one. Thread-safe: one per process, shared by its decoding threads."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._costs: dict[tuple[int, int], float] = {}  # (id(engine), beam) -> s per audio s
@@ -124,12 +125,16 @@ class FinalDeadline:
         left = deadline - waited
         with self._lock:
             costs = [self._costs.get(_cost_key(mode)) for mode, _ in modes]
+            # the ways are listed dearest first: an estimate under a cheaper way's was taken
+            # at a lighter load than that one's, and counts as the cheaper way's
+            for i in range(len(costs) - 2, -1, -1):
+                later = costs[i + 1]
+                if costs[i] is not None and later is not None:
+                    costs[i] = max(costs[i], later)  # type: ignore[type-var]
             chosen = next(
                 (i for i, cost in enumerate(costs) if cost is None or cost * seconds <= left),
-                None,
+                len(modes) - 1,  # all late (so each was measured): the cheapest
             )
-            if chosen is None:  # all late (so each was measured): the cheapest
-                chosen = min(range(len(modes)), key=lambda i: costs[i] or 0.0)
             if chosen > 0 and not self._probing and waited <= PROBE_WAIT * deadline:
                 before = _cost_key(modes[chosen - 1][0])
                 if self._clock() - self._measured.get(before, -PROBE_S) >= PROBE_S:

@@ -169,6 +169,13 @@ def test_the_way_a_final_is_decoded_follows_the_cost_estimates_and_the_load() ->
         if way(0.9)[1] is None:
             break
     assert way(0.9) == (full, None, False)
+    # an estimate under a cheaper way's (taken at a lighter load) counts as that one's, and
+    # when all are late the last way is taken whatever the estimates say
+    odd = FinalDeadline()
+    for mode, seconds in ((full, 0.2), (greedy, 0.8), (fast, 0.4)):
+        odd.measure(mode, 2.0, seconds)  # type: ignore[arg-type]
+    assert odd.choose(base, tiny, 2.0, "en", 0.5)[:2] == (fast, "partials_model")  # type: ignore[arg-type]
+    assert odd.choose(base, tiny, 2.0, "en", 0.1)[:2] == (fast, "partials_model")  # type: ignore[arg-type]
     # a short final counts as MIN_FINAL_S (2 s) long; a way not measured yet counts as on time
     fresh = FinalDeadline()
     fresh.measure(full, 2.0, 0.6)  # type: ignore[arg-type]
