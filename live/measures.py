@@ -68,6 +68,14 @@ def measure_engines(
         kind="counter",
     )
     m.labelled_gauge(
+        "callcue_prompt_loops_total",
+        "Finals that looped on a few words after the channel's previous words and were done "
+        "again without them",
+        (),
+        lambda: [((), sum(e.stats.prompt_loops for e in engines))],
+        kind="counter",
+    )
+    m.labelled_gauge(
         "callcue_finals_continued_total",
         "Finals that stopped more than 1 s before their audio and had the rest decoded",
         (),

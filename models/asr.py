@@ -17,7 +17,15 @@ from audio.codec import TARGET_RATE, Float32Array
 from audio.vad import SpeechEnded, SpeechStarted, VadSegmenter
 from models.revise import Reviser, Revision, assign, same_text, skipped_speech
 from models.scheduler import BUSY, OVERLOADED, RecognitionJob, RecognitionScheduler
-from models.whisper import Hypothesis, WhisperEngine, WordTiming, norm_word, text_from
+from models.whisper import (
+    Hypothesis,
+    WhisperEngine,
+    WordTiming,
+    norm_word,
+    spells,
+    text_from,
+    without_spelling,
+)
 
 log = logging.getLogger("callcue.asr")
 
@@ -312,7 +320,7 @@ class StreamingTranscriber:
         """The call's vocabulary, then the channel's previous final words (less the last
         `drop`), as tokens of `engine`."""
         words = " ".join(self._history).split()
-        words = words[: len(words) - drop][-self.options.prompt_words :]
+        words = without_spelling(words[: len(words) - drop])[-self.options.prompt_words :]
         return self._vocabulary_prompt(engine) + tuple(engine.encode_text(" ".join(words)))
 
     def _vocabulary_prompt(self, engine: WhisperEngine) -> tuple[int, ...]:
@@ -366,6 +374,8 @@ class StreamingTranscriber:
         if not chosen:
             return job()
         said = text_from(text, words, len(words) - len(chosen))
+        if spells(said):  # letters heard before lead Whisper to hear letters (`spells`)
+            return job()
         return job(
             previous[max(int((chosen[0].start - 0.1) * TARGET_RATE), 0) :],
             tuple(engine.encode_text(said)),
@@ -612,7 +622,7 @@ class StreamingTranscriber:
         if not finals or pcm.size < TARGET_RATE // 2:
             return
         prompt = self._rev_prompt
-        words = " ".join(f[3] for f in finals).split()
+        words = without_spelling(" ".join(f[3] for f in finals).split())
         self._rev_prompt = " ".join(words[-self.options.prompt_words :])
         future = self.reviser.submit(
             pcm.astype(np.float32) / 32767.0,

@@ -104,6 +104,8 @@ class EngineStats:
     audio_seconds: float = 0.0
     busy_seconds: float = 0.0
     prompt_echoes: int = 0  # decodes that repeated their prompt and were done again without it
+    # finals that looped (`loops`) with previous words as prompt or context: done again without
+    prompt_loops: int = 0
     tails_recovered: int = 0  # finals that stopped short of their audio and were continued
     windows: dict[float, int] = field(default_factory=dict)
 
@@ -133,6 +135,52 @@ ECHO_MIN_WORDS = 4  # a repeated opening this long (or longer) counts as an echo
 def norm_word(word: str) -> str:
     """A word as compared across hypotheses: lower case, punctuation gone."""
     return _NOT_WORD.sub("", word.lower())
+
+
+_LETTER = re.compile(r"^[A-Za-z][.,\-]?$")  # "L.", "E", "T-"
+_LETTERS = re.compile(r"^[A-Za-z](?:[.\-][A-Za-z])+[.,\-]?$")  # "T.I.", "T-I-L-L-E."
+_ABBREVIATIONS = frozenset(["a.m", "p.m", "u.s", "u.k", "e.g", "i.e"])  # not spelling
+
+
+def _spelled(word: str) -> bool:
+    return bool(_LETTERS.match(word)) and (word.lower().rstrip(",.-") not in _ABBREVIATIONS)
+
+
+def without_spelling(words: list[str]) -> list[str]:
+    """`words` less what spells something out letter by letter ("T.I. L. L. E.",
+    "T-I-L-L-E.", "C M"; a lone "I" or "a" stays). Given as a prompt or left context, spelled
+    letters lead Whisper to hear letters in whatever follows ("Sure, this one was a 2018"
+    came back as "L. E. L. E. L." after "T.I. L. L. E."), and the loop feeds the next
+    prompt."""
+    drop: set[int] = set()
+    i = 0
+    while i < len(words):
+        j = i
+        while j < len(words) and (_LETTER.match(words[j]) or _spelled(words[j])):
+            j += 1
+        if j - i >= 2 or (j > i and _spelled(words[i])):
+            drop.update(range(i, j))
+        i = max(j, i + 1)
+    return [w for k, w in enumerate(words) if k not in drop]
+
+
+def spells(text: str) -> bool:
+    """Whether `text` spells something out letter by letter (see `without_spelling`)."""
+    words = text.split()
+    return len(without_spelling(words)) < len(words)
+
+
+def loops(text: str) -> bool:
+    """Whether `text` is a few words over and over: four or more words all the same ("L. L.
+    L. L."), or eight or more of which at most a quarter are distinct ("T. I. L. L. E. L. E.
+    L. L. E. L. L."). Whisper falls into this after previous words that spelled something
+    out, given as its prompt or left context, and the loop then feeds the next finals'
+    prompts. (A loop that runs to the end is cut by `cut_repetition`; this one need not.)"""
+    words = [w for w in (norm_word(w) for w in text.split()) if w]
+    if len(words) < 4:
+        return False
+    distinct = len(set(words))
+    return distinct == 1 or (len(words) >= 8 and distinct <= len(words) / 4)
 
 
 def cut_repetition(text: str, max_period: int = 40) -> tuple[str, bool]:
@@ -483,6 +531,20 @@ class WhisperEngine:
                 beam_size=beam_size,
             )
             return replace(again, language_probability=sure)
+        if final and (prompt or context) and not prefix and best.ok and loops(best.text):
+            # the previous words led Whisper into a loop: the utterance alone, no prompt
+            log.info("final decode looped (%r); decoding it without the previous words", best.text)
+            with self._stats_lock:
+                self.stats.prompt_loops += 1
+            alone = self.decode(
+                given[int(given_context_s * TARGET_RATE) :],
+                final=final,
+                busy=busy,
+                language=language,
+                recover=recover,
+                beam_size=beam_size,
+            )
+            return replace(alone, language_probability=sure)
         best = self._cut_beyond_audio(
             best, encoder_output, content_frames, final, context, context_s
         )

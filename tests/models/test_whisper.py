@@ -58,6 +58,55 @@ def test_cut_repetition() -> None:
         assert cut_repetition(fine) == (fine, False)
 
 
+def test_a_loop_on_a_few_words_is_told_from_speech() -> None:
+    from models.whisper import loops
+
+    # seen live after the customer spelled a name (the AWS call), fed by the prompt
+    assert loops("T.I. L. L. L. E. L. E. L. L. E. L. L. L. L. L. E. L. L")
+    assert loops("L. L. L. L.") and loops("Okay. Okay. Okay. Okay.")
+    for speech in (
+        "T. I. L. L. E.",  # a name spelled once
+        "c m i n h 7 3 0 at email dot com",
+        "No, no, no.",
+        "Thank you. Thank you. I appreciate it.",
+        "I'm. I need to get on. I'm. I need to get something we can handle that for me.",
+        "5 5 5 1 2 3 4",
+    ):
+        assert not loops(speech), speech
+
+
+def test_spelled_letters_are_kept_out_of_the_prompt() -> None:
+    from models.whisper import spells, without_spelling
+
+    said = "My last name is Sittilly. That's fine. T.I. L. L. E. Okay, on T-I-L-L-E."
+    kept = " ".join(without_spelling(said.split()))
+    assert kept == "My last name is Sittilly. That's fine. Okay, on"
+    assert spells(said) and spells("C M") and spells("T.I. L.")
+    for fine in ("I think I can", "Plan A is fine", "at 8 a.m. or 3 p.m.,", "U.S. citizen"):
+        assert without_spelling(fine.split()) == fine.split() and not spells(fine)
+
+
+def test_a_spelled_prompt_makes_whisper_hear_letters_and_its_filtered_form_does_not(  # type: ignore[no-untyped-def]
+    base_engine,
+) -> None:
+    """Why the channel's prompt leaves spelling out (`without_spelling`): on the AWS call,
+    the customer's "Sure, this one was …" (76–80 s), after "T.I. L. L. E." as the prompt,
+    comes back as letters."""
+    from models.whisper import without_spelling
+
+    audio = load_16k("cs_aws_auto_repairs_40_caller.wav")[76 * 16000 : 80 * 16000]
+    said = "My last name is Sittilly. That's fine. T.I. L. L. E."
+
+    def heard(prompt: str) -> str:
+        return str(
+            base_engine.decode(audio, prompt=base_engine.encode_text(prompt), final=True).text
+        )
+
+    assert "L. E." in heard(said)
+    clean = heard(" ".join(without_spelling(said.split())))
+    assert clean.startswith("Sure") and "L." not in clean, clean
+
+
 def test_model_resolution(tmp_path) -> None:  # type: ignore[no-untyped-def]
     assert resolve_whisper_model(EMBEDDED_WHISPER).endswith("model")
     with pytest.raises(ModelNotFoundError, match=r"no model\.bin"):
