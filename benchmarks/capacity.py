@@ -148,6 +148,7 @@ def run_config(
                     for way in CHEAPER_WAYS
                 },
                 "prompt_echoes": int(delta("callcue_prompt_echoes_total")),
+                "prompt_loops": int(delta("callcue_prompt_loops_total")),
                 # where the recognition time went (wall seconds inside decodes, by kind)
                 "decode_seconds": {
                     kind: round(delta(f'callcue_decode_seconds_sum{{kind="{kind}"}}'), 1)

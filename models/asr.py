@@ -374,7 +374,10 @@ class StreamingTranscriber:
         if not chosen:
             return job()
         said = text_from(text, words, len(words) - len(chosen))
-        if spells(said):  # letters heard before lead Whisper to hear letters (`spells`)
+        # letters heard before lead Whisper to hear letters (`spells`); with the word before
+        # the context, a spelled run the context starts in the middle of
+        history = " ".join(self._history).split()
+        if spells(said) or spells(" ".join(history[-(len(chosen) + 1) :])):
             return job()
         return job(
             previous[max(int((chosen[0].start - 0.1) * TARGET_RATE), 0) :],

@@ -127,10 +127,12 @@ class FinalDeadline:
             costs = [self._costs.get(_cost_key(mode)) for mode, _ in modes]
             # the ways are listed dearest first: an estimate under a cheaper way's was taken
             # at a lighter load than that one's, and counts as the cheaper way's
-            for i in range(len(costs) - 2, -1, -1):
-                later = costs[i + 1]
-                if costs[i] is not None and later is not None:
-                    costs[i] = max(costs[i], later)  # type: ignore[type-var]
+            cheaper = 0.0  # the dearest estimate among the cheaper ways
+            for i in range(len(costs) - 1, -1, -1):
+                cost = costs[i]
+                if cost is not None:
+                    costs[i] = cost = max(cost, cheaper)
+                    cheaper = cost
             chosen = next(
                 (i for i, cost in enumerate(costs) if cost is None or cost * seconds <= left),
                 len(modes) - 1,  # all late (so each was measured): the cheapest

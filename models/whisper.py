@@ -137,9 +137,13 @@ def norm_word(word: str) -> str:
     return _NOT_WORD.sub("", word.lower())
 
 
-_LETTER = re.compile(r"^[A-Za-z][.,\-]?$")  # "L.", "E", "T-"
+# a letter said alone: a capital ("L", "L.", "T-", "E,"; not the pronoun "I" bare or with a
+# comma, "I, I think"), or a small one with a dot or hyphen ("c."; not French "il y a")
+_LETTER = re.compile(r"^(?:[A-HJ-Z][.,\-]?|I[.\-]|[a-z][.\-])$")
 _LETTERS = re.compile(r"^[A-Za-z](?:[.\-][A-Za-z])+[.,\-]?$")  # "T.I.", "T-I-L-L-E."
-_ABBREVIATIONS = frozenset(["a.m", "p.m", "u.s", "u.k", "e.g", "i.e"])  # not spelling
+_ABBREVIATIONS = frozenset(
+    ["a.m", "p.m", "u.s", "u.s.a", "u.k", "e.g", "i.e", "d.c", "l.a", "i-i"]
+)  # not spelling ("I-I": a stutter)
 
 
 def _spelled(word: str) -> bool:
@@ -148,7 +152,8 @@ def _spelled(word: str) -> bool:
 
 def without_spelling(words: list[str]) -> list[str]:
     """`words` less what spells something out letter by letter ("T.I. L. L. E.",
-    "T-I-L-L-E.", "C M"; a lone "I" or "a" stays). Given as a prompt or left context, spelled
+    "T-I-L-L-E.", "C M"; a lone capital, "I" and small letters without a dot stay). Given as
+    a prompt or left context, spelled
     letters lead Whisper to hear letters in whatever follows ("Sure, this one was a 2018"
     came back as "L. E. L. E. L." after "T.I. L. L. E."), and the loop feeds the next
     prompt."""
@@ -172,15 +177,16 @@ def spells(text: str) -> bool:
 
 def loops(text: str) -> bool:
     """Whether `text` is a few words over and over: four or more words all the same ("L. L.
-    L. L."), or eight or more of which at most a quarter are distinct ("T. I. L. L. E. L. E.
-    L. L. E. L. L."). Whisper falls into this after previous words that spelled something
-    out, given as its prompt or left context, and the loop then feeds the next finals'
-    prompts. (A loop that runs to the end is cut by `cut_repetition`; this one need not.)"""
+    L. L."), or five or more of which at most two, or a third, are distinct ("L. E. L. E.
+    L.", "T. I. L. L. E. L. E. L. L. E. L. L."). Whisper falls into this after previous
+    words that spelled something out, given as its prompt or left context, and the loop then
+    feeds the next finals' prompts. (A loop that runs to the end is cut by
+    `cut_repetition`; this one need not.)"""
     words = [w for w in (norm_word(w) for w in text.split()) if w]
     if len(words) < 4:
         return False
     distinct = len(set(words))
-    return distinct == 1 or (len(words) >= 8 and distinct <= len(words) / 4)
+    return distinct == 1 or (len(words) >= 5 and distinct <= max(2, len(words) / 3))
 
 
 def cut_repetition(text: str, max_period: int = 40) -> tuple[str, bool]:
@@ -531,20 +537,6 @@ class WhisperEngine:
                 beam_size=beam_size,
             )
             return replace(again, language_probability=sure)
-        if final and (prompt or context) and not prefix and best.ok and loops(best.text):
-            # the previous words led Whisper into a loop: the utterance alone, no prompt
-            log.info("final decode looped (%r); decoding it without the previous words", best.text)
-            with self._stats_lock:
-                self.stats.prompt_loops += 1
-            alone = self.decode(
-                given[int(given_context_s * TARGET_RATE) :],
-                final=final,
-                busy=busy,
-                language=language,
-                recover=recover,
-                beam_size=beam_size,
-            )
-            return replace(alone, language_probability=sure)
         best = self._cut_beyond_audio(
             best, encoder_output, content_frames, final, context, context_s
         )
@@ -569,6 +561,24 @@ class WhisperEngine:
         if final and recover > 0:
             skip = int(given_context_s * TARGET_RATE)
             best = self._recover_tail(best, given[skip:], prompt, busy, recover, beam_size)
+        if final and (prompt or context) and not prefix and best.ok and loops(best.text):
+            # the previous words led Whisper into a loop: the utterance alone, no prompt (kept
+            # if it heard words and no loop: "No, no, no, no." said so comes back the same)
+            alone = self.decode(
+                given[int(given_context_s * TARGET_RATE) :],
+                final=final,
+                busy=busy,
+                language=language,
+                recover=recover,
+                beam_size=beam_size,
+            )
+            if alone.ok and not loops(alone.text):
+                log.info(
+                    "final decode looped (%r); decoded again without the previous words", best.text
+                )
+                with self._stats_lock:
+                    self.stats.prompt_loops += 1
+                return replace(alone, language_probability=sure)
         best = replace(best, language_probability=sure)
         return _with_seconds(best, time.perf_counter() - started)
 

@@ -176,6 +176,10 @@ def test_the_way_a_final_is_decoded_follows_the_cost_estimates_and_the_load() ->
         odd.measure(mode, 2.0, seconds)  # type: ignore[arg-type]
     assert odd.choose(base, tiny, 2.0, "en", 0.5)[:2] == (fast, "partials_model")  # type: ignore[arg-type]
     assert odd.choose(base, tiny, 2.0, "en", 0.1)[:2] == (fast, "partials_model")  # type: ignore[arg-type]
+    gap = FinalDeadline()  # ... across a way not measured yet (greedy, taken as on time)
+    for mode, seconds in ((full, 0.2), (fast, 0.4)):
+        gap.measure(mode, 2.0, seconds)  # type: ignore[arg-type]
+    assert gap.choose(base, tiny, 2.0, "en", 0.3)[:2] == (greedy, "greedy")  # type: ignore[arg-type]
     # a short final counts as MIN_FINAL_S (2 s) long; a way not measured yet counts as on time
     fresh = FinalDeadline()
     fresh.measure(full, 2.0, 0.6)  # type: ignore[arg-type]

@@ -82,7 +82,14 @@ def test_spelled_letters_are_kept_out_of_the_prompt() -> None:
     kept = " ".join(without_spelling(said.split()))
     assert kept == "My last name is Sittilly. That's fine. Okay, on"
     assert spells(said) and spells("C M") and spells("T.I. L.")
-    for fine in ("I think I can", "Plan A is fine", "at 8 a.m. or 3 p.m.,", "U.S. citizen"):
+    for fine in (
+        "I think I can",
+        "Plan A, I think",
+        "I, I think",
+        "at 8 a.m. or 3 p.m.,",
+        "U.S.A. and D.C.",
+        "il y a un problème",
+    ):
         assert without_spelling(fine.split()) == fine.split() and not spells(fine)
 
 
@@ -105,6 +112,24 @@ def test_a_spelled_prompt_makes_whisper_hear_letters_and_its_filtered_form_does_
     assert "L. E." in heard(said)
     clean = heard(" ".join(without_spelling(said.split())))
     assert clean.startswith("Sure") and "L." not in clean, clean
+
+
+def test_a_final_that_loops_after_its_prompt_is_decoded_from_its_audio_alone(  # type: ignore[no-untyped-def]
+    base_engine,
+) -> None:
+    """The guard behind the spelling filter: a final that comes back as a loop of letters
+    is decoded again without prompt and context, and that text is kept."""
+    from models.whisper import loops
+
+    audio = load_16k("cs_aws_auto_repairs_40_caller.wav")[76 * 16000 : 80 * 16000]
+    looped = "T.I. L. L. L. E. L. E. L. L. E. L. L. L. L. L. E. L. L"  # live, once
+    before = base_engine.stats.prompt_loops
+    hyp = base_engine.decode(audio, prompt=base_engine.encode_text(looped), final=True)
+    assert base_engine.stats.prompt_loops == before + 1
+    assert hyp.text.startswith("Sure") and not loops(hyp.text), hyp.text
+    assert loops("L. E. L. E. L.") and loops("T. I. L. L. E. L. E. L. L. E. L. L.")
+    for speech in ("T. I. L. L. E.", "Okay. Okay. Okay.", "Thank you. Thank you. I appreciate it."):
+        assert not loops(speech)
 
 
 def test_model_resolution(tmp_path) -> None:  # type: ignore[no-untyped-def]
