@@ -319,7 +319,11 @@ def run_worker(
     offset, checked = 0.0, -CLOCK_CHECK_S  # Redis's clock minus ours: jobs are stamped in it
     while stop is None or not stop.is_set():
         if time.monotonic() - checked >= CLOCK_CHECK_S:
-            offset, checked = clock_offset(client), time.monotonic()
+            checked = time.monotonic()
+            try:
+                offset = clock_offset(client)
+            except Exception as exc:  # a server without TIME: this machine's clock, as before
+                log.warning("could not read Redis's clock (%s): waits use this clock", exc)
         taken = client.brpop([finals, partial_keys], timeout=1)
         if taken is None:
             continue

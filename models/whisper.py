@@ -536,7 +536,9 @@ class WhisperEngine:
                 recover=recover,
                 beam_size=beam_size,
             )
-            return replace(again, language_probability=sure)
+            return _with_seconds(
+                replace(again, language_probability=sure), time.perf_counter() - started
+            )
         best = self._cut_beyond_audio(
             best, encoder_output, content_frames, final, context, context_s
         )
@@ -555,7 +557,9 @@ class WhisperEngine:
                 recover=recover,
                 beam_size=beam_size,
             )
-            return replace(alone, language_probability=sure)
+            return _with_seconds(
+                replace(alone, language_probability=sure), time.perf_counter() - started
+            )
         elapsed = time.perf_counter() - started
         self._count(seconds, elapsed, window)
         if final and recover > 0:
@@ -578,7 +582,9 @@ class WhisperEngine:
                 )
                 with self._stats_lock:
                     self.stats.prompt_loops += 1
-                return replace(alone, language_probability=sure)
+                return _with_seconds(
+                    replace(alone, language_probability=sure), time.perf_counter() - started
+                )
         best = replace(best, language_probability=sure)
         return _with_seconds(best, time.perf_counter() - started)
 

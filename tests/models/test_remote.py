@@ -121,7 +121,8 @@ def test_jobs_are_stamped_in_redis_time(redis_url: str) -> None:
     client = redis.Redis.from_url(redis_url)
     try:
         offset = clock_offset(client)
-        redis_now = float(client.time()[0]) + float(client.time()[1]) / 1e6
+        seconds, micros = client.time()
+        redis_now = float(seconds) + float(micros) / 1e6
     finally:
         client.close()
     assert abs(offset) < 1.0  # Redis runs on this machine here
