@@ -59,6 +59,13 @@ def server() -> Iterator[ServerProcess]:
             "CALLCUE_TWILIO_TOKENS": TWILIO_TOKEN,
             # agents' voice prints kept from two-channel calls (tests/live/test_diarize.py)
             "CALLCUE_VOICE_PRINTS": "true",
+            # every final at full beam on the finals' model: streamed as fast as it goes, a
+            # final's queue wait decides which way CALLCUE_FINAL_DEADLINE_MS takes (base at
+            # beam 5, base greedy, tiny.en), so the text of the tests' recordings would depend
+            # on timing (TIMIT came back as "She had Jadaq Su in greasy washwater" twice in
+            # CI). The deadline's choice has its own tests (tests/models/test_scheduler.py,
+            # tests/models/test_remote.py).
+            "CALLCUE_FINAL_DEADLINE_MS": "0",
         }
     )
     yield proc

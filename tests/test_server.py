@@ -45,18 +45,6 @@ def test_healthz(server) -> None:  # type: ignore[no-untyped-def]
     assert body["status"] == "ok" and body["compute_type"] == "int8"
 
 
-@pytest.fixture(scope="module")
-def full_beam_server() -> Any:
-    """A server that decodes every final at full beam on the finals' model. Streamed as fast
-    as it goes, a final's queue wait decides which way `CALLCUE_FINAL_DEADLINE_MS` takes (base
-    at beam 5, base greedy, tiny.en), so the text would depend on timing: TIMIT came back as
-    "She had Jadaq Su in greasy washwater" once. The deadline's choice has its own tests
-    (tests/models/test_scheduler.py)."""
-    proc = ServerProcess(env={"CALLCUE_FINAL_DEADLINE_MS": "0"})
-    yield proc
-    proc.stop()
-
-
 @pytest.mark.parametrize(
     ("name", "bound"),
     [
@@ -66,9 +54,9 @@ def full_beam_server() -> Any:
         ("wb_timit_LDC93S1.wav", 0.3),
     ],
 )
-async def test_wideband_recordings(full_beam_server, name: str, bound: float) -> None:  # type: ignore[no-untyped-def]
+async def test_wideband_recordings(server, name: str, bound: float) -> None:  # type: ignore[no-untyped-def]
     audio = load_call_audio([AUDIO / name], 1)
-    result = await stream_call(full_beam_server.url, audio, ["customer"], realtime=False)
+    result = await stream_call(server.url, audio, ["customer"], realtime=False)
     check_stream_shape(result)
     assert wer(reference(name), transcript(result)) <= bound, transcript(result)
     for final in finals(result):
