@@ -244,7 +244,7 @@ async def transcribe_call(
             await session.revisions_done()
 
         def utterance(f: Any) -> dict[str, Any]:
-            revised = session.revised.get((f.channel, f.utterance))
+            revised = session.revised.get(f.seq)
             line = {
                 "channel": f.channel,
                 "start": f.start,

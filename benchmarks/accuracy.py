@@ -42,7 +42,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -63,8 +65,12 @@ CALLS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
         ("cs_aws_auto_repairs_40_caller.wav", "cs_aws_auto_repairs_40_agent.wav"),
         ("customer", "agent"),
     ),
-    "genesys_audiohook_stereo": (("cs_genesys_audiohook_stereo_pcmu.wav",), ("customer", "agent")),
+    # channel 0 greets ("Thanks for contacting the store. How can I help you?"): the agent
+    "genesys_audiohook_stereo": (("cs_genesys_audiohook_stereo_pcmu.wav",), ("agent", "customer")),
 }
+# results written before 2026-12-07 (no "parties" in them) named the Genesys call's channels
+# the other way round: `load_offline` reads their texts under today's names, by channel
+EARLIER_PARTIES = {"genesys_audiohook_stereo": ("customer", "agent")}
 
 
 def channels(files: tuple[str, ...], names: tuple[str, ...]) -> list[np.ndarray]:
@@ -84,6 +90,23 @@ def channels(files: tuple[str, ...], names: tuple[str, ...]) -> list[np.ndarray]
 def offline_text(model: Any, audio: np.ndarray, beam_size: int, vad: bool = False) -> str:
     segments, _ = model.transcribe(audio, beam_size=beam_size, language="en", vad_filter=vad)
     return " ".join(s.text.strip() for s in segments)
+
+
+def load_offline(path: Path) -> dict[str, Any]:
+    """The offline decodes of an earlier result JSON, each call channel's text keyed
+    `call/party` with today's party names."""
+    result = json.loads(path.read_text())
+    baseline: dict[str, Any] = result["offline"]
+    baseline.pop("beam_size", None)
+    if "parties" in result:
+        return baseline
+    for row in baseline.values():
+        calls = dict(row["calls"])
+        for call, earlier in EARLIER_PARTIES.items():
+            for k, party in enumerate(earlier):
+                if f"{call}/{party}" in calls:
+                    row["calls"][f"{call}/{CALLS[call][1][k]}"] = calls[f"{call}/{party}"]
+    return baseline
 
 
 def offline(beam_size: int) -> dict[str, Any]:
@@ -309,11 +332,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     if args.offline_from:
-        import json
-        from pathlib import Path
-
-        baseline = json.loads(Path(args.offline_from).read_text())["offline"]
-        baseline.pop("beam_size", None)
+        baseline = load_offline(Path(args.offline_from))
     else:
         baseline = offline(args.offline_beam_size)
     base_calls = baseline["base"]["calls"]
@@ -334,6 +353,7 @@ def main() -> None:
         {
             "compute_type": "int8",
             "device": "cpu",
+            "parties": {call: parties for call, (_, parties) in CALLS.items()},
             "streaming_beam_size": args.beam_size,
             "offline": {"beam_size": args.offline_beam_size, **baseline},
             "streaming": runs,

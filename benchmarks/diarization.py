@@ -13,6 +13,13 @@ Genesys AudioHook stereo call, their channels added into one. For each:
   usual collar); the hypothesis, the final words' spans with their party. Missed speech and
   false alarm come from the recognizer's word times and from what it did not transcribe.
 - `print_cpu_seconds_per_audio_second`: the CPU the voice prints took.
+- with `--revise` (whole calls only): the call as `callcue transcribe --diarize` keeps it,
+  revised by the finals' model (each mixed utterance decoded again over long windows, its
+  words given to the parts it was split into): `record` scores that transcript, and
+  `party_wer` compares each party's words, live and revised, with offline faster-whisper
+  base (beam 5, VAD filter) of that party's own channel, taken from an accuracy result
+  (`--offline-from`, default benchmarks/results/accuracy_realtime.json): a word put down to
+  the wrong party counts as missed in one and inserted in the other.
 
 Offline (default): the live pipeline in-process (`callcue transcribe --diarize --live`), as
 fast as it decodes. `--live`: also streams the first `--seconds` of the AWS mixed call in real
@@ -21,6 +28,7 @@ reports the final latency of each (final received minus the wall time its last w
 was sent) and the server's CPU.
 
     .venv/bin/python -m benchmarks.diarization [--live] [--seconds 120] [--skip 0 30 60]
+        [--revise [--offline-from benchmarks/results/accuracy_realtime.json]]
 
 Writes benchmarks/results/diarization.json.
 """
@@ -30,6 +38,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -37,7 +46,7 @@ import soxr
 
 from audio.codec import TARGET_RATE
 from audio.files import CallAudio, load_call_audio
-from benchmarks.common import DATA, percentile, write_result
+from benchmarks.common import DATA, RESULTS, percentile, word_errors, write_result
 
 # mixed calls: (files, the party of each channel in order)
 CALLS: dict[str, tuple[tuple[str, ...], tuple[str, str]]] = {
@@ -148,19 +157,53 @@ def apply_relabels(finals: list[dict[str, Any]], relabels: list[dict[str, Any]])
                 by_seq[change["final_seq"]]["channel"] = change["channel"]
 
 
-async def offline(name: str, skip: float = 0.0) -> dict[str, Any]:
+def offline_base(path: Path) -> dict[tuple[str, str], str]:
+    """Offline base text of each mixed call's parties, from an accuracy result (its calls
+    name the same recordings' channels, in its own order)."""
+    from benchmarks.accuracy import CALLS as ACCURACY_CALLS
+    from benchmarks.accuracy import load_offline
+
+    texts = load_offline(path)["base"]["calls"]
+    out = {}
+    for call, (files, roles) in CALLS.items():
+        their_files, their_parties = ACCURACY_CALLS[call]
+        for k, role in enumerate(roles):
+            # one stereo file: the same channel index; one file a party: that file
+            party = their_parties[k if len(files) == 1 else their_files.index(files[k])]
+            out[(call, role)] = texts[f"{call}/{party}"]
+    return out
+
+
+def party_wer(
+    utterances: list[dict[str, Any]], references: dict[str, str]
+) -> dict[str, float | int]:
+    """Each party's words in time order against that party's reference text, pooled."""
+    errors = total = 0
+    for role, reference in references.items():
+        said = sorted((u for u in utterances if u["channel"] == role), key=lambda u: u["start"])
+        e, n = word_errors(reference, " ".join(u["text"] for u in said))
+        errors, total = errors + e, total + n
+    return {"wer": round(errors / max(total, 1), 4), "reference_words": total}
+
+
+async def offline(
+    name: str, skip: float = 0.0, references: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """`references` (each party's offline base text; whole calls only): revise the call with
+    the finals' model too, and score both records against them."""
     from cli import transcribe_call
     from live.session import CallSession
     from service.node import load_services
     from service.settings import Settings
 
     audio, tracks, roles = parties(name, skip)
-    settings = Settings.load(overrides={"revise": False})
+    settings = Settings.load(overrides={"revise": references is not None})
     services = await asyncio.to_thread(
         load_services, settings, warmup=False, store=False, live=False
     )
     relabels: list[dict[str, Any]] = []
     finals: list[dict[str, Any]] = []
+    revisions: list[dict[str, Any]] = []
     publish = CallSession.publish
 
     def spy(self: CallSession, event: Any) -> Any:
@@ -170,6 +213,8 @@ async def offline(name: str, skip: float = 0.0) -> dict[str, Any]:
             relabels.append(data)
         elif data["type"] == "transcript.final":
             finals.append(data)
+        elif data["type"] == "transcript.revised":
+            revisions.append(data)
         return stamped
 
     started = time.perf_counter()
@@ -185,7 +230,7 @@ async def offline(name: str, skip: float = 0.0) -> dict[str, Any]:
     services.close()
     shown = score([dict(f) for f in finals], tracks, roles)["word_role_accuracy"]
     apply_relabels(finals, relabels)
-    return {
+    row = {
         "audio_seconds": round(audio.duration, 1),
         "finals": len(finals),
         **score(finals, tracks, roles),
@@ -196,6 +241,21 @@ async def offline(name: str, skip: float = 0.0) -> dict[str, Any]:
         "print_cpu_seconds_per_audio_second": round(prints / audio.duration, 4),
         "pipeline_seconds": round(elapsed, 1),
     }
+    if references is not None:
+        latest = {r["final_seq"]: r for r in revisions}  # (a final revised twice: the last)
+        record = [
+            {**f, "text": latest[f["seq"]]["text"], "words": latest[f["seq"]]["words"]}
+            if f["seq"] in latest
+            else f
+            for f in finals
+        ]
+        row["revised_finals"] = len(latest)
+        row["record"] = score(record, tracks, roles)
+        row["party_wer"] = {
+            "live": party_wer(finals, references),
+            "revised": party_wer(record, references),
+        }
+    return row
 
 
 async def live(seconds: float) -> dict[str, Any]:
@@ -266,15 +326,30 @@ def main() -> None:
         default=[0.0],
         help="start each call this many seconds in (each a row): another voice may come first",
     )
+    parser.add_argument(
+        "--revise",
+        action="store_true",
+        help="whole calls also revised by the finals' model, both records scored",
+    )
+    parser.add_argument(
+        "--offline-from",
+        type=Path,
+        default=RESULTS / "accuracy_realtime.json",
+        help="an accuracy result holding offline base text of the calls' channels",
+    )
     parser.add_argument("--out", default="diarization")
     args = parser.parse_args()
+    bases = offline_base(args.offline_from) if args.revise else {}
     results: dict[str, Any] = {"offline": {}}
     for name in args.calls:
         for skip in args.skip:
             row = f"{name} from {skip:g} s" if skip else name
             if parties(name, skip)[0].duration < 20:
                 continue  # (the call is shorter than that)
-            results["offline"][row] = asyncio.run(offline(name, skip))
+            references = None
+            if args.revise and not skip:
+                references = {role: bases[(name, role)] for role in CALLS[name][1]}
+            results["offline"][row] = asyncio.run(offline(name, skip, references))
             print(row, results["offline"][row], flush=True)
     if args.live:
         results["live"] = asyncio.run(live(args.seconds))

@@ -6,7 +6,7 @@ No recording here has both a reference transcript and labelled intents, so this 
 fallback the issue names: the rate of intent (and sentiment) changes between a reference
 transcript and the ASR transcript of the same speech, on the real two-party calls of
 ../shared/data/audio (the AWS auto-repair pair, the Genesys stereo call: an auto-repair shop
-and an airline, each channel one party).
+and an online store, each channel one party).
 
 - **Reference**: offline faster-whisper Whisper base (beam 5, its VAD filter, word timings) of
   each customer channel: the best transcript available without a human one (it is not the

@@ -10,8 +10,9 @@ backchannels, answers such as a name, an e-mail address or an order number; than
 farewells have the playbook's closing intent `thanks_goodbye` as `intent`). Sources: the
 customer turns of the three ABCD sample dialogues (`abcd:…`, MIT; the retail playbook's own
 domain) and the customer channel of the real recorded calls in ../shared/data/audio
-(`call:…`, transcribed offline by `callcue transcribe`; an auto-repair shop and an airline, so
-their requests have no intent in the retail playbook and count for rejection only).
+(`call:…`, transcribed offline by `callcue transcribe`: an auto-repair shop, and an online
+store's general questions (how orders ship, how to track them) that the retail playbook's
+intents, each a specific problem, do not name; their requests count for rejection only).
 
 Prints `no_intent_rejected` (turns with no request and no expected intent that get none),
 `expected_right` (turns with an expected intent that get it), `requests_given_an_intent` (the

@@ -54,6 +54,7 @@ from models.asr import (
     StreamingOptions,
     StreamingTranscriber,
 )
+from models.revise import assign, same_text, skipped_speech
 from models.scheduler import OVERLOADED
 from models.speaker import SpeakerModelError
 from models.whisper import WordTiming
@@ -384,6 +385,10 @@ class CallSession:
         self._enrolled_seconds = 0.0  # of the agent's finals enrolled
         self._enrol_tasks: list[asyncio.Future[None]] = []
         self._diarizing: asyncio.Queue[Final | None] | None = None
+        # a diarized call's revision: each mixed utterance's published parts (final seq,
+        # start, end, live text), and a revision that came before its utterance's parts
+        self._parts: dict[int, list[tuple[int, float, float, str]]] = {}
+        self._early_revisions: dict[int, RevisedFinal] = {}
         self._diarize_task: asyncio.Task[None] | None = None
         self.metadata = metadata or {}
         self.source = source
@@ -402,7 +407,7 @@ class CallSession:
         self.finals_published = 0
         # a diarized call's entities per final seq, read again if its line is relabeled
         self._final_entities: dict[int, list[Entity]] = {}
-        self.revised: dict[tuple[str, int], TranscriptRevised] = {}  # of the kept finals
+        self.revised: dict[int, TranscriptRevised] = {}  # of the kept finals, by final seq
         self.finals_revised = 0
         self._revising: asyncio.Future[None] | None = None
         self._revisions_stopped = False
@@ -451,9 +456,9 @@ class CallSession:
                 options=options,
                 vocabulary=self.vocabulary,
                 language=language,
-                # (a diarized call's finals are split by voice: a revision of the mixed
-                # channel's utterance would not map onto its parts)
-                reviser=None if diarize else services.recognition.reviser,
+                # (a diarized call's mixed utterances are revised, then split onto their
+                # parts by `_on_mixed_revised`)
+                reviser=services.recognition.reviser,
                 on_revised=functools.partial(self._on_revised, channel),
             )
             for channel in heard
@@ -777,7 +782,7 @@ class CallSession:
         log.info(
             "call %s ended (%s) after %.1fs of audio", self.call_id, reason, self.audio_seconds
         )
-        if self.services.recognition.reviser is not None and not self.diarize:
+        if self.services.recognition.reviser is not None:
             self.services.revising[self.call_id] = self
             self._revising = asyncio.ensure_future(self._await_revisions())
 
@@ -809,6 +814,9 @@ class CallSession:
     def _on_revised(self, channel: str, revised: RevisedFinal) -> None:
         if self._revisions_stopped:
             return
+        if self.diarize:
+            self._on_mixed_revised(revised)
+            return
         final = next(
             (
                 f
@@ -817,17 +825,67 @@ class CallSession:
             ),
             None,
         )
-        if final is None:
+        if final is not None:
+            self._publish_revision(final, revised.text, revised.words, revised.language)
+
+    def _on_mixed_revised(self, revised: RevisedFinal) -> None:
+        """A diarized call's mixed utterance revised: its words go to the finals it was split
+        into (by text where the two agree, else by time, as a channel's stretch goes to its
+        utterances), and each part whose text changed is revised under its party now."""
+        parts = self._parts.pop(revised.utterance, None)
+        if parts is None:  # its parts are not published yet: `_keep_parts` applies it
+            self._early_revisions[revised.utterance] = revised
             return
+        heard = assign(revised.words, parts)
+        wanted = {seq for seq, _, _, _ in parts}
+        finals = {}
+        for f in reversed(self.finals):  # (the parts are among the latest finals)
+            if f.seq in wanted:
+                finals[f.seq] = f
+                if len(finals) == len(wanted):
+                    break
+        for seq, _, _, live in parts:
+            words = heard.get(seq) or []
+            text = "".join(w.word for w in words).strip()
+            final = finals.get(seq)
+            if final is None or not text or same_text(text, live) or skipped_speech(text, live):
+                continue
+            self._publish_revision(final, text, tuple(words), revised.language)
+
+    def _keep_parts(self, utterance: int, parts: list[tuple[int, float, float, str]]) -> None:
+        """Keep the finals a mixed utterance was split into, for its revision (a revision
+        that came first is applied now). What no revision will reach any more is let go:
+        utterances are split in order, and a revision covers what ended before it."""
+        if self.services.recognition.reviser is None or self._revisions_stopped:
+            return
+        for older in [u for u in self._early_revisions if u < utterance]:
+            del self._early_revisions[older]  # (its utterance's split failed)
+        if not parts:
+            return
+        horizon = self._kept_from(parts[-1][2])
+        for older in [u for u, p in self._parts.items() if p[-1][2] < horizon]:
+            del self._parts[older]  # (not revised: the live text stays)
+        self._parts[utterance] = parts
+        early = self._early_revisions.pop(utterance, None)
+        if early is not None:
+            self._on_mixed_revised(early)
+
+    def _publish_revision(
+        self,
+        final: TranscriptFinal,
+        raw_text: str,
+        raw_words: tuple[WordTiming, ...],
+        language: str,
+    ) -> None:
         # what the live text masked, the revised one masks
-        text, words, confidence, _ = self._masked(revised.text, revised.words)
+        text, words, confidence, _ = self._masked(raw_text, raw_words)
         if text == final.text:
             return
         event = self.publish(
             TranscriptRevised(
                 call_id=self.call_id,
-                channel=channel,
-                utterance=revised.utterance,
+                channel=final.channel,
+                utterance=final.utterance,
                 final_seq=final.seq,
                 start=final.start,
                 end=final.end,
@@ -835,14 +893,15 @@ class CallSession:
                 live_text=final.text,
                 words=words,
                 confidence=confidence,
-                language=revised.language,
+                language=language,
             )
         )
         assert isinstance(event, TranscriptRevised)
-        if (channel, revised.utterance) not in self.revised:
+        if final.seq not in self.revised:
             self.finals_revised += 1
-        self.revised[(channel, revised.utterance)] = event
-        self.analytics.add_final(channel, revised.utterance, final.start, final.end, words, text)
+        self.revised[final.seq] = event
+        analytics = self.analytics
+        analytics.add_final(final.channel, final.utterance, final.start, final.end, words, text)
         if self.services.recognition.reviser is not None:
             self.services.recognition.reviser.stats.changed += 1
 
@@ -1123,11 +1182,15 @@ class CallSession:
             fallback = diarizer.partial_id(final.utterance) if shown_id is None else shown_id
             diarizer.forget(final.utterance, done=True)
             self._on_final(role, replace(final, utterance=fallback))
+            if self.finals and self.finals[-1].utterance == fallback:
+                kept = self.finals[-1]
+                self._keep_parts(final.utterance, [(kept.seq, final.start, final.end, final.text)])
             return
         if shown_id is not None and parts[0].role != shown:
             self._withdraw_partial(shown, shown_id, final.start, final.end)
         for part in parts:
             self._publish_part(final, part)
+        self._keep_parts(final.utterance, [(p.seq, p.start, p.end, p.text) for p in parts if p.seq])
         loop = asyncio.get_running_loop()  # (two-means over the call's prints: off the loop)
         changes = await loop.run_in_executor(self.services.speakers.executor, diarizer.recluster)
         if changes:
@@ -1180,6 +1243,15 @@ class CallSession:
                 )
             )
 
+    def _kept_from(self, now: float) -> float:
+        """Call time before which finals (and what revisions need of them) are let go, as of
+        call time `now`: FINALS_KEPT_S beyond a revision stretch; nothing with `keep_finals`."""
+        if self.keep_finals:
+            return float("-inf")
+        reviser = self.services.recognition.reviser
+        stretch = (reviser.options.seconds or LONGEST_STRETCH_S) if reviser is not None else 0.0
+        return now - FINALS_KEPT_S - stretch
+
     def _keep_final(self, event: TranscriptFinal) -> None:
         """Keep a published final for revisions and relabels, and let go of the finals (and
         their revisions) older than FINALS_KEPT_S of call time beyond a revision stretch: a
@@ -1188,11 +1260,7 @@ class CallSession:
         reach screens and store, but the line is not read again by assist)."""
         self.finals.append(event)
         self.finals_published += 1
-        if self.keep_finals:
-            return
-        reviser = self.services.recognition.reviser
-        stretch = (reviser.options.seconds or LONGEST_STRETCH_S) if reviser is not None else 0.0
-        horizon = event.end - FINALS_KEPT_S - stretch
+        horizon = self._kept_from(event.end)
         while self.finals and self.finals[0].end < horizon:
             old = self.finals.popleft()
             self._final_entities.pop(old.seq, None)

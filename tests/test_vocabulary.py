@@ -90,7 +90,7 @@ def test_call_vocabulary_puts_the_call_first_then_names_then_the_playbook() -> N
     )
 
 
-def genesys_customer_16k(lo: float, hi: float) -> np.ndarray:
+def genesys_agent_16k(lo: float, hi: float) -> np.ndarray:
     data, rate = sf.read(str(AUDIO / "cs_genesys_audiohook_stereo_pcmu.wav"), dtype="float32")
     track = soxr.resample(data[:, 0], rate, 16000).astype(np.float32)
     return track[int(lo * 16000) : int(hi * 16000)]
@@ -120,7 +120,7 @@ def test_the_vocabulary_opens_every_prompt_and_changes_a_real_recognition(
         assert 0 < len(prompt) <= VOCABULARY_TOKENS  # cut to its budget, the first terms kept
         assert base_engine.tokenizer.decode(list(prompt)).strip().startswith("samplestore.com,")
     # "... email in the photo of the affected sample to us at help at samplestore.com"
-    clip = genesys_customer_16k(46.0, 57.2)
+    clip = genesys_agent_16k(46.0, 57.2)
     plain = base_engine.decode(clip, final=True).text.lower()
     biased = base_engine.decode(clip, final=True, prompt=prompt).text.lower()
     assert "samplestore" not in plain, plain

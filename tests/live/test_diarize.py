@@ -174,6 +174,78 @@ async def test_a_relabeled_line_is_read_again_by_assist_as_its_new_party() -> No
         services.close()
 
 
+async def test_a_mixed_utterances_revision_goes_to_its_parts_in_either_order() -> None:
+    """Revision of a diarized call: the mixed utterance's revised words are given to the
+    finals it was split into, whether the revision comes before the parts are out or after;
+    a part whose text did not change gets no revision, one relabeled since gets it under its
+    new party."""
+    import time
+
+    from audio.codec import AudioFormat
+    from live.diarize import Relabel
+    from live.session import CallSession
+    from models.asr import Final, RevisedFinal
+    from service.node import load_services
+    from service.settings import Settings
+
+    env = {"CALLCUE_CUSTOMERS": "none", "CALLCUE_ASSIST": "false", "CALLCUE_REVISE": "true"}
+    services = load_services(Settings.load(env=env), store=False)
+    try:
+        session = CallSession(
+            services,
+            "mixed-revision",
+            AudioFormat("pcm16", 16000, 1),
+            ("agent", "customer"),
+            diarize=True,
+        )
+        await session.start()
+
+        def publish(role: str, utterance: int, text: str, start: float) -> tuple:
+            said = words(text, start)
+            final = Final(utterance, start, said[-1].end, text, said, -0.2, 0.01, time.monotonic())
+            session._on_final(role, final)
+            return (session.finals[-1].seq, start, said[-1].end, text)
+
+        def revised(utterance: int, text: str, start: float) -> RevisedFinal:
+            return RevisedFinal(utterance, text, words(text, start), "en")
+
+        feed = services.hub.feed("mixed-revision")
+        assert feed is not None
+
+        def revisions() -> list[tuple[int, str, str]]:
+            return [
+                (e.final_seq, e.channel, e.text)  # type: ignore[attr-defined]
+                for e in feed.history
+                if e.type == "transcript.revised"
+            ]
+
+        # mixed utterance 1: revised before its parts are published
+        agent = publish("agent", 10, "thank you for calling how can I help", 0.5)
+        customer = publish("customer", 11, "hi I need to return these choose", 3.8)
+        session._on_revised(
+            "mixed",
+            revised(1, "thank you for calling how can I help hi I need to return these shoes", 0.5),
+        )
+        assert revisions() == []  # held until its parts are known
+        session._keep_parts(1, [agent, customer])
+        assert revisions() == [(customer[0], "customer", "hi I need to return these shoes")]
+        # mixed utterance 2: parts first, one relabeled, then its revision
+        first = publish("customer", 12, "and the order number is for two", 10.0)
+        second = publish("agent", 13, "let me look that up", 13.0)
+        session._keep_parts(2, [first, second])
+        session._relabel([Relabel(12, first[0], "agent", "customer")])
+        session._on_revised(
+            "mixed", revised(2, "and the order number is four two let me look that up", 10.0)
+        )
+        assert revisions()[1:] == [(first[0], "agent", "and the order number is four two")]
+        stored = {f.seq: f for f in session.finals}
+        assert session.revised[first[0]].live_text == stored[first[0]].text
+        await session.finish("stop")
+        await session.revisions_done()
+    finally:
+        services.close()
+
+
 def test_the_audio_kept_for_prints_stays_bounded() -> None:
     """What a final's prints need is kept (a client may send faster than real time), what
     the finals are past is let go, and never more than the cap."""
@@ -350,6 +422,56 @@ async def test_diarize_on_a_two_channel_call_is_refused_clearly(server: Any) -> 
             error = json.loads(await asyncio.wait_for(ws.recv(), 30))
         assert error["type"] == "error" and error["code"] == "bad_diarize"
         assert words_in_error in error["message"]
+
+
+def test_a_mixed_calls_record_is_revised_part_by_part(tmp_path: Path) -> None:
+    """Revision on a diarized call: the finals' model decodes the mixed channel again over long
+    windows, and each revised utterance's words go to the finals it was split into, so the
+    stored transcript gets the accurate text under the right parties."""
+    from tests.servers import ServerProcess
+    from tests.test_revision import get, wait_until_revised
+
+    pair = load_call_audio(
+        [AUDIO / "cs_aws_auto_repairs_40_caller.wav", AUDIO / "cs_aws_auto_repairs_40_agent.wav"]
+    )
+    rate = pair.sample_rate
+    first = pair.samples[: 60 * rate]
+    audio, parties = CallAudio(mix(first), rate), first.astype(np.float32)[:, ::-1]
+    call_id = "mono-rev-" + uuid.uuid4().hex[:8]
+    server = ServerProcess(
+        env={
+            "CALLCUE_DATABASE_URL": f"sqlite:///{tmp_path}/store.db",
+            "CALLCUE_REVISE": "true",
+            "CALLCUE_REVISE_SECONDS": "20",
+        }
+    )
+    try:
+        asyncio.run(
+            stream_call(server.url, audio, ["mixed"], realtime=False, call_id=call_id, diarize=True)
+        )
+        wait_until_revised(server, call_id)
+        events = get(server, f"/v1/calls/{call_id}/events")["events"]
+        stored = get(server, f"/v1/calls/{call_id}/transcript?format=json")["utterances"]
+    finally:
+        server.stop()
+    finals = {f["seq"]: f for f in corrected(events)}
+    revisions = [e for e in events if e["type"] == "transcript.revised"]
+    assert revisions, "the finals' model changed nothing in a minute of a real mixed call"
+    done = [e for e in events if e["type"] == "call.revised"]
+    assert len(done) == 1 and events[-1] is done[0]
+    assert done[0]["revised"] == len({r["final_seq"] for r in revisions})
+    for r in revisions:  # each revises one part, as it was shown (its live text)
+        final = finals[r["final_seq"]]
+        assert r["utterance"] == final["utterance"] and r["live_text"] == final["text"]
+        assert r["channel"] in ("agent", "customer") and r["words"] and r["text"] != r["live_text"]
+    latest = {r["final_seq"]: r["text"] for r in revisions}
+    assert {u["seq"] for u in stored} == {s for s, f in finals.items() if f["text"]}
+    for u in stored:  # the revised text, under the party the corrections ended on
+        final = finals[u["seq"]]
+        assert u["channel"] == final["channel"]
+        assert u["text"] == latest.get(u["seq"], final["text"])
+    share = right_share([u for u in stored if u["seq"] in latest], parties, rate)
+    assert share >= 0.9, share
 
 
 def test_import_diarize_stores_both_parties(tmp_path: Path) -> None:

@@ -92,6 +92,7 @@ def test_the_revisions_of_finals_let_go_are_let_go_too(monkeypatch: pytest.Monke
             )
         ),
     )
+    session._kept_from = lambda now: CallSession._kept_from(session, now)  # type: ignore[arg-type]
     for i in range(12):
         end = 10.0 * i + 5
         final = TranscriptFinal(
@@ -105,7 +106,7 @@ def test_the_revisions_of_finals_let_go_are_let_go_too(monkeypatch: pytest.Monke
         )
         CallSession._keep_final(session, final)  # type: ignore[arg-type]
         session._final_entities[final.seq] = []
-        session.revised[("customer", i)] = TranscriptRevised(
+        session.revised[final.seq] = TranscriptRevised(
             call_id="c",
             seq=2 * i + 2,
             channel="customer",
@@ -117,6 +118,6 @@ def test_the_revisions_of_finals_let_go_are_let_go_too(monkeypatch: pytest.Monke
             live_text="x",
         )
     assert [f.utterance for f in session.finals] == [7, 8, 9, 10, 11]  # ends 75 ... 115
-    assert sorted(u for _, u in session.revised) == [7, 8, 9, 10, 11]
+    assert sorted(session.revised) == [f.seq for f in session.finals]
     assert sorted(session._final_entities) == [f.seq for f in session.finals]
     assert session.finals_published == 12
