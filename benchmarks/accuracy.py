@@ -68,8 +68,8 @@ CALLS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     # channel 0 greets ("Thanks for contacting the store. How can I help you?"): the agent
     "genesys_audiohook_stereo": (("cs_genesys_audiohook_stereo_pcmu.wav",), ("agent", "customer")),
 }
-# results written before 2026-12-07 (no "parties" in them) named the Genesys call's channels
-# the other way round: `load_offline` reads their texts under today's names, by channel
+# results written before commit b50a11e (no "parties" in them) named the Genesys call's
+# channels the other way round: `load_offline` reads their texts under today's names, by channel
 EARLIER_PARTIES = {"genesys_audiohook_stereo": ("customer", "agent")}
 
 

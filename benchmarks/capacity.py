@@ -202,6 +202,9 @@ def main() -> None:
         action="store_true",
         help="each call one mixed channel, diarized by the server (capacity_diarized.json)",
     )
+    parser.add_argument(
+        "--out", help="result name under benchmarks/results (capacity or capacity_diarized)"
+    )
     args = parser.parse_args()
     if args.diarize:
         from benchmarks.diarization import parties
@@ -238,7 +241,7 @@ def main() -> None:
         tiny = summary["callcue_tiny_only"]
         summary["two_pass_vs_tiny_only"] = round(summary["callcue"] / tiny, 2) if tiny else None
     path = write_result(
-        "capacity_diarized" if args.diarize else "capacity",
+        args.out or ("capacity_diarized" if args.diarize else "capacity"),
         {
             "workload": pair.name,
             "model": "partials embedded:tiny.en, finals embedded:base (callcue_tiny_only: "

@@ -28,9 +28,10 @@ reports the final latency of each (final received minus the wall time its last w
 was sent) and the server's CPU.
 
     .venv/bin/python -m benchmarks.diarization [--live] [--seconds 120] [--skip 0 30 60]
-        [--revise [--offline-from benchmarks/results/accuracy_realtime.json]]
+        [--revise [--offline-from benchmarks/results/accuracy_realtime.json]] [--out NAME]
 
-Writes benchmarks/results/diarization.json.
+Writes benchmarks/results/diarization.json (`--out NAME`: NAME.json; the README's revised
+rows are `--revise --out diarization_revised`).
 """
 
 from __future__ import annotations
