@@ -54,7 +54,7 @@ from models.asr import (
     StreamingOptions,
     StreamingTranscriber,
 )
-from models.revise import assign, same_text, skipped_speech
+from models.revise import assign, changed_text
 from models.scheduler import OVERLOADED
 from models.speaker import SpeakerModelError
 from models.whisper import WordTiming
@@ -846,11 +846,10 @@ class CallSession:
                     break
         for seq, _, _, live in parts:
             words = heard.get(seq) or []
-            text = "".join(w.word for w in words).strip()
+            text = changed_text(words, live)
             final = finals.get(seq)
-            if final is None or not text or same_text(text, live) or skipped_speech(text, live):
-                continue
-            self._publish_revision(final, text, tuple(words), revised.language)
+            if final is not None and text is not None:
+                self._publish_revision(final, text, tuple(words), revised.language)
 
     def _keep_parts(self, utterance: int, parts: list[tuple[int, float, float, str]]) -> None:
         """Keep the finals a mixed utterance was split into, for its revision (a revision

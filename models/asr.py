@@ -15,7 +15,7 @@ import numpy as np
 
 from audio.codec import TARGET_RATE, Float32Array
 from audio.vad import SpeechEnded, SpeechStarted, VadSegmenter
-from models.revise import Reviser, Revision, assign, same_text, skipped_speech
+from models.revise import Reviser, Revision, assign, changed_text
 from models.scheduler import BUSY, OVERLOADED, RecognitionJob, RecognitionScheduler
 from models.whisper import (
     Hypothesis,
@@ -662,10 +662,8 @@ class StreamingTranscriber:
         )
         for utt, _, _, live in finals:
             words = heard.get(utt) or []
-            if not words:  # nothing heard there offline: the live text stays
-                continue
-            text = "".join(w.word for w in words).strip()
-            if not text or same_text(text, live) or skipped_speech(text, live):
+            text = changed_text(words, live)  # None: the live text stays
+            if text is None:
                 continue
             self.on_revised(
                 RevisedFinal(

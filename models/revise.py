@@ -230,6 +230,15 @@ def assign(
     return out
 
 
+def changed_text(words: list[WordTiming], live: str) -> str | None:
+    """The text of the revised words given to a live final, where it replaces the live text:
+    None when nothing was heard there, the text is the same, or the revision skipped speech."""
+    text = "".join(w.word for w in words).strip()
+    if not text or same_text(text, live) or skipped_speech(text, live):
+        return None
+    return text
+
+
 def same_text(a: str, b: str) -> bool:
     """Equal but for case, spacing and punctuation (no revision is sent for that)."""
 
