@@ -422,7 +422,10 @@ class StreamingTranscriber:
             return
         words = hyp.text.split() if hyp.ok else []
         if agreed_prefix(words, self._stable) < len(self._stable):
-            self._stable = words[: agreed_prefix(words, self._stable)]
+            # Decoded with an older, shorter prefix (submitted while the partial before it
+            # was being decoded) or rejected: it would take stable words back. Not shown; the
+            # next partial is decoded with the whole stable prefix forced.
+            return
         agreed = agreed_prefix(words, self._prev_words)
         if agreed > len(self._stable):
             self._stable = words[:agreed]

@@ -56,6 +56,8 @@ class HandScheduler:
     final_engine: WordEngine = field(default_factory=WordEngine)
     jobs: list[tuple[RecognitionJob, Future[Hypothesis | None]]] = field(default_factory=list)
     stats: Any = field(default_factory=lambda: SimpleNamespace(partials_skipped=0))
+    # partials a worker has begun decoding: a newer partial cannot supersede them
+    decoding: list[Future[Hypothesis | None]] = field(default_factory=list)
 
     def engine_for(self, final: bool, language: str) -> WordEngine:
         return self.final_engine
@@ -65,7 +67,7 @@ class HandScheduler:
 
     def cancel_partial(self, key: str) -> None:
         for job, future in self.jobs:
-            if not job.final and not future.done():
+            if not job.final and not future.done() and future not in self.decoding:
                 future.set_result(None)  # superseded, as the real scheduler does
 
     def submit(self, job: RecognitionJob) -> Future[Hypothesis | None]:
@@ -170,6 +172,43 @@ async def test_partials_agree_on_a_prefix_that_is_forced_and_never_shrinks() -> 
     assert fourth.prefix == tuple(engine.encode_text("I want to cancel"))
     assert ch.partials[-1].stable == "I want to cancel my plan"
     assert all(p.text.startswith(p.stable) for p in ch.partials)
+
+
+async def test_a_partial_decoded_before_the_prefix_grew_cannot_shrink_it() -> None:
+    """Two partials in flight: the later one was submitted with the shorter prefix of its
+    time. When the earlier one's answer makes more words stable first, the later answer, which
+    disagrees with them, is not shown (it took the stable words back: CI saw "Like your" go
+    back to "" under load)."""
+    ch = Channel(partial_interval_ms=200, min_partial_ms=200)
+    engine = ch.scheduler.final_engine
+    await ch.speak(0.5)
+    await ch.answer_partial("I want to")
+    await ch.speak(0.2)
+    await ch.answer_partial("I want to cancel")
+    assert ch.partials[-1].stable == "I want to"
+    await ch.speak(0.2)
+    [(third, third_answer)] = ch.scheduler.waiting(final=False)
+    ch.scheduler.decoding.append(third_answer)  # a worker is decoding it
+    await ch.speak(0.2)
+    fourth, fourth_answer = ch.scheduler.waiting(final=False)[-1]
+    assert fourth.prefix == third.prefix == tuple(engine.encode_text("I want to"))
+    ch.shown.clear()
+    third_answer.set_result(said("I want to cancel my plan", 0.9))
+    await asyncio.wait_for(ch.shown.wait(), timeout=5)
+    assert ch.partials[-1].stable == "I want to cancel"
+    fourth_answer.set_result(said("I want to counsel my plan", 1.1))
+    for _ in range(5):  # its done callbacks run on the loop (wrap_future, then ours)
+        await asyncio.sleep(0)
+    assert [p.stable for p in ch.partials] == ["", "I want to", "I want to cancel"]
+    await ch.speak(0.2)
+    [(fifth, _)] = ch.scheduler.waiting(final=False)
+    assert fifth.prefix == tuple(engine.encode_text("I want to cancel"))
+    await ch.answer_partial("I want to cancel my plan today")
+    assert ch.partials[-1].stable == "I want to cancel my plan"
+    stable: dict[int, str] = {}
+    for partial in ch.partials:
+        assert partial.stable.startswith(stable.get(partial.utterance, ""))
+        stable[partial.utterance] = partial.stable
 
 
 async def test_a_final_is_decoded_from_the_audio_alone() -> None:
