@@ -82,12 +82,16 @@ def get_json(server: ServerProcess, path: str) -> Any:
         return json.load(response)
 
 
-async def watch(server: ServerProcess, call_id: str, after: int = 0) -> list[dict[str, Any]]:
+async def watch(
+    server: ServerProcess, call_id: str, after: int = 0, opened: asyncio.Event | None = None
+) -> list[dict[str, Any]]:
     """Everything a screen on `server` receives for the call until it is closed, each event
-    with `_at` (time.time() of arrival)."""
+    with `_at` (time.time() of arrival). `opened` is set once the websocket is open."""
     got = []
     uri = f"{server.url}/v1/calls/{call_id}/events?after_seq={after}"
     async with asyncio.timeout(180), websockets.connect(uri, max_size=None) as ws:
+        if opened is not None:
+            opened.set()
         async for raw in ws:
             got.append({**json.loads(raw), "_at": time.time()})
     return got
@@ -104,8 +108,9 @@ def first_audio(seconds: int) -> CallAudio:
 
 async def test_call_on_node_a_watched_live_from_node_b(nodes: Service) -> None:
     a, b = nodes.a, nodes.b
-    early = asyncio.ensure_future(watch(b, "mn-1"))  # waits on B for a call not yet started
-    await asyncio.sleep(0.5)
+    opened = asyncio.Event()
+    early = asyncio.ensure_future(watch(b, "mn-1", opened=opened))  # waits on B for the call
+    await asyncio.wait_for(opened.wait(), 30)
     call = asyncio.ensure_future(
         stream_call(a.url, first_audio(30), ["customer", "agent"], call_id="mn-1", speed=2.0)
     )

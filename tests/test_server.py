@@ -21,6 +21,13 @@ from tests.servers import ServerProcess
 PAIR = [AUDIO / "cs_aws_auto_repairs_40_caller.wav", AUDIO / "cs_aws_auto_repairs_40_agent.wav"]
 
 
+async def until(event: asyncio.Event, task: asyncio.Future[Any]) -> None:
+    """Wait for `event`, or for `task` to end first (then the caller's check fails)."""
+    waiter = asyncio.ensure_future(event.wait())
+    await asyncio.wait({waiter, task}, return_when=asyncio.FIRST_COMPLETED)
+    waiter.cancel()
+
+
 def finals(result: StreamResult) -> list[dict[str, Any]]:
     return [e for e in result.events if e["type"] == "transcript.final"]
 
@@ -105,10 +112,21 @@ async def test_two_channel_call_keeps_channels_apart(server) -> None:  # type: i
 async def test_late_screen_gets_the_call_in_order_without_duplicates(server) -> None:  # type: ignore[no-untyped-def]
     audio = load_call_audio([AUDIO / "wb_jfk_inaugural_1961.flac"], 1)
     call_id = "late-joiner-1"
+    first_final = asyncio.Event()
     streaming = asyncio.create_task(
-        stream_call(server.url, audio, ["customer"], realtime=True, speed=2.0, call_id=call_id)
+        stream_call(
+            server.url,
+            audio,
+            ["customer"],
+            realtime=True,
+            speed=1.0,
+            call_id=call_id,
+            on_event=lambda e: e["type"] == "transcript.final" and first_final.set(),
+        )
     )
-    await asyncio.sleep(3.0)  # mid-call
+    # mid-call: joined after the first utterance's partials were replaced by its final
+    await until(first_final, streaming)
+    assert not streaming.done(), "the call ended before its first final reached the client"
     screen: list[dict[str, Any]] = []
     async with connect(f"{server.url}/v1/calls/{call_id}/events") as ws:
         try:
@@ -243,7 +261,11 @@ async def test_abrupt_disconnect_keeps_finals(server) -> None:  # type: ignore[n
             )
         )
         await ws.send(audio.samples[: int(audio.sample_rate * 6.5)].reshape(-1).tobytes())
-        await asyncio.sleep(0.5)
+        # The audio is one message: once the server shows a transcript of it, it has it all.
+        async with asyncio.timeout(120):
+            async for raw in ws:
+                if isinstance(raw, str) and json.loads(raw)["type"].startswith("transcript."):
+                    break
         assert ws.transport is not None
         ws.transport.abort()  # no close frame, no stop: the softphone crashed
     async with connect(f"{server.url}/v1/calls/{call_id}/events") as events_ws:
@@ -262,10 +284,20 @@ async def test_abrupt_disconnect_keeps_finals(server) -> None:  # type: ignore[n
 
 async def test_duplicate_call_id_is_refused(server) -> None:  # type: ignore[no-untyped-def]
     audio = load_call_audio([AUDIO / "wb_jfk_inaugural_1961.flac"], 1)
+    started = asyncio.Event()
     first = asyncio.create_task(
-        stream_call(server.url, audio, ["customer"], realtime=True, speed=4.0, call_id="dup-1")
+        stream_call(
+            server.url,
+            audio,
+            ["customer"],
+            realtime=True,
+            speed=1.0,  # 11 s live: the duplicate comes while the first call is surely on
+            call_id="dup-1",
+            on_event=lambda e: e["type"] == "started" and started.set(),
+        )
     )
-    await asyncio.sleep(1.0)
+    await until(started, first)  # the first call is registered once the server said so
+    assert not first.done(), first.result()
     start = START.replace("bad-1", "dup-1")
     received, close_code = await raw_exchange(server.url, [start])
     assert received[-1]["code"] == "call_active" and close_code == 1008

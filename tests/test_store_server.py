@@ -55,6 +55,8 @@ def start(url: str, tmp: Any) -> ServerProcess:
             # a call's oldest events are let go from memory early: screens read them back
             # from the store (test_a_late_screen_reads_what_memory_let_go_from_the_store)
             "CALLCUE_EVENTS_KEPT": "10",
+            # every final at full beam: the checks read recognized words (tests/conftest.py)
+            "CALLCUE_FINAL_DEADLINE_MS": "0",
         }
     )
 

@@ -41,13 +41,15 @@ def test_pressure_levels(engine) -> None:  # type: ignore[no-untyped-def]
     from models.scheduler import BUSY, IDLE, OVERLOADED
 
     audio = load_16k("ls_test-clean_2830-3980-0043.wav")
-    scheduler = RecognitionScheduler(engine, workers=1, final_budget=0.2)  # not started
+    # a budget long enough that a busy machine's pause between submit and the first check
+    # cannot pass half of it
+    scheduler = RecognitionScheduler(engine, workers=1, final_budget=2.0)  # not started
     assert scheduler.pressure() == IDLE
     scheduler.submit(RecognitionJob(key="a", audio=audio, final=True))
     assert scheduler.pressure() == BUSY  # a final is waiting, but not for long
-    time.sleep(0.15)
+    time.sleep(1.1)
     assert scheduler.pressure() == OVERLOADED  # waiting past half its budget
-    time.sleep(0.1)
+    time.sleep(1.0)
     scheduler.start()
     deadline = time.monotonic() + 30
     while scheduler.depths != (0, 0) and time.monotonic() < deadline:
