@@ -168,7 +168,8 @@ class StreamingTranscriber:
         self._partial_shown = -1  # last utterance that had a partial on screen
         self._partial_number = 0  # number of the newest partial shown
         self._prev_words: list[str] = []
-        self._stable: list[str] = []
+        self._stable: list[str] = []  # agreed words, forced as the next partial's prefix
+        self._shown_stable = ""  # the stable text last sent: a sent partial never takes it back
         self._history: list[str] = []
         self._final_audio: dict[int, Float32Array] = {}  # utterance -> audio of its final job
         # audio, words (timed from its start) and text of the last final: left context
@@ -263,6 +264,7 @@ class StreamingTranscriber:
         self._last_partial_at = start
         self._prev_words = []
         self._stable = []
+        self._shown_stable = ""
 
     def _maybe_cut_or_partial(self) -> None:
         assert self._utt_start is not None
@@ -401,11 +403,19 @@ class StreamingTranscriber:
         )
         future = asyncio.wrap_future(self.scheduler.submit(job))
         utt, number, start, end = self._utt_id, self._partial_no, self._utt_start, self.total
-        future.add_done_callback(lambda f: self._partial_done(f, utt, number, start, end))
+        forced = len(self._stable)
+        future.add_done_callback(lambda f: self._partial_done(f, utt, number, start, end, forced))
 
     def _partial_done(
-        self, future: asyncio.Future[Hypothesis | None], utt: int, number: int, start: int, end: int
+        self,
+        future: asyncio.Future[Hypothesis | None],
+        utt: int,
+        number: int,
+        start: int,
+        end: int,
+        forced: int,
     ) -> None:
+        """`forced`: how many stable words were forced into this decode."""
         if future.cancelled():
             return
         if (exc := future.exception()) is not None:
@@ -422,16 +432,28 @@ class StreamingTranscriber:
             return
         words = hyp.text.split() if hyp.ok else []
         if agreed_prefix(words, self._stable) < len(self._stable):
-            # Decoded with an older, shorter prefix (submitted while the partial before it
-            # was being decoded) or rejected: it would take stable words back. Not shown; the
-            # next partial is decoded with the whole stable prefix forced.
-            return
+            if forced < len(self._stable):
+                # decoded with the shorter prefix of its time (submitted while the partial
+                # before it was decoding): the next one is decoded with all of it forced
+                return
+            # Decoded with every stable word forced and still not saying them: the decoder
+            # ran on into the last one ("can" + "cel"), cut a repetition, or the answer was
+            # rejected. Force only the words it kept from now on.
+            self._stable = words[: agreed_prefix(words, self._stable)]
         agreed = agreed_prefix(words, self._prev_words)
         if agreed > len(self._stable):
             self._stable = words[:agreed]
         self._prev_words = words
         if not words:
             return
+        # What the screen was told is stable stays so: a partial is sent only with a stable
+        # text that begins with the last one sent, and only if its text begins with that.
+        stable = " ".join(self._stable)
+        if not stable.startswith(self._shown_stable):
+            stable = self._shown_stable
+        if not hyp.text.startswith(stable):
+            return
+        self._shown_stable = stable
         self._partial_shown = utt
         self._partial_number = number
         self.on_partial(
@@ -440,7 +462,7 @@ class StreamingTranscriber:
                 start=round(start / TARGET_RATE, 3),
                 end=round(end / TARGET_RATE, 3),
                 text=hyp.text,
-                stable=" ".join(self._stable),
+                stable=stable,
                 received_at=self.arrival(end),
             )
         )

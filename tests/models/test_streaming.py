@@ -211,6 +211,48 @@ async def test_a_partial_decoded_before_the_prefix_grew_cannot_shrink_it() -> No
         stable[partial.utterance] = partial.stable
 
 
+async def test_a_decoder_that_runs_on_into_the_last_stable_word_keeps_partials_coming() -> None:
+    """With "I want to can" stable and forced, the decoder continues the word ("can" + "cel"):
+    the words disagree, the text does not. The partial is sent with the stable text it had, the
+    next decode forces only the words kept, and stable grows again from there."""
+    ch = Channel(partial_interval_ms=200, min_partial_ms=200)
+    engine = ch.scheduler.final_engine
+    await ch.speak(0.5)
+    await ch.answer_partial("I want to can")
+    await ch.speak(0.2)
+    await ch.answer_partial("I want to can")
+    assert ch.partials[-1].stable == "I want to can"
+    await ch.speak(0.2)
+    third = await ch.answer_partial("I want to cancel it")
+    assert third.prefix == tuple(engine.encode_text("I want to can"))
+    assert (ch.partials[-1].text, ch.partials[-1].stable) == (
+        "I want to cancel it",
+        "I want to can",
+    )
+    await ch.speak(0.2)
+    fourth = await ch.answer_partial("I want to cancel it now")
+    assert fourth.prefix == tuple(engine.encode_text("I want to"))  # the words it kept
+    assert ch.partials[-1].stable == "I want to cancel it"
+    await ch.speak(0.2)
+    ch.shown.clear()
+    [(fifth, answer)] = ch.scheduler.waiting(final=False)
+    assert fifth.prefix == tuple(engine.encode_text("I want to cancel it"))
+    answer.set_result(Hypothesis(text="", tokens=(), words=(), rejected="repetition"))
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert not ch.shown.is_set()  # a rejected answer is not sent
+    await ch.speak(0.2)
+    sixth = await ch.answer_partial("I want to cancel it now please")
+    assert sixth.prefix == ()  # nothing kept by the rejected one: nothing forced
+    # and stable on screen did not go back
+    assert ch.partials[-1].stable == "I want to cancel it"
+    assert all(p.text.startswith(p.stable) for p in ch.partials)
+    stable = ""
+    for partial in ch.partials:
+        assert partial.stable.startswith(stable)
+        stable = partial.stable
+
+
 async def test_a_final_is_decoded_from_the_audio_alone() -> None:
     ch = Channel(partial_interval_ms=200, min_partial_ms=200, speculative_final_ms=0)
     await ch.speak(0.5)
