@@ -126,7 +126,7 @@ async def test_late_screen_gets_the_call_in_order_without_duplicates(server) -> 
     )
     # mid-call: joined after the first utterance's partials were replaced by its final
     await until(first_final, streaming)
-    assert not streaming.done(), "the call ended before its first final reached the client"
+    assert not streaming.done(), streaming.result()  # the call ended before its first final
     screen: list[dict[str, Any]] = []
     async with connect(f"{server.url}/v1/calls/{call_id}/events") as ws:
         try:

@@ -584,10 +584,10 @@ def test_extreme_today_never_raises(today: dt.date) -> None:
     ids=["random", "words", "ones", "commas", "ats", "doubles", "ohs", "at-dot", "dollars"],
 )
 def test_long_input_is_fast(text: str) -> None:
-    # CPU time of this process: a busy machine that pauses the test does not count
-    start = time.process_time()
+    # CPU time of this thread: a busy machine that pauses the test does not count
+    start = time.thread_time()
     extract(text, today=TODAY)
-    assert time.process_time() - start < 1.0
+    assert time.thread_time() - start < 1.0
 
 
 def test_utterance_is_fast() -> None:
@@ -598,7 +598,7 @@ def test_utterance_is_fast() -> None:
     )[:300]
     extract(text, today=TODAY)
     runs = 200
-    start = time.process_time()
+    start = time.thread_time()
     for _ in range(runs):
         extract(text, today=TODAY)
-    assert (time.process_time() - start) / runs < 0.005  # about 0.4 ms on a laptop core
+    assert (time.thread_time() - start) / runs < 0.005  # about 0.4 ms on a laptop core
