@@ -22,10 +22,13 @@ log = logging.getLogger("callcue.screens")
 
 
 async def serve_call_events(ws: WebSocket, services: Services, call_id: str) -> None:
-    await ws.accept()
+    """A screen on one call. A screen on a call that is live (here or, with a cluster, on
+    another node) is subscribed before its websocket is accepted: once the client sees the
+    connection open, it misses no event of the call, even one that starts that instant."""
     conn = Connection(ws)
     raw = ws.query_params.get("after_seq", "0")
     if not CALL_ID.match(call_id) or not re.fullmatch(r"[0-9]{1,10}", raw):
+        await ws.accept()
         problem = "call id" if not CALL_ID.match(call_id) else f"after_seq {raw!r}"
         await conn.send_json(
             {
@@ -37,6 +40,7 @@ async def serve_call_events(ws: WebSocket, services: Services, call_id: str) -> 
         await conn.close(CloseCode.POLICY_VIOLATION, "bad_request")
         return
     after = int(raw)
+    accepted = False
     store = services.store
     feed = services.hub.feed(call_id)
     if services.cluster is not None and (feed is None or not (feed.live or feed.ended)):
@@ -52,6 +56,7 @@ async def serve_call_events(ws: WebSocket, services: Services, call_id: str) -> 
             if stored_call is not None:
                 replay = await asyncio.to_thread(store.events, call_id, (), after)
         except Exception as exc:
+            await ws.accept()
             await _store_unavailable(
                 conn,
                 call_id,
@@ -65,6 +70,8 @@ async def serve_call_events(ws: WebSocket, services: Services, call_id: str) -> 
         feed = services.hub.feed(call_id)  # (it may have started while the store answered)
     if feed is None and stored_call is not None:
         # a call from before this process started: replay it from the store
+        await ws.accept()
+        accepted = True
         for stored in replay:
             await conn.send_json(stored)
         if replay:
@@ -76,8 +83,11 @@ async def serve_call_events(ws: WebSocket, services: Services, call_id: str) -> 
         # it resumed meanwhile: follow it live from what was replayed
     backlog, sub = services.hub.subscribe(call_id, after)
     base = sub.feed.base  # the stored events up to here are not in memory (same step)
-    reader = asyncio.create_task(_read_screen(ws, conn, services, call_id))
+    reader: asyncio.Task[None] | None = None
     try:
+        if not accepted:
+            await ws.accept()  # subscribed first: what happens from now on reaches the screen
+        reader = asyncio.create_task(_read_screen(ws, conn, services, call_id))
         earlier: list[dict[str, Any]] = []
         if store is not None and after < base:
             # the call resumed after a restart, or a long call's oldest events were let go
@@ -131,9 +141,10 @@ async def serve_call_events(ws: WebSocket, services: Services, call_id: str) -> 
             await conn.close(CloseCode.NORMAL_CLOSURE, "call ended")
     finally:
         sub.close()
-        reader.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await reader
+        if reader is not None:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
 
 
 # What one screen may send: a burst of FEEDBACK_BURST messages, then FEEDBACK_PER_MINUTE a

@@ -110,10 +110,9 @@ async def test_call_on_node_a_watched_live_from_node_b(nodes: Service) -> None:
     a, b = nodes.a, nodes.b
     opened = asyncio.Event()
     early = asyncio.ensure_future(watch(b, "mn-1", opened=opened))  # waits on B for the call
+    # B follows the call and subscribes before it accepts the websocket: once it is open,
+    # the screen misses nothing of the call
     await asyncio.wait_for(opened.wait(), 30)
-    # B follows the call and subscribes just after it accepts the websocket; nothing on the
-    # wire marks that moment, so some margin on top (a call takes longer than that to start)
-    await asyncio.sleep(0.5)
     call = asyncio.ensure_future(
         stream_call(a.url, first_audio(30), ["customer", "agent"], call_id="mn-1", speed=2.0)
     )
