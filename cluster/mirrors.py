@@ -63,7 +63,11 @@ class Mirrors:
                 link.failed("following a call", exc)
                 return False
             if not streaming and link.store is not None:
-                call = await asyncio.to_thread(link.store.get_call, call_id)
+                try:
+                    call = await asyncio.to_thread(link.store.get_call, call_id)
+                except Exception as exc:  # the caller reads the store too and says it is down
+                    log.warning("cannot read call %s from the store: %s", call_id, exc)
+                    return False
                 if call is not None and call["outcome"] != "in_progress":
                     return False
             feed = self.hub.feed(call_id)

@@ -133,6 +133,24 @@ async def test_screen_waiting_for_a_call_that_starts_on_another_node(
     ]
 
 
+class DownStore:
+    """A call store that cannot be reached (its database is down)."""
+
+    def get_call(self, call_id: str) -> None:
+        raise ConnectionError("could not connect to the database")
+
+
+async def test_following_with_the_store_down_says_so_instead_of_raising(
+    make_node: Callable[..., Any],
+) -> None:
+    """A call not on Redis, and the store that would say whether it ended cannot be read:
+    `follow` answers False (the screen then reads the store itself and tells its user it is
+    down) instead of failing the screen's request before its websocket opens."""
+    b = await make_node("b", DownStore())
+    assert await b.cluster.follow("c-down") is False
+    assert b.cluster.hub.feed("c-down") is None
+
+
 async def test_registry_lists_every_nodes_calls_and_one_node_holds_a_call(
     make_node: Callable[..., Any],
 ) -> None:
