@@ -217,7 +217,9 @@ async def transcribe_call(
             tuple(channels),
             metadata=metadata,
             source=source,
-            streaming=replace(streaming or services.recognition.streaming, partials=False),
+            streaming=replace(
+                streaming or services.recognition.streaming, partials=False, wait_for_text=True
+            ),
             vocabulary=vocabulary,
             language=language,
             diarize=diarize,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import deque
@@ -52,6 +53,16 @@ class StreamingOptions:
     # had a dark suit" of an 11-word sentence at 8 kHz). Only there: before every final it
     # cost accuracy on real calls.
     lead_ms: int = 300
+    # A pause after words that leave a sentence open ("The first availability we have is",
+    # "because about", "and I.") ends the utterance only once it has lasted this long: the
+    # next words, if they come, are decoded with it instead of as a fragment of their own.
+    # Known from the final's text, decoded as usual. 0: off (the default: on the real calls
+    # here it left accuracy where it was and cost final latency, README "Benchmarks").
+    hold_open_ms: int = 0
+    # Recordings: wait for the early final's text where the choice needs it, so the same
+    # audio is always cut the same way. Live: never hold the audio up (the choice is made
+    # when the text comes, and a turn taken for one is split again if its text was closed).
+    wait_for_text: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +108,46 @@ LONGEST_STRETCH_S = 600.0
 # prompt tokens the vocabulary may take (Whisper keeps 223 of the prompt; the channel's
 # previous words, `prompt_words`, take about 80)
 VOCABULARY_TOKENS = 100
+
+
+# Closing punctuation Whisper writes at the end of a sentence (and of a clip it takes for one)
+_CLOSING = ".?!。？！…」』\"'”’)"
+# English words a sentence does not end on: articles, possessives, conjunctions and
+# prepositions that need what follows ("a lot of your.", "That's my.", "and I.")
+_OPEN_WORDS = frozenset(
+    {"a", "an", "the", "my", "your", "our", "their", "its", "and", "or", "but", "because"}
+    | {"than", "to", "of", "for", "with", "from", "at", "into", "i", "we"}
+)
+
+
+def leaves_open(text: str, language: str) -> bool:
+    """Whether a final's text stops in the middle of a sentence: no closing punctuation
+    ("You can"), a comma, or (English) a last word no sentence ends on."""
+    text = text.rstrip()
+    if not text:
+        return False
+    if text[-1] not in _CLOSING or text.endswith(("...", "-")):
+        return True
+    if language != "en":
+        return False
+    last = text.split()[-1].strip(_CLOSING + ",;:").lower()
+    return last in _OPEN_WORDS
+
+
+@dataclass(slots=True)
+class _Held:
+    """An utterance whose speech has ended, waiting for its early final's text: closed, it
+    is final; open, it is final only once the pause has lasted `hold_open_ms`, and speech
+    before that continues it. `resumed`: speech came back before the text did (live), so
+    the utterance goes on for now, and is cut again at `resumed` if the text was closed."""
+
+    utt: int
+    start: int
+    end: int
+    silence: int
+    future: ThreadFuture[Hypothesis | None]
+    audio: Float32Array | None = None  # what was decoded (the next final's left context)
+    resumed: int | None = None
 
 
 def agreed_prefix(a: list[str], b: list[str]) -> int:
@@ -187,6 +238,10 @@ class StreamingTranscriber:
         self._settled.set()
         self.speculative_used = 0
         self.speculative_wasted = 0
+        self._held: _Held | None = None  # an utterance waiting for its text (hold_open_ms)
+        self._continued = False  # the utterance went on after a pause that left it open
+        self._quiet: list[tuple[int, int]] = []  # (start, end) samples of its pauses
+        self.held_joined = 0  # utterances continued after such a pause
         self._closed = False
         # revision (models/revise.py): the channel's audio since `_rev_start` (int16, to halve
         # what it holds) and the finals emitted in it: (utterance, start, end sample, text)
@@ -217,19 +272,26 @@ class StreamingTranscriber:
         events = await loop.run_in_executor(self.executor, self.vad.push, samples)
         for event in events:
             if isinstance(event, SpeechStarted):
+                if self._held is not None and await self._resume_held(event.sample):
+                    continue
                 self._begin(max(event.sample - self._pad, self._floor, self._buf_start))
             elif isinstance(event, SpeechEnded) and self._utt_start is not None:
+                if self._held is not None:  # (live) continued before its text came
+                    self._settle_held()
                 speech_ms = (event.end - event.start) * 1000 // TARGET_RATE
                 end = min(event.end + self._pad, self.total)
                 if (
                     speech_ms >= self.vad.options.min_speech_ms
                     or self._partial_shown == self._utt_id
+                    or self._continued
                 ):
-                    self._finalize(self._utt_start, end, silence=event.end)
+                    self._end_utterance(end, event.end)
                 else:
                     self._drop_speculative()
                     self._utt_start = None
                     self._floor = end
+        if self._held is not None:
+            self._check_held()
         if self._utt_start is not None and self.vad.in_speech:
             self._maybe_speculate()
             self._maybe_cut_or_partial()
@@ -258,8 +320,133 @@ class StreamingTranscriber:
             self._speculative = None
             self.speculative_wasted += 1
 
+    # -- pauses that leave a sentence open -----------------------------------------------
+    def _end_utterance(self, end: int, silence: int) -> None:
+        """The VAD says the speech ended: the final is decoded (or was, early), and held
+        until its text says whether the pause left a sentence open (`hold_open_ms`)."""
+        start = self._utt_start
+        assert start is not None
+        spec = self._speculative
+        if self.options.hold_open_ms <= 0:
+            self._finalize(start, end, silence=silence)
+            return
+        if spec is not None and spec[0] == self._utt_id and spec[1] == silence:
+            self._speculative = None
+            if not spec[3].cancelled():
+                self._hold(_Held(self._utt_id, start, spec[2], silence, spec[3]))
+                return
+        self._drop_speculative()
+        audio = self._slice(start, end)
+        if audio.size < TARGET_RATE // 10:
+            self._finalize(start, end)
+            return
+        job = self.scheduler.submit(self._final_job(self._utt_id, start, audio))
+        self._hold(_Held(self._utt_id, start, end, silence, job))
+
+    def _hold(self, held: _Held) -> None:
+        held.audio = self._final_audio.get(held.utt)
+        self._held = held
+        # a closed text is final the moment it is known, not at the next audio
+        asyncio.wrap_future(held.future).add_done_callback(lambda _: self._text_known(held))
+
+    def _text_known(self, held: _Held) -> None:
+        if self._held is held and held.resumed is None and self._verdict(held) is False:
+            self._release_held()
+
+    def _verdict(self, held: _Held) -> bool | None:
+        """True: the held utterance's text leaves it open; None: not known yet."""
+        if not held.future.done():
+            return None
+        if held.future.cancelled() or held.future.exception() is not None:
+            return False
+        hyp = held.future.result()
+        return hyp is not None and hyp.ok and leaves_open(hyp.text, hyp.language)
+
+    async def _resume_held(self, sample: int) -> bool:
+        """Speech starts at `sample` after a held utterance: True if it continues it."""
+        held = self._held
+        assert held is not None
+        if sample - held.silence >= self.options.hold_open_ms * TARGET_RATE // 1000:
+            self._release_held()
+            return False
+        verdict = self._verdict(held)
+        if verdict is None and self.options.wait_for_text:
+            with contextlib.suppress(Exception):  # (a failed decode: `_verdict` says closed)
+                await asyncio.wrap_future(held.future)
+            if self._held is not held:
+                return False  # closed: final already (`_text_known`)
+            verdict = self._verdict(held)
+        if verdict is None:
+            held.resumed = sample  # live: go on for now, cut again if the text was closed
+            return True
+        if not verdict:
+            self._release_held()
+            return False
+        self._join_held(sample)
+        return True
+
+    def _check_held(self) -> None:
+        """After new audio: a held utterance whose text is known, or whose pause has lasted
+        `hold_open_ms`, is settled."""
+        held = self._held
+        assert held is not None
+        if held.resumed is not None:
+            if self._verdict(held) is not None:
+                self._settle_held()
+            return
+        verdict = self._verdict(held)
+        if (
+            verdict is False
+            or self.total - held.silence >= self.options.hold_open_ms * TARGET_RATE // 1000
+        ):
+            self._release_held()
+
+    def _settle_held(self) -> None:
+        """A held utterance that speech continued before its text came: joined if the text
+        was open; else (or not known yet) it is final and the speech after the pause is an
+        utterance of its own."""
+        held = self._held
+        assert held is not None and held.resumed is not None
+        if self._verdict(held):
+            self._join_held(held.resumed)
+            return
+        resumed = held.resumed
+        self._drop_speculative()  # (an early final of the joined audio)
+        self._release_held()
+        self._begin(max(resumed - self._pad, self._floor, self._buf_start))
+
+    def _release_held(self) -> None:
+        """The held utterance is final: its early final is its final."""
+        held = self._held
+        assert held is not None
+        self._held = None
+        self.scheduler.cancel_partial(self.key)
+        self._utt_start = None
+        self.speculative_used += 1
+        self._floor = held.end
+        if held.audio is not None:  # (an early final of audio after it may have replaced it)
+            self._final_audio[held.utt] = held.audio
+        self._queue_final(held.utt, held.start, held.end, held.future)
+
+    def _join_held(self, resumed: int) -> None:
+        """The pause left the sentence open and speech came back at sample `resumed`: one
+        utterance goes on. The pause itself is decoded as silence (what the VAD took for no
+        speech, `pad_ms` from either side): Whisper hears words in the noise of a pause
+        inside a clip ("Alhamdulillah" in a customer's 0.8 s pause), not at its edges."""
+        held = self._held
+        assert held is not None
+        self._held = None
+        held.future.cancel()
+        self.speculative_wasted += 1
+        self._continued = True
+        self.held_joined += 1
+        if resumed - self._pad > held.end:
+            self._quiet.append((held.end, resumed - self._pad))
+
     def _begin(self, start: int) -> None:
         self._utt_id += 1
+        self._continued = False
+        self._quiet = []
         self._utt_start = start
         self._last_partial_at = start
         self._prev_words = []
@@ -270,6 +457,9 @@ class StreamingTranscriber:
         assert self._utt_start is not None
         opts = self.options
         length = self.total - self._utt_start
+        if length >= opts.max_utterance_s * TARGET_RATE and self._held is not None:
+            self._settle_held()  # (live) continued before its text came: decide now
+            length = self.total - self._utt_start
         if length >= opts.max_utterance_s * TARGET_RATE:
             lo = self.total - 3 * TARGET_RATE
             cut = self.vad.quietest(
@@ -304,7 +494,11 @@ class StreamingTranscriber:
 
     def _slice(self, start: int, end: int) -> Float32Array:
         lo = max(start - self._buf_start, 0)
-        return self._buf[lo : end - self._buf_start].copy()
+        audio = self._buf[lo : end - self._buf_start].copy()
+        first = self._buf_start + lo
+        for a, b in self._quiet:  # pauses inside a continued utterance
+            audio[max(a - first, 0) : max(b - first, 0)] = 0.0
+        return audio
 
     def _trim(self) -> None:
         keep_from = self._utt_start if self._utt_start is not None else self.total - self._pad
@@ -607,6 +801,13 @@ class StreamingTranscriber:
         if self._closed:
             return
         self._closed = True
+        if (held := self._held) is not None:
+            if held.resumed is None:
+                self._release_held()
+            else:
+                with contextlib.suppress(Exception):
+                    await asyncio.wrap_future(held.future)
+                self._settle_held()
         if self._utt_start is not None:
             self._finalize(self._utt_start, self.total)
         self._finals.put_nowait(None)

@@ -499,6 +499,14 @@ class Settings:
         "of the utterance (thrown away if speech resumes); 0, or a value not below the "
         "hangover: only once the utterance has ended",
     )
+    hold_open_ms: int = _recognition(
+        0,
+        _int,
+        _range(0, 3000),
+        "a pause after words that leave a sentence open (no closing punctuation, or ending "
+        "on 'the', 'to', 'because'...) ends the utterance only after this long, so the words "
+        "after it are decoded with it instead of as a fragment; 0: off",
+    )
     vad_threshold: float = _recognition(
         0.5, _float, _range(0.05, 0.95), "speech probability that starts an utterance"
     )
@@ -873,6 +881,7 @@ class Settings:
             partial_interval_ms=self.partial_interval_ms,
             max_utterance_s=self.max_utterance_s,
             speculative_final_ms=self.speculative_final_ms,
+            hold_open_ms=self.hold_open_ms,
         )
 
 

@@ -17,7 +17,7 @@ import pytest
 
 from audio.codec import TARGET_RATE, Float32Array
 from audio.vad import VadOptions, VadSegmenter
-from models.asr import Final, Partial, StreamingOptions, StreamingTranscriber
+from models.asr import Final, Partial, StreamingOptions, StreamingTranscriber, leaves_open
 from models.scheduler import IDLE, RecognitionJob
 from models.whisper import Hypothesis, WhisperOptions, WordTiming
 
@@ -115,6 +115,7 @@ class Channel:
         self.partials: list[Partial] = []
         self.shown = asyncio.Event()
         self.finals: list[Final] = []
+        self.final_out = asyncio.Event()
         self.transcriber = StreamingTranscriber(
             "call/customer",
             self.scheduler.final_engine,  # type: ignore[arg-type]
@@ -122,15 +123,17 @@ class Channel:
             VadSegmenter(LoudnessModel(), VadOptions(min_silence_ms=400)),
             ThreadPoolExecutor(1),
             self.show,
-            self.finals.append,
+            self.take_final,
             StreamingOptions(lead_ms=0, context_s=0, **options),
             language=language,
             reviser=reviser,
             on_revised=None if reviser is None else (lambda revised: None),
         )
 
-    async def speak(self, seconds: float, loud: bool = True) -> None:
-        level = 0.3 if loud else 0.0
+    async def speak(self, seconds: float, loud: bool = True, level: float | None = None) -> None:
+        """`seconds` of speech (loud) or of silence; `level`: that loudness instead (under
+        0.05 the VAD hears no speech in it)."""
+        level = (0.3 if loud else 0.0) if level is None else level
         for _ in range(round(seconds * TARGET_RATE / CHUNK)):
             await self.transcriber.push(np.full(CHUNK, level, dtype=np.float32))
 
@@ -146,6 +149,10 @@ class Channel:
         # the done callback runs on the loop: wait until the partial is out
         await asyncio.wait_for(self.shown.wait(), timeout=5)
         return job
+
+    def take_final(self, final: Final) -> None:
+        self.finals.append(final)
+        self.final_out.set()
 
     def show(self, partial: Partial) -> None:
         self.partials.append(partial)
@@ -365,3 +372,199 @@ async def test_finals_heard_as_another_language_are_revised_once_it_is_fixed() -
     assert [f.language for f in ch.finals] == ["en", "fr", "fr"]
     await ch.close()  # the rest of the channel: prompted by nothing misheard either
     assert [(lang, prompt) for _, lang, prompt in reviser.stretches] == [("fr", ""), ("fr", "")]
+
+
+# -- a pause that leaves the sentence open (`hold_open_ms`) ---------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "language", "is_open"),
+    [
+        ("The first availability we have is", "en", True),  # no closing punctuation
+        ("Uh, I'm calling in today because about", "en", True),
+        ("And I know you guys handle a lot of your.", "en", True),  # a word that needs more
+        ("and I.", "en", True),
+        ("That's my.", "en", True),
+        ("We have some options right now, ", "en", True),
+        ("Thanks for contacting the store.", "en", False),
+        ("How can I help you?", "en", False),
+        ("Yes, I can.", "en", False),
+        ("Ich rufe an wegen der.", "de", False),  # the word list is English: punctuation only
+        ("Ich rufe an wegen", "de", True),
+        ("", "en", False),
+    ],
+)
+def test_which_texts_leave_a_sentence_open(text: str, language: str, is_open: bool) -> None:
+    assert leaves_open(text, language) is is_open
+
+
+async def emitted(ch: Channel, n: int) -> list[str]:
+    """The texts of the first `n` finals, once that many are out (the emitter runs on the
+    loop)."""
+    async with asyncio.timeout(5):
+        while len(ch.finals) < n:
+            ch.final_out.clear()
+            await ch.final_out.wait()
+    return [f.text for f in ch.finals]
+
+
+async def answer_final(ch: Channel, text: str, seconds: float) -> RecognitionJob:
+    [(job, future)] = ch.scheduler.waiting(final=True)
+    future.set_result(said(text, seconds))
+    return job
+
+
+async def test_speech_after_a_pause_that_left_the_sentence_open_continues_the_utterance() -> None:
+    ch = Channel(partials=False, speculative_final_ms=200, hold_open_ms=1000)
+    await ch.speak(1.0)
+    await ch.speak(0.5, level=0.02)  # the hangover (400 ms) ends the speech
+    early = await answer_final(ch, "The first availability we have is", 1.0)
+    await ch.speak(0.2, level=0.02)  # 700 ms of pause: still held for what follows
+    assert ch.finals == [] and ch.scheduler.waiting(final=True) == []
+    await ch.speak(1.0)  # "2 days from now": the same utterance
+    await ch.speak(0.5, loud=False)
+    whole = await answer_final(ch, "The first availability we have is 2 days from now.", 2.7)
+    await ch.speak(0.05, loud=False)  # the text is closed: final at once
+    assert [f.text for f in ch.finals] == ["The first availability we have is 2 days from now."]
+    # decoded as one: the audio from the first word to the end of the second part
+    assert whole.audio.size > early.audio.size + 1.5 * TARGET_RATE
+    # the pause's noise (0.7 s) is silence in it, but for `pad_ms` at each side of the speech
+    noise = np.count_nonzero(whole.audio == np.float32(0.02)) / TARGET_RATE
+    assert noise == pytest.approx(0.4, abs=0.04)
+    assert ch.transcriber.held_joined == 1
+    await ch.close()
+    assert len(ch.finals) == 1
+
+
+async def test_a_closed_sentence_is_final_as_soon_as_its_text_is_known() -> None:
+    ch = Channel(partials=False, speculative_final_ms=200, hold_open_ms=1000)
+    await ch.speak(1.0)
+    await ch.speak(0.5, loud=False)
+    await answer_final(ch, "Thanks for contacting the store.", 1.0)
+    await ch.speak(0.05, loud=False)  # 550 ms into the pause: not held
+    assert await emitted(ch, 1) == ["Thanks for contacting the store."]
+    await ch.speak(0.2, loud=False)
+    await ch.speak(1.0)  # the next sentence is an utterance of its own
+    await ch.speak(0.5, loud=False)
+    await answer_final(ch, "How can I help you?", 1.0)
+    await ch.close()
+    assert [f.text for f in ch.finals] == [
+        "Thanks for contacting the store.",
+        "How can I help you?",
+    ]
+    assert ch.transcriber.held_joined == 0
+
+
+async def test_an_open_sentence_with_nothing_after_it_is_final_once_the_hold_is_over() -> None:
+    ch = Channel(partials=False, speculative_final_ms=200, hold_open_ms=1000)
+    await ch.speak(1.0)
+    await ch.speak(0.5, loud=False)
+    await answer_final(ch, "Of course I'm", 1.0)
+    await ch.speak(0.4, loud=False)  # 900 ms of pause
+    assert ch.finals == []
+    assert ch.scheduler.waiting(final=True) == [] and ch.transcriber.held_joined == 0
+    await ch.speak(0.2, loud=False)  # 1.1 s: the hold is over
+    assert await emitted(ch, 1) == ["Of course I'm"]
+    await ch.speak(1.0)  # what comes now is a new utterance
+    await ch.speak(0.5, loud=False)
+    await answer_final(ch, "thinking about it.", 1.0)
+    await ch.close()
+    assert [f.text for f in ch.finals] == ["Of course I'm", "thinking about it."]
+
+
+async def test_live_speech_resuming_before_the_text_is_known_is_cut_again_if_it_was_closed() -> (
+    None
+):
+    """Live, the audio is never held up for a decode: speech that resumes before the held
+    utterance's text is known goes on as the same utterance, and when the text turns out
+    closed the utterance is final as it was and the new speech is an utterance of its own."""
+    ch = Channel(partials=False, speculative_final_ms=200, hold_open_ms=1000)
+    await ch.speak(1.0)
+    await ch.speak(0.5, loud=False)
+    [(_, first)] = ch.scheduler.waiting(final=True)  # not answered yet
+    await ch.speak(1.0)  # speech again, 500 ms after the first ended
+    first.set_result(said("Thanks for contacting the store.", 1.0))
+    await ch.speak(0.02)  # the text is known at the next audio
+    assert await emitted(ch, 1) == ["Thanks for contacting the store."]
+    await ch.speak(0.5, loud=False)
+    second = await answer_final(ch, "How can I help you?", 1.0)
+    await ch.close()
+    assert [f.text for f in ch.finals] == [
+        "Thanks for contacting the store.",
+        "How can I help you?",
+    ]
+    # the second utterance starts where its speech did (less the pad), not at the first's
+    assert second.audio.size < 1.8 * TARGET_RATE
+
+
+async def test_live_speech_resuming_before_an_open_text_is_known_stays_one_utterance() -> None:
+    ch = Channel(partials=False, speculative_final_ms=200, hold_open_ms=1000)
+    await ch.speak(1.0)
+    await ch.speak(0.5, loud=False)
+    [(_, first)] = ch.scheduler.waiting(final=True)
+    await ch.speak(0.5)
+    first.set_result(said("I'm calling because", 1.0))
+    await ch.speak(0.5)
+    await ch.speak(0.5, loud=False)
+    whole = await answer_final(ch, "I'm calling because my card was stolen.", 2.5)
+    await ch.close()
+    assert [f.text for f in ch.finals] == ["I'm calling because my card was stolen."]
+    assert whole.audio.size > 2.4 * TARGET_RATE
+    assert ch.transcriber.held_joined == 1
+
+
+async def test_a_recording_waits_for_the_text_so_it_is_cut_the_same_way_every_time() -> None:
+    """`wait_for_text` (recordings): speech resuming before the held text is known waits
+    for it, so where a recording is cut never depends on how fast the machine decodes."""
+    ch = Channel(partials=False, speculative_final_ms=200, hold_open_ms=1000, wait_for_text=True)
+    await ch.speak(1.0)
+    await ch.speak(0.5, loud=False)
+    [(_, first)] = ch.scheduler.waiting(final=True)
+    speaking = asyncio.ensure_future(ch.speak(1.0))
+    for _ in range(50):  # the audio waits for the text
+        await asyncio.sleep(0)
+    assert not speaking.done()
+    first.set_result(said("Thanks for contacting the store.", 1.0))
+    await asyncio.wait_for(speaking, timeout=5)
+    assert await emitted(ch, 1) == ["Thanks for contacting the store."]
+    await ch.speak(0.5, loud=False)
+    await answer_final(ch, "How can I help you?", 1.0)
+    await ch.close()
+    assert [f.text for f in ch.finals] == [
+        "Thanks for contacting the store.",
+        "How can I help you?",
+    ]
+
+
+async def test_closing_the_channel_emits_a_held_utterance() -> None:
+    ch = Channel(partials=False, speculative_final_ms=200, hold_open_ms=1000)
+    await ch.speak(1.0)
+    await ch.speak(0.5, loud=False)
+    await answer_final(ch, "My account number is", 1.0)
+    await ch.close()  # the call ends inside the hold: the text is final as it is
+    assert [f.text for f in ch.finals] == ["My account number is"]
+
+
+async def test_a_turn_cut_again_keeps_its_own_audio_as_the_next_left_context() -> None:
+    """Live, an early final of the joined audio (speech came back, then paused again before
+    the held text was known) must not stand in for the held utterance's audio: that audio is
+    the next final's left context."""
+    ch = Channel(partials=False, speculative_final_ms=200, hold_open_ms=1000)
+    await ch.speak(1.0)
+    await ch.speak(0.5, loud=False)
+    [(held_job, first)] = ch.scheduler.waiting(final=True)
+    await ch.speak(1.0)  # speech again before the text is known
+    await ch.speak(0.3, loud=False)  # and a pause: an early final of all of it
+    assert len(ch.scheduler.waiting(final=True)) == 2
+    first.set_result(said("Thanks for contacting the store.", 1.0))
+    await ch.speak(0.02, loud=False)
+    assert await emitted(ch, 1) == ["Thanks for contacting the store."]
+    last = ch.transcriber._last_final
+    assert last is not None and last[0].size == held_job.audio.size
+    await ch.speak(0.3, loud=False)
+    await answer_final(ch, "How can I help you?", 1.0)
+    await ch.close()
+    assert [f.text for f in ch.finals] == [
+        "Thanks for contacting the store.",
+        "How can I help you?",
+    ]
