@@ -110,28 +110,30 @@ LONGEST_STRETCH_S = 600.0
 VOCABULARY_TOKENS = 100
 
 
-# Closing punctuation Whisper writes at the end of a sentence (and of a clip it takes for one)
-_CLOSING = ".?!。？！…」』\"'”’)"
+# What ends a sentence in the scripts Whisper writes (Latin, CJK, Arabic, Devanagari,
+# Armenian, Ethiopic, Burmese, Greek), and the closing quotes and brackets after it
+_ENDS = ".?!。？！｡؟۔।॥։።။\u037e"
+_CLOSERS = "\"'”’»」』)]"
 # English words a sentence does not end on: articles, possessives, conjunctions and
 # prepositions that need what follows ("a lot of your.", "That's my.", "and I.")
 _OPEN_WORDS = frozenset(
     {"a", "an", "the", "my", "your", "our", "their", "its", "and", "or", "but", "because"}
-    | {"than", "to", "of", "for", "with", "from", "at", "into", "i", "we"}
+    | {"than", "of", "for", "with", "from", "at", "into", "i", "we"}
 )
 
 
 def leaves_open(text: str, language: str) -> bool:
-    """Whether a final's text stops in the middle of a sentence: no closing punctuation
-    ("You can"), a comma, or (English) a last word no sentence ends on."""
-    text = text.rstrip()
+    """Whether a final's text stops in the middle of a sentence: no sentence-ending mark
+    ("You can", "Well, I...", "so…"), or (English) a statement whose last word no sentence
+    ends on ("and I."; a question or exclamation is taken as complete)."""
+    text = text.rstrip().rstrip(_CLOSERS).rstrip()
     if not text:
         return False
-    if text[-1] not in _CLOSING or text.endswith(("...", "-")):
+    if text[-1] not in _ENDS or text.endswith(".."):
         return True
-    if language != "en":
+    if language != "en" or text[-1] != ".":
         return False
-    last = text.split()[-1].strip(_CLOSING + ",;:").lower()
-    return last in _OPEN_WORDS
+    return text.split()[-1].strip(_ENDS + ",;:" + _CLOSERS).lower() in _OPEN_WORDS
 
 
 @dataclass(slots=True)
@@ -346,6 +348,7 @@ class StreamingTranscriber:
     def _hold(self, held: _Held) -> None:
         held.audio = self._final_audio.get(held.utt)
         self._held = held
+        self.scheduler.cancel_partial(self.key)  # the speech has ended: its final is coming
         # a closed text is final the moment it is known, not at the next audio
         asyncio.wrap_future(held.future).add_done_callback(lambda _: self._text_known(held))
 
@@ -442,6 +445,8 @@ class StreamingTranscriber:
         self.held_joined += 1
         if resumed - self._pad > held.end:
             self._quiet.append((held.end, resumed - self._pad))
+        # an early final decoded meanwhile (speech came back before the text) heard the pause
+        self._drop_speculative()
 
     def _begin(self, start: int) -> None:
         self._utt_id += 1
@@ -693,7 +698,15 @@ class StreamingTranscriber:
 
     async def settle(self) -> None:
         """Wait until every final submitted so far has been emitted (batch transcription uses
-        this so that each utterance is decoded with the previous ones as its prompt)."""
+        this so that each utterance is decoded with the previous ones as its prompt). With
+        `wait_for_text`, a held utterance's text is waited for too: closed, it is final and
+        emitted before this returns; open, it stays held for the audio to come."""
+        held = self._held
+        if held is not None and held.resumed is None and self.options.wait_for_text:
+            with contextlib.suppress(Exception):  # (a failed decode: `_verdict` says closed)
+                await asyncio.wrap_future(held.future)
+            if self._held is held and self._verdict(held) is False:
+                self._release_held()
         await self._settled.wait()
 
     async def _emit_finals(self) -> None:
@@ -807,7 +820,8 @@ class StreamingTranscriber:
             else:
                 with contextlib.suppress(Exception):
                     await asyncio.wrap_future(held.future)
-                self._settle_held()
+                if self._held is held:  # (a push meanwhile may have settled it)
+                    self._settle_held()
         if self._utt_start is not None:
             self._finalize(self._utt_start, self.total)
         self._finals.put_nowait(None)

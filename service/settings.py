@@ -504,7 +504,7 @@ class Settings:
         _int,
         _range(0, 3000),
         "a pause after words that leave a sentence open (no closing punctuation, or ending "
-        "on 'the', 'to', 'because'...) ends the utterance only after this long, so the words "
+        "on 'the', 'because', 'my'...) ends the utterance only after this long, so the words "
         "after it are decoded with it instead of as a fragment; 0: off",
     )
     vad_threshold: float = _recognition(

@@ -389,8 +389,15 @@ async def test_finals_heard_as_another_language_are_revised_once_it_is_fixed() -
         ("Thanks for contacting the store.", "en", False),
         ("How can I help you?", "en", False),
         ("Yes, I can.", "en", False),
+        ("What can I help you with?", "en", False),  # a question is complete
+        ("I'd be happy to.", "en", False),
+        ('He said "yes."', "en", False),
+        ("Well, I...", "en", True),  # trailing off
+        ("so…", "en", True),
         ("Ich rufe an wegen der.", "de", False),  # the word list is English: punctuation only
         ("Ich rufe an wegen", "de", True),
+        ("هل يمكنك مساعدتي؟", "ar", False),
+        ("मुझे मदद चाहिए।", "hi", False),
         ("", "en", False),
     ],
 )
@@ -441,7 +448,7 @@ async def test_a_closed_sentence_is_final_as_soon_as_its_text_is_known() -> None
     await ch.speak(1.0)
     await ch.speak(0.5, loud=False)
     await answer_final(ch, "Thanks for contacting the store.", 1.0)
-    await ch.speak(0.05, loud=False)  # 550 ms into the pause: not held
+    # final the moment its text is known, before any more audio comes
     assert await emitted(ch, 1) == ["Thanks for contacting the store."]
     await ch.speak(0.2, loud=False)
     await ch.speak(1.0)  # the next sentence is an utterance of its own
@@ -500,17 +507,36 @@ async def test_live_speech_resuming_before_the_text_is_known_is_cut_again_if_it_
 async def test_live_speech_resuming_before_an_open_text_is_known_stays_one_utterance() -> None:
     ch = Channel(partials=False, speculative_final_ms=200, hold_open_ms=1000)
     await ch.speak(1.0)
-    await ch.speak(0.5, loud=False)
+    await ch.speak(0.9, level=0.02)  # a noisy pause
     [(_, first)] = ch.scheduler.waiting(final=True)
     await ch.speak(0.5)
+    await ch.speak(0.3, loud=False)  # an early final of all of it, pause noise and all
     first.set_result(said("I'm calling because", 1.0))
-    await ch.speak(0.5)
-    await ch.speak(0.5, loud=False)
+    await ch.speak(0.02, loud=False)  # the text is open: one utterance
+    assert ch.transcriber.held_joined == 1
+    await ch.speak(0.3, loud=False)
     whole = await answer_final(ch, "I'm calling because my card was stolen.", 2.5)
     await ch.close()
     assert [f.text for f in ch.finals] == ["I'm calling because my card was stolen."]
     assert whole.audio.size > 2.4 * TARGET_RATE
-    assert ch.transcriber.held_joined == 1
+    # decoded with the pause as silence (but for `pad_ms` at either side of the speech)
+    noise = np.count_nonzero(whole.audio == np.float32(0.02)) / TARGET_RATE
+    assert noise == pytest.approx(0.4, abs=0.04)
+
+
+async def test_a_short_continuation_keeps_the_whole_utterance() -> None:
+    """Speech after an open pause shorter than `min_speech_ms` (200 ms) is not a blip to
+    drop: the utterance it continues goes with it."""
+    ch = Channel(partials=False, speculative_final_ms=200, hold_open_ms=1000)
+    await ch.speak(1.0)
+    await ch.speak(0.5, loud=False)
+    await answer_final(ch, "My name is", 1.0)
+    await ch.speak(0.1, loud=False)
+    await ch.speak(0.15)  # "Sam"
+    await ch.speak(0.5, loud=False)
+    await answer_final(ch, "My name is Sam.", 1.8)
+    await ch.close()
+    assert [f.text for f in ch.finals] == ["My name is Sam."]
 
 
 async def test_a_recording_waits_for_the_text_so_it_is_cut_the_same_way_every_time() -> None:
@@ -520,20 +546,37 @@ async def test_a_recording_waits_for_the_text_so_it_is_cut_the_same_way_every_ti
     await ch.speak(1.0)
     await ch.speak(0.5, loud=False)
     [(_, first)] = ch.scheduler.waiting(final=True)
-    speaking = asyncio.ensure_future(ch.speak(1.0))
-    for _ in range(50):  # the audio waits for the text
-        await asyncio.sleep(0)
-    assert not speaking.done()
-    first.set_result(said("Thanks for contacting the store.", 1.0))
+
+    async def go_on() -> None:  # the next words, and the pause after them
+        await ch.speak(1.0)
+        await ch.speak(0.5, loud=False)
+
+    speaking = asyncio.ensure_future(go_on())
+    # live, all of that would be through (and the turn cut in two, the text unknown)
+    await asyncio.sleep(0.2)
+    assert not speaking.done()  # a recording waits for the text
+    first.set_result(said("I'm calling because", 1.0))
     await asyncio.wait_for(speaking, timeout=5)
-    assert await emitted(ch, 1) == ["Thanks for contacting the store."]
-    await ch.speak(0.5, loud=False)
-    await answer_final(ch, "How can I help you?", 1.0)
+    await answer_final(ch, "I'm calling because my card was stolen.", 2.5)
     await ch.close()
-    assert [f.text for f in ch.finals] == [
-        "Thanks for contacting the store.",
-        "How can I help you?",
-    ]
+    assert [f.text for f in ch.finals] == ["I'm calling because my card was stolen."]
+
+
+async def test_settling_a_recording_waits_for_a_held_text() -> None:
+    """`settle` (between the chunks of a recording) covers a held utterance: once its text
+    is known to be closed, it is final before the next chunk, so the next utterance is
+    decoded with it as its prompt and left context, however fast the decode was."""
+    ch = Channel(partials=False, speculative_final_ms=200, hold_open_ms=1000, wait_for_text=True)
+    await ch.speak(1.0)
+    await ch.speak(0.5, loud=False)
+    [(_, first)] = ch.scheduler.waiting(final=True)
+    settling = asyncio.ensure_future(ch.transcriber.settle())
+    await asyncio.sleep(0.05)
+    assert not settling.done()
+    first.set_result(said("Thanks for contacting the store.", 1.0))
+    await asyncio.wait_for(settling, timeout=5)
+    assert [f.text for f in ch.finals] == ["Thanks for contacting the store."]
+    await ch.close()
 
 
 async def test_closing_the_channel_emits_a_held_utterance() -> None:
