@@ -287,7 +287,12 @@ class StreamingTranscriber:
                     or self._partial_shown == self._utt_id
                     or self._continued
                 ):
-                    self._end_utterance(end, event.end)
+                    self._finalize(
+                        self._utt_start,
+                        end,
+                        silence=event.end,
+                        hold=self.options.hold_open_ms > 0,
+                    )
                 else:
                     self._drop_speculative()
                     self._utt_start = None
@@ -323,28 +328,6 @@ class StreamingTranscriber:
             self.speculative_wasted += 1
 
     # -- pauses that leave a sentence open -----------------------------------------------
-    def _end_utterance(self, end: int, silence: int) -> None:
-        """The VAD says the speech ended: the final is decoded (or was, early), and held
-        until its text says whether the pause left a sentence open (`hold_open_ms`)."""
-        start = self._utt_start
-        assert start is not None
-        spec = self._speculative
-        if self.options.hold_open_ms <= 0:
-            self._finalize(start, end, silence=silence)
-            return
-        if spec is not None and spec[0] == self._utt_id and spec[1] == silence:
-            self._speculative = None
-            if not spec[3].cancelled():
-                self._hold(_Held(self._utt_id, start, spec[2], silence, spec[3]))
-                return
-        self._drop_speculative()
-        audio = self._slice(start, end)
-        if audio.size < TARGET_RATE // 10:
-            self._finalize(start, end)
-            return
-        job = self.scheduler.submit(self._final_job(self._utt_id, start, audio))
-        self._hold(_Held(self._utt_id, start, end, silence, job))
-
     def _hold(self, held: _Held) -> None:
         held.audio = self._final_audio.get(held.utt)
         self._held = held
@@ -425,7 +408,6 @@ class StreamingTranscriber:
         self._held = None
         self.scheduler.cancel_partial(self.key)
         self._utt_start = None
-        self.speculative_used += 1
         self._floor = held.end
         if held.audio is not None:  # (an early final of audio after it may have replaced it)
             self._final_audio[held.utt] = held.audio
@@ -440,7 +422,6 @@ class StreamingTranscriber:
         assert held is not None
         self._held = None
         held.future.cancel()
-        self.speculative_wasted += 1
         self._continued = True
         self.held_joined += 1
         if resumed - self._pad > held.end:
@@ -667,27 +648,45 @@ class StreamingTranscriber:
         )
 
     # -- finals -------------------------------------------------------------------------
-    def _finalize(self, start: int, end: int, *, silence: int | None = None) -> None:
+    def _finalize(
+        self, start: int, end: int, *, silence: int | None = None, hold: bool = False
+    ) -> None:
+        """The utterance from `start` ends at `end` (`silence`: where its pause began, for
+        the early final): its final is queued, or with `hold` held for its text
+        (`hold_open_ms`)."""
         utt = self._utt_id
+        decoded = self._final_decode(start, end, silence)
+        if hold and decoded is not None and silence is not None:
+            self._hold(_Held(utt, start, decoded[0], silence, decoded[1]))
+            return
         self._utt_start = None
         self.scheduler.cancel_partial(self.key)
+        self._floor = end if decoded is None else decoded[0]
+        if decoded is not None:
+            self._queue_final(utt, start, decoded[0], decoded[1])
+
+    def _final_decode(
+        self, start: int, end: int, silence: int | None
+    ) -> tuple[int, ThreadFuture[Hypothesis | None]] | None:
+        """The decode of the utterance's final and the end of its audio: the early final
+        when it was of this pause, else one submitted now (None: too little audio)."""
         spec = self._speculative
         self._speculative = None
-        if spec is not None and spec[0] == utt and spec[1] == silence and not spec[3].cancelled():
+        if (
+            spec is not None
+            and spec[0] == self._utt_id
+            and spec[1] == silence
+            and not spec[3].cancelled()
+        ):
             self.speculative_used += 1
-            self._floor = spec[2]
-            self._queue_final(utt, start, spec[2], spec[3])
-            return
+            return spec[2], spec[3]
         if spec is not None:
             spec[3].cancel()
             self.speculative_wasted += 1
-        self._floor = end
         audio = self._slice(start, end)
         if audio.size < TARGET_RATE // 10:
-            return
-        self._queue_final(
-            utt, start, end, self.scheduler.submit(self._final_job(utt, start, audio))
-        )
+            return None
+        return end, self.scheduler.submit(self._final_job(self._utt_id, start, audio))
 
     def _queue_final(
         self, utt: int, start: int, end: int, future: ThreadFuture[Hypothesis | None]
