@@ -49,6 +49,28 @@ class WordEngine:
         return next((w for w in windows if w >= need), windows[-1])
 
 
+class Answer(Future[Hypothesis | None]):
+    """A decode the test answers; `watched` is set each time the transcriber starts waiting
+    on it (asyncio.wrap_future adds a done callback), so a test can wait for that."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.watchers = 0
+        self.watched = asyncio.Event()
+
+    def add_done_callback(self, fn: Any) -> None:
+        self.watchers += 1
+        self.watched.set()
+        super().add_done_callback(fn)
+
+    async def watched_by(self, n: int) -> None:
+        """Until `n` waiters are on it."""
+        async with asyncio.timeout(5):
+            while self.watchers < n:
+                self.watched.clear()
+                await self.watched.wait()
+
+
 @dataclass
 class HandScheduler:
     """Takes jobs and lets the test answer them, in the order it chooses."""
@@ -73,7 +95,7 @@ class HandScheduler:
     def submit(self, job: RecognitionJob) -> Future[Hypothesis | None]:
         if not job.final:
             self.cancel_partial(job.key)  # a newer partial of the channel supersedes it
-        future: Future[Hypothesis | None] = Future()
+        future = Answer()
         self.jobs.append((job, future))
         return future
 
@@ -552,9 +574,11 @@ async def test_a_recording_waits_for_the_text_so_it_is_cut_the_same_way_every_ti
         await ch.speak(0.5, loud=False)
 
     speaking = asyncio.ensure_future(go_on())
-    # live, all of that would be through (and the turn cut in two, the text unknown)
-    await asyncio.sleep(0.2)
-    assert not speaking.done()  # a recording waits for the text
+    # the held decode is watched from when it is held; the resumed speech waits on it too
+    # (live, the audio would go on and the turn be cut in two, the text unknown)
+    assert isinstance(first, Answer)
+    await first.watched_by(2)
+    assert not speaking.done()
     first.set_result(said("I'm calling because", 1.0))
     await asyncio.wait_for(speaking, timeout=5)
     await answer_final(ch, "I'm calling because my card was stolen.", 2.5)
@@ -571,7 +595,8 @@ async def test_settling_a_recording_waits_for_a_held_text() -> None:
     await ch.speak(0.5, loud=False)
     [(_, first)] = ch.scheduler.waiting(final=True)
     settling = asyncio.ensure_future(ch.transcriber.settle())
-    await asyncio.sleep(0.05)
+    assert isinstance(first, Answer)
+    await first.watched_by(2)  # settling waits on the held decode
     assert not settling.done()
     first.set_result(said("Thanks for contacting the store.", 1.0))
     await asyncio.wait_for(settling, timeout=5)
