@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from audio.files import AudioFileError, CallAudio, load_call_audio
+from audio.files import AudioFileError, CallAudio, load_call_audio, one_channel, same_audio
 
 
 def _channel_names(value: str | None, audio_channels: int) -> list[str]:
@@ -25,6 +25,20 @@ def _load(
     files: list[str], channels: str | None, diarize: bool = False
 ) -> tuple[CallAudio, list[str]]:
     probe = load_call_audio(list(files))
+    if len(files) == 1 and same_audio(probe):
+        # both parties mixed, saved twice: as two parties every word would come out twice
+        if len(_channel_names(channels, 1)) > 1:
+            raise AudioFileError(
+                f"{files[0]}: its two channels carry the same audio (one mixed recording saved "
+                "as stereo), not one party each: give one channel name, or --diarize to tell "
+                "agent from customer by voice"
+            )
+        probe = one_channel(probe)
+        print(
+            f"callcue: {files[0]}: its two channels carry the same audio: read as one channel"
+            + ("" if diarize else " (--diarize tells agent from customer by voice)"),
+            file=sys.stderr,
+        )
     if diarize:  # both parties on one channel: told apart by voice into agent and customer
         if probe.channels != 1:
             raise AudioFileError(

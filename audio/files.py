@@ -64,3 +64,31 @@ def load_call_audio(paths: list[str | Path], channels: int | None = None) -> Cal
             )
     pcm = (np.clip(audio, -1.0, 1.0 - 1 / 32768) * 32768.0).astype(np.int16)
     return CallAudio(samples=pcm, sample_rate=rate)
+
+
+# Two channels whose difference is this small beside the channels themselves carry one
+# recording twice (the RMS of the difference over the RMS of a channel). Archives and
+# softphones often save a mixed call as "stereo" with the same audio on both channels: the four
+# real calls in ../shared/data (MP3, 44.1 kHz) differ by 0.0001 to 0.06, lossy coding's noise;
+# a real two-party recording, each party on its own channel, by about 1.41 (√2: independent).
+SAME_AUDIO_RESIDUAL = 0.2
+_BLOCK = 1 << 20
+
+
+def same_audio(audio: CallAudio) -> bool:
+    """Whether a two-channel recording carries the same audio on both channels (a mono call
+    saved as stereo), so that its channels are not two parties. Silence is not."""
+    if audio.channels != 2:
+        return False
+    difference = energy = 0.0
+    for lo in range(0, len(audio.samples), _BLOCK):
+        block = audio.samples[lo : lo + _BLOCK].astype(np.float64)
+        difference += float(((block[:, 0] - block[:, 1]) ** 2).sum())
+        energy += float((block**2).sum()) / 2
+    return energy > 0 and difference <= SAME_AUDIO_RESIDUAL**2 * energy
+
+
+def one_channel(audio: CallAudio) -> CallAudio:
+    """The channels mixed down to one."""
+    mixed = audio.samples.astype(np.int32).sum(axis=1) // audio.channels
+    return CallAudio(mixed.astype(np.int16).reshape(-1, 1), audio.sample_rate)

@@ -198,3 +198,23 @@ def test_import_bad_database_url(tmp_path) -> None:  # type: ignore[no-untyped-d
         timeout=120,
     )
     assert out.returncode == 2 and "--database-url" in out.stderr and "sqlite:///PATH" in out.stderr
+
+
+def test_transcribe_a_mono_call_saved_as_stereo_says_each_word_once(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Archives often save a mixed call as stereo, the same audio on both channels: as two
+    parties every word would come out twice, once under each."""
+    from tests.audio.test_files import dual_mono
+
+    out = subprocess.run(
+        [*CLI, "transcribe", str(dual_mono(tmp_path)), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    call = json.loads(out.stdout)
+    assert call["channels"] == ["customer"], call["channels"]
+    assert {u["channel"] for u in call["utterances"]} == {"customer"}
+    text = " ".join(u["text"] for u in call["utterances"])
+    assert wer(reference("ls_test-clean_4507-16021-0012.wav"), text) <= 0.2
+    assert "same audio" in out.stderr and "--diarize" in out.stderr
