@@ -25,30 +25,29 @@ def _load(
     files: list[str], channels: str | None, diarize: bool = False
 ) -> tuple[CallAudio, list[str]]:
     probe = load_call_audio(list(files))
+    if diarize and channels:
+        raise AudioFileError(
+            "--diarize names the channels itself (agent, customer): drop --channels"
+        )
     if len(files) == 1 and same_audio(probe):
         # both parties mixed, saved twice: as two parties every word would come out twice
-        if len(_channel_names(channels, 1)) > 1:
-            raise AudioFileError(
-                f"{files[0]}: its two channels carry the same audio (one mixed recording saved "
-                "as stereo), not one party each: give one channel name, or --diarize to tell "
-                "agent from customer by voice"
-            )
         probe = one_channel(probe)
+        named = _channel_names(channels, 1)[:1] or ["customer"]
         print(
-            f"callcue: {files[0]}: its two channels carry the same audio: read as one channel"
+            f"callcue: {files[0]}: its two channels carry the same audio (a mixed call saved as "
+            "stereo): read as one channel"
+            + (f" named {named[0]}" if channels else "")
             + ("" if diarize else " (--diarize tells agent from customer by voice)"),
             file=sys.stderr,
         )
+        if not diarize:
+            return probe, named
     if diarize:  # both parties on one channel: told apart by voice into agent and customer
         if probe.channels != 1:
             raise AudioFileError(
                 f"--diarize tells agent from customer in a one-channel recording; "
                 f"{', '.join(files)} has {probe.channels} channels, each already one party "
                 "(leave --diarize out)"
-            )
-        if channels:
-            raise AudioFileError(
-                "--diarize names the channels itself (agent, customer): drop --channels"
             )
         return probe, ["agent", "customer"]
     names = _channel_names(channels, probe.channels)

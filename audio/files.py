@@ -66,26 +66,30 @@ def load_call_audio(paths: list[str | Path], channels: int | None = None) -> Cal
     return CallAudio(samples=pcm, sample_rate=rate)
 
 
-# Two channels whose difference is this small beside the channels themselves carry one
-# recording twice (the RMS of the difference over the RMS of a channel). Archives and
-# softphones often save a mixed call as "stereo" with the same audio on both channels: the four
-# real calls in ../shared/data (MP3, 44.1 kHz) differ by 0.0001 to 0.06, lossy coding's noise;
-# a real two-party recording, each party on its own channel, by about 1.41 (√2: independent).
-SAME_AUDIO_RESIDUAL = 0.2
+# Two channels this alike carry one recording twice: 1 - r², r the channels' correlation (the
+# share of one channel that a gain times the other does not explain). Archives and softphones
+# often save a mixed call as "stereo" with the same audio on both channels, at times at
+# different levels: the four real calls in ../shared/data (MP3, 44.1 kHz) are at 0.00000 to
+# 0.004, lossy coding's noise; a real two-party recording, each party on its own channel, at
+# about 1 (independent), and still over 0.9 with a tenth of each party leaking into the other.
+SAME_AUDIO_UNEXPLAINED = 0.04
 _BLOCK = 1 << 20
 
 
 def same_audio(audio: CallAudio) -> bool:
-    """Whether a two-channel recording carries the same audio on both channels (a mono call
-    saved as stereo), so that its channels are not two parties. Silence is not."""
+    """Whether a two-channel recording carries the same audio on both channels, at any level
+    (a mono call saved as stereo), so that its channels are not two parties. Silence is not."""
     if audio.channels != 2:
         return False
-    difference = energy = 0.0
+    both = left = right = 0.0
     for lo in range(0, len(audio.samples), _BLOCK):
         block = audio.samples[lo : lo + _BLOCK].astype(np.float64)
-        difference += float(((block[:, 0] - block[:, 1]) ** 2).sum())
-        energy += float((block**2).sum()) / 2
-    return energy > 0 and difference <= SAME_AUDIO_RESIDUAL**2 * energy
+        both += float(block[:, 0] @ block[:, 1])
+        left += float(block[:, 0] @ block[:, 0])
+        right += float(block[:, 1] @ block[:, 1])
+    if left == 0 or right == 0:
+        return False
+    return 1 - both * both / (left * right) <= SAME_AUDIO_UNEXPLAINED
 
 
 def one_channel(audio: CallAudio) -> CallAudio:
