@@ -14,6 +14,7 @@ customer. Where the agent's voice print is kept (from their two-channel calls,
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -21,7 +22,7 @@ from assist.categories import has_phrase, words_of
 
 # what an agent says: an opening only an agent says counts double ("my name is", "let me
 # check" are heard from customers too)
-AGENT_OPENINGS = (
+AGENT_OPENINGS: tuple[str, ...] = (
     "thank you for calling",
     "thanks for calling",
     "thank you for contacting",
@@ -40,7 +41,7 @@ AGENT_OPENINGS = (
     "this call may be recorded",
     "this call is recorded",
 )
-AGENT_PHRASES = (
+AGENT_PHRASES: tuple[str, ...] = (
     "my name is",
     "my name's",
     "speaking how",
@@ -57,7 +58,7 @@ AGENT_PHRASES = (
     "have a great day",
     "have a nice day",
 )
-CUSTOMER_PHRASES = (
+CUSTOMER_PHRASES: tuple[str, ...] = (
     "i'm calling",
     "i am calling",
     "i was calling",
@@ -76,6 +77,93 @@ CUSTOMER_PHRASES = (
     "i have a question",
     "i have a problem",
 )
+# The same in the other languages most heard on contact-center lines (a call in any language
+# Whisper knows can be diarized), from the usual openings and requests of service calls in each
+# (not Japanese, Chinese, Thai: their text has no spaces between words). Accents are ignored
+# when matching (Whisper drops and adds them).
+AGENT_OPENINGS += (
+    # German
+    "vielen dank für ihren anruf",
+    "danke für ihren anruf",
+    "was kann ich für sie tun",
+    "wie kann ich ihnen helfen",
+    "sie sprechen mit",
+    # French
+    "merci de votre appel",
+    "merci pour votre appel",
+    "merci d'avoir appelé",
+    "que puis-je faire pour vous",
+    "comment puis-je vous aider",
+    "en quoi puis-je vous aider",
+    # Spanish
+    "gracias por llamar",
+    "gracias por comunicarse",
+    "en qué puedo ayudarle",
+    "en qué le puedo ayudar",
+    "cómo puedo ayudarle",
+    "cómo le puedo ayudar",
+    # Portuguese
+    "obrigado por ligar",
+    "obrigada por ligar",
+    "em que posso ajudar",
+    "como posso ajudar",
+    # Italian
+    "grazie per aver chiamato",
+    "come posso aiutarla",
+    "in cosa posso aiutarla",
+    # Dutch
+    "bedankt voor het bellen",
+    "waarmee kan ik u helpen",
+    "hoe kan ik u helpen",
+    "u spreekt met",
+    # Turkish
+    "nasıl yardımcı olabilirim",
+    "aradığınız için teşekkür",
+)
+AGENT_PHRASES += (
+    "mein name ist",
+    "haben sie noch fragen",
+    "einen moment bitte",
+    "je m'appelle",
+    "un instant s'il vous plaît",
+    "mi nombre es",
+    "un momento por favor",
+    "meu nome é",
+    "um momento por favor",
+    "mi chiamo",
+    "mijn naam is",
+    "een ogenblikje",
+    "benim adım",
+)
+CUSTOMER_PHRASES += (
+    "ich möchte",
+    "ich rufe an",
+    "meine bestellung",
+    "mein konto",
+    "meine rechnung",
+    "j'appelle",
+    "je voudrais",
+    "ma commande",
+    "mon compte",
+    "ma facture",
+    "llamo por",
+    "quisiera",
+    "mi pedido",
+    "mi cuenta",
+    "mi factura",
+    "estou ligando",
+    "gostaria de",
+    "meu pedido",
+    "minha conta",
+    "chiamo per",
+    "vorrei",
+    "il mio ordine",
+    "ik bel",
+    "ik wil graag",
+    "mijn bestelling",
+    "bir sorunum var",
+    "bir problem var",
+)
 FIRST_SPEAKER = 0.5  # the prior that whoever speaks first is the agent, in phrase hits
 # Weak evidence that adds up over a call: an agent speaks for the company to the customer
 # ("we", "our", "you"), a customer about themselves ("I", "my"). Each word counts this much
@@ -87,8 +175,14 @@ CUSTOMER_WORDS = frozenset({"i", "my", "me", "mine", "i'm", "i've", "i'll", "i'd
 PRONOUN = 0.1
 
 
+def _words(text: str) -> tuple[str, ...]:
+    """Lowercase words without accents ("appelé" and "appele" are one word)."""
+    plain = unicodedata.normalize("NFKD", text)
+    return words_of("".join(c for c in plain if not unicodedata.combining(c)))
+
+
 def _phrases(texts: Iterable[str]) -> tuple[tuple[str, ...], ...]:
-    return tuple(p for p in (words_of(t) for t in texts) if p)
+    return tuple(p for p in (_words(t) for t in texts) if p)
 
 
 @dataclass
@@ -116,7 +210,7 @@ class RoleEvidence:
         return cls(agent_phrases=_phrases((*AGENT_PHRASES, *extra)))
 
     def score(self, text: str) -> float:
-        said = words_of(text)
+        said = _words(text)
         agent = sum(2 for p in self.agent_openings if has_phrase(said, p))
         agent += sum(1 for p in self.agent_phrases if has_phrase(said, p))
         customer = sum(1 for p in self.customer_phrases if has_phrase(said, p))

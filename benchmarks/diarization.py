@@ -30,8 +30,10 @@ help), on the offline Whisper base transcript and its times; turns that could no
 from their words are left out, and so are the words outside every labelled turn
 (`scored_words` of `words`). The labels were written before the first scored run and
 nothing was tuned on these calls. The Japanese call is left out: its words do not tell who
-speaks (most of it is one side of a call). Writes `--out` (default diarization.json:
-name another, e.g. `--out diarization_real`).
+speaks (most of it is one side of a call). Writes `--out` (default
+diarization_real.json). `--from-customer`: each call also from its
+first labelled customer turn on, so that the first voice heard is the customer's and only
+what is said can tell the roles.
 
 Offline (default): the live pipeline in-process (`callcue transcribe --diarize --live`), as
 fast as it decodes. `--live`: also streams the first `--seconds` of the AWS mixed call in real
@@ -41,7 +43,7 @@ was sent) and the server's CPU.
 
     .venv/bin/python -m benchmarks.diarization [--live] [--seconds 120] [--skip 0 30 60]
         [--revise [--offline-from benchmarks/results/accuracy_realtime.json]] [--out NAME]
-    .venv/bin/python -m benchmarks.diarization --real [de fr tr] --out diarization_real
+    .venv/bin/python -m benchmarks.diarization --real [de fr tr] [--from-customer] --out NAME
 
 Writes benchmarks/results/diarization.json (`--out NAME`: NAME.json; the README's revised
 rows are `--revise --out diarization_revised`).
@@ -331,17 +333,25 @@ def score_turns(
     }
 
 
-async def real_call(call: str) -> dict[str, Any]:
+async def real_call(call: str, from_customer: bool = False) -> dict[str, Any]:
     """A real call recorded with both parties on one channel, diarized with its language
-    detected, against the turns labelled by hand in benchmarks/data/mono_calls.csv."""
+    detected, against the turns labelled by hand in benchmarks/data/mono_calls.csv.
+    `from_customer`: from the customer's first labelled turn on, so that the first voice
+    heard is the customer's."""
     audio = one_channel(load_call_audio([DATA / REAL_CALLS[call]]))
+    labelled = turns(call)
+    skip = 0.0
+    if from_customer:
+        skip = max(min(lo for lo, _, party in labelled if party == "customer") - 0.1, 0.0)
+        audio = CallAudio(audio.samples[int(skip * audio.sample_rate) :], audio.sample_rate)
+        labelled = [(lo - skip, hi - skip, party) for lo, hi, party in labelled if lo >= skip]
     run = await diarize_in_process(audio, call, language="auto")
     finals, relabels = run["finals"], run["relabels"]
-    labelled = turns(call)
     shown = score_turns([dict(f) for f in finals], labelled)["word_role_accuracy"]
     apply_relabels(finals, relabels)
     return {
         "file": REAL_CALLS[call],
+        "from_seconds": round(skip, 2),
         "language": sorted({f.get("language") or "" for f in finals}),
         "audio_seconds": round(audio.duration, 1),
         "labelled_turns": len(labelled),
@@ -440,16 +450,26 @@ def main() -> None:
         "--real",
         nargs="*",
         choices=list(REAL_CALLS),
-        help="the real mono calls with hand-labelled turns (no names: all of them)",
+        help="instead, the real mono calls with hand-labelled turns (no names: all of them)",
     )
-    parser.add_argument("--out", default="diarization")
+    parser.add_argument(
+        "--from-customer",
+        action="store_true",
+        help="with --real: each call also from its first customer turn (heard first)",
+    )
+    parser.add_argument(
+        "--out", help="the result's name (default diarization, with --real diarization_real)"
+    )
     args = parser.parse_args()
+    args.out = args.out or ("diarization_real" if args.real is not None else "diarization")
     if args.real is not None:
         results: dict[str, Any] = {"real": {}}
         for call in args.real or list(REAL_CALLS):
-            results["real"][call] = asyncio.run(real_call(call))
-            shown = {k: v for k, v in results["real"][call].items() if k != "finals_by_party"}
-            print(call, shown, flush=True)
+            for from_customer in (False, True) if args.from_customer else (False,):
+                row = f"{call} from the customer" if from_customer else call
+                results["real"][row] = asyncio.run(real_call(call, from_customer))
+                shown = {k: v for k, v in results["real"][row].items() if k != "finals_by_party"}
+                print(row, shown, flush=True)
         rows = results["real"].values()
         scored = sum(r["scored_words"] for r in rows)
         right = sum(r["scored_words"] * r["word_role_accuracy"] for r in rows)

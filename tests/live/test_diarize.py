@@ -44,6 +44,25 @@ def test_role_evidence_names_the_agent_by_what_is_said() -> None:
     assert quiet.roles() == {3: "agent", 4: "customer"}  # nothing said: who spoke first
 
 
+def test_role_evidence_hears_the_agent_in_other_languages() -> None:
+    """A call in German whose customer speaks first: the agent's opening names the agent
+    (with no phrase heard, the first voice would be taken for the agent's)."""
+    german = RoleEvidence()
+    german.add(0, "Guten Tag, ich möchte meine Kreditkarte sperren lassen.")
+    german.add(1, "Sie sprechen mit Edith Fischer. Was kann ich für Sie tun?")
+    assert german.roles() == {0: "customer", 1: "agent"}
+    no_phrases = RoleEvidence(agent_openings=(), agent_phrases=(), customer_phrases=())
+    no_phrases.add(0, "Guten Tag, ich möchte meine Kreditkarte sperren lassen.")
+    no_phrases.add(1, "Sie sprechen mit Edith Fischer. Was kann ich für Sie tun?")
+    assert no_phrases.roles() == {0: "agent", 1: "customer"}  # (the first voice)
+    # accents as Whisper may or may not write them
+    for opening in ("En qué puedo ayudarle?", "en que puedo ayudarle", "Merci d'avoir appele."):
+        spanish = RoleEvidence()
+        spanish.add(0, "Hola, buenas tardes.")
+        spanish.add(1, opening)
+        assert spanish.roles() == {0: "customer", 1: "agent"}, opening
+
+
 # -- splitting and relabelling, with a stand-in voice model ---------------------------------
 
 
