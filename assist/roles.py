@@ -173,6 +173,7 @@ AGENT_WORDS = frozenset(
 )
 CUSTOMER_WORDS = frozenset({"i", "my", "me", "mine", "i'm", "i've", "i'll", "i'd"})
 PRONOUN = 0.1
+ANOTHER_AGENT = 1.0  # a third voice's own evidence, in phrase hits, for it to be an agent too
 
 
 def _words(text: str) -> tuple[str, ...]:
@@ -242,4 +243,11 @@ class RoleEvidence:
             (only,) = self.scores
             return {only: "agent" if weight(only) > 0 else "customer"}
         agent = max(self.scores, key=lambda s: (weight(s), s == self.first))
-        return {s: "agent" if s == agent else "customer" for s in self.scores}
+        # more than two voices (an IVR prompt, a transfer to another agent): any other voice
+        # that itself said what agents say is an agent too
+        return {
+            s: "agent"
+            if s == agent or (len(self.scores) > 2 and self.scores[s] >= ANOTHER_AGENT)
+            else "customer"
+            for s in self.scores
+        }

@@ -35,6 +35,11 @@ diarization_real.json). `--from-customer`: each call also from its
 first labelled customer turn on, so that the first voice heard is the customer's and only
 what is said can tell the roles.
 
+`--ivr SECONDS`: also each call after the first SECONDS of a recorded IVR prompt (the
+Asterisk demo in ../shared/data/audio, a third voice) and 0.5 s of silence, as a call that
+reaches the agent through an IVR; the prompt's words are not scored (`prompt_words_as`
+says which party they were put down to).
+
 Offline (default): the live pipeline in-process (`callcue transcribe --diarize --live`), as
 fast as it decodes. `--live`: also streams the first `--seconds` of the AWS mixed call in real
 time through a server, once with `diarize` and once as a plain one-channel call, and
@@ -82,6 +87,7 @@ REAL_CALLS = {
     "tr": "ml_callytics_example_tr.mp3",
 }
 LABELS = Path(__file__).parent / "data" / "mono_calls.csv"
+PROMPT = "tel_asterisk_allison_demo-instruct.wav"  # a recorded IVR prompt: a third voice
 FRAME = 0.01
 COLLAR = 0.25  # seconds around each reference boundary left out of the DER (as NIST's)
 
@@ -303,6 +309,51 @@ async def offline(
     return row
 
 
+async def offline_after_prompt(name: str, seconds: float) -> dict[str, Any]:
+    """The mixed call after a recorded prompt (a third voice: the first `seconds` of the
+    Asterisk IVR demo, then 0.5 s of silence), as a call that reaches the agent through an
+    IVR. The prompt's words are not scored; the call's are, as in `offline`."""
+    audio, tracks, roles = parties(name)
+    prompt = load_call_audio([DATA / PROMPT], 1)
+    prompt_pcm = soxr.resample(
+        prompt.samples[: int(seconds * prompt.sample_rate), 0],
+        prompt.sample_rate,
+        audio.sample_rate,
+    ).astype(np.int16)
+    gap = np.zeros(audio.sample_rate // 2, dtype=np.int16)
+    shift = (len(prompt_pcm) + len(gap)) / audio.sample_rate
+    joined = np.concatenate([prompt_pcm, gap, audio.samples[:, 0]]).reshape(-1, 1)
+    run = await diarize_in_process(CallAudio(joined, audio.sample_rate), name)
+    finals, relabels = run["finals"], run["relabels"]
+
+    def on_the_call(utterances: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        out = []
+        for u in utterances:
+            said = [
+                {**w, "start": w["start"] - shift, "end": w["end"] - shift}
+                for w in u["words"]
+                if (w["start"] + w["end"]) / 2 >= shift
+            ]
+            if said:
+                out.append({**u, "words": said})
+        return out
+
+    shown = score(on_the_call([dict(f) for f in finals]), tracks, roles)["word_role_accuracy"]
+    apply_relabels(finals, relabels)
+    prompt_words = [
+        f["channel"] for f in finals for w in f["words"] if (w["start"] + w["end"]) / 2 < shift
+    ]
+    return {
+        "prompt_seconds": seconds,
+        "audio_seconds": round(len(joined) / audio.sample_rate, 1),
+        "finals": len(finals),
+        **score(on_the_call(finals), tracks, roles),
+        "as_first_shown": shown,
+        "relabeled_finals": sum(len(r["changes"]) for r in relabels),
+        "prompt_words_as": {r: prompt_words.count(r) for r in ("agent", "customer")},
+    }
+
+
 def turns(call: str) -> list[tuple[float, float, str]]:
     """The hand-labelled turns of a real mono call: (start, end, party)."""
     with LABELS.open(encoding="utf-8") as f:
@@ -447,6 +498,12 @@ def main() -> None:
         help="an accuracy result holding offline base text of the calls' channels",
     )
     parser.add_argument(
+        "--ivr",
+        type=float,
+        metavar="SECONDS",
+        help="also each call after that much of a recorded IVR prompt (a third voice)",
+    )
+    parser.add_argument(
         "--real",
         nargs="*",
         choices=list(REAL_CALLS),
@@ -488,11 +545,16 @@ def main() -> None:
                 references = {role: bases[(name, role)] for role in CALLS[name][1]}
             results["offline"][row] = asyncio.run(offline(name, skip, references))
             print(row, results["offline"][row], flush=True)
+        if args.ivr:
+            row = f"{name} after an IVR prompt"
+            results["offline"][row] = asyncio.run(offline_after_prompt(name, args.ivr))
+            print(row, results["offline"][row], flush=True)
     if args.live:
         results["live"] = asyncio.run(live(args.seconds))
         print("live", results["live"], flush=True)
-    words = sum(r["words"] for r in results["offline"].values())
-    right = sum(r["words"] * r["word_role_accuracy"] for r in results["offline"].values())
+    two_voices = [r for r in results["offline"].values() if "prompt_seconds" not in r]
+    words = sum(r["words"] for r in two_voices)
+    right = sum(r["words"] * r["word_role_accuracy"] for r in two_voices)
     results["pooled_word_role_accuracy"] = round(right / max(words, 1), 4)
     path = write_result(args.out, results)
     print(f"wrote {path}")

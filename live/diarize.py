@@ -9,10 +9,12 @@ which the speaker changes is cut at the change into parts, each of which becomes
 
 Which voice is the agent comes from what each says (`assist.roles.RoleEvidence`) and, with
 nothing to go on, who spoke first, or the agent's kept voice print. After every final the
-call's prints are clustered again (two-means weighted by print length, from the current
-centres and from the two least alike prints): a part whose speaker changes, or a speaker whose
-role changes, is corrected with a `transcript.relabeled` (screens move the line, the store
-keeps the corrected channel).
+call's prints are clustered again (k-means over the voices heard, at most three, weighted by
+print length, from the current centres and from the k least alike prints; voices that come out
+alike are one): a part whose speaker changes, or a speaker whose role changes, is corrected
+with a `transcript.relabeled` (screens move the line, the store keeps the corrected channel).
+A third voice (an IVR prompt before the agent, a second agent after a transfer) is a party of
+its own: the agent if it says what agents say, else the customer.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from itertools import permutations
 from typing import Any
 
 import numpy as np
@@ -41,7 +44,7 @@ KEEP_AUDIO_S = 300.0
 KEEP_PRINTS = 1200  # prints kept for re-clustering (10 minutes of speech); older parts stay
 MIN_PART_S = 0.8  # a speaker change shorter than this inside a final is not a cut
 NEW_VOICE_S = 1.0  # a print shorter than this joins a voice heard already (it is noisy)
-SAME_VOICE = 0.88  # two-means centres more alike than this: one voice, not two
+SAME_VOICE = 0.88  # refit centres more alike than this: one voice, not two
 PAD_S = 0.1  # audio around a final's words that its prints include
 ONE_PRINT_MARGIN = 0.1  # a part of one print moves to the voice it is this much nearer
 # The agent's kept voice print decides: the voice it is this much nearer to than to the other
@@ -354,11 +357,11 @@ class CallDiarizer:
                 kept = [i - self._first_print for i in part.prints if i >= self._first_print]
                 if not kept:
                     continue
-                if len(kept) == 1:  # one short print moves only when clearly the other voice
-                    sims = centres @ self._prints[kept[0]].vector
-                    if abs(float(sims[0] - sims[1])) < ONE_PRINT_MARGIN:
+                if len(kept) == 1:  # one short print moves only when clearly another voice
+                    sims = np.sort(centres @ self._prints[kept[0]].vector)
+                    if float(sims[-1] - sims[-2]) < ONE_PRINT_MARGIN:
                         continue
-                votes = np.bincount([relabelled[i] for i in kept], minlength=2)
+                votes = np.bincount([relabelled[i] for i in kept], minlength=len(centres))
                 speaker = int(np.argmax(votes))
                 if speaker != part.speaker:
                     self.evidence.move(part.text, part.speaker, speaker)
@@ -384,38 +387,54 @@ class CallDiarizer:
         return changes
 
     def _refit(self) -> tuple[Any, Any] | None:
-        """Two-means over the kept prints (each weighted by its length: a short print is a
-        noisy one), started from the current speakers' centres and from the two prints
-        least alike, keeping the tighter result: each print's voice, and the two centres;
-        None while there is one voice (or the halves sound alike)."""
+        """K-means over the kept prints, k the voices heard (each print weighted by its
+        length: a short print is a noisy one), started from the current speakers' centres
+        and from the k prints least alike, keeping the tighter result; two voices whose
+        centres come out alike are one (the later one keeps no prints). Each print's voice and
+        the voices' centres, in the speakers' order; None while there is one voice (or two
+        that sound alike)."""
         speakers = self.clusters.speakers
-        if len(speakers) < 2 or len(self._prints) < 4:
+        if len(speakers) < 2 or len(self._prints) < 2 * len(speakers):
             return None
         vectors = np.stack([p.vector for p in self._prints])
         weights = np.array([min(p.end - p.start, 1.6) / 1.6 for p in self._prints])
-        mean = weights @ vectors
-        far = int(np.argmin(vectors @ mean + (weights < 0.6)))  # (a long print)
-        farther = int(np.argmin(vectors @ vectors[far] + (weights < 0.6)))
+        current = np.stack([s.centre for s in speakers])
         best: tuple[float, Any, Any] | None = None
-        for start in (np.stack([s.centre for s in speakers[:2]]), vectors[[far, farther]]):
-            labels, centres = _two_means(vectors, weights, start)
+        for start in (current, vectors[_spread_out(vectors, weights, len(speakers))]):
+            labels, centres = _k_means(vectors, weights, start)
             spread = float(weights @ (1 - (vectors * centres[labels]).sum(axis=1)))
             if best is None or spread < best[0]:
                 best = (spread, labels, centres)
         assert best is not None
         _, labels, centres = best
-        if float(centres[0] @ centres[1]) > SAME_VOICE:
+        while len(centres) > 2:  # a voice alike to another is the same voice
+            alike = centres @ centres.T - 2 * np.eye(len(centres))
+            a, b = sorted(np.unravel_index(int(np.argmax(alike)), alike.shape))
+            if alike[a, b] <= SAME_VOICE:
+                break
+            labels = np.where(labels == b, a, labels)
+            labels = np.where(labels > b, labels - 1, labels)
+            labels, centres = _k_means(vectors, weights, np.delete(centres, b, axis=0))
+        if len(centres) == 2 and float(centres[0] @ centres[1]) > SAME_VOICE:
             return None
-        order = [int(np.argmax(speakers[0].centre @ centres.T))]  # keep speaker 0 speaker 0
-        order.append(1 - order[0])
-        centres = centres[order]
-        labels = labels if order[0] == 0 else 1 - labels
-        for k in range(2):  # the clusters follow the refit (new prints join the right one)
+        # each fitted voice to the speaker it is most like (speaker 0 stays speaker 0)
+        order = max(
+            permutations(range(len(speakers)), len(centres)),
+            key=lambda to: sum(float(current[j] @ centres[i]) for i, j in enumerate(to)),
+        )
+        placed = np.zeros((len(speakers), centres.shape[1]))
+        for i, j in enumerate(order):
+            placed[j] = centres[i]
+        labels = np.array([order[i] for i in labels])
+        for k, speaker in enumerate(speakers):  # the clusters follow the refit
             members = vectors[labels == k]
             if len(members):
-                speakers[k].total = members.sum(axis=0).astype(np.float64)
-                speakers[k].count = len(members)
-        return labels, centres
+                speaker.total = members.sum(axis=0).astype(np.float64)
+                speaker.count = len(members)
+            else:  # merged into another voice: no print joins it (a new voice may take it)
+                speaker.total = np.zeros_like(speaker.total)
+                speaker.count = 0
+        return labels, placed
 
     def _trim(self) -> None:
         extra = len(self._prints) - KEEP_PRINTS
@@ -426,12 +445,12 @@ class CallDiarizer:
         self.parts = [p for p in self.parts if not p.prints or p.prints[-1] >= oldest][-2000:]
 
 
-def _two_means(vectors: Any, weights: Any, centres: Any) -> tuple[Any, Any]:
-    """Weighted spherical two-means from `centres`: (each vector's cluster, the centres)."""
+def _k_means(vectors: Any, weights: Any, centres: Any) -> tuple[Any, Any]:
+    """Weighted spherical k-means from `centres`: (each vector's cluster, the centres)."""
     labels = np.argmax(vectors @ centres.T, axis=1)
     for _ in range(30):
         new = []
-        for k in range(2):
+        for k in range(len(centres)):
             mask = labels == k
             centre = weights[mask] @ vectors[mask] if mask.any() else centres[k]
             new.append(centre / max(float(np.linalg.norm(centre)), 1e-9))
@@ -441,6 +460,16 @@ def _two_means(vectors: Any, weights: Any, centres: Any) -> tuple[Any, Any]:
             break
         labels = updated
     return labels, centres
+
+
+def _spread_out(vectors: Any, weights: Any, count: int) -> list[int]:
+    """`count` long prints as unlike each other as can be: the one least like the mean, then
+    each time the one least like all chosen so far."""
+    long = weights < 0.6  # (a long print: +1 keeps short ones out of the choice)
+    chosen = [int(np.argmin(vectors @ (weights @ vectors) + long))]
+    while len(chosen) < count:
+        chosen.append(int(np.argmin((vectors @ vectors[chosen].T).max(axis=1) + long)))
+    return chosen
 
 
 def _join(words: Sequence[WordTiming]) -> str:

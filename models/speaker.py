@@ -206,6 +206,9 @@ class Speaker:
         return self.total / max(norm, 1e-9)
 
 
+THIRD_VOICE_BELOW = 0.65
+
+
 @dataclass(slots=True)
 class SpeakerClusters:
     """The speakers of one call, found as its prints come (none known at the start).
@@ -216,7 +219,9 @@ class SpeakerClusters:
     """
 
     new_below: float = 0.8  # (0.6 took the two parties of the AWS call for one voice)
-    max_speakers: int = 2
+    # two parties, and one more voice: an IVR prompt before the agent, a second agent after a
+    # transfer (with two at most, such a voice was put down to the nearer party's)
+    max_speakers: int = 3
     margin: float = 0.05
     speakers: list[Speaker] = field(default_factory=list)
 
@@ -227,15 +232,26 @@ class SpeakerClusters:
         return centres @ vector
 
     def assign(self, vector: Any, may_start: bool = True) -> int:
-        """The speaker of a print (a new one if it is unlike all and `may_start`)."""
+        """The speaker of a print (a new one if it is unlike all and `may_start`). A speaker
+        with no prints (merged into another by a refit) is never joined; a new voice takes
+        its place."""
         sims = self.similarities(vector)
-        if len(sims) == 0 or (
-            may_start and sims.max() < self.new_below and len(sims) < self.max_speakers
+        live = np.array([s.count > 0 for s in self.speakers], dtype=bool)
+        sims = np.where(live, sims, -np.inf)
+        free = [k for k, alive in enumerate(live) if not alive]
+        # a voice beside two known ones must be unlike both by more than a party's own
+        # prints often are (their centres are 0.76-0.77 alike on the real calls here)
+        below = self.new_below if live.sum() < 2 else THIRD_VOICE_BELOW
+        if not live.any() or (
+            may_start and sims.max() < below and (free or len(sims) < self.max_speakers)
         ):
+            if free:
+                self.speakers[free[0]] = Speaker(vector.astype(np.float64).copy(), 1)
+                return free[0]
             self.speakers.append(Speaker(vector.astype(np.float64).copy(), 1))
             return len(self.speakers) - 1
         best = int(np.argmax(sims))
-        others = np.delete(sims, best)
+        others = np.delete(sims[live], int(np.sum(live[:best])))
         if len(others) == 0 or sims[best] - others.max() >= self.margin:
             self.speakers[best].total = self.speakers[best].total + vector
             self.speakers[best].count += 1

@@ -127,6 +127,52 @@ async def test_an_early_guess_is_corrected_with_a_relabel() -> None:
     ]
 
 
+class Voices:
+    """Stand-in voice prints from a schedule: (until second, voice vector)."""
+
+    def __init__(self, *schedule: tuple[float, Any]) -> None:
+        self.schedule = schedule
+
+    def prints(
+        self, audio: Any, offset: float = 0.0, hop: float = 0.5, min_seconds: float = 0.4
+    ) -> list[Print]:
+        seconds = len(audio) / 16000
+        out, t = [], offset
+        while t < offset + max(seconds - 1.6, 0) + 1e-9 or not out:
+            middle = t + min(1.6, seconds) / 2
+            voice = next(v for until, v in self.schedule if middle < until)
+            out.append(Print(t, t + min(1.6, seconds), voice))
+            t += hop
+        return out
+
+
+async def test_a_third_voice_after_a_transfer_is_an_agent_of_its_own() -> None:
+    """Agent, customer, then a second agent whose voice is nearer the customer's than the
+    first agent's: with two voices at most it was put down to the customer."""
+    second_agent = (0.5 * B + 0.866 * np.eye(256, dtype=np.float32)[2]).astype(np.float32)
+    d = CallDiarizer(
+        Voices((6, A), (12, B), (16, A), (22, second_agent), (1e9, B)),  # type: ignore[arg-type]
+        ThreadPoolExecutor(1),
+    )
+    d.push(np.zeros(16000 * 40, dtype=np.float32))
+    turns = [
+        (0.2, "thank you for calling how can I help"),
+        (6.2, "hi I need to check my order please"),
+        (12.2, "let me transfer you to billing"),
+        (16.2, "hi this is Mike in billing how can I help you today"),
+        (22.2, "I was charged twice for my order"),
+    ]
+    roles = []
+    for k, (start, text) in enumerate(turns):
+        said = words(text, start, 0.5)
+        for part in await d.split(k, start, said[-1].end, text, said):
+            roles.append(part.role)
+            part.seq = k + 1
+        assert d.recluster() == []
+    assert roles == ["agent", "customer", "agent", "agent", "customer"]
+    assert len(d.clusters.speakers) == 3
+
+
 async def test_the_agents_kept_voice_decides_over_who_spoke_first() -> None:
     d = diarizer(TwoVoices(change=3.0))
     d.agent_voice = B  # the agent's voice print, kept from their two-channel calls
