@@ -199,7 +199,10 @@ class CallDiarizer:
     _next_id: int = 0
     _provisional: dict[int, str] = field(default_factory=dict)  # recognizer utterance → role
     _last_split: int = -1  # the latest recognizer utterance split
-    _first_part: Part | None = None  # the call's first part (who spoke first)
+    # the call's first part of at least NEW_VOICE_S (who spoke first), or until one comes its
+    # very first part
+    _first_part: Part | None = None
+    _first_settled: bool = False
 
     def push(self, samples: Float32Array) -> None:
         self.recent.push(samples)
@@ -289,8 +292,16 @@ class CallDiarizer:
                 )
             )
         self.parts.extend(out)
-        if self._first_part is None and out:
-            self._first_part = out[0]
+        for part in out:  # who spoke first: a sub-second part's voice is too noisy to say
+            first = self._first_part
+            if first is None or (
+                first.end - first.start < NEW_VOICE_S <= part.end - part.start
+                and not self._first_settled
+            ):
+                self._first_part = part
+                self.evidence.first = part.speaker
+            if part.end - part.start >= NEW_VOICE_S:
+                self._first_settled = True
         self._hear_agent_voice()
         roles = self.evidence.roles()
         for part in out:

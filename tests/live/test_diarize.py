@@ -173,6 +173,28 @@ async def test_a_third_voice_after_a_transfer_is_an_agent_of_its_own() -> None:
     assert len(d.clusters.speakers) == 3
 
 
+def test_voices_that_come_out_alike_are_merged_and_the_place_is_free_again() -> None:
+    """Three voices of which two are one person's: the refit merges them, the merged one
+    takes no print, and a new voice later takes its place."""
+    from models.speaker import Speaker, SpeakerClusters
+
+    e = np.eye(256, dtype=np.float32)
+    same = (0.96 * A + 0.28 * e[3]).astype(np.float32)  # A's voice, a little apart (0.96)
+    d = CallDiarizer(TwoVoices(1e9), ThreadPoolExecutor(1))  # type: ignore[arg-type]
+    voices = [A, B, same]
+    d.clusters = SpeakerClusters(speakers=[Speaker(v.astype(np.float64), 3) for v in voices])
+    d._prints = [Print(t, t + 1.6, v) for t, v in enumerate([A, A, A, B, B, B, same, same, same])]
+    refit = d._refit()
+    assert refit is not None
+    labels, centres = refit
+    assert list(labels) == [0, 0, 0, 1, 1, 1, 0, 0, 0]
+    assert not centres[2].any()  # (the merged voice has no centre)
+    assert [s.count for s in d.clusters.speakers] == [6, 3, 0]
+    assert d.clusters.assign(same) == 0  # joins A's voice, never the merged one
+    assert d.clusters.assign(e[5]) == 2  # a new voice takes the free place
+    assert [s.count > 0 for s in d.clusters.speakers] == [True, True, True]
+
+
 async def test_the_agents_kept_voice_decides_over_who_spoke_first() -> None:
     d = diarizer(TwoVoices(change=3.0))
     d.agent_voice = B  # the agent's voice print, kept from their two-channel calls
