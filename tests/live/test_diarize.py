@@ -195,6 +195,24 @@ def test_voices_that_come_out_alike_are_merged_and_the_place_is_free_again() -> 
     assert [s.count > 0 for s in d.clusters.speakers] == [True, True, True]
 
 
+async def test_a_sub_second_first_word_does_not_decide_who_spoke_first() -> None:
+    """An outbound call: the customer answers with a bare "allo" (0.3 s), the agent then
+    speaks, with no phrase that tells either: the agent is the first voice of a second or
+    more."""
+    d = diarizer(TwoVoices(change=1.0, back=8.0))  # A, B from 1 s, A again from 8 s
+    allo = (WordTiming(" allo", 0.2, 0.5, 1),)
+    parts = await d.split(0, 0.2, 0.5, "allo", allo)
+    assert parts[0].role == "agent"  # nothing else heard yet
+    parts[0].seq = 1
+    second = words("oui bonjour madame ici le service clients", 1.2, 0.5)
+    later = await d.split(1, 1.2, second[-1].end, "".join(w.word for w in second), second)
+    assert later[0].role == "agent"
+    third = words("ah non ce doit etre une erreur", 8.2, 0.5)
+    last = await d.split(2, 8.2, third[-1].end, "".join(w.word for w in third), third)
+    assert last[0].role == "customer"
+    assert [(c.final_seq, c.channel) for c in d.recluster()] == [(1, "customer")]
+
+
 async def test_the_agents_kept_voice_decides_over_who_spoke_first() -> None:
     d = diarizer(TwoVoices(change=3.0))
     d.agent_voice = B  # the agent's voice print, kept from their two-channel calls
