@@ -15,7 +15,7 @@ customer. Where the agent's voice print is kept (from their two-channel calls,
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 
 from assist.categories import has_phrase, words_of
@@ -177,8 +177,9 @@ ANOTHER_AGENT = 1.0  # a third voice's own evidence, in phrase hits, for it to b
 
 
 def _words(text: str) -> tuple[str, ...]:
-    """Lowercase words without accents ("appelé" and "appele" are one word)."""
-    plain = unicodedata.normalize("NFKD", text)
+    """Lowercase words without accents ("appelé" and "appele" are one word; Turkish dotless
+    ı as i)."""
+    plain = unicodedata.normalize("NFKD", text.replace("ı", "i"))
     return words_of("".join(c for c in plain if not unicodedata.combining(c)))
 
 
@@ -229,25 +230,36 @@ class RoleEvidence:
         self.scores[old] = self.scores.get(old, 0.0) - value
         self.scores[new] = self.scores.get(new, 0.0) + value
 
-    def roles(self) -> dict[int, str]:
-        """Each speaker heard so far → "agent" or "customer"."""
-        if not self.scores:
+    def roles(self, live: Collection[int] | None = None) -> dict[int, str]:
+        """Each speaker heard so far (of `live`, the voices the diarizer still has, when
+        given) → "agent" or "customer"."""
+        voices = [s for s in self.scores if live is None or s in live]
+        if not voices:
             return {}
-        if self.voice_agent is not None:
-            return {s: "agent" if s == self.voice_agent else "customer" for s in self.scores}
 
         def weight(speaker: int) -> float:
             return self.scores[speaker] + (FIRST_SPEAKER if speaker == self.first else 0.0)
 
-        if len(self.scores) == 1:  # one voice so far: the agent unless it sounds a customer
-            (only,) = self.scores
+        if self.voice_agent is not None and self.voice_agent in voices:
+            agent = self.voice_agent
+        elif len(voices) == 1:  # one voice so far: the agent unless it sounds a customer
+            (only,) = voices
             return {only: "agent" if weight(only) > 0 else "customer"}
-        agent = max(self.scores, key=lambda s: (weight(s), s == self.first))
-        # more than two voices (an IVR prompt, a transfer to another agent): any other voice
-        # that itself said what agents say is an agent too
-        return {
-            s: "agent"
-            if s == agent or (len(self.scores) > 2 and self.scores[s] >= ANOTHER_AGENT)
-            else "customer"
-            for s in self.scores
-        }
+        else:
+            agent = max(voices, key=lambda s: (weight(s), s == self.first))
+        out = {s: "agent" if s == agent else "customer" for s in voices}
+        if len(voices) > 2:
+            # more than two voices (an IVR prompt, a transfer to another agent): another
+            # voice that itself said what agents say is an agent too, but the least
+            # agent-like voice stays the customer
+            others = sorted((s for s in voices if s != agent), key=weight)
+            for s in others[1:]:
+                if self.scores[s] >= ANOTHER_AGENT:
+                    out[s] = "agent"
+        return out
+
+    def forget(self, speaker: int) -> None:
+        """A voice merged into another (its stretches moved there first)."""
+        self.scores.pop(speaker, None)
+        if self.first == speaker:
+            self.first = None

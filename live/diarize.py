@@ -303,7 +303,7 @@ class CallDiarizer:
             if part.end - part.start >= NEW_VOICE_S:
                 self._first_settled = True
         self._hear_agent_voice()
-        roles = self.evidence.roles()
+        roles = self.evidence.roles(self._live())
         for part in out:
             part.role = roles.get(part.speaker, "customer")
         self._trim()
@@ -345,16 +345,21 @@ class CallDiarizer:
     def _hear_agent_voice(self) -> None:
         """With the agent's voice print known: the voice nearest to it is the agent's, once
         it is clearly nearer than the other (or, alone, close enough)."""
-        if self.agent_voice is None or not self.clusters.speakers:
+        live = self._live()
+        if self.agent_voice is None or not live:
             return
-        sims = self.clusters.similarities(self.agent_voice)
+        sims = self.clusters.similarities(self.agent_voice)[live]
         best = int(np.argmax(sims))
         self.evidence.voice_agent = None
         if len(sims) == 1:
             if sims[best] >= VOICE_SAME:
-                self.evidence.voice_agent = best
+                self.evidence.voice_agent = live[best]
         elif float(sims[best] - np.delete(sims, best).max()) >= VOICE_MARGIN:
-            self.evidence.voice_agent = best
+            self.evidence.voice_agent = live[best]
+
+    def _live(self) -> list[int]:
+        """The voices that have prints (not merged into another)."""
+        return [k for k, s in enumerate(self.clusters.speakers) if s.count > 0]
 
     def recluster(self) -> list[Relabel]:
         """(worker thread: the call's finals wait for it, nothing else changes its state)
@@ -363,24 +368,28 @@ class CallDiarizer:
         changes: list[Relabel] = []
         refit = self._refit()
         if refit is not None:
-            relabelled, centres = refit
+            relabelled, centres, merged_into = refit
             for part in self.parts:
                 kept = [i - self._first_print for i in part.prints if i >= self._first_print]
+                gone = part.speaker in merged_into  # its voice was merged: it must move
                 if not kept:
-                    continue
-                if len(kept) == 1:  # one short print moves only when clearly another voice
-                    sims = np.sort(centres @ self._prints[kept[0]].vector)
-                    if float(sims[-1] - sims[-2]) < ONE_PRINT_MARGIN:
-                        continue
-                votes = np.bincount([relabelled[i] for i in kept], minlength=len(centres))
-                speaker = int(np.argmax(votes))
+                    speaker = merged_into.get(part.speaker, part.speaker)
+                else:
+                    if len(kept) == 1 and not gone:  # one short print moves only when
+                        sims = np.sort(centres @ self._prints[kept[0]].vector)  # clearly
+                        if float(sims[-1] - sims[-2]) < ONE_PRINT_MARGIN:  # another voice
+                            continue
+                    votes = np.bincount([relabelled[i] for i in kept], minlength=len(centres))
+                    speaker = int(np.argmax(votes))
                 if speaker != part.speaker:
                     self.evidence.move(part.text, part.speaker, speaker)
                     part.speaker = speaker
-            if self._first_part is not None and self._first_part.prints:
-                self.evidence.first = self._first_part.speaker  # (fixed once trimmed away)
+            for speaker in merged_into:
+                self.evidence.forget(speaker)
+            if self._first_part is not None:
+                self.evidence.first = self._first_part.speaker
         self._hear_agent_voice()
-        roles = self.evidence.roles()
+        roles = self.evidence.roles(self._live())
         log.debug(
             "voices %s, evidence %s (first %s, by voice print %s), roles %s",
             [s.count for s in self.clusters.speakers],
@@ -397,21 +406,22 @@ class CallDiarizer:
                 part.role = role
         return changes
 
-    def _refit(self) -> tuple[Any, Any] | None:
-        """K-means over the kept prints, k the voices heard (each print weighted by its
-        length: a short print is a noisy one), started from the current speakers' centres
-        and from the k prints least alike, keeping the tighter result; two voices whose
-        centres come out alike are one (the later one keeps no prints). Each print's voice and
-        the voices' centres, in the speakers' order; None while there is one voice (or two
-        that sound alike)."""
+    def _refit(self) -> tuple[Any, Any, dict[int, int]] | None:
+        """K-means over the kept prints, k the live voices (each print weighted by its length:
+        a short print is a noisy one), started from the voices' centres and from the k prints
+        least alike, keeping the tighter result; of three voices, two whose centres come out
+        alike are one. Each print's voice and the voices' centres (a row of zeros for a voice
+        with no prints), in the speakers' order, and the voices merged into another (→ that
+        one); None while there is one voice (or two that sound alike)."""
         speakers = self.clusters.speakers
-        if len(speakers) < 2 or len(self._prints) < 2 * len(speakers):
+        live = self._live()
+        if len(live) < 2 or len(self._prints) < 2 * len(live):
             return None
         vectors = np.stack([p.vector for p in self._prints])
         weights = np.array([min(p.end - p.start, 1.6) / 1.6 for p in self._prints])
-        current = np.stack([s.centre for s in speakers])
+        current = np.stack([speakers[k].centre for k in live])
         best: tuple[float, Any, Any] | None = None
-        for start in (current, vectors[_spread_out(vectors, weights, len(speakers))]):
+        for start in (current, vectors[_spread_out(vectors, weights, len(live))]):
             labels, centres = _k_means(vectors, weights, start)
             spread = float(weights @ (1 - (vectors * centres[labels]).sum(axis=1)))
             if best is None or spread < best[0]:
@@ -423,29 +433,37 @@ class CallDiarizer:
             a, b = sorted(np.unravel_index(int(np.argmax(alike)), alike.shape))
             if alike[a, b] <= SAME_VOICE:
                 break
-            labels = np.where(labels == b, a, labels)
-            labels = np.where(labels > b, labels - 1, labels)
             labels, centres = _k_means(vectors, weights, np.delete(centres, b, axis=0))
         if len(centres) == 2 and float(centres[0] @ centres[1]) > SAME_VOICE:
             return None
-        # each fitted voice to the speaker it is most like (speaker 0 stays speaker 0)
-        order = max(
-            permutations(range(len(speakers)), len(centres)),
-            key=lambda to: sum(float(current[j] @ centres[i]) for i, j in enumerate(to)),
-        )
+        # each fitted voice to the live voice it is most like
+        to: tuple[int, ...]
+        if len(live) == 2:  # (two voices: the one nearest the first voice's centre is it)
+            first = int(np.argmax(current[0] @ centres.T))
+            to = (live[0], live[1]) if first == 0 else (live[1], live[0])
+        else:
+            to = max(
+                permutations(live, len(centres)),
+                key=lambda to: sum(
+                    float(speakers[j].centre @ centres[i]) for i, j in enumerate(to)
+                ),
+            )
         placed = np.zeros((len(speakers), centres.shape[1]))
-        for i, j in enumerate(order):
+        for i, j in enumerate(to):
             placed[j] = centres[i]
-        labels = np.array([order[i] for i in labels])
-        for k, speaker in enumerate(speakers):  # the clusters follow the refit
+        labels = np.array([to[i] for i in labels])
+        merged_into: dict[int, int] = {}
+        for n, k in enumerate(live):  # the clusters follow the refit
             members = vectors[labels == k]
             if len(members):
-                speaker.total = members.sum(axis=0).astype(np.float64)
-                speaker.count = len(members)
-            else:  # merged into another voice: no print joins it (a new voice may take it)
-                speaker.total = np.zeros_like(speaker.total)
-                speaker.count = 0
-        return labels, placed
+                speakers[k].total = members.sum(axis=0).astype(np.float64)
+                speakers[k].count = len(members)
+            elif len(live) > 2:  # merged into another voice: its parts go there, no print
+                kept = [j for j in to if j != k and (labels == j).any()]
+                merged_into[k] = max(kept, key=lambda j: float(current[n] @ placed[j]))
+                speakers[k].total = np.zeros_like(speakers[k].total)  # joins it (a new voice
+                speakers[k].count = 0  # may take its place)
+        return labels, placed, merged_into
 
     def _trim(self) -> None:
         extra = len(self._prints) - KEEP_PRINTS

@@ -186,8 +186,8 @@ def test_voices_that_come_out_alike_are_merged_and_the_place_is_free_again() -> 
     d._prints = [Print(t, t + 1.6, v) for t, v in enumerate([A, A, A, B, B, B, same, same, same])]
     refit = d._refit()
     assert refit is not None
-    labels, centres = refit
-    assert list(labels) == [0, 0, 0, 1, 1, 1, 0, 0, 0]
+    labels, centres, merged_into = refit
+    assert list(labels) == [0, 0, 0, 1, 1, 1, 0, 0, 0] and merged_into == {2: 0}
     assert not centres[2].any()  # (the merged voice has no centre)
     assert [s.count for s in d.clusters.speakers] == [6, 3, 0]
     assert d.clusters.assign(same) == 0  # joins A's voice, never the merged one
@@ -211,6 +211,37 @@ async def test_a_sub_second_first_word_does_not_decide_who_spoke_first() -> None
     last = await d.split(2, 8.2, third[-1].end, "".join(w.word for w in third), third)
     assert last[0].role == "customer"
     assert [(c.final_seq, c.channel) for c in d.recluster()] == [(1, "customer")]
+
+
+def test_roles_of_three_voices_keep_a_customer_and_count_live_voices_only() -> None:
+    roles = RoleEvidence(scores={0: 2.5, 1: 2.0, 2: 0.0}, first=0)
+    # three voices: one that said agent phrases itself is an agent too, the least is not
+    assert roles.roles() == {0: "agent", 1: "agent", 2: "customer"}
+    # voice 2 merged away: two voices, one agent (a customer who said "my name is" stays one)
+    assert roles.roles(live=[0, 1]) == {0: "agent", 1: "customer"}
+    every = RoleEvidence(scores={0: 3.0, 1: 2.0, 2: 1.5}, first=0)
+    assert every.roles() == {0: "agent", 1: "agent", 2: "customer"}
+
+
+def test_a_part_on_a_merged_voice_moves_even_with_one_print() -> None:
+    from live.diarize import Part
+    from models.speaker import Speaker, SpeakerClusters
+
+    e = np.eye(256, dtype=np.float32)
+    same = (0.96 * A + 0.28 * e[3]).astype(np.float32)
+    d = CallDiarizer(TwoVoices(1e9), ThreadPoolExecutor(1))  # type: ignore[arg-type]
+    d.clusters = SpeakerClusters(speakers=[Speaker(v.astype(np.float64), 3) for v in (A, B, same)])
+    d._prints = [Print(t, t + 1.6, v) for t, v in enumerate([A, A, A, B, B, B, same, same, same])]
+    # the call's first part, of one print, on the voice that will be merged into A's
+    first = Part(0, 6.0, 7.6, "thank you for calling", (), 2, "customer", [6], seq=1)
+    d.parts = [first]
+    d._first_part = first
+    d.evidence.add(2, first.text)
+    d.evidence.add(1, "hi I need to check my order")
+    changes = d.recluster()
+    assert first.speaker == 0 and 2 not in d.evidence.scores
+    assert d.evidence.first == 0
+    assert [(c.final_seq, c.channel) for c in changes] == [(1, "agent")]
 
 
 async def test_the_agents_kept_voice_decides_over_who_spoke_first() -> None:
