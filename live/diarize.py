@@ -202,7 +202,6 @@ class CallDiarizer:
     # the call's first part of at least NEW_VOICE_S (who spoke first), or until one comes its
     # very first part
     _first_part: Part | None = None
-    _first_settled: bool = False
 
     def push(self, samples: Float32Array) -> None:
         self.recent.push(samples)
@@ -294,14 +293,9 @@ class CallDiarizer:
         self.parts.extend(out)
         for part in out:  # who spoke first: a sub-second part's voice is too noisy to say
             first = self._first_part
-            if first is None or (
-                first.end - first.start < NEW_VOICE_S <= part.end - part.start
-                and not self._first_settled
-            ):
+            if first is None or first.end - first.start < NEW_VOICE_S <= part.end - part.start:
                 self._first_part = part
                 self.evidence.first = part.speaker
-            if part.end - part.start >= NEW_VOICE_S:
-                self._first_settled = True
         self._hear_agent_voice()
         roles = self.evidence.roles(self._live())
         for part in out:

@@ -69,11 +69,11 @@ def test_role_evidence_hears_the_agent_in_other_languages() -> None:
 A, B = np.eye(256, dtype=np.float32)[0], np.eye(256, dtype=np.float32)[1]
 
 
-class TwoVoices:
-    """Voice A before `change` seconds (and from `back`), voice B between."""
+class Voices:
+    """Stand-in voice prints from a schedule: (until second, voice vector)."""
 
-    def __init__(self, change: float, back: float = 1e9) -> None:
-        self.change, self.back = change, back
+    def __init__(self, *schedule: tuple[float, Any]) -> None:
+        self.schedule = schedule
 
     def prints(
         self, audio: Any, offset: float = 0.0, hop: float = 0.5, min_seconds: float = 0.4
@@ -82,10 +82,17 @@ class TwoVoices:
         out, t = [], offset
         while t < offset + max(seconds - 1.6, 0) + 1e-9 or not out:
             middle = t + min(1.6, seconds) / 2
-            voice = B if self.change <= middle < self.back else A
+            voice = next(v for until, v in self.schedule if middle < until)
             out.append(Print(t, t + min(1.6, seconds), voice))
             t += hop
         return out
+
+
+class TwoVoices(Voices):
+    """Voice A before `change` seconds (and from `back`), voice B between."""
+
+    def __init__(self, change: float, back: float = 1e9) -> None:
+        super().__init__((change, A), (back, B), (float("inf"), A))
 
 
 def words(text: str, start: float, step: float = 0.4) -> tuple[WordTiming, ...]:
@@ -125,25 +132,6 @@ async def test_an_early_guess_is_corrected_with_a_relabel() -> None:
     assert [(c.utterance, c.final_seq, c.previous, c.channel) for c in changes] == [
         (parts[0].utterance, 7, "agent", "customer")
     ]
-
-
-class Voices:
-    """Stand-in voice prints from a schedule: (until second, voice vector)."""
-
-    def __init__(self, *schedule: tuple[float, Any]) -> None:
-        self.schedule = schedule
-
-    def prints(
-        self, audio: Any, offset: float = 0.0, hop: float = 0.5, min_seconds: float = 0.4
-    ) -> list[Print]:
-        seconds = len(audio) / 16000
-        out, t = [], offset
-        while t < offset + max(seconds - 1.6, 0) + 1e-9 or not out:
-            middle = t + min(1.6, seconds) / 2
-            voice = next(v for until, v in self.schedule if middle < until)
-            out.append(Print(t, t + min(1.6, seconds), voice))
-            t += hop
-        return out
 
 
 async def test_a_third_voice_after_a_transfer_is_an_agent_of_its_own() -> None:
