@@ -9,11 +9,14 @@ order"), and so, more weakly, does how each speaks: for the company to the custo
 `roles` names the agent: the speaker with the most agent evidence, or, with none either way,
 the one heard first (the agent answers an inbound call). Every other speaker is the
 customer. Where the agent's voice print is kept (from their two-channel calls,
-`CALLCUE_VOICE_PRINTS`), the voice matching it decides.
+`CALLCUE_VOICE_PRINTS`), the voice matching it decides. Of three voices, one heard only before
+both others spoke is a recorded prompt (an IVR's greeting or menu before the agent answers):
+the company's side, the agent's line, and the other two are told apart as on a call of two.
 """
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
@@ -78,9 +81,10 @@ CUSTOMER_PHRASES: tuple[str, ...] = (
     "i have a problem",
 )
 # The same in the other languages most heard on contact-center lines (a call in any language
-# Whisper knows can be diarized), from the usual openings and requests of service calls in each
-# (not Japanese, Chinese, Thai: their text has no spaces between words). Accents are ignored
-# when matching (Whisper drops and adds them).
+# Whisper knows can be diarized), from the usual openings and requests of service calls in each.
+# Accents are ignored when matching (Whisper drops and adds them); Japanese, Chinese (both
+# scripts: Whisper writes either) and Thai put no spaces between words, so their phrases are
+# found anywhere in the text.
 AGENT_OPENINGS += (
     # German
     "vielen dank für ihren anruf",
@@ -119,6 +123,27 @@ AGENT_OPENINGS += (
     # Turkish
     "nasıl yardımcı olabilirim",
     "aradığınız için teşekkür",
+    # Japanese
+    "お電話ありがとうございます",
+    "お待たせいたしました",
+    "お電話代わりました",
+    "ご用件をお伺い",
+    "いかがなさいましたか",
+    # Chinese
+    "感谢您的来电",
+    "感謝您的來電",
+    "有什么可以帮您",
+    "有什麼可以幫您",
+    "有什么可以帮到您",
+    "有什麼可以幫到您",
+    "很高兴为您服务",
+    "很高興為您服務",
+    # Thai
+    "ขอบคุณที่โทรมา",
+    "มีอะไรให้ช่วย",
+    "มีอะไรให้ดิฉันช่วย",
+    "มีอะไรให้ผมช่วย",
+    "ยินดีให้บริการ",
 )
 AGENT_PHRASES += (
     "mein name ist",
@@ -134,6 +159,11 @@ AGENT_PHRASES += (
     "mijn naam is",
     "een ogenblikje",
     "benim adım",
+    "確認いたします",
+    "为您查询",
+    "為您查詢",
+    "帮您查询",
+    "幫您查詢",
 )
 CUSTOMER_PHRASES += (
     "ich möchte",
@@ -163,6 +193,21 @@ CUSTOMER_PHRASES += (
     "mijn bestelling",
     "bir sorunum var",
     "bir problem var",
+    "注文した",
+    "お願いしたいのですが",
+    "お願いしたいんですが",
+    "問い合わせしたい",
+    "解約したい",
+    "我想问一下",
+    "我想問一下",
+    "我的订单",
+    "我的訂單",
+    "我的账户",
+    "我的帳戶",
+    "ขอสอบถาม",
+    "บัญชีของฉัน",
+    "บัญชีของผม",
+    "บัญชีของดิฉัน",
 )
 FIRST_SPEAKER = 0.5  # the prior that whoever speaks first is the agent, in phrase hits
 # Weak evidence that adds up over a call: an agent speaks for the company to the customer
@@ -187,6 +232,18 @@ def _phrases(texts: Iterable[str]) -> tuple[tuple[str, ...], ...]:
     return tuple(p for p in (_words(t) for t in texts) if p)
 
 
+# scripts written without spaces between words: Thai, hiragana and katakana, CJK ideographs
+_UNSPACED = re.compile("[\u0e00-\u0e7f\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff]")
+
+
+def _said(said: tuple[str, ...], compact: str, phrase: tuple[str, ...]) -> bool:
+    """Whether `phrase` was said: as whole words, or, in a script without spaces, anywhere in
+    the text (`compact`: its words run together)."""
+    if any(_UNSPACED.search(word) for word in phrase):
+        return "".join(phrase) in compact
+    return has_phrase(said, phrase)
+
+
 @dataclass
 class RoleEvidence:
     """Agent evidence per speaker of one call, from the text of each stretch they said."""
@@ -195,9 +252,13 @@ class RoleEvidence:
     agent_phrases: tuple[tuple[str, ...], ...] = _phrases(AGENT_PHRASES)
     customer_phrases: tuple[tuple[str, ...], ...] = _phrases(CUSTOMER_PHRASES)
     scores: dict[int, float] = field(default_factory=dict)
+    said_agent: dict[int, float] = field(default_factory=dict)  # agent phrase hits alone
     first: int | None = None
     # the voice the agent's kept voice print matched (set by the diarizer): it decides
     voice_agent: int | None = None
+    # of three voices, one heard only before both others spoke (set by the diarizer): a
+    # recorded prompt before the agent answers, the company's side whatever it says
+    prompt: int | None = None
 
     @classmethod
     def for_call(
@@ -212,23 +273,38 @@ class RoleEvidence:
         return cls(agent_phrases=_phrases((*AGENT_PHRASES, *extra)))
 
     def score(self, text: str) -> float:
+        """Agent evidence of one stretch: phrase hits (agent's minus customer's) and the
+        pronouns' leaning."""
+        return sum(self._evidence(text))
+
+    def agent_phrases_in(self, speaker: int) -> float:
+        """What agents say, heard from `speaker` (phrase hits, no pronouns)."""
+        return self.said_agent.get(speaker, 0.0)
+
+    def _evidence(self, text: str) -> tuple[float, float, float]:
+        """(agent phrase hits, minus customer phrase hits, pronouns' leaning)"""
         said = _words(text)
-        agent = sum(2 for p in self.agent_openings if has_phrase(said, p))
-        agent += sum(1 for p in self.agent_phrases if has_phrase(said, p))
-        customer = sum(1 for p in self.customer_phrases if has_phrase(said, p))
+        compact = "".join(said)
+        agent = sum(2 for p in self.agent_openings if _said(said, compact, p))
+        agent += sum(1 for p in self.agent_phrases if _said(said, compact, p))
+        customer = sum(1 for p in self.customer_phrases if _said(said, compact, p))
         leaning = sum(w in AGENT_WORDS for w in said) - sum(w in CUSTOMER_WORDS for w in said)
-        return float(agent - customer) + max(-1.0, min(1.0, PRONOUN * leaning))
+        return float(agent), -float(customer), max(-1.0, min(1.0, PRONOUN * leaning))
 
     def add(self, speaker: int, text: str) -> None:
         if self.first is None:
             self.first = speaker
-        self.scores[speaker] = self.scores.get(speaker, 0.0) + self.score(text)
+        self._count(speaker, text, 1.0)
 
     def move(self, text: str, old: int, new: int) -> None:
         """A stretch once put down to `old` was `new`'s (the clustering changed its mind)."""
-        value = self.score(text)
-        self.scores[old] = self.scores.get(old, 0.0) - value
-        self.scores[new] = self.scores.get(new, 0.0) + value
+        self._count(old, text, -1.0)
+        self._count(new, text, 1.0)
+
+    def _count(self, speaker: int, text: str, sign: float) -> None:
+        agent, customer, leaning = self._evidence(text)
+        self.scores[speaker] = self.scores.get(speaker, 0.0) + sign * (agent + customer + leaning)
+        self.said_agent[speaker] = self.said_agent.get(speaker, 0.0) + sign * agent
 
     def roles(self, live: Collection[int] | None = None) -> dict[int, str]:
         """Each speaker heard so far (of `live`, the voices the diarizer still has, when
@@ -236,7 +312,12 @@ class RoleEvidence:
         voices = [s for s in self.scores if live is None or s in live]
         if not voices:
             return {}
+        prompt = self.prompt
+        if prompt is not None and prompt in voices and len(voices) > 2:  # the others as if
+            return {**self._roles([s for s in voices if s != prompt]), prompt: "agent"}  # alone
+        return self._roles(voices)
 
+    def _roles(self, voices: list[int]) -> dict[int, str]:
         def weight(speaker: int) -> float:
             return self.scores[speaker] + (FIRST_SPEAKER if speaker == self.first else 0.0)
 
@@ -261,5 +342,8 @@ class RoleEvidence:
     def forget(self, speaker: int) -> None:
         """A voice merged into another (its stretches moved there first)."""
         self.scores.pop(speaker, None)
+        self.said_agent.pop(speaker, None)
         if self.first == speaker:
             self.first = None
+        if self.prompt == speaker:
+            self.prompt = None

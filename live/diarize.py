@@ -13,8 +13,9 @@ call's prints are clustered again (k-means over the voices heard, at most three,
 print length, from the current centres and from the k least alike prints; voices that come out
 alike are one): a part whose speaker changes, or a speaker whose role changes, is corrected
 with a `transcript.relabeled` (screens move the line, the store keeps the corrected channel).
-A third voice (an IVR prompt before the agent, a second agent after a transfer) is a party of
-its own: the agent if it says what agents say, else the customer.
+A third voice is a party of its own: heard only before both others spoke, a recorded prompt
+(an IVR's greeting or menu before the agent answers), on the agent's line; otherwise (a second
+agent after a transfer) the agent if it says what agents say, else the customer.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from assist.roles import RoleEvidence
+from assist.roles import ANOTHER_AGENT, RoleEvidence
 from audio.codec import TARGET_RATE, Float32Array
 from models.speaker import Print, SpeakerClusters, SpeakerEncoder
 from models.whisper import WordTiming
@@ -53,6 +54,7 @@ ONE_PRINT_MARGIN = 0.1  # a part of one print moves to the voice it is this much
 # the customer's; one short print of the agent's was 0.76 from it: one voice far from the
 # print is not taken for the customer's.)
 VOICE_MARGIN = 0.05
+PROMPT_S = 6.0  # a first voice that spoke this long may greet and still be a recorded prompt
 VOICE_SAME = 0.9
 
 
@@ -295,7 +297,7 @@ class CallDiarizer:
             first = self._first_part
             if first is None or first.end - first.start < NEW_VOICE_S <= part.end - part.start:
                 self._first_part = part
-                self.evidence.first = part.speaker
+        self._opening()
         self._hear_agent_voice()
         roles = self.evidence.roles(self._live())
         for part in out:
@@ -351,6 +353,45 @@ class CallDiarizer:
         elif float(sims[best] - np.delete(sims, best).max()) >= VOICE_MARGIN:
             self.evidence.voice_agent = live[best]
 
+    def _opening(self) -> None:
+        """Who spoke first, and a recorded prompt: of three voices, one whose every part
+        ended before either other voice's first began (an IVR's menu or greeting before the
+        agent answers) and that says nothing agents say or spoke for `PROMPT_S` or more (a
+        short greeting in a voice of its own may be the agent's own) is the company's
+        (`RoleEvidence.prompt`), and who spoke first is then the first voice after it. Parts
+        under `NEW_VOICE_S` do not count (a stray print, a customer's one-word answer to the
+        menu). Once found it stays (a hold message in its voice later is the company's too),
+        until its voice is merged into another; nothing changes once the call's first prints
+        are forgotten (10 minutes of speech)."""
+        if self._first_print > 0:
+            return
+        live = self._live()
+        prompt = self.evidence.prompt if self.evidence.prompt in live else None
+        if prompt is None:
+            first_heard: dict[int, float] = {}
+            last_heard: dict[int, float] = {}
+            spoke: dict[int, float] = {}
+            for part in self.parts:  # (in call order)
+                if part.speaker in live and part.end - part.start >= NEW_VOICE_S:
+                    first_heard.setdefault(part.speaker, part.start)
+                    last_heard[part.speaker] = part.end
+                    spoke[part.speaker] = spoke.get(part.speaker, 0.0) + part.end - part.start
+            if len(first_heard) > 2:
+                for voice, last in last_heard.items():
+                    plain = self.evidence.agent_phrases_in(voice) < ANOTHER_AGENT
+                    if (plain or spoke[voice] >= PROMPT_S) and all(
+                        last <= start + PAD_S for v, start in first_heard.items() if v != voice
+                    ):
+                        prompt = voice
+        self.evidence.prompt = prompt
+        first = self._first_part
+        if prompt is not None:  # (parts are in call order)
+            after = [p for p in self.parts if p.speaker != prompt]
+            long = (p for p in after if p.end - p.start >= NEW_VOICE_S)
+            first = next(long, after[0] if after else None)
+        if first is not None:
+            self.evidence.first = first.speaker
+
     def _live(self) -> list[int]:
         """The voices that have prints (not merged into another)."""
         return [k for k, s in enumerate(self.clusters.speakers) if s.count > 0]
@@ -378,10 +419,11 @@ class CallDiarizer:
                 if speaker != part.speaker:
                     self.evidence.move(part.text, part.speaker, speaker)
                     part.speaker = speaker
-            for speaker in merged_into:
+            for speaker, into in merged_into.items():
+                if self.evidence.first == speaker:  # (kept where the opening is settled)
+                    self.evidence.first = into
                 self.evidence.forget(speaker)
-            if self._first_part is not None:
-                self.evidence.first = self._first_part.speaker
+        self._opening()
         self._hear_agent_voice()
         roles = self.evidence.roles(self._live())
         log.debug(

@@ -63,6 +63,28 @@ def test_role_evidence_hears_the_agent_in_other_languages() -> None:
         assert spanish.roles() == {0: "customer", 1: "agent"}, opening
 
 
+def test_role_evidence_reads_languages_written_without_spaces() -> None:
+    """Japanese, Chinese (either script) and Thai put no spaces between words: the agent's
+    opening is found inside the sentence, whatever comes before it (and a customer who
+    speaks first is not taken for the agent)."""
+    calls = [
+        (
+            "先週注文した商品がまだ届いていないんですが。",
+            "はい、お電話ありがとうございます。田中でございます。",
+        ),
+        ("你好,我想问一下我的订单。", "您好,感谢您的来电,有什么可以帮您?"),
+        ("你好,我想問一下我的訂單。", "您好,感謝您的來電,很高興為您服務。"),
+        ("สวัสดีค่ะ ขอสอบถามเรื่องพัสดุ", "สวัสดีครับ ขอบคุณที่โทรมาครับ มีอะไรให้ช่วยครับ"),
+    ]
+    for customer, agent in calls:
+        roles = RoleEvidence()
+        roles.add(0, customer)
+        roles.add(1, agent)
+        assert roles.roles() == {0: "customer", 1: "agent"}, agent
+        assert roles.score(agent) >= 2 and roles.score(customer) < 0, customer
+    assert RoleEvidence().score("お電話") == 0  # (part of a phrase is not the phrase)
+
+
 # -- splitting and relabelling, with a stand-in voice model ---------------------------------
 
 
@@ -159,6 +181,80 @@ async def test_a_third_voice_after_a_transfer_is_an_agent_of_its_own() -> None:
         assert d.recluster() == []
     assert roles == ["agent", "customer", "agent", "agent", "customer"]
     assert len(d.clusters.speakers) == 3
+
+
+async def prompt_call(turns: list[tuple[float, str]], *schedule: tuple[float, Any]) -> CallDiarizer:
+    d = CallDiarizer(Voices(*schedule), ThreadPoolExecutor(1))  # type: ignore[arg-type]
+    d.push(np.zeros(16000 * 60, dtype=np.float32))
+    for k, (start, text) in enumerate(turns):
+        said = words(text, start, 0.5 if len(text.split()) > 2 else 0.3)
+        for part in await d.split(k, start, said[-1].end, text, said):
+            part.seq = k + 1
+        d.recluster()
+    return d
+
+
+PROMPT = np.eye(256, dtype=np.float32)[2]
+IVR_CALL = [
+    (0.2, "for sales press one for billing press two"),
+    (6.2, "hello good morning who am I talking with"),
+    (12.2, "hello it is Dana about a late delivery"),
+    (18.2, "okay and when was that"),
+    (24.2, "the tracking number has not moved"),
+]
+
+
+async def test_a_recorded_prompt_before_the_agent_is_on_the_agents_line() -> None:
+    """An IVR menu (a voice of its own, heard only before the others spoke), then an agent
+    and a customer, none of whom says what agents say: the prompt is the company's side,
+    and the first voice after it is taken for the agent. (Before, the prompt was who spoke
+    first, so the agent, and the real agent was on the customer's line.)"""
+    schedule = ((6, PROMPT), (12, A), (18, B), (24, A), (30, B))
+    d = await prompt_call(IVR_CALL, *schedule, (31, PROMPT), (1e9, B))
+    assert len(d.clusters.speakers) == 3
+    assert [p.role for p in d.parts] == ["agent", "agent", "customer", "agent", "customer"]
+    assert d.evidence.prompt == d.parts[0].speaker
+    assert d.evidence.first == d.parts[1].speaker  # who spoke first: the agent, after it
+    # a sub-second part in the prompt's voice later on (a stray print) does not undo it
+    more = await prompt_call([*IVR_CALL, (30.2, "uh huh")], *schedule, (31, PROMPT), (1e9, B))
+    assert more.parts[-1].speaker == more.parts[0].speaker
+    assert more.evidence.prompt == more.parts[0].speaker
+    assert [p.role for p in more.parts[:5]] == ["agent", "agent", "customer", "agent", "customer"]
+
+
+async def test_a_prompt_stays_but_a_voice_heard_between_others_or_greeting_is_none() -> None:
+    """Once found, the prompt stays the company's (a hold message in its voice later on),
+    and the agent after it stays the agent. A first voice heard again before the third
+    voice came is no prompt, nor is a short first voice that greets as agents do (the
+    agent's own greeting heard as a voice of its own): the voices are told apart as before."""
+    schedule = ((6, PROMPT), (12, A), (18, B), (24, A), (30, B))
+    hold = [*IVR_CALL, (30.2, "please stay on the line while we connect you")]
+    held = await prompt_call(hold, *schedule, (1e9, PROMPT))
+    assert held.evidence.prompt == held.parts[0].speaker
+    assert [p.role for p in held.parts] == ["agent"] * 2 + [
+        "customer",
+        "agent",
+        "customer",
+        "agent",
+    ]
+    between = [IVR_CALL[0], IVR_CALL[1], (12.2, "all our agents are still busy"), *IVR_CALL[2:]]
+    again = await prompt_call(
+        between, (6, PROMPT), (12, A), (18, PROMPT), (24, B), (30, A), (1e9, B)
+    )
+    assert len(again.clusters.speakers) == 3 and again.evidence.prompt is None
+    assert again.evidence.first == again.parts[0].speaker
+    greeting = [(0.2, "thank you for calling how can I help"), *IVR_CALL[1:]]
+    greeted = await prompt_call(greeting, *schedule, (1e9, B))
+    assert greeted.evidence.prompt is None
+    assert greeted.parts[0].role == "agent" and greeted.parts[2].role == "customer"
+    long_greeting = [
+        (0.2, "thank you for calling our store for sales press one for billing press two"),
+        (6.2, "for anything else please stay on the line"),
+        *[(start + 6, text) for start, text in IVR_CALL[1:]],
+    ]
+    recorded = await prompt_call(long_greeting, (12, PROMPT), (18, A), (24, B), (30, A), (1e9, B))
+    assert recorded.evidence.prompt == recorded.parts[0].speaker  # (a recorded greeting)
+    assert [p.role for p in recorded.parts] == ["agent"] * 3 + ["customer", "agent", "customer"]
 
 
 def test_voices_that_come_out_alike_are_merged_and_the_place_is_free_again() -> None:
