@@ -54,7 +54,6 @@ ONE_PRINT_MARGIN = 0.1  # a part of one print moves to the voice it is this much
 # the customer's; one short print of the agent's was 0.76 from it: one voice far from the
 # print is not taken for the customer's.)
 VOICE_MARGIN = 0.05
-PROMPT_S = 6.0  # a first voice that spoke this long may greet and still be a recorded prompt
 VOICE_SAME = 0.9
 
 
@@ -354,35 +353,29 @@ class CallDiarizer:
             self.evidence.voice_agent = live[best]
 
     def _opening(self) -> None:
-        """Who spoke first, and a recorded prompt: of three voices, one whose every part
-        ended before either other voice's first began (an IVR's menu or greeting before the
-        agent answers) and that says nothing agents say or spoke for `PROMPT_S` or more (a
-        short greeting in a voice of its own may be the agent's own) is the company's
-        (`RoleEvidence.prompt`), and who spoke first is then the first voice after it. Parts
-        under `NEW_VOICE_S` do not count (a stray print, a customer's one-word answer to the
-        menu). Once found it stays (a hold message in its voice later is the company's too),
-        until its voice is merged into another; nothing changes once the call's first prints
-        are forgotten (10 minutes of speech)."""
+        """Who spoke first, and a recorded prompt: of three voices, one that says nothing
+        agents say and whose every part ended before either other voice's first began (an
+        IVR's menu before the agent answers) is the company's (`RoleEvidence.prompt`), and
+        who spoke first is then the first voice after it. A sub-second part later in its
+        voice does not undo it (a stray print). Settled once the call's first prints are
+        forgotten (10 minutes of speech)."""
         if self._first_print > 0:
             return
         live = self._live()
-        prompt = self.evidence.prompt if self.evidence.prompt in live else None
-        if prompt is None:
-            first_heard: dict[int, float] = {}
-            last_heard: dict[int, float] = {}
-            spoke: dict[int, float] = {}
-            for part in self.parts:  # (in call order)
-                if part.speaker in live and part.end - part.start >= NEW_VOICE_S:
-                    first_heard.setdefault(part.speaker, part.start)
+        first_heard: dict[int, float] = {}
+        last_heard: dict[int, float] = {}
+        for part in self.parts:  # (in call order)
+            if part.speaker in live:
+                first_heard.setdefault(part.speaker, part.start)
+                if part.speaker not in last_heard or part.end - part.start >= NEW_VOICE_S:
                     last_heard[part.speaker] = part.end
-                    spoke[part.speaker] = spoke.get(part.speaker, 0.0) + part.end - part.start
-            if len(first_heard) > 2:
-                for voice, last in last_heard.items():
-                    plain = self.evidence.agent_phrases_in(voice) < ANOTHER_AGENT
-                    if (plain or spoke[voice] >= PROMPT_S) and all(
-                        last <= start + PAD_S for v, start in first_heard.items() if v != voice
-                    ):
-                        prompt = voice
+        prompt = None
+        if len(first_heard) > 2:
+            for voice, last in last_heard.items():
+                if self.evidence.agent_phrases_in(voice) < ANOTHER_AGENT and all(
+                    last <= start + PAD_S for v, start in first_heard.items() if v != voice
+                ):
+                    prompt = voice
         self.evidence.prompt = prompt
         first = self._first_part
         if prompt is not None:  # (parts are in call order)
