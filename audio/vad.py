@@ -50,6 +50,8 @@ class SpeechStarted:
 class SpeechEnded:
     start: int
     end: int  # first sample of the silence that ended the utterance
+    # ended by the shorter pause of a long utterance (`long_min_silence_ms`), not the hangover
+    short: bool = False
 
 
 VadEvent = SpeechStarted | SpeechEnded
@@ -115,7 +117,9 @@ class VadSegmenter:
             hangover = self._long_min_silence if long else self._min_silence
             if position + WINDOW - self._silence_start >= hangover:
                 self.in_speech = False
-                return SpeechEnded(self.speech_start, self._silence_start)
+                return SpeechEnded(
+                    self.speech_start, self._silence_start, short=hangover < self._min_silence
+                )
         return None
 
     @property

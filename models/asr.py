@@ -59,6 +59,12 @@ class StreamingOptions:
     # Known from the final's text, decoded as usual. 0: off (the default: on the real calls
     # here it left accuracy where it was and cost final latency, README "Benchmarks").
     hold_open_ms: int = 0
+    # A long utterance's shorter pause (`VadOptions.long_min_silence_ms`, after
+    # `long_speech_ms` of speech) ends it only where the early final's text closes a sentence:
+    # an open text ("and I wanted to give") goes on with the speech after the pause, as
+    # `hold_open_ms` does, until the pause reaches the VAD's full hangover. Off by default:
+    # on the real calls here it made the live finals less like offline base (README).
+    sentence_pauses: bool = False
     # Recordings: wait for the early final's text where the choice needs it, so the same
     # audio is always cut the same way. Live: never hold the audio up (the choice is made
     # when the text comes, and a turn taken for one is split again if its text was closed).
@@ -114,6 +120,8 @@ VOCABULARY_TOKENS = 100
 # Armenian, Ethiopic, Burmese, Greek), and the closing quotes and brackets after it
 _ENDS = ".?!。？！｡؟۔।॥։።။\u037e"
 _CLOSERS = "\"'”’»」』)]"
+# any punctuation: a text with none (Thai, unpunctuated Chinese) says nothing about its end
+_MARKS = _ENDS + ",;:，、；：،"
 # English words a sentence does not end on: articles, possessives, conjunctions and
 # prepositions that need what follows ("a lot of your.", "That's my.", "and I.")
 _OPEN_WORDS = frozenset(
@@ -139,8 +147,9 @@ def leaves_open(text: str, language: str) -> bool:
 @dataclass(slots=True)
 class _Held:
     """An utterance whose speech has ended, waiting for its early final's text: closed, it
-    is final; open, it is final only once the pause has lasted `hold_open_ms`, and speech
-    before that continues it. `resumed`: speech came back before the text did (live), so
+    is final; open, it is final only once the pause has lasted `open_ms` (`hold_open_ms`,
+    or the full hangover after a long utterance's shorter pause), and speech before that
+    continues it. `resumed`: speech came back before the text did (live), so
     the utterance goes on for now, and is cut again at `resumed` if the text was closed."""
 
     utt: int
@@ -148,6 +157,8 @@ class _Held:
     end: int
     silence: int
     future: ThreadFuture[Hypothesis | None]
+    open_ms: int  # an open text waits this long into the pause for speech to continue it
+    short: bool = False  # ended by a long utterance's shorter pause (`sentence_pauses`)
     audio: Float32Array | None = None  # what was decoded (the next final's left context)
     resumed: int | None = None
 
@@ -240,7 +251,7 @@ class StreamingTranscriber:
         self._settled.set()
         self.speculative_used = 0
         self.speculative_wasted = 0
-        self._held: _Held | None = None  # an utterance waiting for its text (hold_open_ms)
+        self._held: _Held | None = None  # an utterance waiting for its text (`_Held`)
         self._continued = False  # the utterance went on after a pause that left it open
         self._quiet: list[tuple[int, int]] = []  # (start, end) samples of its pauses
         self.held_joined = 0  # utterances continued after such a pause
@@ -282,16 +293,25 @@ class StreamingTranscriber:
                     self._settle_held()
                 speech_ms = (event.end - event.start) * 1000 // TARGET_RATE
                 end = min(event.end + self._pad, self.total)
+                open_ms, short = self.options.hold_open_ms, False
+                # (with room left before the longest utterance: a join the cut would undo
+                # again at its quietest point only costs a decode)
+                hangover = self.vad.options.min_silence_ms * TARGET_RATE // 1000
+                room = (self.options.max_utterance_s - 3) * TARGET_RATE - hangover
+                if (
+                    event.short
+                    and self.options.sentence_pauses
+                    and self.options.hold_open_ms == 0  # (else held as `hold_open_ms` says)
+                    and event.end - self._utt_start < room
+                ):
+                    open_ms, short = self.vad.options.min_silence_ms, True
                 if (
                     speech_ms >= self.vad.options.min_speech_ms
                     or self._partial_shown == self._utt_id
                     or self._continued
                 ):
                     self._finalize(
-                        self._utt_start,
-                        end,
-                        silence=event.end,
-                        hold=self.options.hold_open_ms > 0,
+                        self._utt_start, end, silence=event.end, open_ms=open_ms, short=short
                     )
                 else:
                     self._drop_speculative()
@@ -346,13 +366,17 @@ class StreamingTranscriber:
         if held.future.cancelled() or held.future.exception() is not None:
             return False
         hyp = held.future.result()
-        return hyp is not None and hyp.ok and leaves_open(hyp.text, hyp.language)
+        if hyp is None or not hyp.ok:
+            return False
+        if held.short and hyp.language != "en" and not any(c in _MARKS for c in hyp.text):
+            return False  # (a text with no punctuation at all cannot tell: cut, as without)
+        return leaves_open(hyp.text, hyp.language)
 
     async def _resume_held(self, sample: int) -> bool:
         """Speech starts at `sample` after a held utterance: True if it continues it."""
         held = self._held
         assert held is not None
-        if sample - held.silence >= self.options.hold_open_ms * TARGET_RATE // 1000:
+        if sample - held.silence >= held.open_ms * TARGET_RATE // 1000:
             self._release_held()
             return False
         verdict = self._verdict(held)
@@ -373,7 +397,7 @@ class StreamingTranscriber:
 
     def _check_held(self) -> None:
         """After new audio: a held utterance whose text is known, or whose pause has lasted
-        `hold_open_ms`, is settled."""
+        its `open_ms` (as far as the VAD has judged the audio), is settled."""
         held = self._held
         assert held is not None
         if held.resumed is not None:
@@ -383,7 +407,7 @@ class StreamingTranscriber:
         verdict = self._verdict(held)
         if (
             verdict is False
-            or self.total - held.silence >= self.options.hold_open_ms * TARGET_RATE // 1000
+            or self.vad.samples_seen - held.silence >= held.open_ms * TARGET_RATE // 1000
         ):
             self._release_held()
 
@@ -649,15 +673,21 @@ class StreamingTranscriber:
 
     # -- finals -------------------------------------------------------------------------
     def _finalize(
-        self, start: int, end: int, *, silence: int | None = None, hold: bool = False
+        self,
+        start: int,
+        end: int,
+        *,
+        silence: int | None = None,
+        open_ms: int = 0,
+        short: bool = False,
     ) -> None:
         """The utterance from `start` ends at `end` (`silence`: where its pause began, for
-        the early final): its final is queued, or with `hold` held for its text
-        (`hold_open_ms`)."""
+        the early final): its final is queued, or with `open_ms` held for its text
+        (`hold_open_ms`, `sentence_pauses`)."""
         utt = self._utt_id
         decoded = self._final_decode(start, end, silence)
-        if hold and decoded is not None and silence is not None:
-            self._hold(_Held(utt, start, decoded[0], silence, decoded[1]))
+        if open_ms > 0 and decoded is not None and silence is not None:
+            self._hold(_Held(utt, start, decoded[0], silence, decoded[1], open_ms, short))
             return
         self._utt_start = None
         self.scheduler.cancel_partial(self.key)

@@ -513,6 +513,21 @@ class Settings:
     vad_min_silence_ms: int = _recognition(
         400, _int, _range(100, 5000), "silence that ends an utterance (the hangover before a final)"
     )
+    vad_long_speech_ms: int = _recognition(
+        5000,
+        _int,
+        _range(1000, 30000),
+        "after this much speech a pause shorter than the hangover (200 ms) may end an "
+        "utterance (no effect with a hangover of 200 ms or less)",
+    )
+    sentence_pauses: bool = _recognition(
+        False,
+        _bool,
+        _ok,
+        "a pause shorter than the hangover that ends a long utterance (after "
+        "vad_long_speech_ms) ends it only where the final's text closes a sentence (an open "
+        "text goes on with the speech after it); false: any such pause ends it",
+    )
     revise: bool = _recognition(
         True,
         _bool,
@@ -873,7 +888,11 @@ class Settings:
 
     @property
     def vad(self) -> VadOptions:
-        return VadOptions(threshold=self.vad_threshold, min_silence_ms=self.vad_min_silence_ms)
+        return VadOptions(
+            threshold=self.vad_threshold,
+            min_silence_ms=self.vad_min_silence_ms,
+            long_speech_ms=self.vad_long_speech_ms,
+        )
 
     @property
     def streaming(self) -> StreamingOptions:
@@ -882,6 +901,7 @@ class Settings:
             max_utterance_s=self.max_utterance_s,
             speculative_final_ms=self.speculative_final_ms,
             hold_open_ms=self.hold_open_ms,
+            sentence_pauses=self.sentence_pauses,
         )
 
 

@@ -53,3 +53,22 @@ def test_hangover_sets_end_of_utterance(vad_model) -> None:  # type: ignore[no-u
     assert isinstance(short[-1], SpeechEnded) and isinstance(long[-1], SpeechEnded)
     # a shorter hangover never merges more: at least as many utterances
     assert len(short) >= len(long)
+
+
+def test_a_long_utterances_shorter_pause_says_so(vad_model) -> None:  # type: ignore[no-untyped-def]
+    """A recorded IVR prompt pauses about 0.3 s between its sentences: under the hangover,
+    so only an utterance already `long_speech_ms` long ends there, and its end says so."""
+    audio = load_16k("tel_asterisk_allison_demo-instruct.wav")
+    opts = VadOptions(long_speech_ms=3000)
+    ends = [
+        e for e in push_all(VadSegmenter(vad_model, opts), audio, 512) if isinstance(e, SpeechEnded)
+    ]
+    short = [e for e in ends if e.short]
+    assert short and all(e.end - e.start >= 3 * 16000 for e in short)
+    never = VadOptions(long_min_silence_ms=400)  # (the shorter pause is the hangover)
+    plain = [
+        e
+        for e in push_all(VadSegmenter(vad_model, never), audio, 512)
+        if isinstance(e, SpeechEnded)
+    ]
+    assert not any(e.short for e in plain) and len(plain) < len(ends)

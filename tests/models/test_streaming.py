@@ -561,6 +561,138 @@ async def test_a_short_continuation_keeps_the_whole_utterance() -> None:
     assert [f.text for f in ch.finals] == ["My name is Sam."]
 
 
+# -- a long utterance's shorter pause (`sentence_pauses`) ---------------------------------
+
+
+async def test_a_long_utterances_short_pause_inside_a_sentence_does_not_end_it() -> None:
+    """After 5 s of speech a 200 ms pause ends an utterance, but where the text is open
+    ("... I wanted to give") the speech after it goes on as the same utterance."""
+    ch = Channel(partials=False, speculative_final_ms=200, sentence_pauses=True)
+    await ch.speak(5.5)
+    await ch.speak(0.25, level=0.02)  # 250 ms: the long utterance's shorter pause
+    await answer_final(ch, "I was thinking about it all week and I wanted to give", 5.5)
+    await ch.speak(1.0)  # speech again 300 ms into the pause, under the 400 ms hangover
+    await ch.speak(0.5, loud=False)
+    await answer_final(ch, "I was thinking about it all week and I wanted to give you a call.", 6.8)
+    await ch.close()
+    assert [f.text for f in ch.finals] == [
+        "I was thinking about it all week and I wanted to give you a call."
+    ]
+    assert ch.transcriber.held_joined == 1
+
+
+@pytest.mark.parametrize("sentence_pauses", [True, False])
+async def test_a_long_utterances_short_pause_after_a_sentence_ends_it(
+    sentence_pauses: bool,
+) -> None:
+    """A closed sentence (an IVR's, between its sentences) is final at that pause, and so
+    is any text with `sentence_pauses` off."""
+    ch = Channel(partials=False, speculative_final_ms=200, sentence_pauses=sentence_pauses)
+    await ch.speak(5.5)
+    await ch.speak(0.25, level=0.02)
+    text = "For sales press one." if sentence_pauses else "For sales press"
+    await answer_final(ch, text, 5.5)
+    assert await emitted(ch, 1) == [text]  # before any more audio
+    await ch.speak(0.05, level=0.02)
+    await ch.speak(1.0)  # the next sentence is an utterance of its own
+    await ch.speak(0.5, loud=False)
+    await answer_final(ch, "For billing press two.", 1.0)
+    await ch.close()
+    assert [f.text for f in ch.finals] == [text, "For billing press two."]
+    assert ch.transcriber.held_joined == 0
+
+
+async def test_a_short_pause_near_the_longest_utterance_ends_it_whatever_the_text() -> None:
+    """7.5 s in, a joined utterance would be cut again at 10 s at its quietest point, the
+    same pause: no hold, the pause ends it as before."""
+    ch = Channel(partials=False, speculative_final_ms=200, sentence_pauses=True)
+    await ch.speak(7.5)
+    await ch.speak(0.3, level=0.02)  # (under the 400 ms hangover)
+    await answer_final(ch, "and then after that I wanted to give", 7.5)
+    await ch.speak(1.0)
+    await ch.speak(0.5, loud=False)
+    await answer_final(ch, "you a call.", 1.0)
+    await ch.close()
+    assert [f.text for f in ch.finals] == ["and then after that I wanted to give", "you a call."]
+
+
+@pytest.mark.parametrize("chunk_ms", [20, 13, 100])
+async def test_a_recording_joins_an_open_short_pause_however_it_is_chunked(chunk_ms: int) -> None:
+    """Recordings wait for the text (`wait_for_text`): the open sentence goes on through a
+    370 ms pause (under the hangover), whatever the size of the chunks the audio comes in."""
+    ch = Channel(partials=False, speculative_final_ms=200, wait_for_text=True, sentence_pauses=True)
+    chunk = TARGET_RATE * chunk_ms // 1000
+
+    async def speak(seconds: float, level: float) -> None:
+        for _ in range(round(seconds * TARGET_RATE / chunk)):
+            await ch.transcriber.push(np.full(chunk, level, dtype=np.float32))
+
+    submitted = asyncio.Event()
+    submit = ch.scheduler.submit
+
+    def submit_and_tell(job: RecognitionJob) -> Future[Hypothesis | None]:
+        future = submit(job)
+        submitted.set()
+        return future
+
+    ch.scheduler.submit = submit_and_tell  # type: ignore[method-assign]
+
+    async def answer(text: str, seconds: float) -> None:
+        async with asyncio.timeout(5):
+            while not ch.scheduler.waiting(final=True):
+                submitted.clear()
+                await submitted.wait()
+        await answer_final(ch, text, seconds)
+
+    speaking = asyncio.create_task(speak(5.5, 0.3))
+    await speaking
+    pause = asyncio.create_task(speak(0.37, 0.02))
+    await answer("I was thinking about it all week and I wanted to give", 5.5)
+    await pause
+    await speak(1.0, 0.3)
+    tail = asyncio.create_task(speak(0.6, 0.0))
+    await answer("I was thinking about it all week and I wanted to give you a call.", 6.8)
+    await tail
+    await ch.close()
+    assert [f.text for f in ch.finals] == [
+        "I was thinking about it all week and I wanted to give you a call."
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "joined"), [("Ich rufe an wegen", False), ("Ich rufe an, wegen", True)]
+)
+async def test_outside_english_a_text_with_no_punctuation_cannot_hold_a_short_pause(
+    text: str, joined: bool
+) -> None:
+    """Thai, or Chinese that Whisper left unpunctuated, would always look open: a text with
+    no mark at all is cut as without the setting; one with punctuation is read as usual."""
+    ch = Channel(language="de", partials=False, speculative_final_ms=200, sentence_pauses=True)
+    await ch.speak(5.5)
+    await ch.speak(0.3, level=0.02)
+    [(_, future)] = ch.scheduler.waiting(final=True)
+    future.set_result(replace(said(text, 5.5), language="de"))
+    await ch.speak(1.0)
+    await ch.speak(0.5, loud=False)
+    [(_, future)] = ch.scheduler.waiting(final=True)
+    future.set_result(replace(said("des Termins.", 1.0), language="de"))
+    await ch.close()
+    assert len(ch.finals) == (1 if joined else 2)
+    assert ch.transcriber.held_joined == int(joined)
+
+
+async def test_a_short_pause_before_five_seconds_of_speech_ends_nothing() -> None:
+    ch = Channel(partials=False, speculative_final_ms=0)
+    await ch.speak(3.0)
+    await ch.speak(0.25, level=0.02)
+    await ch.speak(1.0)
+    assert ch.scheduler.waiting(final=True) == []  # (no final decode was started)
+    await ch.speak(0.5, loud=False)
+    await answer_final(ch, "One utterance.", 4.2)
+    await ch.close()
+    assert [f.text for f in ch.finals] == ["One utterance."]
+
+
 async def test_a_recording_waits_for_the_text_so_it_is_cut_the_same_way_every_time() -> None:
     """`wait_for_text` (recordings): speech resuming before the held text is known waits
     for it, so where a recording is cut never depends on how fast the machine decodes."""
