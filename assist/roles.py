@@ -9,9 +9,10 @@ order"), and so, more weakly, does how each speaks: for the company to the custo
 `roles` names the agent: the speaker with the most agent evidence, or, with none either way,
 the one heard first (the agent answers an inbound call). Every other speaker is the
 customer. Where the agent's voice print is kept (from their two-channel calls,
-`CALLCUE_VOICE_PRINTS`), the voice matching it decides. Of three voices, one heard only before
-both others spoke is a recorded prompt (an IVR's greeting or menu before the agent answers):
-the company's side, the agent's line, and the other two are told apart as on a call of two.
+`CALLCUE_VOICE_PRINTS`), the voice matching it decides. Of three voices, one that says no
+agent phrase and was heard only before both others spoke is a recorded prompt (an IVR's menu
+before the agent answers; the diarizer finds it): the company's side, the agent's line, and
+the other two are told apart as on a call of two.
 """
 
 from __future__ import annotations
@@ -256,8 +257,8 @@ class RoleEvidence:
     first: int | None = None
     # the voice the agent's kept voice print matched (set by the diarizer): it decides
     voice_agent: int | None = None
-    # of three voices, one heard only before both others spoke (set by the diarizer): a
-    # recorded prompt before the agent answers, the company's side whatever it says
+    # of three voices, one that says no agent phrase and was heard only before both others
+    # spoke (set by the diarizer): a recorded prompt, the company's side
     prompt: int | None = None
 
     @classmethod

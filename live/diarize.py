@@ -13,9 +13,10 @@ call's prints are clustered again (k-means over the voices heard, at most three,
 print length, from the current centres and from the k least alike prints; voices that come out
 alike are one): a part whose speaker changes, or a speaker whose role changes, is corrected
 with a `transcript.relabeled` (screens move the line, the store keeps the corrected channel).
-A third voice is a party of its own: heard only before both others spoke, a recorded prompt
-(an IVR's greeting or menu before the agent answers), on the agent's line; otherwise (a second
-agent after a transfer) the agent if it says what agents say, else the customer.
+A third voice is a party of its own: saying no agent phrase and heard only before both others
+spoke, a recorded prompt (an IVR's menu before the agent answers), on the agent's line;
+otherwise (a second agent after a transfer) the agent if it says what agents say, else the
+customer.
 """
 
 from __future__ import annotations
