@@ -18,7 +18,7 @@ import logging
 import re
 import time
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -52,6 +52,12 @@ log = logging.getLogger("callcue.assist")
 SENTENCE = re.compile(r"(?<=[.?!])\s+")
 CONTEXT_FOR_WORDS = 12  # customer finals this short are also read with the previous one
 CONTEXT_WORDS = 24  # words of the previous customer final they are read with
+# A closing intent ("thanks, bye") closes a call once the customer has asked for something
+# (another intent) or after this long: before that it is no intent. At a call's start a
+# greeting is read as thanks ("Hi, good morning." is the shipped playbook's closing intent to
+# the tuned head), and a closing stage there would bring the closing's actions (recap) and
+# replies ("anything else?") to the agent's screen before the call has begun.
+CLOSING_AFTER_S = 60.0
 FEEDBACK_ACTIONS = ("shown", "copied", "accepted", "dismissed", "done")
 FEEDBACK_KINDS = ("reply", "article", "action")
 
@@ -567,6 +573,8 @@ class CallAssist:
         assert result is not None
         if result.intent is None and analysis.context_intent and analysis.context_intent.intent:
             result = analysis.context_intent  # a short answer read with what came before
+        if result.intent is not None and not self._may_close(result.intent):
+            result = replace(result, intent=None)  # (a greeting taken for thanks: see above)
         if result.intent is not None:
             self.intent = result.intent
             self.intent_confidence = result.confidence
@@ -590,6 +598,14 @@ class CallAssist:
                 stage=self.stage,
             )
         ]
+
+    def _may_close(self, intent: str) -> bool:
+        """Whether `intent` may be taken: any intent but a closing one, which needs a request
+        before it or `CLOSING_AFTER_S` of call."""
+        playbook = self.models.playbook
+        if not playbook.intent(intent).closing or self.elapsed >= CLOSING_AFTER_S:
+            return True
+        return any(not playbook.intent(seen).closing for seen in self.intents_seen)
 
     def _sentiment(self, channel: str, utterance: int, result: SentimentResult) -> list[Event]:
         o = self.options

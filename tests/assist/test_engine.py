@@ -118,8 +118,8 @@ def test_a_turn_with_no_request_has_no_intent(call: CallAssist, said: str) -> No
 def test_thanks_keeps_the_closing_intent_whose_examples_say_it(call: CallAssist) -> None:
     """The tuned head calls "Okay." the closing intent too (its shortest examples); only a word
     of thanks or farewell that the intent's own examples use lets a phatic turn keep it."""
-    for said in ("Thank you so much.", "Okay, bye."):
-        assert of(say(call, "customer", said), "intent")[0]["intent"] == "thanks_goodbye"
+    for said in ("Thank you so much.", "Okay, bye."):  # (a minute in: see the next test)
+        assert of(say(call, "customer", said, 70.0), "intent")[0]["intent"] == "thanks_goodbye"
 
 
 def test_a_request_after_a_filler_still_gets_its_intent(call: CallAssist) -> None:
@@ -244,3 +244,19 @@ def test_categories_match_from_what_the_models_read(call: CallAssist) -> None:
     )
     [silence] = [e.to_dict() for e in call.on_end(90.0, (40.0, 65.0), 0.0) if e.type != "alert"]
     assert silence["name"] == "long_silence" and (silence["start"], silence["end"]) == (40, 65)
+
+
+def test_a_greeting_taken_for_thanks_does_not_close_the_call(call: CallAssist) -> None:
+    """The tuned head reads "Hi, good morning." as the closing intent: at the start of a call
+    that has had no request it is no intent, and the call stays in its opening (no recap, no
+    "anything else?"). Thanks after a request closes it, as does thanks after a minute."""
+    greeting = of(say(call, "customer", "Hi, good morning.", 2.0), "intent")[0]
+    assert greeting["top"][0]["intent"] == "thanks_goodbye"  # what the head said
+    assert greeting["intent"] is None and greeting["stage"] == "opening"
+    assert call.stage == "opening" and not call.intents_seen
+    say(call, "customer", "I still haven't gotten my refund for the boots I sent back.", 10.0)
+    thanks = of(say(call, "customer", "Thank you so much.", 30.0), "intent")[0]
+    assert thanks["intent"] == "thanks_goodbye" and thanks["stage"] == "closing"
+    late = CallAssist(call.models, "t-2")
+    later = of(say(late, "customer", "Thank you so much.", 75.0), "intent")[0]
+    assert later["intent"] == "thanks_goodbye" and later["stage"] == "closing"
