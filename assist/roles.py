@@ -21,6 +21,7 @@ import re
 import unicodedata
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from assist.categories import has_phrase, words_of
 
@@ -237,12 +238,17 @@ def _phrases(texts: Iterable[str]) -> tuple[tuple[str, ...], ...]:
 _UNSPACED = re.compile("[\u0e00-\u0e7f\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff]")
 
 
+@lru_cache(maxsize=4096)  # (the built-in phrases and each call's agent name)
+def _unspaced(phrase: tuple[str, ...]) -> str | None:
+    """A phrase in a script without spaces, run together (None: a phrase of words)."""
+    return "".join(phrase) if any(_UNSPACED.search(word) for word in phrase) else None
+
+
 def _said(said: tuple[str, ...], compact: str, phrase: tuple[str, ...]) -> bool:
     """Whether `phrase` was said: as whole words, or, in a script without spaces, anywhere in
     the text (`compact`: its words run together)."""
-    if any(_UNSPACED.search(word) for word in phrase):
-        return "".join(phrase) in compact
-    return has_phrase(said, phrase)
+    run = _unspaced(phrase)
+    return run in compact if run is not None else has_phrase(said, phrase)
 
 
 @dataclass

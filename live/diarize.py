@@ -201,9 +201,6 @@ class CallDiarizer:
     _next_id: int = 0
     _provisional: dict[int, str] = field(default_factory=dict)  # recognizer utterance → role
     _last_split: int = -1  # the latest recognizer utterance split
-    # the call's first part of at least NEW_VOICE_S (who spoke first), or until one comes its
-    # very first part
-    _first_part: Part | None = None
 
     def push(self, samples: Float32Array) -> None:
         self.recent.push(samples)
@@ -293,10 +290,6 @@ class CallDiarizer:
                 )
             )
         self.parts.extend(out)
-        for part in out:  # who spoke first: a sub-second part's voice is too noisy to say
-            first = self._first_part
-            if first is None or first.end - first.start < NEW_VOICE_S <= part.end - part.start:
-                self._first_part = part
         self._opening()
         self._hear_agent_voice()
         roles = self.evidence.roles(self._live())
@@ -358,8 +351,10 @@ class CallDiarizer:
         agents say and whose every part ended before either other voice's first began (an
         IVR's menu before the agent answers) is the company's (`RoleEvidence.prompt`), and
         who spoke first is then the first voice after it. A sub-second part later in its
-        voice does not undo it (a stray print). Settled once the call's first prints are
-        forgotten (10 minutes of speech)."""
+        voice does not undo it (a stray print). Who spoke first: the first part of a second
+        or more (a sub-second part's voice is too noisy to say), or until one comes the very
+        first. Settled once the call's first prints, and so its first parts, are forgotten
+        (10 minutes of speech)."""
         if self._first_print > 0:
             return
         live = self._live()
@@ -378,11 +373,9 @@ class CallDiarizer:
                 ):
                     prompt = voice
         self.evidence.prompt = prompt
-        first = self._first_part
-        if prompt is not None:  # (parts are in call order)
-            after = [p for p in self.parts if p.speaker != prompt]
-            long = (p for p in after if p.end - p.start >= NEW_VOICE_S)
-            first = next(long, after[0] if after else None)
+        after = [p for p in self.parts if p.speaker != prompt]  # (in call order)
+        long = (p for p in after if p.end - p.start >= NEW_VOICE_S)
+        first = next(long, after[0] if after else None)
         if first is not None:
             self.evidence.first = first.speaker
 

@@ -300,7 +300,6 @@ def test_a_part_on_a_merged_voice_moves_even_with_one_print() -> None:
     # the call's first part, of one print, on the voice that will be merged into A's
     first = Part(0, 6.0, 7.6, "thank you for calling", (), 2, "customer", [6], seq=1)
     d.parts = [first]
-    d._first_part = first
     d.evidence.add(2, first.text)
     d.evidence.add(1, "hi I need to check my order")
     changes = d.recluster()
