@@ -1,11 +1,13 @@
 """Agent and customer on one channel: the finals of a mixed call, split and labelled by voice.
 
 A call whose start asks for `diarize` is recognized as one channel; each final of it comes
-here before anything else sees it. Voice prints (`models.speaker`: 1.6 s windows every 0.5 s
-of the final's speech, computed on the diarization thread, never on the event loop) put each
-word down to a speaker of the call (`SpeakerClusters`, none known at the start); a final in
-which the speaker changes is cut at the change into parts, each of which becomes a
-`transcript.final` on the channel `agent` or `customer`, exactly as on a two-channel call.
+here before anything else sees it. Voice prints (`models.speaker`: 1.6 s windows starting
+every 0.5 s of call time over the final's speech, computed on the diarization thread, never on
+the event loop, and made while the speech is heard so that a final waits only for the windows
+at its edges) put each word down to a speaker of the call (`SpeakerClusters`, none known at
+the start); a final in which the speaker changes is cut at the change into parts, each of which
+becomes a `transcript.final` on the channel `agent` or `customer`, exactly as on a two-channel
+call.
 
 Which voice is the agent comes from what each says (`assist.roles.RoleEvidence`) and, with
 nothing to go on, who spoke first, or the agent's kept voice print. After every final the
@@ -23,9 +25,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import permutations
 from typing import Any
@@ -34,7 +37,7 @@ import numpy as np
 
 from assist.roles import ANOTHER_AGENT, RoleEvidence
 from audio.codec import TARGET_RATE, Float32Array
-from models.speaker import Print, SpeakerClusters, SpeakerEncoder
+from models.speaker import HOP, WINDOW_FRAMES, Print, SpeakerClusters, SpeakerEncoder, raised
 from models.whisper import WordTiming
 
 log = logging.getLogger("callcue.diarize")
@@ -48,6 +51,16 @@ MIN_PART_S = 0.8  # a speaker change shorter than this inside a final is not a c
 NEW_VOICE_S = 1.0  # a print shorter than this joins a voice heard already (it is noisy)
 SAME_VOICE = 0.88  # refit centres more alike than this: one voice, not two
 PAD_S = 0.1  # audio around a final's words that its prints include
+# A final's prints are of 1.6 s windows starting every GRID_S call seconds. Those of speech are
+# made as it is heard (`CallDiarizer.heard`), so a final waits only for the prints of its edges:
+# a window of its own for words more than EDGE_S before its first window or after its last.
+GRID_S = 0.5
+WINDOW_S = WINDOW_FRAMES * HOP / TARGET_RATE
+EDGE_S = 0.25
+MIN_PRINT_S = 0.3  # a final shorter than this (with PAD_S) has no print: too short for a voice
+# the recognizer says an utterance has ended this long after its words (its 400 ms hangover):
+# windows after that are not printed in the background (a final that needs one makes it)
+HANGOVER_S = 0.4
 ONE_PRINT_MARGIN = 0.1  # a part of one print moves to the voice it is this much nearer
 # The agent's kept voice print decides: the voice it is this much nearer to than to the other
 # (two voices heard); one voice heard so far is the agent's this near to it. (On the AWS call,
@@ -128,6 +141,16 @@ class RecentAudio:
         """How much is kept."""
         return self._length / TARGET_RATE
 
+    @property
+    def start(self) -> float:
+        """The call second of the first sample kept."""
+        return self._start / TARGET_RATE
+
+    @property
+    def end(self) -> float:
+        """The call second where the audio pushed so far ends."""
+        return (self._start + self._length) / TARGET_RATE
+
     def between(self, start: float, end: float) -> Float32Array:
         """A copy of the audio from `start` to `end` call seconds (what is kept of it)."""
         lo = max(int(start * TARGET_RATE), self._start)
@@ -150,11 +173,16 @@ def voice_prints(
     """(worker thread) Voice prints of a stretch of speech, quiet speech first raised to
     -30 dBFS as Resemblyzer does, and the CPU seconds they took."""
     started = time.thread_time()
-    rms = float(np.sqrt(np.mean(audio**2))) if len(audio) else 0.0
-    target = 10 ** (-30 / 20)
-    if 0 < rms < target:
-        audio = audio * (target / max(rms, 1e-6))
-    prints = encoder.prints(audio, offset=offset, min_seconds=0.3)
+    prints = encoder.prints(raised(audio), offset=offset, min_seconds=0.3)
+    return prints, time.thread_time() - started
+
+
+def span_prints(
+    encoder: SpeakerEncoder, audio: Float32Array, offset: float, spans: list[tuple[float, float]]
+) -> tuple[list[Print], float]:
+    """(worker thread) `SpeakerEncoder.span_prints`, and the CPU seconds they took."""
+    started = time.thread_time()
+    prints = encoder.span_prints(audio, offset, spans)
     return prints, time.thread_time() - started
 
 
@@ -201,9 +229,84 @@ class CallDiarizer:
     _next_id: int = 0
     _provisional: dict[int, str] = field(default_factory=dict)  # recognizer utterance → role
     _last_split: int = -1  # the latest recognizer utterance split
+    # prints of speech made as it is heard (`heard`): grid window (its start / GRID_S) → print
+    _ready: dict[int, Print] = field(default_factory=dict)
+    _grid_next: int = 0  # the first grid window not yet made (or passed over)
+    _making: Future[tuple[list[Print], float]] | None = None
+    _speech: tuple[float, float | None] | None = None  # (from, until) call seconds, to print
 
     def push(self, samples: Float32Array) -> None:
         self.recent.push(samples)
+
+    def heard(self, speech_from: float | None) -> None:
+        """(on the loop, after each push) `speech_from`: the call second where the utterance
+        the recognizer is hearing began (None: none). The grid windows of speech whose audio
+        is in are printed in the background, a second at a time, and up to where speech
+        ended once it has: a final then waits only for the prints of its edges."""
+        self._collect()
+        end = self.recent.end
+        if speech_from is not None:
+            self._speech = (speech_from, None)
+        elif self._speech is not None and self._speech[1] is None:
+            self._speech = (self._speech[0], end - HANGOVER_S)  # it has just ended
+        if self._speech is None or self._making is not None:
+            return
+        since, until = self._speech
+        first = max(
+            self._grid_next,
+            math.ceil(max(since - PAD_S, self.recent.start) / GRID_S - 1e-6),
+        )
+        last = math.floor(((end if until is None else until) - WINDOW_S) / GRID_S + 1e-6)
+        if until is None and last - first < 1:  # (in speech: two windows at a time)
+            return
+        if until is not None:
+            self._speech = None
+        if last < first:
+            return
+        self._grid_next = last + 1
+        spans = [(k * GRID_S, k * GRID_S + WINDOW_S) for k in range(first, last + 1)]
+        audio = self.recent.between(spans[0][0], spans[-1][1])
+        self._making = self.executor.submit(span_prints, self.encoder, audio, spans[0][0], spans)
+
+    def _collect(self) -> None:
+        """The background prints, once made."""
+        making = self._making
+        if making is None or not making.done():
+            return
+        self._making = None
+        if making.cancelled():  # (the node is closing)
+            return
+        try:
+            prints, seconds = making.result()
+        except Exception:  # (each final's own prints are made when it is split)
+            log.exception("voice prints of speech failed")
+            return
+        if self.on_seconds is not None:
+            self.on_seconds(seconds)
+        oldest = math.floor(self.recent.start / GRID_S)
+        self._ready = {k: p for k, p in self._ready.items() if k >= oldest}
+        for p in prints:
+            self._ready[round(p.start / GRID_S)] = p
+
+    @staticmethod
+    def _spans(lo: float, hi: float) -> list[tuple[float, float, int | None]]:
+        """The windows (start, end, grid window or None) whose prints tell who said the words
+        from `lo` to `hi`: the grid windows within, and one at an edge the grid leaves more
+        than EDGE_S of; a stretch shorter than a window is one print."""
+        if hi - lo < MIN_PRINT_S:
+            return []
+        if hi - lo < WINDOW_S:
+            return [(lo, hi, None)]
+        first = math.ceil(lo / GRID_S - 1e-6)
+        last = math.floor((hi - WINDOW_S) / GRID_S + 1e-6)
+        spans: list[tuple[float, float, int | None]] = [
+            (k * GRID_S, k * GRID_S + WINDOW_S, k) for k in range(first, last + 1)
+        ]
+        if not spans or spans[0][0] - lo > EDGE_S:
+            spans.insert(0, (lo, lo + WINDOW_S, None))
+        if spans[-1][1] < hi - EDGE_S:
+            spans.append((hi - WINDOW_S, hi, None))
+        return spans
 
     # -- ids and provisional roles -----------------------------------------------------------
 
@@ -255,16 +358,31 @@ class CallDiarizer:
         timed = bool(words)
         if not words:  # (untimed: one stretch, published without words)
             words = (WordTiming(text, start, end, 0.0),)
-        lo = max(words[0].start - PAD_S, 0.0)
-        audio = self.recent.between(lo, words[-1].end + PAD_S)
-        loop = asyncio.get_running_loop()
-        prints, seconds = await loop.run_in_executor(
-            self.executor, voice_prints, self.encoder, audio, lo
-        )
+        lo = max(words[0].start - PAD_S, self.recent.start)
+        hi = min(words[-1].end + PAD_S, self.recent.end)
+        if self._making is not None:  # (the prints of its speech being made)
+            await asyncio.wait([asyncio.wrap_future(self._making)])
+            self._collect()
+        spans = self._spans(lo, hi)
+        missing = [(a, b) for a, b, k in spans if k is None or k not in self._ready]
+        made: dict[tuple[float, float], Print] = {}
+        if missing:
+            loop = asyncio.get_running_loop()
+            got, seconds = await loop.run_in_executor(
+                self.executor, span_prints, self.encoder, self.recent.between(lo, hi), lo, missing
+            )
+            made = {(p.start, p.end): p for p in got}
+            if self.on_seconds is not None:
+                self.on_seconds(seconds)
+        prints = []
+        for a, b, k in spans:
+            made_now = made.get((round(a, 3), round(b, 3)))
+            kept = self._ready.get(k, made_now) if k is not None else made_now
+            if kept is not None:  # (None: outside the audio kept)
+                prints.append(kept)
         self.recent.release(lo)  # finals come in order: nothing before this one is needed
+        self._ready = {k: p for k, p in self._ready.items() if k * GRID_S >= lo}
         self.forget(utterance)
-        if self.on_seconds is not None:
-            self.on_seconds(seconds)
         base = self._first_print + len(self._prints)
         # (none: too short to hear a voice, the speaker before it goes on)
         labels = [

@@ -694,6 +694,8 @@ class CallSession:
             if self._enrolling is not None and self.channels[index] == "agent":
                 self._enrolling.push(audio[0])
             await self.transcribers[index].push(audio[0])
+            if self.diarizer is not None:
+                self.diarizer.heard(self.transcribers[index].utterance_start)
             self._check_duration()
 
     async def settle(self) -> None:
@@ -711,6 +713,8 @@ class CallSession:
         if self._enrolling is not None:
             self._enrolling.push(audio[self.channels.index("agent")])
         await asyncio.gather(*(t.push(audio[i]) for i, t in enumerate(self.transcribers)))
+        if self.diarizer is not None:  # (its voice prints of speech, made as it is heard)
+            self.diarizer.heard(self.transcribers[0].utterance_start)
 
     async def finish(self, reason: str = "stop") -> None:
         """Flush every pending final, then emit `call.ended`. Safe to call more than once."""

@@ -268,6 +268,12 @@ class StreamingTranscriber:
         self._revisions: list[asyncio.Future[Revision]] = []
         self.revisions_skipped = 0
 
+    @property
+    def utterance_start(self) -> float | None:
+        """The second (from the channel's start) where the utterance being heard began; None
+        between utterances."""
+        return None if self._utt_start is None else self._utt_start / TARGET_RATE
+
     # -- input --------------------------------------------------------------------------
     async def push(self, samples: Float32Array) -> None:
         if self._closed or samples.size == 0:

@@ -194,6 +194,43 @@ class SpeakerEncoder:
             for s, n, v in zip(starts, lengths, vectors, strict=True)
         ]
 
+    def span_prints(
+        self, audio: Float32Array, offset: float, spans: list[tuple[float, float]]
+    ) -> list[Print]:
+        """One voice print for each span (start, end in call seconds, at most a window long)
+        of `audio`, which starts at call second `offset`; each span's audio is raised to
+        -30 dBFS first when quieter (`raised`), so a span's print does not depend on what
+        else was computed with it. Spans outside `audio` get none."""
+        mels, lengths, kept = [], [], []
+        with _BLAS.limit(limits=1, user_api="blas"):  # (many small products: see `_BLAS`)
+            for start, end in spans:
+                lo = max(round((start - offset) * TARGET_RATE), 0)
+                hi = min(round((end - offset) * TARGET_RATE), len(audio))
+                if hi - lo < HOP:
+                    continue
+                mel = mel_spectrogram(raised(audio[lo:hi]))[:WINDOW_FRAMES]
+                mels.append(mel)
+                lengths.append(len(mel))
+                kept.append((start, end))
+            if not mels:
+                return []
+            batch = np.zeros((len(mels), max(lengths), N_MELS), dtype=np.float32)
+            for k, mel in enumerate(mels):
+                batch[k, : len(mel)] = mel
+            vectors = self.embed_mels(batch, lengths)
+        return [Print(round(s, 3), round(e, 3), v) for (s, e), v in zip(kept, vectors, strict=True)]
+
+
+def raised(audio: Float32Array) -> Float32Array:
+    """Quiet speech raised to -30 dBFS, as Resemblyzer does before its prints (never
+    lowered)."""
+    rms = float(np.sqrt(np.mean(audio**2))) if len(audio) else 0.0
+    target = 10 ** (-30 / 20)
+    if 0 < rms < target:
+        out: Float32Array = audio * np.float32(target / max(rms, 1e-6))
+        return out
+    return audio
+
 
 @dataclass(slots=True)
 class Speaker:

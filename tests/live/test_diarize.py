@@ -4,6 +4,7 @@ assist.roles), in-process with a stand-in voice model and end to end on real mix
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import subprocess
 import sys
@@ -21,7 +22,7 @@ from assist.roles import RoleEvidence
 from audio.files import CallAudio, load_call_audio
 from benchmarks.diarization import apply_relabels
 from clients.native import stream_call
-from live.diarize import CallDiarizer
+from live.diarize import EDGE_S, CallDiarizer, Part
 from models.speaker import Print, SpeakerEncoder, SpeakerModelError
 from models.whisper import WordTiming
 from tests.conftest import AUDIO
@@ -107,6 +108,14 @@ class Voices:
             voice = next(v for until, v in self.schedule if middle < until)
             out.append(Print(t, t + min(1.6, seconds), voice))
             t += hop
+        return out
+
+    def span_prints(self, audio: Any, offset: float, spans: list[Any]) -> list[Print]:
+        out = []
+        for start, end in spans:
+            middle = (start + end) / 2
+            voice = next(v for until, v in self.schedule if middle < until)
+            out.append(Print(round(start, 3), round(end, 3), voice))
         return out
 
 
@@ -236,6 +245,57 @@ async def test_a_voice_heard_again_or_that_greets_is_no_prompt() -> None:
     greeted = await prompt_call(greeting, *schedule, (1e9, B))
     assert greeted.evidence.prompt is None
     assert greeted.parts[0].role == "agent" and greeted.parts[2].role == "customer"
+
+
+class CountedVoices(TwoVoices):
+    """`TwoVoices` that keeps the spans each call printed."""
+
+    def __init__(self, change: float) -> None:
+        super().__init__(change)
+        self.calls: list[list[tuple[float, float]]] = []
+
+    def span_prints(self, audio: Any, offset: float, spans: list[Any]) -> list[Print]:
+        self.calls.append(list(spans))
+        return super().span_prints(audio, offset, spans)
+
+
+async def test_prints_of_speech_are_made_as_it_is_heard_so_a_final_waits_for_its_edges() -> None:
+    said = words("thank you for calling how can I help hi I need to return these shoes", 0.5)
+    text = "".join(w.word for w in said)  # (0.5 to 6.45 s)
+
+    async def run(hear: bool) -> tuple[list[list[tuple[float, float]]], int, list[Part]]:
+        voices = CountedVoices(change=4.0)
+        d = CallDiarizer(voices, ThreadPoolExecutor(1))  # type: ignore[arg-type]
+        for k in range(400):  # 8 s in 20 ms chunks; the recognizer's utterance 0.3 to 7.2 s
+            d.push(np.zeros(320, dtype=np.float32))
+            if hear:
+                d.heard(0.3 if 15 <= k < 360 else None)
+                if d._making is not None:  # (a background job: let it finish, as time would)
+                    await asyncio.wait([asyncio.wrap_future(d._making)])
+        before = len(voices.calls)
+        parts = await d.split(0, said[0].start, said[-1].end, text, said)
+        return voices.calls, before, parts
+
+    calls, before, parts = await run(hear=True)
+    alone, _, expected = await run(hear=False)
+    # the same parts and parties either way
+    assert [(p.role, p.text) for p in parts] == [(p.role, p.text) for p in expected]
+    assert [p.role for p in parts] == ["agent", "customer"]
+    # without `heard` the final printed every window itself; with it, only the window at the
+    # end of its words that the grid leaves more than EDGE_S of
+    assert len(alone) == 1 and len(alone[0]) == 10
+    assert before >= 4 and all(len(c) <= 3 for c in calls[:before])  # (a second at a time)
+    assert len(calls) == before + 1 and calls[-1] == [pytest.approx((4.95, 6.55))]
+
+
+def test_a_finals_windows_cover_its_words() -> None:
+    for lo, hi in [(0.33, 4.2), (0.1, 2.0), (7.77, 9.4), (3.0, 3.5), (12.04, 20.91), (5.0, 6.6)]:
+        spans = CallDiarizer._spans(lo, hi)
+        assert spans[0][0] - lo <= EDGE_S + 1e-9 and hi - spans[-1][1] <= EDGE_S + 1e-9
+        assert all(lo - 1e-9 <= a and b <= hi + 1e-9 and b - a <= 1.6 + 1e-9 for a, b, _ in spans)
+        assert all(n[0] - p[0] <= 0.5 + 1e-9 for p, n in itertools.pairwise(spans))
+        assert all(k is None or abs(a - 0.5 * k) < 1e-9 for a, _, k in spans)
+    assert CallDiarizer._spans(1.0, 1.2) == []  # (too short to hear a voice)
 
 
 def test_voices_that_come_out_alike_are_merged_and_the_place_is_free_again() -> None:
@@ -484,6 +544,24 @@ def test_voice_prints_of_one_party_are_nearer_than_of_the_other() -> None:
     other = float(a1[0].vector @ c1[0].vector)
     assert same > other + 0.1, (same, other)
     assert all(abs(float(np.linalg.norm(p.vector)) - 1) < 1e-4 for p in a1)
+
+
+def test_a_spans_print_is_its_windows_and_does_not_depend_on_loudness() -> None:
+    encoder = SpeakerEncoder()
+    audio = load_call_audio([AUDIO / GENESYS])
+    import soxr
+
+    agent = soxr.resample(
+        audio.samples[:, 0].astype(np.float32) / 32768, audio.sample_rate, 16000
+    ).astype(np.float32)[16000 : 16000 * 4]
+    window = encoder.prints(agent)[0]  # (1.6 s from the stretch's start)
+    (span,) = encoder.span_prints(agent, 1.0, [(1.0, 2.6)])
+    assert (span.start, span.end) == (1.0, 2.6)
+    assert float(span.vector @ window.vector) > 0.98
+    # quiet speech is raised to the same level first: its print is the same at any level
+    (quiet,) = encoder.span_prints(agent * 0.05, 1.0, [(1.0, 2.6)])
+    (quieter,) = encoder.span_prints(agent * 0.005, 1.0, [(1.0, 2.6)])
+    assert float(quiet.vector @ quieter.vector) > 0.999
 
 
 def test_a_changed_speaker_model_is_refused(tmp_path: Path) -> None:
