@@ -58,9 +58,6 @@ GRID_S = 0.5
 WINDOW_S = WINDOW_FRAMES * HOP / TARGET_RATE
 EDGE_S = 0.25
 MIN_PRINT_S = 0.3  # a final shorter than this (with PAD_S) has no print: too short for a voice
-# the recognizer says an utterance has ended this long after its words (its 400 ms hangover):
-# windows after that are not printed in the background (a final that needs one makes it)
-HANGOVER_S = 0.4
 ONE_PRINT_MARGIN = 0.1  # a part of one print moves to the voice it is this much nearer
 # The agent's kept voice print decides: the voice it is this much nearer to than to the other
 # (two voices heard); one voice heard so far is the agent's this near to it. (On the AWS call,
@@ -218,7 +215,11 @@ class CallDiarizer:
     executor: ThreadPoolExecutor
     evidence: RoleEvidence = field(default_factory=RoleEvidence)
     clusters: SpeakerClusters = field(default_factory=SpeakerClusters)
-    on_seconds: Callable[[float], None] | None = None  # CPU seconds spent on each final's prints
+    on_seconds: Callable[[float], None] | None = None  # CPU seconds spent on voice prints
+    # the recognizer says an utterance has ended this long after its speech (its VAD's
+    # hangover): windows after that are not printed in the background (a final that needs
+    # one makes it)
+    hangover_s: float = 0.4
     # the agent's voice print kept from their two-channel calls (CALLCUE_VOICE_PRINTS)
     agent_voice: Any = None
     recent: RecentAudio = field(default_factory=RecentAudio)
@@ -233,6 +234,7 @@ class CallDiarizer:
     _ready: dict[int, Print] = field(default_factory=dict)
     _grid_next: int = 0  # the first grid window not yet made (or passed over)
     _making: Future[tuple[list[Print], float]] | None = None
+    _making_span: tuple[float, float] = (0.0, 0.0)  # (call seconds) what it is printing
     _speech: tuple[float, float | None] | None = None  # (from, until) call seconds, to print
 
     def push(self, samples: Float32Array) -> None:
@@ -248,7 +250,7 @@ class CallDiarizer:
         if speech_from is not None:
             self._speech = (speech_from, None)
         elif self._speech is not None and self._speech[1] is None:
-            self._speech = (self._speech[0], end - HANGOVER_S)  # it has just ended
+            self._speech = (self._speech[0], end - self.hangover_s)  # it has just ended
         if self._speech is None or self._making is not None:
             return
         since, until = self._speech
@@ -266,7 +268,13 @@ class CallDiarizer:
         self._grid_next = last + 1
         spans = [(k * GRID_S, k * GRID_S + WINDOW_S) for k in range(first, last + 1)]
         audio = self.recent.between(spans[0][0], spans[-1][1])
-        self._making = self.executor.submit(span_prints, self.encoder, audio, spans[0][0], spans)
+        try:
+            self._making = self.executor.submit(
+                span_prints, self.encoder, audio, spans[0][0], spans
+            )
+        except RuntimeError:  # (the node is closing: each final makes its own)
+            return
+        self._making_span = (spans[0][0], spans[-1][1])
 
     def _collect(self) -> None:
         """The background prints, once made."""
@@ -360,8 +368,9 @@ class CallDiarizer:
             words = (WordTiming(text, start, end, 0.0),)
         lo = max(words[0].start - PAD_S, self.recent.start)
         hi = min(words[-1].end + PAD_S, self.recent.end)
-        if self._making is not None:  # (the prints of its speech being made)
-            await asyncio.wait([asyncio.wrap_future(self._making)])
+        making = self._making
+        if making is not None and self._making_span[0] < hi and lo < self._making_span[1]:
+            await asyncio.wait([asyncio.wrap_future(making)])  # (prints of its speech)
             self._collect()
         spans = self._spans(lo, hi)
         missing = [(a, b) for a, b, k in spans if k is None or k not in self._ready]

@@ -515,6 +515,7 @@ class CallSession:
                 evidence=self._role_evidence(),
                 on_seconds=self.services.speakers.spent,
                 agent_voice=await self._agent_voice(),
+                hangover_s=self.services.recognition.vad_options.min_silence_ms / 1000,
             )
             self._diarizing = asyncio.Queue()
         elif (

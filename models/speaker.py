@@ -35,6 +35,10 @@ HOP = 160  # 10 ms
 N_MELS = 40
 WINDOW_FRAMES = 160  # 1.6 s: the span the encoder was trained on
 LAYERS = 3
+# A window printed alone (`SpeakerEncoder.span_prints`) is raised to -30 dBFS when quieter, as
+# Resemblyzer raises a clip, but by at most this much: a window that is mostly a pause must not
+# be printed at the level of speech
+MAX_WINDOW_GAIN = 10.0
 # The LSTM is hundreds of small matrix products: OpenBLAS spreading each over its threads
 # made a 3 s stretch take 1.7 s instead of 0.07 s on 2 cores. One thread for them.
 _BLAS = ThreadpoolController()
@@ -195,12 +199,16 @@ class SpeakerEncoder:
         ]
 
     def span_prints(
-        self, audio: Float32Array, offset: float, spans: list[tuple[float, float]]
+        self,
+        audio: Float32Array,
+        offset: float,
+        spans: list[tuple[float, float]],
+        max_gain: float = MAX_WINDOW_GAIN,
     ) -> list[Print]:
         """One voice print for each span (start, end in call seconds, at most a window long)
         of `audio`, which starts at call second `offset`; each span's audio is raised to
-        -30 dBFS first when quieter (`raised`), so a span's print does not depend on what
-        else was computed with it. Spans outside `audio` get none."""
+        -30 dBFS first when quieter, by at most `max_gain` (`raised`), so a span's print does
+        not depend on what else was computed with it. Spans outside `audio` get none."""
         mels, lengths, kept = [], [], []
         with _BLAS.limit(limits=1, user_api="blas"):  # (many small products: see `_BLAS`)
             for start, end in spans:
@@ -208,7 +216,7 @@ class SpeakerEncoder:
                 hi = min(round((end - offset) * TARGET_RATE), len(audio))
                 if hi - lo < HOP:
                     continue
-                mel = mel_spectrogram(raised(audio[lo:hi]))[:WINDOW_FRAMES]
+                mel = mel_spectrogram(raised(audio[lo:hi], max_gain))[:WINDOW_FRAMES]
                 mels.append(mel)
                 lengths.append(len(mel))
                 kept.append((start, end))
@@ -221,13 +229,14 @@ class SpeakerEncoder:
         return [Print(round(s, 3), round(e, 3), v) for (s, e), v in zip(kept, vectors, strict=True)]
 
 
-def raised(audio: Float32Array) -> Float32Array:
-    """Quiet speech raised to -30 dBFS, as Resemblyzer does before its prints (never
-    lowered)."""
+def raised(audio: Float32Array, max_gain: float | None = None) -> Float32Array:
+    """Quiet speech raised to -30 dBFS, as Resemblyzer raises a clip before its prints (never
+    lowered; by at most `max_gain`, if given)."""
     rms = float(np.sqrt(np.mean(audio**2))) if len(audio) else 0.0
     target = 10 ** (-30 / 20)
     if 0 < rms < target:
-        out: Float32Array = audio * np.float32(target / max(rms, 1e-6))
+        gain = target / max(rms, 1e-6)
+        out: Float32Array = audio * np.float32(gain if max_gain is None else min(gain, max_gain))
         return out
     return audio
 

@@ -8,6 +8,7 @@ import itertools
 import json
 import subprocess
 import sys
+import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -247,8 +248,10 @@ async def test_a_voice_heard_again_or_that_greets_is_no_prompt() -> None:
     assert greeted.parts[0].role == "agent" and greeted.parts[2].role == "customer"
 
 
-class CountedVoices(TwoVoices):
-    """`TwoVoices` that keeps the spans each call printed."""
+class LoudVoices(TwoVoices):
+    """Stand-in prints that read the voice off the audio itself (voice A's stretch at level
+    0.1, B's at 0.2), so a print made from the wrong audio gets the wrong voice; keeps the
+    spans each call printed."""
 
     def __init__(self, change: float) -> None:
         super().__init__(change)
@@ -256,36 +259,56 @@ class CountedVoices(TwoVoices):
 
     def span_prints(self, audio: Any, offset: float, spans: list[Any]) -> list[Print]:
         self.calls.append(list(spans))
-        return super().span_prints(audio, offset, spans)
+        out = []
+        for start, end in spans:
+            heard = audio[round((start - offset) * 16000) : round((end - offset) * 16000)]
+            voice = A if float(np.mean(heard)) < 0.15 else B
+            out.append(Print(round(start, 3), round(end, 3), voice))
+        return out
 
 
 async def test_prints_of_speech_are_made_as_it_is_heard_so_a_final_waits_for_its_edges() -> None:
     said = words("thank you for calling how can I help hi I need to return these shoes", 0.5)
-    text = "".join(w.word for w in said)  # (0.5 to 6.45 s)
+    text = "".join(w.word for w in said)  # (0.5 to 6.45 s; the customer from 4.0 s)
 
-    async def run(hear: bool) -> tuple[list[list[tuple[float, float]]], int, list[Part]]:
-        voices = CountedVoices(change=4.0)
-        d = CallDiarizer(voices, ThreadPoolExecutor(1))  # type: ignore[arg-type]
+    async def run(hear: bool, pending: bool = False) -> tuple[Any, CallDiarizer, list[Part]]:
+        voices = LoudVoices(change=4.0)
+        executor = ThreadPoolExecutor(1)
+        d = CallDiarizer(voices, executor)  # type: ignore[arg-type]
+        release = threading.Event()
         for k in range(400):  # 8 s in 20 ms chunks; the recognizer's utterance 0.3 to 7.2 s
-            d.push(np.zeros(320, dtype=np.float32))
+            d.push(np.full(320, 0.1 if k < 200 else 0.2, dtype=np.float32))
+            if pending and k == 359:  # the thread busy: the last prints are still to make
+                executor.submit(release.wait)
             if hear:
                 d.heard(0.3 if 15 <= k < 360 else None)
-                if d._making is not None:  # (a background job: let it finish, as time would)
+                if d._making is not None and not (pending and k >= 359):  # (done, in time)
                     await asyncio.wait([asyncio.wrap_future(d._making)])
         before = len(voices.calls)
-        parts = await d.split(0, said[0].start, said[-1].end, text, said)
-        return voices.calls, before, parts
+        split = asyncio.ensure_future(d.split(0, said[0].start, said[-1].end, text, said))
+        if pending:
+            for _ in range(20):
+                await asyncio.sleep(0)
+            assert not split.done()  # it waits for the prints of its speech being made
+            release.set()
+        parts = await split
+        return voices.calls[before:], d, parts
 
-    calls, before, parts = await run(hear=True)
-    alone, _, expected = await run(hear=False)
-    # the same parts and parties either way
+    made_by_split, heard, parts = await run(hear=True)
+    made_late, late, parts_late = await run(hear=True, pending=True)
+    made_alone, alone, expected = await run(hear=False)
+    # the same prints, parts and parties either way
+    assert [p.role for p in expected] == ["agent", "customer"]
     assert [(p.role, p.text) for p in parts] == [(p.role, p.text) for p in expected]
-    assert [p.role for p in parts] == ["agent", "customer"]
-    # without `heard` the final printed every window itself; with it, only the window at the
-    # end of its words that the grid leaves more than EDGE_S of
-    assert len(alone) == 1 and len(alone[0]) == 10
-    assert before >= 4 and all(len(c) <= 3 for c in calls[:before])  # (a second at a time)
-    assert len(calls) == before + 1 and calls[-1] == [pytest.approx((4.95, 6.55))]
+    assert [(p.role, p.text) for p in parts_late] == [(p.role, p.text) for p in expected]
+    spans = [(p.start, p.end) for p in alone._prints]
+    assert [(p.start, p.end) for p in heard._prints] == spans == sorted(spans)
+    assert [(p.start, p.end) for p in late._prints] == spans
+    # alone, the final printed every window itself; as heard, only the window at the end of
+    # its words that the grid leaves more than EDGE_S of
+    assert len(made_alone) == 1 and len(made_alone[0]) == 10
+    assert made_by_split == [[pytest.approx((4.95, 6.55))]]
+    assert made_late == [[pytest.approx((4.95, 6.55))]]
 
 
 def test_a_finals_windows_cover_its_words() -> None:
@@ -293,7 +316,7 @@ def test_a_finals_windows_cover_its_words() -> None:
         spans = CallDiarizer._spans(lo, hi)
         assert spans[0][0] - lo <= EDGE_S + 1e-9 and hi - spans[-1][1] <= EDGE_S + 1e-9
         assert all(lo - 1e-9 <= a and b <= hi + 1e-9 and b - a <= 1.6 + 1e-9 for a, b, _ in spans)
-        assert all(n[0] - p[0] <= 0.5 + 1e-9 for p, n in itertools.pairwise(spans))
+        assert all(0 < n[0] - p[0] <= 0.5 + 1e-9 for p, n in itertools.pairwise(spans))
         assert all(k is None or abs(a - 0.5 * k) < 1e-9 for a, _, k in spans)
     assert CallDiarizer._spans(1.0, 1.2) == []  # (too short to hear a voice)
 
@@ -560,8 +583,17 @@ def test_a_spans_print_is_its_windows_and_does_not_depend_on_loudness() -> None:
     assert float(span.vector @ window.vector) > 0.98
     # quiet speech is raised to the same level first: its print is the same at any level
     (quiet,) = encoder.span_prints(agent * 0.05, 1.0, [(1.0, 2.6)])
-    (quieter,) = encoder.span_prints(agent * 0.005, 1.0, [(1.0, 2.6)])
+    (quieter,) = encoder.span_prints(agent * 0.01, 1.0, [(1.0, 2.6)])
     assert float(quiet.vector @ quieter.vector) > 0.999
+    # ... by at most MAX_WINDOW_GAIN: near silence is not printed as speech
+    (faint,) = encoder.span_prints(agent * 0.0005, 1.0, [(1.0, 2.6)])
+    assert float(faint.vector @ quiet.vector) < 0.99
+    # a span's print is the same whatever else is printed with it
+    (short,) = encoder.span_prints(agent, 1.0, [(1.0, 1.8)])
+    together = encoder.span_prints(agent, 1.0, [(1.0, 2.6), (1.0, 1.8)])
+    assert [(p.start, p.end) for p in together] == [(1.0, 2.6), (1.0, 1.8)]
+    assert float(together[0].vector @ span.vector) > 0.9999
+    assert float(together[1].vector @ short.vector) > 0.9999
 
 
 def test_a_changed_speaker_model_is_refused(tmp_path: Path) -> None:
