@@ -39,7 +39,13 @@ class StreamingOptions:
     partial_interval_ms: int = 400  # new audio between two partial decodes
     min_partial_ms: int = 300  # speech needed before the first partial
     max_utterance_s: float = 10.0  # a final is forced at the quietest point before this
-    pad_ms: int = 200  # audio kept before speech starts and after it ends
+    pad_ms: int = 200  # audio kept after speech ends
+    # audio kept before the VAD's start of speech: on 8 kHz calls Silero's speech probability
+    # often stays under its threshold for the first 250-500 ms of a turn's first word, so an
+    # utterance begun 200 ms before the start it sees began inside that word ("Anything else I
+    # can help you with" came out as "I can help you with"); never before the previous
+    # utterance's end (README "Benchmarks": 500 against 200 ms)
+    speech_lead_ms: int = 500
     # Start decoding the final this long into a pause, before the VAD hangover confirms the
     # end of the utterance; if speech resumes the early result is thrown away.
     speculative_final_ms: int = 200
@@ -221,6 +227,8 @@ class StreamingTranscriber:
         self.vocabulary = vocabulary
         self._vocabulary_tokens: dict[int, tuple[int, ...]] = {}
         self._pad = self.options.pad_ms * TARGET_RATE // 1000
+        self._lead = self.options.speech_lead_ms * TARGET_RATE // 1000
+        self._keep = max(self._pad, self._lead)  # audio kept between utterances
         self._buf = np.zeros(0, dtype=np.float32)
         self._buf_start = 0
         self.total = 0  # samples pushed
@@ -293,7 +301,7 @@ class StreamingTranscriber:
             if isinstance(event, SpeechStarted):
                 if self._held is not None and await self._resume_held(event.sample):
                     continue
-                self._begin(max(event.sample - self._pad, self._floor, self._buf_start))
+                self._begin(max(event.sample - self._lead, self._floor, self._buf_start))
             elif isinstance(event, SpeechEnded) and self._utt_start is not None:
                 if self._held is not None:  # (live) continued before its text came
                     self._settle_held()
@@ -429,7 +437,7 @@ class StreamingTranscriber:
         resumed = held.resumed
         self._drop_speculative()  # (an early final of the joined audio)
         self._release_held()
-        self._begin(max(resumed - self._pad, self._floor, self._buf_start))
+        self._begin(max(resumed - self._lead, self._floor, self._buf_start))
 
     def _release_held(self) -> None:
         """The held utterance is final: its early final is its final."""
@@ -517,7 +525,7 @@ class StreamingTranscriber:
         return audio
 
     def _trim(self) -> None:
-        keep_from = self._utt_start if self._utt_start is not None else self.total - self._pad
+        keep_from = self._utt_start if self._utt_start is not None else self.total - self._keep
         keep_from = max(keep_from, self._buf_start)
         if keep_from > self._buf_start:
             self._buf = self._buf[keep_from - self._buf_start :]
@@ -876,7 +884,7 @@ class StreamingTranscriber:
         # only the audio an utterance may still need is kept
         limit = max(self.reviser.options.seconds, 30.0) * TARGET_RATE
         if self._rev_samples > limit and not self._rev_finals and self._emitted == self._submitted:
-            keep_from = self._utt_start if self._utt_start is not None else self.total - self._pad
+            keep_from = self._utt_start if self._utt_start is not None else self.total - self._keep
             self._drop_revision_audio(max(keep_from, self._rev_start))
 
     def _drop_revision_audio(self, upto: int) -> np.ndarray:

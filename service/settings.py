@@ -499,6 +499,13 @@ class Settings:
         "of the utterance (thrown away if speech resumes); 0, or a value not below the "
         "hangover: only once the utterance has ended",
     )
+    speech_lead_ms: int = _recognition(
+        500,
+        _int,
+        _range(0, 1000),
+        "audio an utterance keeps from before the VAD's start of speech (Silero hears a turn's "
+        "first word late on phone audio); never before the previous utterance's end",
+    )
     hold_open_ms: int = _recognition(
         0,
         _int,
@@ -900,6 +907,7 @@ class Settings:
             partial_interval_ms=self.partial_interval_ms,
             max_utterance_s=self.max_utterance_s,
             speculative_final_ms=self.speculative_final_ms,
+            speech_lead_ms=self.speech_lead_ms,
             hold_open_ms=self.hold_open_ms,
             sentence_pauses=self.sentence_pauses,
         )

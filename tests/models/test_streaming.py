@@ -297,6 +297,24 @@ async def test_a_final_is_decoded_from_the_audio_alone() -> None:
     assert [f.text for f in ch.finals] == ["I want to cancel it"]
 
 
+async def test_an_utterance_keeps_the_lead_before_its_speech_but_not_the_turn_before() -> None:
+    ch = Channel(partials=False, speculative_final_ms=0, speech_lead_ms=500)
+    await ch.speak(2.0, loud=False)
+    await ch.speak(1.0)  # speech from 2.0 s
+    await ch.speak(0.5, loud=False)  # the hangover (400 ms) ends it
+    [(job, future)] = ch.scheduler.finals()
+    # from 500 ms before its speech to 200 ms after it (`pad_ms`): 1.7 s
+    assert abs(job.audio.size / TARGET_RATE - 1.7) <= 0.04
+    future.set_result(said("Anything else", 1.0))
+    await ch.speak(1.0)  # speech again 0.5 s after the first ended: its lead would reach
+    await ch.speak(0.5, loud=False)  # back into the first (ended at 3.0 s + 200 ms of pad)
+    [(job, future)] = ch.scheduler.waiting(final=True)
+    assert abs(job.audio.size / TARGET_RATE - (3.5 + 1.0 + 0.2 - 3.2)) <= 0.04
+    future.set_result(said("I can help you with", 1.0))
+    await ch.close()
+    assert [f.text for f in ch.finals] == ["Anything else", "I can help you with"]
+
+
 async def test_a_speculative_final_decodes_before_the_hangover_ends() -> None:
     ch = Channel(partials=False, speculative_final_ms=200)
     await ch.speak(1.0)
