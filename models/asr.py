@@ -54,10 +54,10 @@ class StreamingOptions:
     # audio, its words forced), where the utterance's encoder window has room for it: a short
     # turn is heard with what led to it ("Ask not" alone came back as "IS NOT!"). 0: off.
     context_s: float = 5.0
-    # Silence put before an utterance that has less than `pad_ms` of audio before its speech
-    # (a call's first words): without it Whisper base often stopped after a few words ("She
-    # had a dark suit" of an 11-word sentence at 8 kHz). Only there: before every final it
-    # cost accuracy on real calls.
+    # Silence put before a channel's first utterance when it begins within `pad_ms` of the
+    # channel's start (a call's first words, with little or no audio before them): without it
+    # Whisper base often stopped after a few words ("She had a dark suit" of an 11-word
+    # sentence at 8 kHz). Only there: before every final it cost accuracy on real calls.
     lead_ms: int = 300
     # A pause after words that leave a sentence open ("The first availability we have is",
     # "because about", "and I.") ends the utterance only once it has lasted this long: the
@@ -234,7 +234,10 @@ class StreamingTranscriber:
         self.total = 0  # samples pushed
         self._utt_id = 0
         self._utt_start: int | None = None  # None: not inside an utterance
-        self._floor = 0  # first sample not yet given to a final
+        # first sample an utterance may begin at: where the last final's audio (or a dropped
+        # blip's) ended
+        self._floor = 0
+        self._speech_at = 0  # where the VAD heard the current utterance's speech begin
         self._last_partial_at = 0
         self._partial_no = 0
         self._partial_shown = -1  # last utterance that had a partial on screen
@@ -301,7 +304,9 @@ class StreamingTranscriber:
             if isinstance(event, SpeechStarted):
                 if self._held is not None and await self._resume_held(event.sample):
                     continue
-                self._begin(max(event.sample - self._lead, self._floor, self._buf_start))
+                self._begin(
+                    max(event.sample - self._lead, self._floor, self._buf_start), event.sample
+                )
             elif isinstance(event, SpeechEnded) and self._utt_start is not None:
                 if self._held is not None:  # (live) continued before its text came
                     self._settle_held()
@@ -350,8 +355,8 @@ class StreamingTranscriber:
         if self.total - silence < self.options.speculative_final_ms * TARGET_RATE // 1000:
             return
         end = min(silence + self._pad, self.total)
-        if (silence - self._utt_start) * 1000 < self.vad.options.min_speech_ms * TARGET_RATE:
-            return
+        if (silence - self._speech_at) * 1000 < self.vad.options.min_speech_ms * TARGET_RATE:
+            return  # (a blip, dropped when it ends)
         job = self._final_job(self._utt_id, self._utt_start, self._slice(self._utt_start, end))
         self._speculative = (self._utt_id, silence, end, self.scheduler.submit(job))
 
@@ -437,7 +442,7 @@ class StreamingTranscriber:
         resumed = held.resumed
         self._drop_speculative()  # (an early final of the joined audio)
         self._release_held()
-        self._begin(max(resumed - self._lead, self._floor, self._buf_start))
+        self._begin(max(resumed - self._lead, self._floor, self._buf_start), resumed)
 
     def _release_held(self) -> None:
         """The held utterance is final: its early final is its final."""
@@ -467,12 +472,17 @@ class StreamingTranscriber:
         # an early final decoded meanwhile (speech came back before the text) heard the pause
         self._drop_speculative()
 
-    def _begin(self, start: int) -> None:
+    def _begin(self, start: int, speech: int | None = None) -> None:
+        """A new utterance from sample `start`; `speech`: where the VAD heard it begin (the
+        audio before it is the lead), else `start`."""
         self._utt_id += 1
         self._continued = False
         self._quiet = []
         self._utt_start = start
-        self._last_partial_at = start
+        self._speech_at = start if speech is None else speech
+        # (partials come `partial_interval_ms` apart from `pad_ms` before the speech: the
+        # lead does not make the first one due sooner)
+        self._last_partial_at = max(start, self._speech_at - self._pad)
         self._prev_words = []
         self._stable = []
         self._shown_stable = ""
