@@ -131,6 +131,20 @@ class VadSegmenter:
         """Start a new utterance at sample `at` while speech goes on (max utterance length)."""
         self.speech_start = at
 
+    def onset(self, sample: int, low: float, back: int) -> int:
+        """Where the speech that crossed the threshold at `sample` began: the start of the run
+        of windows just before it whose probability was at least `low`, at most `back`
+        samples earlier (on phone audio Silero often rises slowly through a turn's first
+        word)."""
+        onset = sample
+        for start, prob in reversed(self._history):
+            if start >= sample:
+                continue
+            if prob < low or start < sample - back:
+                break
+            onset = start
+        return onset
+
     def quietest(self, lo: int, hi: int) -> int:
         """Start of the least speech-like window in [lo, hi): where to cut a long utterance."""
         best, best_prob = hi, 2.0

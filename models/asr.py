@@ -40,11 +40,14 @@ class StreamingOptions:
     min_partial_ms: int = 300  # speech needed before the first partial
     max_utterance_s: float = 10.0  # a final is forced at the quietest point before this
     pad_ms: int = 200  # audio kept after speech ends
-    # audio kept before the VAD's start of speech: on 8 kHz calls Silero's speech probability
-    # often stays under its threshold for the first 250-500 ms of a turn's first word, so an
-    # utterance begun 200 ms before the start it sees began inside that word ("Anything else I
-    # can help you with" came out as "I can help you with"); never before the previous
-    # utterance's end (README "Benchmarks": 500 against 200 ms)
+    # The most audio kept before the VAD's start of speech. An utterance begins `pad_ms`
+    # before the speech, or before the slow rise into it (windows of at least ONSET_PROB just
+    # before the threshold), at most this far back, never before the previous utterance's
+    # end: on 8 kHz calls Silero's probability often stays under its threshold for the first
+    # 250-500 ms of a turn's first word, and an utterance begun 200 ms before the start it sees
+    # began inside that word ("Anything else I can help you with" came out as "I can help you
+    # with"). Only there: 500 ms before every turn pulled Whisper's first word times back
+    # into the silence (README "Benchmarks").
     speech_lead_ms: int = 500
     # Start decoding the final this long into a pause, before the VAD hangover confirms the
     # end of the utterance; if speech resumes the early result is thrown away.
@@ -120,6 +123,10 @@ LONGEST_STRETCH_S = 600.0
 # prompt tokens the vocabulary may take (Whisper keeps 223 of the prompt; the channel's
 # previous words, `prompt_words`, take about 80)
 VOCABULARY_TOKENS = 100
+# Speech probability that counts as the slow start of a turn just before the VAD's threshold:
+# on the 8 kHz calls here Silero stays at 0.2-0.45 through the first 250-500 ms of a turn's
+# first word (`StreamingOptions.speech_lead_ms`)
+ONSET_PROB = 0.2
 
 
 # What ends a sentence in the scripts Whisper writes (Latin, CJK, Arabic, Devanagari,
@@ -304,9 +311,7 @@ class StreamingTranscriber:
             if isinstance(event, SpeechStarted):
                 if self._held is not None and await self._resume_held(event.sample):
                     continue
-                self._begin(
-                    max(event.sample - self._lead, self._floor, self._buf_start), event.sample
-                )
+                self._begin(self._lead_in(event.sample), event.sample)
             elif isinstance(event, SpeechEnded) and self._utt_start is not None:
                 if self._held is not None:  # (live) continued before its text came
                     self._settle_held()
@@ -442,7 +447,7 @@ class StreamingTranscriber:
         resumed = held.resumed
         self._drop_speculative()  # (an early final of the joined audio)
         self._release_held()
-        self._begin(max(resumed - self._lead, self._floor, self._buf_start), resumed)
+        self._begin(self._lead_in(resumed), resumed)
 
     def _release_held(self) -> None:
         """The held utterance is final: its early final is its final."""
@@ -471,6 +476,15 @@ class StreamingTranscriber:
             self._quiet.append((held.end, resumed - self._pad))
         # an early final decoded meanwhile (speech came back before the text) heard the pause
         self._drop_speculative()
+
+    def _lead_in(self, speech: int) -> int:
+        """Where an utterance whose speech the VAD heard from sample `speech` begins:
+        `pad_ms` before the speech, or before a slow rise into it (windows of at least
+        ONSET_PROB just before it), at most `speech_lead_ms` before it, never before the
+        previous utterance's end."""
+        before = min(self._pad, self._lead)
+        onset = self.vad.onset(speech, ONSET_PROB, self._lead - before)
+        return max(onset - before, self._floor, self._buf_start)
 
     def _begin(self, start: int, speech: int | None = None) -> None:
         """A new utterance from sample `start`; `speech`: where the VAD heard it begin (the

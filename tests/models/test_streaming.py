@@ -34,6 +34,17 @@ class LoudnessModel:
         return (np.abs(windows).mean(axis=1) > 0.05).astype(np.float32), state
 
 
+class GradedModel:
+    """A SpeechModel whose probability of speech grows with loudness (level 0.3: 0.6, speech;
+    level 0.15: 0.3, under the threshold)."""
+
+    def new_state(self) -> None:
+        return None
+
+    def probabilities(self, windows: Float32Array, state: None) -> tuple[Float32Array, None]:
+        return np.minimum(np.abs(windows).mean(axis=1) * 2, 1.0).astype(np.float32), state
+
+
 class WordEngine:
     """What the transcriber asks of a Whisper engine: one token per word, the real windows."""
 
@@ -132,7 +143,9 @@ class HandReviser:
 
 
 class Channel:
-    def __init__(self, language: str = "en", reviser: Any = None, **options: Any) -> None:
+    def __init__(
+        self, language: str = "en", reviser: Any = None, model: Any = None, **options: Any
+    ) -> None:
         self.scheduler = HandScheduler()
         self.partials: list[Partial] = []
         self.shown = asyncio.Event()
@@ -142,7 +155,7 @@ class Channel:
             "call/customer",
             self.scheduler.final_engine,  # type: ignore[arg-type]
             self.scheduler,  # type: ignore[arg-type]
-            VadSegmenter(LoudnessModel(), VadOptions(min_silence_ms=400)),
+            VadSegmenter(model or LoudnessModel(), VadOptions(min_silence_ms=400)),
             ThreadPoolExecutor(1),
             self.show,
             self.take_final,
@@ -297,22 +310,29 @@ async def test_a_final_is_decoded_from_the_audio_alone() -> None:
     assert [f.text for f in ch.finals] == ["I want to cancel it"]
 
 
-async def test_an_utterance_keeps_the_lead_before_its_speech_but_not_the_turn_before() -> None:
-    ch = Channel(partials=False, speculative_final_ms=0, speech_lead_ms=500)
+async def test_an_utterance_keeps_a_slow_rise_into_its_speech_but_not_the_turn_before() -> None:
+    ch = Channel(partials=False, speculative_final_ms=0, model=GradedModel())
     await ch.speak(2.0, loud=False)
-    await ch.speak(1.0)  # speech from 2.0 s
+    await ch.speak(1.0)  # speech from 2.0 s, a clean start: `pad_ms` (200 ms) before it
     await ch.speak(0.5, loud=False)  # the hangover (400 ms) ends it
-    [(job, future)] = ch.scheduler.finals()
-    # from 500 ms before its speech to 200 ms after it (`pad_ms`): 1.7 s
-    assert abs(job.audio.size / TARGET_RATE - 1.7) <= 0.04
-    future.set_result(said("Anything else", 1.0))
-    await ch.speak(1.0)  # speech again 0.5 s after the first ended: its lead would reach
-    await ch.speak(0.5, loud=False)  # back into the first (ended at 3.0 s + 200 ms of pad)
     [(job, future)] = ch.scheduler.waiting(final=True)
-    assert abs(job.audio.size / TARGET_RATE - (3.5 + 1.0 + 0.2 - 3.2)) <= 0.04
-    future.set_result(said("I can help you with", 1.0))
+    assert abs(job.audio.size / TARGET_RATE - (1.0 + 0.2 + 0.2)) <= 0.04
+    future.set_result(said("Hello", 1.0))
+    await ch.speak(1.5, loud=False)
+    await ch.speak(0.3, level=0.15)  # a first word Silero hears rising slowly (at 0.3) ...
+    await ch.speak(1.0)  # ... before the speech it hears (from 5.3 s)
+    await ch.speak(0.45, level=0.15)  # (that utterance ends in the next one's slow rise)
+    await ch.speak(1.0)  # speech from 6.75 s: its lead would reach back into the turn before
+    await ch.speak(0.5, loud=False)
+    [(second, future), (third, then)] = ch.scheduler.waiting(final=True)
+    # from 200 ms before the rise: 500 ms before the speech (`speech_lead_ms`)
+    assert abs(second.audio.size / TARGET_RATE - (0.5 + 1.0 + 0.2)) <= 0.04
+    future.set_result(said("Anything else", 1.0))
+    # from where the turn before ended (6.3 s + 200 ms of pad), not 500 ms before 6.75 s
+    assert abs(third.audio.size / TARGET_RATE - (6.75 + 1.0 + 0.2 - 6.5)) <= 0.04
+    then.set_result(said("I can help you with", 1.0))
     await ch.close()
-    assert [f.text for f in ch.finals] == ["Anything else", "I can help you with"]
+    assert [f.text for f in ch.finals] == ["Hello", "Anything else", "I can help you with"]
 
 
 async def test_a_blip_shorter_than_min_speech_gets_no_early_decode() -> None:
@@ -549,9 +569,8 @@ async def test_live_speech_resuming_before_the_text_is_known_is_cut_again_if_it_
         "Thanks for contacting the store.",
         "How can I help you?",
     ]
-    # the second utterance starts where the first's audio ended (1.2 s), not at the first's
-    # start, nor at its own lead (1.0 s, inside the first's pad)
-    assert abs(second.audio.size / TARGET_RATE - 1.52) <= 0.04
+    # the second utterance starts `pad_ms` before its speech (1.3 s), not at the first's start
+    assert abs(second.audio.size / TARGET_RATE - 1.42) <= 0.04
 
 
 async def test_live_speech_resuming_before_an_open_text_is_known_stays_one_utterance() -> None:
