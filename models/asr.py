@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from audio.codec import TARGET_RATE, Float32Array
-from audio.vad import SpeechEnded, SpeechStarted, VadSegmenter
+from audio.vad import WINDOW, SpeechEnded, SpeechStarted, VadSegmenter
 from models.revise import Reviser, Revision, assign, changed_text
 from models.scheduler import BUSY, OVERLOADED, RecognitionJob, RecognitionScheduler
 from models.whisper import (
@@ -235,7 +235,9 @@ class StreamingTranscriber:
         self._vocabulary_tokens: dict[int, tuple[int, ...]] = {}
         self._pad = self.options.pad_ms * TARGET_RATE // 1000
         self._lead = self.options.speech_lead_ms * TARGET_RATE // 1000
-        self._keep = max(self._pad, self._lead)  # audio kept between utterances
+        # audio kept between utterances (and a VAD window: speech it hears in the next push
+        # may start in audio already pushed)
+        self._keep = max(self._pad, self._lead) + WINDOW
         self._buf = np.zeros(0, dtype=np.float32)
         self._buf_start = 0
         self.total = 0  # samples pushed

@@ -503,8 +503,10 @@ class Settings:
         500,
         _int,
         _range(0, 1000),
-        "audio an utterance keeps from before the VAD's start of speech (Silero hears a turn's "
-        "first word late on phone audio); never before the previous utterance's end",
+        "the most audio an utterance keeps from before the VAD's start of speech: pad_ms "
+        "(200 ms) before it, or before a slow rise into it (probability 0.2 or more just "
+        "under the threshold: Silero hears a turn's first word late on phone audio); never "
+        "before the previous utterance's end; 200: as before",
     )
     hold_open_ms: int = _recognition(
         0,

@@ -331,8 +331,21 @@ async def test_an_utterance_keeps_a_slow_rise_into_its_speech_but_not_the_turn_b
     # from where the turn before ended (6.3 s + 200 ms of pad), not 500 ms before 6.75 s
     assert abs(third.audio.size / TARGET_RATE - (6.75 + 1.0 + 0.2 - 6.5)) <= 0.04
     then.set_result(said("I can help you with", 1.0))
+    await ch.speak(1.5, loud=False)
+    await ch.speak(0.8, level=0.15)  # a rise longer than the lead allows
+    await ch.speak(1.0)
+    await ch.speak(0.5, loud=False)
+    [(fourth, last)] = ch.scheduler.waiting(final=True)
+    # at most `speech_lead_ms` before the speech (to the VAD's 32 ms windows)
+    assert 0.45 <= fourth.audio.size / TARGET_RATE - (1.0 + 0.2) <= 0.5
+    last.set_result(said("Yes", 1.0))
     await ch.close()
-    assert [f.text for f in ch.finals] == ["Hello", "Anything else", "I can help you with"]
+    assert [f.text for f in ch.finals] == [
+        "Hello",
+        "Anything else",
+        "I can help you with",
+        "Yes",
+    ]
 
 
 async def test_a_blip_shorter_than_min_speech_gets_no_early_decode() -> None:
