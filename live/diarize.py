@@ -291,10 +291,13 @@ class CallDiarizer:
             return
         if self.on_seconds is not None:
             self.on_seconds(seconds)
-        oldest = math.floor(self.recent.start / GRID_S)
-        self._ready = {k: p for k, p in self._ready.items() if k >= oldest}
+        self._forget_prints_before(self.recent.start)
         for p in prints:
             self._ready[round(p.start / GRID_S)] = p
+
+    def _forget_prints_before(self, seconds: float) -> None:
+        """Background prints of windows that start before `seconds`: no final needs them."""
+        self._ready = {k: p for k, p in self._ready.items() if k * GRID_S >= seconds}
 
     @staticmethod
     def _spans(lo: float, hi: float) -> list[tuple[float, float, int | None]]:
@@ -390,7 +393,7 @@ class CallDiarizer:
             if kept is not None:  # (None: outside the audio kept)
                 prints.append(kept)
         self.recent.release(lo)  # finals come in order: nothing before this one is needed
-        self._ready = {k: p for k, p in self._ready.items() if k * GRID_S >= lo}
+        self._forget_prints_before(lo)
         self.forget(utterance)
         base = self._first_print + len(self._prints)
         # (none: too short to hear a voice, the speaker before it goes on)
