@@ -16,7 +16,7 @@ import numpy as np
 
 from audio.codec import TARGET_RATE, Float32Array
 from audio.vad import WINDOW, SpeechEnded, SpeechStarted, VadSegmenter
-from models.revise import Reviser, Revision, assign, changed_text
+from models.revise import AudioSpool, Reviser, Revision, assign, changed_text
 from models.scheduler import BUSY, OVERLOADED, RecognitionJob, RecognitionScheduler
 from models.whisper import (
     Hypothesis,
@@ -276,13 +276,11 @@ class StreamingTranscriber:
         self._quiet: list[tuple[int, int]] = []  # (start, end) samples of its pauses
         self.held_joined = 0  # utterances continued after such a pause
         self._closed = False
-        # revision (models/revise.py): the channel's audio since `_rev_start` (int16, to halve
-        # what it holds) and the finals emitted in it: (utterance, start, end sample, text)
+        # revision (models/revise.py): the channel's audio not yet revised (in a temporary
+        # file) and the finals emitted in it: (utterance, start, end sample, text)
         self.reviser = reviser if on_revised is not None else None
         self.on_revised = on_revised
-        self._rev_audio: list[np.ndarray] = []
-        self._rev_start = 0
-        self._rev_samples = 0
+        self._spool = AudioSpool()
         self._rev_finals: list[tuple[int, int, int, str]] = []
         self._rev_prompt = ""  # the live text before the stretch (faster-whisper's prompt)
         self._revisions: list[asyncio.Future[Revision]] = []
@@ -848,7 +846,7 @@ class StreamingTranscriber:
             # `seconds` 0 (at the end only) still cuts every LONGEST_STRETCH_S: what a channel
             # holds for revision stays bounded on a call of hours
             stretch = self.reviser.options.seconds or LONGEST_STRETCH_S
-            if end - self._rev_start >= stretch * TARGET_RATE:
+            if end - self._spool.start >= stretch * TARGET_RATE:
                 self._revise(end)
 
     def _detected(self, hyp: Hypothesis) -> None:
@@ -898,51 +896,42 @@ class StreamingTranscriber:
             await self._emitter
         if self.reviser is not None:
             self._revise(self.total)
-            self._rev_audio = []
+        self._spool.close()
 
     # -- revision -----------------------------------------------------------------------
     def _keep_for_revision(self, samples: Float32Array) -> None:
-        pcm = (np.clip(samples, -1.0, 1.0) * 32767).astype(np.int16)
-        self._rev_audio.append(pcm)
-        self._rev_samples += pcm.size
+        spool = self._spool
+        spool.append(samples)
         assert self.reviser is not None
         # a long stretch with no final in it and none in flight (hold music, a silent party):
         # only the audio an utterance may still need is kept
         limit = max(self.reviser.options.seconds, 30.0) * TARGET_RATE
-        if self._rev_samples > limit and not self._rev_finals and self._emitted == self._submitted:
+        if spool.samples > limit and not self._rev_finals and self._emitted == self._submitted:
             keep_from = self._utt_start if self._utt_start is not None else self.total - self._keep
-            self._drop_revision_audio(max(keep_from, self._rev_start))
-
-    def _drop_revision_audio(self, upto: int) -> np.ndarray:
-        """Take the kept audio before sample `upto` out (returned as one array)."""
-        audio = np.concatenate(self._rev_audio) if self._rev_audio else np.zeros(0, np.int16)
-        n = min(max(upto - self._rev_start, 0), audio.size)
-        rest = audio[n:]
-        self._rev_audio = [rest] if rest.size else []
-        self._rev_samples = rest.size
-        self._rev_start += n
-        return audio[:n]
+            spool.drop(keep_from)
 
     def _revise(self, upto: int) -> None:
         """Send the kept audio up to sample `upto` (the end of a final) to revision, with the
         finals emitted in it."""
         assert self.reviser is not None
-        start = self._rev_start
         finals = [f for f in self._rev_finals if f[2] <= upto]
         self._rev_finals = [f for f in self._rev_finals if f[2] > upto]
-        pcm = self._drop_revision_audio(upto)
-        if not finals or pcm.size < TARGET_RATE // 2:
+        start, stretch = self._spool.take(upto)
+        if not finals or stretch.hi - stretch.lo < TARGET_RATE // 2:
+            stretch.discard()
             return
         prompt = self._rev_prompt
         words = without_spelling(" ".join(f[3] for f in finals).split())
         self._rev_prompt = " ".join(words[-self.options.prompt_words :])
         future = self.reviser.submit(
-            pcm.astype(np.float32) / 32767.0,
+            stretch,
             self.language,
             prompt=prompt,
             hotwords=", ".join(self.vocabulary),
+            seconds=stretch.seconds,
         )
         if future is None:
+            stretch.discard()
             self.revisions_skipped += 1
             return
         revision = asyncio.wrap_future(future)

@@ -19,11 +19,15 @@ behind; past `max_pending_s` of audio waiting, new ones are skipped (the live te
 from __future__ import annotations
 
 import logging
+import os
 import re
+import tempfile
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import IO
 
 import numpy as np
 
@@ -34,6 +38,7 @@ from models.whisper import WhisperOptions, WordTiming, lower_priority, norm_word
 log = logging.getLogger("callcue.revise")
 
 LOWEST = 19  # niceness of the revision thread and the compute threads it starts
+SPOOL_CHUNK = 5 * TARGET_RATE  # samples a channel gathers in memory before they go to its file
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,8 +47,11 @@ class RevisionOptions:
 
     enabled: bool = True
     # a channel is revised after each stretch of this much of its audio (at the end of an
-    # utterance) and at the end of the call; 0: at the end of the call only
-    seconds: float = 60.0
+    # utterance) and at the end of the call; 0 (the default): at the end of the call only, the
+    # channel whole (every LONGEST_STRETCH_S on a longer call), as offline decoding hears it:
+    # stretches of 60 s began mid-sentence and read the real calls here less like offline
+    # decoding (README "Recognition")
+    seconds: float = 0.0
     max_pending_s: float = 900.0  # audio waiting for revision, all calls; beyond: skipped
     beam_size: int = 5
 
@@ -89,10 +97,18 @@ class Reviser:
         self._closed = False
 
     def submit(
-        self, audio: Float32Array, language: str, prompt: str = "", hotwords: str = ""
+        self,
+        audio: Float32Array | Callable[[], Float32Array],
+        language: str,
+        prompt: str = "",
+        hotwords: str = "",
+        seconds: float | None = None,
     ) -> Future[Revision] | None:
-        """Queue one stretch; None when revisions are closed or too far behind (skipped)."""
-        seconds = audio.size / TARGET_RATE
+        """Queue one stretch (its audio, or what reads it on the revision thread, `seconds`
+        long); None when revisions are closed or too far behind (skipped)."""
+        if seconds is None:
+            assert not callable(audio)
+            seconds = audio.size / TARGET_RATE
         with self.stats.lock:
             if self._closed:
                 return None
@@ -107,7 +123,7 @@ class Reviser:
                 return None
             self.stats.pending_seconds += seconds
         try:
-            return self._executor.submit(self._run, audio, language, prompt, hotwords)
+            return self._executor.submit(self._run, audio, language, prompt, hotwords, seconds)
         except RuntimeError:  # closed meanwhile
             with self.stats.lock:
                 self.stats.pending_seconds -= seconds
@@ -144,10 +160,18 @@ class Reviser:
             )
         return self._model
 
-    def _run(self, audio: Float32Array, language: str, prompt: str, hotwords: str) -> Revision:
-        seconds = audio.size / TARGET_RATE
+    def _run(
+        self,
+        audio: Float32Array | Callable[[], Float32Array],
+        language: str,
+        prompt: str,
+        hotwords: str,
+        seconds: float,
+    ) -> Revision:
         started = time.perf_counter()
         try:
+            if callable(audio):
+                audio = audio()
             model = self._load()
             if language != "en" and language != "auto" and not self._multilingual:
                 raise ValueError(f"{self.whisper.model} is English-only: cannot revise {language}")
@@ -265,3 +289,134 @@ def _trim() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):  # not glibc
         pass
+
+
+class _SpoolFile:
+    """An anonymous temporary file of int16 samples; `base` is the channel sample at its
+    start. Opened, written and closed on the spool thread only; read where a revision runs,
+    once the writes before the read are done."""
+
+    def __init__(self, base: int) -> None:
+        self.base = base
+        self.handle: IO[bytes] | None = None
+
+    def write(self, samples: np.ndarray, at: int) -> None:
+        if self.handle is None:
+            self.handle = tempfile.TemporaryFile(prefix="callcue-revise-")  # noqa: SIM115
+        os.pwrite(self.handle.fileno(), samples.tobytes(), (at - self.base) * 2)
+
+    def read(self, lo: int, hi: int) -> np.ndarray:
+        if self.handle is None or hi <= lo:
+            return np.zeros(0, np.int16)
+        data = os.pread(self.handle.fileno(), (hi - lo) * 2, (lo - self.base) * 2)
+        return np.frombuffer(data, np.int16).copy()
+
+    def close(self) -> None:
+        if self.handle is not None:
+            self.handle.close()
+            self.handle = None
+
+    def __del__(self) -> None:
+        # a stretch never read: its revision was cancelled when revisions closed
+        self.close()
+
+
+class Stretch:
+    """Samples [`lo`, `hi`) of a spooled channel, read once as float32 (`Reviser.submit`);
+    `discard` lets them go unread."""
+
+    def __init__(self, file: _SpoolFile, lo: int, hi: int, done: Future[None] | None) -> None:
+        self.file, self.lo, self.hi, self._done = file, lo, hi, done
+
+    @property
+    def seconds(self) -> float:
+        return (self.hi - self.lo) / TARGET_RATE
+
+    def __call__(self) -> Float32Array:
+        try:
+            if self._done is not None:
+                self._done.result()  # the writes before it
+            return self.file.read(self.lo, self.hi).astype(np.float32) / 32767.0
+        finally:
+            self.file.close()
+
+    def discard(self) -> None:
+        AudioSpool._thread().submit(self.file.close)
+
+
+class AudioSpool:
+    """A channel's audio held for revision, samples [`start`, `end`) of the channel: in an
+    anonymous temporary file (int16), a few seconds in memory before they are written, so a
+    channel can be held whole until its call ends at the cost of disk, not memory (16 kHz:
+    1.9 MB a minute). Every file operation runs on one thread shared by all channels (no
+    blocking I/O on the event loop); a stretch taken out is read on the revision thread, after
+    the writes before it. Each `take` or `drop` starts a new file with what follows, so a file
+    holds at most one stretch."""
+
+    _writer: ThreadPoolExecutor | None = None
+    _writer_lock = threading.Lock()
+
+    def __init__(self) -> None:
+        self.start = 0
+        self.end = 0
+        self._file = _SpoolFile(0)
+        self._pending: list[np.ndarray] = []  # samples [self._written, self.end)
+        self._written = 0  # samples before this are in the file (or dropped)
+        self._last: Future[None] | None = None  # the latest file operation
+
+    @property
+    def samples(self) -> int:
+        return self.end - self.start
+
+    @classmethod
+    def _thread(cls) -> ThreadPoolExecutor:
+        with cls._writer_lock:
+            if cls._writer is None:
+                cls._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="callcue-spool")
+            return cls._writer
+
+    def append(self, samples: Float32Array) -> None:
+        pcm = (np.clip(samples, -1.0, 1.0) * 32767).astype(np.int16)
+        self._pending.append(pcm)
+        self.end += pcm.size
+        if self.end - self._written >= SPOOL_CHUNK:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._pending:
+            return
+        data = np.concatenate(self._pending) if len(self._pending) > 1 else self._pending[0]
+        self._pending = []
+        self._last = self._thread().submit(self._file.write, data, self._written)
+        self._written = self.end
+
+    def _roll(self, upto: int) -> tuple[_SpoolFile, Future[None] | None]:
+        """Move the start to `upto` (within what is held): what follows goes to a new file,
+        copied on the spool thread. Returns the old file, and the operation to wait for
+        before reading it: the last on it."""
+        upto = min(max(upto, self.start), self.end)
+        self._flush()
+        old, new, end = self._file, _SpoolFile(upto), self.end
+        if upto < end:
+            self._last = self._thread().submit(lambda: new.write(old.read(upto, end), upto))
+        self._file, self.start = new, upto
+        return old, self._last
+
+    def take(self, upto: int) -> tuple[int, Stretch]:
+        """Take the audio before sample `upto` out: its first sample and the stretch that
+        reads it (once, on a thread other than the event loop's)."""
+        lo = self.start
+        hi = min(max(upto, lo), self.end)
+        old, done = self._roll(hi)
+        return lo, Stretch(old, lo, hi, done)
+
+    def drop(self, upto: int) -> None:
+        """Let the audio before sample `upto` go."""
+        old, _ = self._roll(upto)
+        self._thread().submit(old.close)  # after what is queued on it
+
+    def close(self) -> None:
+        """Let everything go (the file is deleted)."""
+        self._pending = []
+        if self._last is not None:  # (else nothing was ever written)
+            self.drop(self.end)

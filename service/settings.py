@@ -546,11 +546,13 @@ class Settings:
         "the revised one; runs at the lowest CPU priority (local recognition only)",
     )
     revise_seconds: int = _recognition(
-        60,
+        0,
         _int,
         _range(0, 3600),
         "a channel is revised after each stretch of this much of its audio (at the end of an "
-        "utterance) and when the call ends; 0: when the call ends only (and every 600 s)",
+        "utterance) and when the call ends; 0: when the call ends, each channel whole as "
+        "offline decoding hears it (every 600 s on a longer call); its audio waits in a "
+        "temporary file meanwhile",
     )
     recognition: str = _recognition(
         "local",

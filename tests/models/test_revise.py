@@ -133,3 +133,109 @@ def test_tiny_finals_are_revised_by_base_during_and_after_the_call(
     live_errors, n = word_errors(reference, live)
     revised_errors, _ = word_errors(reference, record)
     assert revised_errors < live_errors, (live_errors, revised_errors, n)
+
+
+def test_the_spool_gives_back_each_stretch_as_it_was_heard() -> None:
+    """A channel's audio held for revision: in a temporary file, a few seconds in memory at
+    most; stretches taken out (from within the file, across the samples not yet written, after
+    a drop) read back exactly what was pushed (as int16), on another thread; a stretch read
+    or discarded, and the spool closed, leave no file open."""
+    import concurrent.futures
+
+    from models.revise import SPOOL_CHUNK, AudioSpool
+
+    rng = np.random.default_rng(7)
+    pushed = (rng.uniform(-1, 1, 40 * TARGET_RATE)).astype(np.float32)
+    heard = (np.clip(pushed, -1, 1) * 32767).astype(np.int16).astype(np.float32) / 32767.0
+    spool = AudioSpool()
+    cuts = {3 * TARGET_RATE + 5: "take", 11 * TARGET_RATE: "drop", 23 * TARGET_RATE + 1: "take"}
+    stretches = []
+    at = 0
+    with concurrent.futures.ThreadPoolExecutor(1) as other:
+        for size in (160, 320, 7 * TARGET_RATE, 800, 3 * TARGET_RATE, 480) * 20:
+            if at >= pushed.size:
+                break
+            chunk = pushed[at : at + size]
+            spool.append(chunk)
+            at += chunk.size
+            assert sum(p.size for p in spool._pending) < SPOOL_CHUNK + size  # not all of it
+            for cut, what in list(cuts.items()):
+                if cut <= at and what == "take":
+                    lo, stretch = spool.take(cut)
+                    stretches.append((lo, cut, other.submit(stretch)))
+                    del cuts[cut]
+                elif cut <= at:
+                    spool.drop(cut)
+                    del cuts[cut]
+        assert (
+            not cuts and at == pushed.size and spool.samples == pushed.size - 23 * TARGET_RATE - 1
+        )
+        lo, last = spool.take(spool.end)
+        assert (lo, last.hi) == (23 * TARGET_RATE + 1, pushed.size)
+        stretches.append((lo, last.hi, other.submit(last)))
+        got = [(lo, hi, f.result()) for lo, hi, f in stretches]
+    assert [(lo, hi) for lo, hi, _ in got] == [
+        (0, 3 * TARGET_RATE + 5),
+        (11 * TARGET_RATE, 23 * TARGET_RATE + 1),  # (the drop let 3 s..11 s go)
+        (23 * TARGET_RATE + 1, pushed.size),
+    ]
+    for lo, hi, audio in got:
+        np.testing.assert_array_equal(audio, heard[lo:hi])
+    assert all(s.file.handle is None for s in (last,))  # read: closed
+    lo, empty = spool.take(spool.end)
+    assert empty.seconds == 0 and empty().size == 0
+    spool.append(pushed[:100])
+    _, unread = spool.take(spool.end)
+    unread.discard()
+    spool.close()
+    AudioSpool._thread().submit(lambda: None).result()  # what was queued before it is done
+    assert unread.file.handle is None and spool._file.handle is None
+
+
+def test_by_default_a_channel_is_revised_once_at_its_end_whole(engine: Any, vad_model: Any) -> None:
+    """`RevisionOptions()` (CALLCUE_REVISE_SECONDS=0): no revision while the 73 s prompt
+    plays, one when the channel closes, of all its audio, as offline decoding of the channel
+    hears it (60 s stretches began mid-sentence: README "Recognition")."""
+    name = "tel_asterisk_allison_demo-instruct.wav"
+    audio = load_16k(name)
+    reviser = Reviser(WhisperOptions(model="embedded:tiny.en"), RevisionOptions())
+
+    async def main() -> tuple[int, list[RevisedFinal]]:
+        from concurrent.futures import ThreadPoolExecutor
+
+        scheduler = RecognitionScheduler(engine, workers=1)
+        scheduler.start()
+        revised: list[RevisedFinal] = []
+        finals: list[Final] = []
+        with ThreadPoolExecutor(1) as pool:
+            tr = StreamingTranscriber(
+                "t/customer",
+                engine,
+                scheduler,
+                VadSegmenter(vad_model),
+                pool,
+                on_partial=lambda p: None,
+                on_final=finals.append,
+                options=StreamingOptions(partials=False),
+                reviser=reviser,
+                on_revised=revised.append,
+            )
+            step = TARGET_RATE // 2
+            for lo in range(0, audio.size, step):
+                await tr.push(audio[lo : lo + step])
+                await tr.settle()
+            during = reviser.stats.done + len(tr._revisions)
+            assert len(finals) >= 5, "finals came during the call"
+            await tr.close()
+            await tr.revised()
+        scheduler.close()
+        return during, revised
+
+    try:
+        during, revised = asyncio.run(main())
+    finally:
+        reviser.close()
+    assert during == 0
+    assert reviser.stats.done == 1 and reviser.stats.failed == 0
+    assert abs(reviser.stats.audio_seconds - audio.size / TARGET_RATE) < 0.05
+    assert revised and max(w.end for r in revised for w in r.words) > 60.0

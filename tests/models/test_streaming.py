@@ -136,9 +136,16 @@ class HandReviser:
     stretches: list[tuple[float, str, str]] = field(default_factory=list)
 
     def submit(
-        self, audio: Float32Array, language: str, prompt: str = "", hotwords: str = ""
+        self,
+        audio: Any,
+        language: str,
+        prompt: str = "",
+        hotwords: str = "",
+        seconds: float | None = None,
     ) -> Future[Any]:
-        self.stretches.append((audio.size / TARGET_RATE, language, prompt))
+        samples = audio()  # (read, as the revision thread reads a spooled stretch)
+        assert seconds is None or abs(samples.size / TARGET_RATE - seconds) < 1e-9
+        self.stretches.append((samples.size / TARGET_RATE, language, prompt))
         return Future()  # never answered: the test looks at what was sent
 
 
