@@ -118,7 +118,8 @@ class RevisedFinal:
 # likely, or after this many finals that were not (as what their detections sum up to)
 LANGUAGE_SURE = 0.5
 UNSURE_FINALS = 3
-# the longest stretch of a channel held for revision (int16: 19 MB), whatever the setting
+# the longest stretch of a channel held for revision (in its temporary file, 16-bit: 19 MB),
+# whatever the setting
 LONGEST_STRETCH_S = 600.0
 # prompt tokens the vocabulary may take (Whisper keeps 223 of the prompt; the channel's
 # previous words, `prompt_words`, take about 80)
@@ -889,14 +890,16 @@ class StreamingTranscriber:
                     await asyncio.wrap_future(held.future)
                 if self._held is held:  # (a push meanwhile may have settled it)
                     self._settle_held()
-        if self._utt_start is not None:
-            self._finalize(self._utt_start, self.total)
-        self._finals.put_nowait(None)
-        if self._emitter is not None:
-            await self._emitter
-        if self.reviser is not None:
-            self._revise(self.total)
-        self._spool.close()
+        try:
+            if self._utt_start is not None:
+                self._finalize(self._utt_start, self.total)
+            self._finals.put_nowait(None)
+            if self._emitter is not None:
+                await self._emitter
+            if self.reviser is not None:
+                self._revise(self.total)
+        finally:
+            self._spool.close()
 
     # -- revision -----------------------------------------------------------------------
     def _keep_for_revision(self, samples: Float32Array) -> None:

@@ -3,10 +3,10 @@
 Live finals are decoded one utterance at a time, as soon as it ends, with a few seconds of
 the channel before it. Offline decoding of the whole channel hears every utterance with up to
 30 s around it and the text before it, and is more accurate (README "Recognition").
-`Reviser` runs that offline decode on stretches of a channel's audio while the call goes on
-(after each `RevisionOptions.seconds` of a channel, at the end of an utterance) and on what is
-left when it ends; `StreamingTranscriber` gives each word back to the final whose audio holds
-it.
+`Reviser` runs that offline decode on each channel whole when its call ends (every 600 s of
+a longer call; with `RevisionOptions.seconds`, also after each such stretch of a channel),
+its audio held meanwhile in a temporary file (`AudioSpool`); `StreamingTranscriber` gives
+each word back to the final whose audio holds it.
 
 It runs beside the live work, never in its way: one thread, a model replica of its own
 (the finals' model: a live final never waits for a revision inside CTranslate2), loaded on
@@ -52,7 +52,9 @@ class RevisionOptions:
     # stretches of 60 s began mid-sentence and read the real calls here less like offline
     # decoding (README "Recognition")
     seconds: float = 0.0
-    max_pending_s: float = 900.0  # audio waiting for revision, all calls; beyond: skipped
+    # audio waiting for revision, all calls (on disk, in the stretches' files); beyond it a
+    # stretch is skipped, unless none waits (a channel of up to 600 s is one stretch)
+    max_pending_s: float = 7200.0
     beam_size: int = 5
 
 
@@ -107,12 +109,14 @@ class Reviser:
         """Queue one stretch (its audio, or what reads it on the revision thread, `seconds`
         long); None when revisions are closed or too far behind (skipped)."""
         if seconds is None:
-            assert not callable(audio)
+            if callable(audio):
+                raise TypeError("a stretch to be read on the revision thread needs its seconds")
             seconds = audio.size / TARGET_RATE
         with self.stats.lock:
             if self._closed:
                 return None
-            if self.stats.pending_seconds + seconds > self.options.max_pending_s:
+            waiting = self.stats.pending_seconds
+            if waiting > 0 and waiting + seconds > self.options.max_pending_s:
                 self.stats.skipped += 1
                 log.warning(
                     "revision of %.0f s skipped: %.0f s of audio already wait for revision "
@@ -299,13 +303,27 @@ class _SpoolFile:
     def __init__(self, base: int) -> None:
         self.base = base
         self.handle: IO[bytes] | None = None
+        self.error: OSError | None = None  # a write that failed (a full disk)
 
     def write(self, samples: np.ndarray, at: int) -> None:
-        if self.handle is None:
-            self.handle = tempfile.TemporaryFile(prefix="callcue-revise-")  # noqa: SIM115
-        os.pwrite(self.handle.fileno(), samples.tobytes(), (at - self.base) * 2)
+        if self.error is not None:
+            return
+        try:
+            if self.handle is None:
+                self.handle = tempfile.TemporaryFile(prefix="callcue-revise-")  # noqa: SIM115
+            os.pwrite(self.handle.fileno(), samples.tobytes(), (at - self.base) * 2)
+        except OSError as exc:
+            self.error = exc
+            log.warning(
+                "audio held for revision could not be written to %s: %s (that stretch keeps "
+                "its live text)",
+                tempfile.gettempdir(),
+                exc,
+            )
 
     def read(self, lo: int, hi: int) -> np.ndarray:
+        if self.error is not None:
+            raise OSError(f"the audio held for revision could not be written: {self.error}")
         if self.handle is None or hi <= lo:
             return np.zeros(0, np.int16)
         data = os.pread(self.handle.fileno(), (hi - lo) * 2, (lo - self.base) * 2)
@@ -407,11 +425,15 @@ class AudioSpool:
         reads it (once, on a thread other than the event loop's)."""
         lo = self.start
         hi = min(max(upto, lo), self.end)
+        if hi == lo:
+            return lo, Stretch(_SpoolFile(lo), lo, lo, None)  # (nothing: no new file)
         old, done = self._roll(hi)
         return lo, Stretch(old, lo, hi, done)
 
     def drop(self, upto: int) -> None:
         """Let the audio before sample `upto` go."""
+        if min(upto, self.end) <= self.start:
+            return
         old, _ = self._roll(upto)
         self._thread().submit(old.close)  # after what is queued on it
 
@@ -419,4 +441,5 @@ class AudioSpool:
         """Let everything go (the file is deleted)."""
         self._pending = []
         if self._last is not None:  # (else nothing was ever written)
-            self.drop(self.end)
+            old, _ = self._roll(self.end)
+            self._thread().submit(old.close)

@@ -10,6 +10,7 @@ import asyncio
 from typing import Any
 
 import numpy as np
+import pytest
 
 from audio.codec import TARGET_RATE
 from audio.vad import VadSegmenter
@@ -62,12 +63,25 @@ def test_same_text_and_skipped_speech() -> None:
 
 
 def test_a_full_backlog_skips_a_revision_and_says_so() -> None:
+    """Past `max_pending_s` of audio waiting, a stretch is skipped; one longer than that is
+    taken when nothing waits (a whole channel is one stretch)."""
+    import threading
+
     reviser = Reviser(WhisperOptions(model="embedded:tiny.en"), RevisionOptions(max_pending_s=5))
+    held = threading.Event()
     try:
-        audio = np.zeros(6 * TARGET_RATE, dtype=np.float32)
-        assert reviser.submit(audio, "en") is None
-        assert reviser.stats.skipped == 1 and reviser.stats.pending_seconds == 0
+        reviser._executor.submit(held.wait)  # the revision thread is busy meanwhile
+        first = reviser.submit(np.zeros(6 * TARGET_RATE, dtype=np.float32), "en")
+        assert first is not None and reviser.stats.pending_seconds == 6
+        assert reviser.submit(np.zeros(TARGET_RATE, dtype=np.float32), "en") is None
+        assert reviser.stats.skipped == 1 and reviser.stats.pending_seconds == 6
+        with pytest.raises(TypeError, match="seconds"):
+            reviser.submit(lambda: np.zeros(1, dtype=np.float32), "en")
+        held.set()
+        assert first.result(timeout=120).words == ()
+        assert reviser.stats.pending_seconds == 0
     finally:
+        held.set()
         reviser.close()
     assert reviser.submit(np.zeros(TARGET_RATE, dtype=np.float32), "en") is None  # closed
 
@@ -137,59 +151,79 @@ def test_tiny_finals_are_revised_by_base_during_and_after_the_call(
 
 def test_the_spool_gives_back_each_stretch_as_it_was_heard() -> None:
     """A channel's audio held for revision: in a temporary file, a few seconds in memory at
-    most; stretches taken out (from within the file, across the samples not yet written, after
-    a drop) read back exactly what was pushed (as int16), on another thread; a stretch read
-    or discarded, and the spool closed, leave no file open."""
+    most. Stretches taken out (within the file, across samples not yet written, after drops
+    before, inside and past what is held) read back exactly what was pushed (as int16), on
+    another thread; every file is closed once its stretch is read or discarded, or dropped,
+    and at `close`; a failed write makes its stretch fail instead of reading zeros."""
     import concurrent.futures
 
-    from models.revise import SPOOL_CHUNK, AudioSpool
+    from models.revise import SPOOL_CHUNK, AudioSpool, _SpoolFile
 
+    rate = TARGET_RATE
     rng = np.random.default_rng(7)
-    pushed = (rng.uniform(-1, 1, 40 * TARGET_RATE)).astype(np.float32)
+    pushed = (rng.uniform(-1, 1, 40 * rate)).astype(np.float32)
     heard = (np.clip(pushed, -1, 1) * 32767).astype(np.int16).astype(np.float32) / 32767.0
+    files: list[_SpoolFile] = []
     spool = AudioSpool()
-    cuts = {3 * TARGET_RATE + 5: "take", 11 * TARGET_RATE: "drop", 23 * TARGET_RATE + 1: "take"}
-    stretches = []
+    files.append(spool._file)
+    # (sample, what): each done once that many samples are in
+    cuts = [
+        (3 * rate + 5, "take"),  # within the file
+        (int(9.5 * rate), "take"),  # across the file and the samples still in memory
+        (int(9.5 * rate), "take"),  # nothing since: an empty stretch
+        (2 * rate, "drop"),  # before the start: nothing
+        (11 * rate, "drop"),
+        (23 * rate + 1, "take"),
+        (60 * rate, "drop"),  # (checked at the end: past what is held)
+    ]
+    taken = []
     at = 0
     with concurrent.futures.ThreadPoolExecutor(1) as other:
-        for size in (160, 320, 7 * TARGET_RATE, 800, 3 * TARGET_RATE, 480) * 20:
+        for size in (160, 320, 7 * rate, 800, 3 * rate, 480) * 20:
             if at >= pushed.size:
                 break
             chunk = pushed[at : at + size]
             spool.append(chunk)
             at += chunk.size
             assert sum(p.size for p in spool._pending) < SPOOL_CHUNK + size  # not all of it
-            for cut, what in list(cuts.items()):
-                if cut <= at and what == "take":
+            while cuts and cuts[0][0] <= at:
+                cut, what = cuts.pop(0)
+                if what == "take":
+                    in_memory = spool._written < cut
                     lo, stretch = spool.take(cut)
-                    stretches.append((lo, cut, other.submit(stretch)))
-                    del cuts[cut]
-                elif cut <= at:
+                    taken.append((lo, stretch, in_memory, other.submit(stretch)))
+                else:
                     spool.drop(cut)
-                    del cuts[cut]
-        assert (
-            not cuts and at == pushed.size and spool.samples == pushed.size - 23 * TARGET_RATE - 1
-        )
-        lo, last = spool.take(spool.end)
-        assert (lo, last.hi) == (23 * TARGET_RATE + 1, pushed.size)
-        stretches.append((lo, last.hi, other.submit(last)))
-        got = [(lo, hi, f.result()) for lo, hi, f in stretches]
-    assert [(lo, hi) for lo, hi, _ in got] == [
-        (0, 3 * TARGET_RATE + 5),
-        (11 * TARGET_RATE, 23 * TARGET_RATE + 1),  # (the drop let 3 s..11 s go)
-        (23 * TARGET_RATE + 1, pushed.size),
+                files.append(spool._file)
+        assert [c for c, _ in cuts] == [60 * rate] and at == pushed.size
+        assert spool.samples == pushed.size - 23 * rate - 1
+        results = [(lo, s.hi, in_memory, f.result()) for lo, s, in_memory, f in taken]
+    assert [(lo, hi) for lo, hi, _, _ in results] == [
+        (0, 3 * rate + 5),
+        (3 * rate + 5, int(9.5 * rate)),
+        (int(9.5 * rate), int(9.5 * rate)),
+        (11 * rate, 23 * rate + 1),  # (the drop let 9.5 s..11 s go)
     ]
-    for lo, hi, audio in got:
+    assert results[1][2], "the second take reached samples not yet written"
+    for lo, hi, _, audio in results:
         np.testing.assert_array_equal(audio, heard[lo:hi])
-    assert all(s.file.handle is None for s in (last,))  # read: closed
-    lo, empty = spool.take(spool.end)
-    assert empty.seconds == 0 and empty().size == 0
+    spool.drop(60 * rate)  # past the end: everything goes
+    assert spool.samples == 0 and spool.start == pushed.size
     spool.append(pushed[:100])
     _, unread = spool.take(spool.end)
     unread.discard()
+    spool.append(pushed[: 6 * rate])  # written (more than SPOOL_CHUNK), then closed
+    files.append(spool._file)
     spool.close()
     AudioSpool._thread().submit(lambda: None).result()  # what was queued before it is done
-    assert unread.file.handle is None and spool._file.handle is None
+    assert all(f.handle is None for f in [*files, unread.file])
+
+    broken = AudioSpool()
+    broken._file.error = OSError(28, "No space left on device")
+    broken.append(pushed[: 6 * rate])
+    _, stretch = broken.take(broken.end)
+    with pytest.raises(OSError, match="No space left"):
+        stretch()
 
 
 def test_by_default_a_channel_is_revised_once_at_its_end_whole(engine: Any, vad_model: Any) -> None:
