@@ -41,13 +41,13 @@ class StreamingOptions:
     max_utterance_s: float = 10.0  # a final is forced at the quietest point before this
     pad_ms: int = 200  # audio kept after speech ends
     # The most audio kept before the VAD's start of speech. An utterance begins `pad_ms`
-    # before the speech, or before the slow rise into it (windows of at least ONSET_PROB just
-    # before the threshold), at most this far back, never before the previous utterance's
-    # end: on 8 kHz calls Silero's probability often stays under its threshold for the first
-    # 250-500 ms of a turn's first word, and an utterance begun 200 ms before the start it sees
-    # began inside that word ("Anything else I can help you with" came out as "I can help you
-    # with"). Only there: 500 ms before every turn pulled Whisper's first word times back
-    # into the silence (README "Benchmarks").
+    # before the speech, or before the slow rise into it (windows of at least ONSET_SHARE of
+    # the VAD's threshold just before it), at most this far back, never before the previous
+    # utterance's end: on 8 kHz calls Silero's probability often stays under its threshold
+    # for the first 250-500 ms of a turn's first word, and an utterance begun 200 ms before
+    # the start it sees began inside that word ("Anything else I can help you with" came out
+    # as "I can help you with"). Only there: 500 ms before every turn pulled Whisper's first
+    # word times back into the silence (README "Benchmarks").
     speech_lead_ms: int = 500
     # Start decoding the final this long into a pause, before the VAD hangover confirms the
     # end of the utterance; if speech resumes the early result is thrown away.
@@ -124,10 +124,11 @@ LONGEST_STRETCH_S = 600.0
 # prompt tokens the vocabulary may take (Whisper keeps 223 of the prompt; the channel's
 # previous words, `prompt_words`, take about 80)
 VOCABULARY_TOKENS = 100
-# Speech probability that counts as the slow start of a turn just before the VAD's threshold:
-# on the 8 kHz calls here Silero stays at 0.2-0.45 through the first 250-500 ms of a turn's
-# first word (`StreamingOptions.speech_lead_ms`)
-ONSET_PROB = 0.2
+# Speech probability, as a share of the VAD's threshold, that counts as the slow start of a
+# turn just before the threshold: on the 8 kHz calls here Silero stays at 0.2-0.45 through the
+# first 250-500 ms of a turn's first word (`StreamingOptions.speech_lead_ms`), the default
+# threshold being 0.5; a line whose noise made the threshold higher raises it with it
+ONSET_SHARE = 0.4
 
 
 # What ends a sentence in the scripts Whisper writes (Latin, CJK, Arabic, Devanagari,
@@ -481,10 +482,12 @@ class StreamingTranscriber:
     def _lead_in(self, speech: int) -> int:
         """Where an utterance whose speech the VAD heard from sample `speech` begins:
         `pad_ms` before the speech, or before a slow rise into it (windows of at least
-        ONSET_PROB just before it), at most `speech_lead_ms` before it, never before the
+        ONSET_SHARE of the VAD's threshold just before it), at most `speech_lead_ms` before
+        it, never before the
         previous utterance's end."""
         before = min(self._pad, self._lead)
-        onset = self.vad.onset(speech, ONSET_PROB, self._lead - before)
+        low = ONSET_SHARE * self.vad.options.threshold
+        onset = self.vad.onset(speech, low, self._lead - before)
         return max(onset - before, self._floor, self._buf_start)
 
     def _begin(self, start: int, speech: int | None = None) -> None:

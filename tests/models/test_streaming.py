@@ -151,7 +151,12 @@ class HandReviser:
 
 class Channel:
     def __init__(
-        self, language: str = "en", reviser: Any = None, model: Any = None, **options: Any
+        self,
+        language: str = "en",
+        reviser: Any = None,
+        model: Any = None,
+        threshold: float = 0.5,
+        **options: Any,
     ) -> None:
         self.scheduler = HandScheduler()
         self.partials: list[Partial] = []
@@ -162,7 +167,9 @@ class Channel:
             "call/customer",
             self.scheduler.final_engine,  # type: ignore[arg-type]
             self.scheduler,  # type: ignore[arg-type]
-            VadSegmenter(model or LoudnessModel(), VadOptions(min_silence_ms=400)),
+            VadSegmenter(
+                model or LoudnessModel(), VadOptions(threshold=threshold, min_silence_ms=400)
+            ),
             ThreadPoolExecutor(1),
             self.show,
             self.take_final,
@@ -353,6 +360,30 @@ async def test_an_utterance_keeps_a_slow_rise_into_its_speech_but_not_the_turn_b
         "I can help you with",
         "Yes",
     ]
+
+
+async def test_the_slow_rise_is_told_from_noise_by_the_vad_threshold() -> None:
+    """With the VAD's threshold raised to 0.7 (a noisy line), a slow rise counts from 0.28
+    (`ONSET_SHARE` of it): windows at 0.2, the default threshold's bar, are the line's noise
+    and give no lead; windows at 0.3 are a rise."""
+    ch = Channel(partials=False, speculative_final_ms=0, model=GradedModel(), threshold=0.7)
+    await ch.speak(1.0, loud=False)
+    await ch.speak(0.4, level=0.1)  # noise at 0.2
+    await ch.speak(1.0, level=0.4)  # speech (0.8) from 1.4 s
+    await ch.speak(0.5, loud=False)
+    [(first, future)] = ch.scheduler.waiting(final=True)
+    assert abs(first.audio.size / TARGET_RATE - (0.2 + 1.0 + 0.2)) <= 0.04  # `pad_ms` only
+    future.set_result(said("Hello", 1.0))
+    await ch.speak(1.0, loud=False)
+    await ch.speak(0.3, level=0.15)  # a rise at 0.3
+    await ch.speak(1.0, level=0.4)
+    await ch.speak(0.5, loud=False)
+    [(second, then)] = ch.scheduler.waiting(final=True)
+    # 200 ms before the rise (to the VAD's 32 ms windows, which these edges fall inside)
+    assert 0.4 <= second.audio.size / TARGET_RATE - (1.0 + 0.2) <= 0.54
+    then.set_result(said("Anything else", 1.0))
+    await ch.close()
+    assert [f.text for f in ch.finals] == ["Hello", "Anything else"]
 
 
 async def test_a_blip_shorter_than_min_speech_gets_no_early_decode() -> None:
