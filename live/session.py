@@ -70,9 +70,12 @@ ANALYTICS_INTERVAL = 1.0  # `call.analytics` at most once a second a call
 CATEGORY_TICK = 1.0  # seconds between checks of the categories decided by time
 # a call's finals (and revised finals) kept in memory, by call time: revisions and relabels
 # look them up. A relabel reaches back 10 minutes of speech, a revision one stretch
-# (CALLCUE_REVISE_SECONDS, at most 600 s when 0) and the time it may wait behind others (its
-# queue takes 900 s of audio): the session keeps this much beyond its revision stretch; what
-# is older is in the store and on screens
+# (CALLCUE_REVISE_SECONDS, at most 600 s when 0) and the time it may wait behind others: the
+# session keeps this much beyond its revision stretch; what is older is in the store and on
+# screens. (After the call ends nothing is let go. During a call of more than 10 minutes on a
+# machine so busy that a stretch waits longer than this for revision, behind up to
+# `RevisionOptions.max_pending_s` of audio, its revision is dropped when it comes and the
+# live text stays, as for a skipped one.)
 FINALS_KEPT_S = 1800.0
 ENROL_SECONDS = 60.0  # of an agent's speech a two-channel call adds to their voice print
 
