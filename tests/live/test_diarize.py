@@ -422,6 +422,8 @@ async def test_a_relabeled_line_is_read_again_by_assist_as_its_new_party() -> No
         session = CallSession(
             services, "relabel-assist", AudioFormat("pcm16", 16000, 2), ("agent", "customer")
         )
+        lead = services.recognition.streaming.speech_lead_ms
+        assert [t.options.speech_lead_ms for t in session.transcribers] == [lead, lead]
         await session.start()
         text = "I want to cancel my order, it never arrived and I am really upset about it."
         session._on_final(
@@ -481,6 +483,11 @@ async def test_a_mixed_utterances_revision_goes_to_its_parts_in_either_order() -
             ("agent", "customer"),
             diarize=True,
         )
+        # (one mixed channel keeps no lead before a turn beyond `pad_ms`: the rise before it
+        # may be the other voice's tail; two channels keep the setting's)
+        streaming = services.recognition.streaming
+        assert streaming.speech_lead_ms > streaming.pad_ms
+        assert [t.options.speech_lead_ms for t in session.transcribers] == [streaming.pad_ms]
         await session.start()
 
         def publish(role: str, utterance: int, text: str, start: float) -> tuple:
