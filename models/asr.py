@@ -127,7 +127,7 @@ VOCABULARY_TOKENS = 100
 # Speech probability, as a share of the VAD's threshold, that counts as the slow start of a
 # turn just before the threshold: on the 8 kHz calls here Silero stays at 0.2-0.45 through the
 # first 250-500 ms of a turn's first word (`StreamingOptions.speech_lead_ms`), the default
-# threshold being 0.5; a line whose noise made the threshold higher raises it with it
+# threshold being 0.5; a threshold raised for noisy lines raises it with it
 ONSET_SHARE = 0.4
 
 

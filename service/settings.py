@@ -504,9 +504,10 @@ class Settings:
         _int,
         _range(0, 1000),
         "the most audio an utterance keeps from before the VAD's start of speech: pad_ms "
-        "(200 ms) before it, or before a slow rise into it (probability 0.2 or more just "
-        "under the threshold: Silero hears a turn's first word late on phone audio); never "
-        "before the previous utterance's end; 200: as before",
+        "(200 ms) before it, or before a slow rise into it (probability of 0.4 x the VAD "
+        "threshold or more just under it: Silero hears a turn's first word late on phone "
+        "audio); never before the previous utterance's end; a diarized one-channel call "
+        "keeps at most pad_ms; 200: as before",
     )
     hold_open_ms: int = _recognition(
         0,
