@@ -483,8 +483,7 @@ class StreamingTranscriber:
         """Where an utterance whose speech the VAD heard from sample `speech` begins:
         `pad_ms` before the speech, or before a slow rise into it (windows of at least
         ONSET_SHARE of the VAD's threshold just before it), at most `speech_lead_ms` before
-        it, never before the
-        previous utterance's end."""
+        it, never before the previous utterance's end."""
         before = min(self._pad, self._lead)
         low = ONSET_SHARE * self.vad.options.threshold
         onset = self.vad.onset(speech, low, self._lead - before)
