@@ -253,10 +253,8 @@ async def transcribe_call(
                 await session.settle()  # each utterance gets the previous ones as its prompt
                 bar.update(round(chunk.shape[0] / audio.sample_rate, 1))
             await session.finish("stop")
-        if services.recognition.reviser is not None:
-            if progress:
-                print("revising with the finals' model…", file=sys.stderr)
-            await session.revisions_done()
+        if (reviser := services.recognition.reviser) is not None:
+            await _revised_with_progress(session, reviser, progress)
 
         def utterance(f: Any) -> dict[str, Any]:
             revised = session.revised.get(f.seq)
@@ -501,6 +499,31 @@ def cmd_worker(args: argparse.Namespace) -> int:
         print(f"callcue worker: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+async def _revised_with_progress(session: Any, reviser: Any, progress: bool) -> None:
+    """Wait for the call's end-of-call revisions, with a bar of the audio seconds revised
+    (a channel is revised whole when its call ends: minutes of decoding for a long
+    recording). The bar grows if a stretch is queued after it starts."""
+    from tqdm import tqdm
+
+    done = asyncio.ensure_future(session.revisions_done())
+    with tqdm(
+        total=round(reviser.left_seconds(), 1),
+        unit="s",
+        disable=not progress,
+        desc="revising",
+        file=sys.stderr,
+    ) as bar:
+        while not done.done():
+            await asyncio.wait({done}, timeout=0.5)
+            left = reviser.left_seconds()
+            bar.total = max(bar.total or 0.0, round(bar.n + left, 1))
+            bar.n = round(max(bar.total - left, bar.n), 1)
+            bar.refresh()
+        await done
+        bar.n = bar.total
+        bar.refresh()
 
 
 def _word(w: Any) -> dict[str, Any]:

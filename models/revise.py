@@ -75,6 +75,7 @@ class RevisionStats:
     audio_seconds: float = 0.0
     busy_seconds: float = 0.0
     pending_seconds: float = 0.0
+    decoded_seconds: float = 0.0  # of the stretch being revised, decoded so far
     load_seconds: float = 0.0
     changed: int = 0  # finals whose text a revision changed (counted by the transcribers)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -189,11 +190,15 @@ class Reviser:
                 initial_prompt=prompt or None,
                 hotwords=hotwords or None,
             )
-            words = tuple(
-                WordTiming(w.word, round(w.start, 3), round(w.end, 3), round(w.probability, 4))
-                for segment in segments
-                for w in segment.words or ()
-            )
+            heard: list[WordTiming] = []
+            for segment in segments:  # (decoded as they are read)
+                heard.extend(
+                    WordTiming(w.word, round(w.start, 3), round(w.end, 3), round(w.probability, 4))
+                    for w in segment.words or ()
+                )
+                with self.stats.lock:
+                    self.stats.decoded_seconds = min(max(segment.end, 0.0), seconds)
+            words = tuple(heard)
             elapsed = time.perf_counter() - started
             with self.stats.lock:
                 self.stats.done += 1
@@ -207,7 +212,14 @@ class Reviser:
         finally:
             with self.stats.lock:
                 self.stats.pending_seconds -= seconds
+                self.stats.decoded_seconds = 0.0
             _trim()
+
+    def left_seconds(self) -> float:
+        """Seconds of audio waiting for revision or not yet decoded in the one being revised
+        (what a progress bar counts down)."""
+        with self.stats.lock:
+            return max(self.stats.pending_seconds - self.stats.decoded_seconds, 0.0)
 
     def close(self) -> None:
         """Stop: waiting revisions are cancelled, the one running finishes in its thread."""

@@ -273,3 +273,48 @@ def test_by_default_a_channel_is_revised_once_at_its_end_whole(engine: Any, vad_
     assert reviser.stats.done == 1 and reviser.stats.failed == 0
     assert abs(reviser.stats.audio_seconds - audio.size / TARGET_RATE) < 0.05
     assert revised and max(w.end for r in revised for w in r.words) > 60.0
+
+
+def test_revision_progress_counts_down_as_its_segments_are_decoded() -> None:
+    """`left_seconds` (the CLI's "revising" bar): the audio waiting, less what the stretch
+    being revised has decoded so far, segment by segment; nothing once it is done."""
+    import threading
+    import time
+    from types import SimpleNamespace
+
+    reviser = Reviser(WhisperOptions(model="embedded:tiny.en"), RevisionOptions())
+    step = threading.Semaphore(0)
+
+    def segments() -> Any:
+        for end in (10.0, 25.0, 60.0):  # (the last one past the stretch's 50 s)
+            word = SimpleNamespace(word=" so", start=end - 1, end=end, probability=0.9)
+            yield SimpleNamespace(end=end, words=[word])
+            step.acquire()  # the next segment is decoded when the test says so
+
+    reviser._model = SimpleNamespace(  # a model whose decoding the test paces
+        transcribe=lambda *a, **k: (segments(), SimpleNamespace(language="en")),
+        model=SimpleNamespace(is_multilingual=False),
+    )
+
+    def left_becomes(value: float) -> float:
+        deadline = time.monotonic() + 30
+        while reviser.left_seconds() != value:
+            assert time.monotonic() < deadline, reviser.left_seconds()
+            time.sleep(0.005)
+        return value
+
+    try:
+        future = reviser.submit(np.zeros(50 * TARGET_RATE, dtype=np.float32), "en")
+        assert future is not None
+        left_becomes(40.0)
+        step.release()
+        left_becomes(25.0)
+        step.release()
+        left_becomes(0.0)  # (at most the stretch itself)
+        step.release()
+        assert len(future.result(timeout=30).words) == 3
+        assert reviser.left_seconds() == 0.0 and reviser.stats.decoded_seconds == 0.0
+    finally:
+        for _ in range(3):
+            step.release()
+        reviser.close()
