@@ -921,7 +921,7 @@ class StreamingTranscriber:
         assert self.reviser is not None
         finals = [f for f in self._rev_finals if f[2] <= upto]
         self._rev_finals = [f for f in self._rev_finals if f[2] > upto]
-        start, stretch = self._spool.take(upto)
+        stretch = self._spool.take(upto)
         if not finals or stretch.hi - stretch.lo < TARGET_RATE // 2:
             stretch.discard()
             return
@@ -941,7 +941,7 @@ class StreamingTranscriber:
             return
         revision = asyncio.wrap_future(future)
         self._revisions.append(revision)
-        revision.add_done_callback(lambda f: self._revision_done(f, start, finals))
+        revision.add_done_callback(lambda f: self._revision_done(f, stretch.lo, finals))
 
     def _revision_done(
         self,

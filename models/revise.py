@@ -432,15 +432,15 @@ class AudioSpool:
         self._file, self.start = new, upto
         return old, self._last
 
-    def take(self, upto: int) -> tuple[int, Stretch]:
-        """Take the audio before sample `upto` out: its first sample and the stretch that
-        reads it (once, on a thread other than the event loop's)."""
+    def take(self, upto: int) -> Stretch:
+        """Take the audio before sample `upto` out: the stretch that reads it (once, on a
+        thread other than the event loop's), from `start` on."""
         lo = self.start
         hi = min(max(upto, lo), self.end)
         if hi == lo:
-            return lo, Stretch(_SpoolFile(lo), lo, lo, None)  # (nothing: no new file)
+            return Stretch(_SpoolFile(lo), lo, lo, None)  # (nothing: no new file)
         old, done = self._roll(hi)
-        return lo, Stretch(old, lo, hi, done)
+        return Stretch(old, lo, hi, done)
 
     def drop(self, upto: int) -> None:
         """Let the audio before sample `upto` go."""
@@ -452,6 +452,4 @@ class AudioSpool:
     def close(self) -> None:
         """Let everything go (the file is deleted)."""
         self._pending = []
-        if self._last is not None:  # (else nothing was ever written)
-            old, _ = self._roll(self.end)
-            self._thread().submit(old.close)
+        self.drop(self.end)

@@ -7,6 +7,7 @@ end, closer to the reference than live."""
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -86,26 +87,29 @@ def test_a_full_backlog_skips_a_revision_and_says_so() -> None:
     assert reviser.submit(np.zeros(TARGET_RATE, dtype=np.float32), "en") is None  # closed
 
 
-def test_tiny_finals_are_revised_by_base_during_and_after_the_call(
-    engine: Any, vad_model: Any
-) -> None:
-    """Live finals from tiny.en (the finals' model is tiny here, to leave room to improve);
-    the reviser runs base. A revision comes during the call (every 20 s of the channel) and
-    at its end; the revised transcript is closer to the reference than the live one."""
-    name = "tel_asterisk_allison_demo-instruct.wav"
-    audio = load_16k(name)
-    reviser = Reviser(
-        WhisperOptions(model="embedded:base"), RevisionOptions(seconds=20.0, beam_size=5)
-    )
+@dataclass
+class Streamed:
+    """What a channel streamed through a transcriber with a reviser gave."""
 
-    async def main() -> tuple[list[Final], list[RevisedFinal], int]:
+    finals: list[Final]
+    revised: list[RevisedFinal]
+    finals_before_close: int  # finals out once all the audio was pushed
+    submitted_before_close: int  # revisions submitted by then
+    submitted: int  # revisions submitted once the channel closed
+
+
+def stream_revised(engine: Any, vad_model: Any, audio: np.ndarray, reviser: Reviser) -> Streamed:
+    """Push `audio` in 0.5 s steps (each settled: every utterance gets the ones before as
+    its prompt) through a channel whose finals `reviser` revises; close it and wait for its
+    revisions."""
+
+    async def main() -> Streamed:
         from concurrent.futures import ThreadPoolExecutor
 
         scheduler = RecognitionScheduler(engine, workers=1)
         scheduler.start()
         finals: list[Final] = []
         revised: list[RevisedFinal] = []
-        during = 0
         with ThreadPoolExecutor(1) as pool:
             tr = StreamingTranscriber(
                 "t/customer",
@@ -123,16 +127,33 @@ def test_tiny_finals_are_revised_by_base_during_and_after_the_call(
             for lo in range(0, audio.size, step):
                 await tr.push(audio[lo : lo + step])
                 await tr.settle()
+            before = (len(finals), reviser.stats.done + len(tr._revisions))
             await tr.close()
-            during = reviser.stats.done + len(tr._revisions)  # submitted before the end
+            submitted = reviser.stats.done + len(tr._revisions)
             await tr.revised()
         scheduler.close()
-        return finals, revised, during
+        return Streamed(finals, revised, *before, submitted)
 
     try:
-        finals, revised, submitted = asyncio.run(main())
+        return asyncio.run(main())
     finally:
         reviser.close()
+
+
+def test_tiny_finals_are_revised_by_base_during_and_after_the_call(
+    engine: Any, vad_model: Any
+) -> None:
+    """Live finals from tiny.en (the finals' model is tiny here, to leave room to improve);
+    the reviser runs base. A revision comes during the call (every 20 s of the channel) and
+    at its end; the revised transcript is closer to the reference than the live one."""
+    name = "tel_asterisk_allison_demo-instruct.wav"
+    audio = load_16k(name)
+    reviser = Reviser(
+        WhisperOptions(model="embedded:base"), RevisionOptions(seconds=20.0, beam_size=5)
+    )
+
+    streamed = stream_revised(engine, vad_model, audio, reviser)
+    finals, revised, submitted = streamed.finals, streamed.revised, streamed.submitted
     assert reviser.stats.done >= 3 and submitted >= 3  # two mid-call stretches and the rest
     assert revised, "nothing was revised"
     by_utterance = {f.utterance: f for f in finals}
@@ -190,14 +211,14 @@ def test_the_spool_gives_back_each_stretch_as_it_was_heard() -> None:
                 cut, what = cuts.pop(0)
                 if what == "take":
                     in_memory = spool._written < cut
-                    lo, stretch = spool.take(cut)
-                    taken.append((lo, stretch, in_memory, other.submit(stretch)))
+                    stretch = spool.take(cut)
+                    taken.append((stretch, in_memory, other.submit(stretch)))
                 else:
                     spool.drop(cut)
                 files.append(spool._file)
         assert [c for c, _ in cuts] == [60 * rate] and at == pushed.size
         assert spool.samples == pushed.size - 23 * rate - 1
-        results = [(lo, s.hi, in_memory, f.result()) for lo, s, in_memory, f in taken]
+        results = [(s.lo, s.hi, in_memory, f.result()) for s, in_memory, f in taken]
     assert [(lo, hi) for lo, hi, _, _ in results] == [
         (0, 3 * rate + 5),
         (3 * rate + 5, int(9.5 * rate)),
@@ -210,7 +231,7 @@ def test_the_spool_gives_back_each_stretch_as_it_was_heard() -> None:
     spool.drop(60 * rate)  # past the end: everything goes
     assert spool.samples == 0 and spool.start == pushed.size
     spool.append(pushed[:100])
-    _, unread = spool.take(spool.end)
+    unread = spool.take(spool.end)
     unread.discard()
     spool.append(pushed[: 6 * rate])  # written (more than SPOOL_CHUNK), then closed
     files.append(spool._file)
@@ -221,7 +242,7 @@ def test_the_spool_gives_back_each_stretch_as_it_was_heard() -> None:
     broken = AudioSpool()
     broken._file.error = OSError(28, "No space left on device")
     broken.append(pushed[: 6 * rate])
-    _, stretch = broken.take(broken.end)
+    stretch = broken.take(broken.end)
     with pytest.raises(OSError, match="No space left"):
         stretch()
 
@@ -234,41 +255,9 @@ def test_by_default_a_channel_is_revised_once_at_its_end_whole(engine: Any, vad_
     audio = load_16k(name)
     reviser = Reviser(WhisperOptions(model="embedded:tiny.en"), RevisionOptions())
 
-    async def main() -> tuple[int, list[RevisedFinal]]:
-        from concurrent.futures import ThreadPoolExecutor
-
-        scheduler = RecognitionScheduler(engine, workers=1)
-        scheduler.start()
-        revised: list[RevisedFinal] = []
-        finals: list[Final] = []
-        with ThreadPoolExecutor(1) as pool:
-            tr = StreamingTranscriber(
-                "t/customer",
-                engine,
-                scheduler,
-                VadSegmenter(vad_model),
-                pool,
-                on_partial=lambda p: None,
-                on_final=finals.append,
-                options=StreamingOptions(partials=False),
-                reviser=reviser,
-                on_revised=revised.append,
-            )
-            step = TARGET_RATE // 2
-            for lo in range(0, audio.size, step):
-                await tr.push(audio[lo : lo + step])
-                await tr.settle()
-            during = reviser.stats.done + len(tr._revisions)
-            assert len(finals) >= 5, "finals came during the call"
-            await tr.close()
-            await tr.revised()
-        scheduler.close()
-        return during, revised
-
-    try:
-        during, revised = asyncio.run(main())
-    finally:
-        reviser.close()
+    streamed = stream_revised(engine, vad_model, audio, reviser)
+    assert streamed.finals_before_close >= 5, "finals came during the call"
+    during, revised = streamed.submitted_before_close, streamed.revised
     assert during == 0
     assert reviser.stats.done == 1 and reviser.stats.failed == 0
     assert abs(reviser.stats.audio_seconds - audio.size / TARGET_RATE) < 0.05
@@ -279,16 +268,17 @@ def test_revision_progress_counts_down_as_its_segments_are_decoded() -> None:
     """`left_seconds` (the CLI's "revising" bar): the audio waiting, less what the stretch
     being revised has decoded so far, segment by segment; nothing once it is done."""
     import threading
-    import time
     from types import SimpleNamespace
 
     reviser = Reviser(WhisperOptions(model="embedded:tiny.en"), RevisionOptions())
     step = threading.Semaphore(0)
+    read = threading.Semaphore(0)  # a segment was taken in and the next one asked for
 
     def segments() -> Any:
         for end in (10.0, 25.0, 60.0):  # (the last one past the stretch's 50 s)
             word = SimpleNamespace(word=" so", start=end - 1, end=end, probability=0.9)
             yield SimpleNamespace(end=end, words=[word])
+            read.release()
             step.acquire()  # the next segment is decoded when the test says so
 
     reviser._model = SimpleNamespace(  # a model whose decoding the test paces
@@ -296,21 +286,18 @@ def test_revision_progress_counts_down_as_its_segments_are_decoded() -> None:
         model=SimpleNamespace(is_multilingual=False),
     )
 
-    def left_becomes(value: float) -> float:
-        deadline = time.monotonic() + 30
-        while reviser.left_seconds() != value:
-            assert time.monotonic() < deadline, reviser.left_seconds()
-            time.sleep(0.005)
-        return value
+    def left_once_read() -> float:
+        assert read.acquire(timeout=30), "the revision never took the segment in"
+        return reviser.left_seconds()
 
     try:
         future = reviser.submit(np.zeros(50 * TARGET_RATE, dtype=np.float32), "en")
         assert future is not None
-        left_becomes(40.0)
+        assert left_once_read() == 40.0
         step.release()
-        left_becomes(25.0)
+        assert left_once_read() == 25.0
         step.release()
-        left_becomes(0.0)  # (at most the stretch itself)
+        assert left_once_read() == 0.0  # (at most the stretch itself)
         step.release()
         assert len(future.result(timeout=30).words) == 3
         assert reviser.left_seconds() == 0.0 and reviser.stats.decoded_seconds == 0.0
