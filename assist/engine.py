@@ -58,17 +58,6 @@ CONTEXT_WORDS = 24  # words of the previous customer final they are read with
 # the tuned head), and a closing stage there would bring the closing's actions (recap) and
 # replies ("anything else?") to the agent's screen before the call has begun.
 CLOSING_AFTER_S = 60.0
-# Words a statement does not end on: articles, possessives, conjunctions. A customer final
-# whose last sentence is a statement ending on one ("And I know you guys handle a lot of
-# your.", "That's my.", "… finalize the appointment. But.") was cut off: the customer paused
-# and the turn ended. Its intent is read without that sentence, and a final that is nothing
-# else gets no intent (the nearest intent of half a sentence is a guess). Prepositions and
-# pronouns are not here: "the one I asked about.", "So do I." end sentences. Capital "A" is a
-# name ("plan A.").
-DANGLING = frozenset(
-    {"a", "an", "the", "my", "your", "our", "their", "its", "and", "or", "but", "because"}
-    | {"than"}
-)
 FEEDBACK_ACTIONS = ("shown", "copied", "accepted", "dismissed", "done")
 FEEDBACK_KINDS = ("reply", "article", "action")
 
@@ -274,21 +263,6 @@ class Shown:
     feedback: str = "shown"
 
 
-def intent_text(text: str) -> str:
-    """The part of a customer final its intent is read from: the text without a last sentence
-    that was cut off (see DANGLING); "" when that sentence is all there is."""
-    sentences = [s for s in SENTENCE.split(text.strip()) if s.strip()]
-    if not sentences:
-        return text
-    last = sentences[-1].rstrip().rstrip("\"'”’)]").rstrip()
-    if not last.endswith(".") or last.endswith(".."):
-        return text  # (a question, an exclamation, or no mark: typed text, "Well...")
-    word = last.split()[-1].strip(".,;:")
-    if word.lower() not in DANGLING or word == "A":
-        return text
-    return " ".join(sentences[:-1])
-
-
 @dataclass
 class CallAssist:
     """Per-call assist state and rules. `on_final` returns the events to publish, in order."""
@@ -366,10 +340,8 @@ class CallAssist:
         the words). An agent's final is split into sentences for the checklist while an
         item is still open."""
         context = ""
-        if channel == "customer":
-            text = intent_text(text) or text  # (a fragment alone gets no intent: `_intent`)
-            if len(text.split()) <= CONTEXT_FOR_WORDS:
-                context = " ".join(self.last_customer_text.split()[-CONTEXT_WORDS:])
+        if channel == "customer" and len(text.split()) <= CONTEXT_FOR_WORDS:
+            context = " ".join(self.last_customer_text.split()[-CONTEXT_WORDS:])
         # an agent's sentences are encoded one by one only while a checklist item is open
         pending = any(not state.done for state in self.checklist.values())
         return Request(channel, text, context, sentences=pending)
@@ -525,7 +497,7 @@ class CallAssist:
             self.customer_turns += 1
             self.last_customer_text = text
             self.recent = [*self.recent[-2:], analysis.embedding]
-            events += self._intent(channel, utterance, analysis, unfinished=not intent_text(text))
+            events += self._intent(channel, utterance, analysis)
             events += self._replies(channel, utterance)
             events += self._articles(channel, utterance)
         elif channel == "agent":
@@ -596,14 +568,10 @@ class CallAssist:
     def _label(self, intent_id: str | None) -> str:
         return self.models.playbook.label(intent_id)
 
-    def _intent(
-        self, channel: str, utterance: int, analysis: Analysis, unfinished: bool = False
-    ) -> list[Event]:
+    def _intent(self, channel: str, utterance: int, analysis: Analysis) -> list[Event]:
         result = analysis.intent
         assert result is not None
-        if unfinished:  # a sentence cut off and nothing before it (DANGLING)
-            result = replace(result, intent=None)
-        elif result.intent is None and analysis.context_intent and analysis.context_intent.intent:
+        if result.intent is None and analysis.context_intent and analysis.context_intent.intent:
             result = analysis.context_intent  # a short answer read with what came before
         if result.intent is not None and not self._may_close(result.intent):
             result = replace(result, intent=None)  # (a greeting taken for thanks: see above)

@@ -17,10 +17,7 @@ intents, each a specific problem, do not name; their requests count for rejectio
 Prints `no_intent_rejected` (turns with no request and no expected intent that get none),
 `expected_right` (turns with an expected intent that get it), `requests_given_an_intent` (the
 calls' requests, outside the playbook's domain: how often some intent is shown anyway) and
-every turn's answer, each turn read as the engine reads a customer final (without a last
-sentence that was cut off, "… a lot of your.", and no intent where that is all: `intent_text`),
-and the same figures for the classifier on each whole turn (`classifier_alone`). `--frozen`:
-the playbook's intents without `callcue train`'s tuning.
+every turn's answer. `--frozen`: the playbook's intents without `callcue train`'s tuning.
 """
 
 from __future__ import annotations
@@ -48,44 +45,19 @@ def main() -> None:
     parser.add_argument("--save", help="also write benchmarks/results/<SAVE>.json")
     args = parser.parse_args()
 
-    from dataclasses import replace
-
-    from assist.engine import AssistModels, intent_text
-    from models.classifiers import IntentResult
+    from assist.engine import AssistModels
 
     with args.turns.open(newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
     models = AssistModels.load(playbook_path=args.playbook, tuned_intents=not args.frozen)
-    alone = [intent for intent, _ in models.classify_text([r["text"] for r in rows])]
-    # as the engine reads a customer final: without a last sentence cut off, none if that is
-    # all (`intent_text`); the rules that need the call (a closing intent's) are not applied
-    read = [intent_text(r["text"]) or r["text"] for r in rows]
-    results = [
-        replace(intent, intent=None) if not intent_text(r["text"]) else intent
-        for r, (intent, _) in zip(rows, models.classify_text(read), strict=True)
-    ]
+    results = [intent for intent, _ in models.classify_text([r["text"] for r in rows])]
     pairs = list(zip(rows, results, strict=True))
+    no_intent = [x for r, x in pairs if r["request"] == "no" and not r["intent"]]
+    expected = [(r, x) for r, x in pairs if r["intent"]]
+    outside = [x for r, x in pairs if r["request"] == "yes" and not r["intent"]]
 
     def rate(hits: int, total: int) -> float:
         return round(hits / max(1, total), 4)
-
-    def rates(found: list[IntentResult]) -> dict[str, object]:
-        given = list(zip(rows, found, strict=True))
-        no_intent = [x for r, x in given if r["request"] == "no" and not r["intent"]]
-        expected = [(r, x) for r, x in given if r["intent"]]
-        outside = [x for r, x in given if r["request"] == "yes" and not r["intent"]]
-        return {
-            "no_intent_turns": len(no_intent),
-            "no_intent_rejected": rate(sum(x.intent is None for x in no_intent), len(no_intent)),
-            "expected_turns": len(expected),
-            "expected_right": rate(
-                sum(x.intent == r["intent"] for r, x in expected), len(expected)
-            ),
-            "outside_requests": len(outside),
-            "requests_given_an_intent": rate(
-                sum(x.intent is not None for x in outside), len(outside)
-            ),
-        }
 
     answers = [
         {
@@ -103,9 +75,12 @@ def main() -> None:
         "playbook": models.playbook.name,
         "tuned": models.intents.tuned,
         "turns": len(rows),
-        **rates(results),
-        # the classifier on each whole turn, without the engine's reading of cut-off sentences
-        "classifier_alone": rates(alone),
+        "no_intent_turns": len(no_intent),
+        "no_intent_rejected": rate(sum(x.intent is None for x in no_intent), len(no_intent)),
+        "expected_turns": len(expected),
+        "expected_right": rate(sum(x.intent == r["intent"] for r, x in expected), len(expected)),
+        "outside_requests": len(outside),
+        "requests_given_an_intent": rate(sum(x.intent is not None for x in outside), len(outside)),
         "answers": answers,
     }
     if args.save:

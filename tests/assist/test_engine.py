@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from assist.customers import SAMPLE_DIRECTORY, JsonDirectory, predict_reason
-from assist.engine import AssistModels, CallAssist, intent_text
+from assist.engine import AssistModels, CallAssist
 from assist.events import Event
 
 
@@ -260,39 +260,3 @@ def test_a_greeting_taken_for_thanks_does_not_close_the_call(call: CallAssist) -
     late = CallAssist(call.models, "t-2")
     later = of(say(late, "customer", "Thank you so much.", 75.0), "intent")[0]
     assert later["intent"] == "thanks_goodbye" and later["stage"] == "closing"
-
-
-def test_a_sentence_cut_off_gets_no_intent_and_is_read_with_what_follows(call: CallAssist) -> None:
-    """A customer final that stops on "my." was cut off at a pause: the head's nearest intent
-    for half a sentence is a guess (here a billing intent), so it gets none; the words after
-    the pause are read with it. A cut-off sentence after a whole one is left out of the
-    reading."""
-    cut = "I sent back the boots two weeks ago and I still haven't gotten my."
-    [(alone, _)] = call.models.classify_text([cut])
-    assert alone.intent is not None  # what the head alone would have shown
-    first = of(say(call, "customer", cut, 10.0), "intent")[0]
-    assert first["intent"] is None and first["top"] and call.intent is None
-    assert of(say(call, "customer", "Refund.", 14.0), "intent")[0]["intent"] == "refund_status"
-    after = CallAssist(call.models, "t-2")
-    whole = "I still haven't gotten my refund for the boots I sent back. But."
-    assert of(say(after, "customer", whole, 10.0), "intent")[0]["intent"] == "refund_status"
-
-
-@pytest.mark.parametrize(
-    ("text", "read"),
-    [
-        ("And I know you guys handle a lot of your.", ""),
-        ("That's my.", ""),
-        ("I'm a.", ""),
-        ("I need to finalize the appointment. But.", "I need to finalize the appointment."),
-        ("It's the old plan A.", "It's the old plan A."),  # a name
-        ("So do I.", "So do I."),  # pronouns and prepositions end sentences
-        ("That's the order I asked about.", "That's the order I asked about."),
-        ("Is that my?", "Is that my?"),  # only statements
-        ("check on the status of a", "check on the status of a"),  # typed, no mark
-        ("Well, the...", "Well, the..."),
-        ("", ""),
-    ],
-)
-def test_intent_text_leaves_out_a_last_sentence_cut_off(text: str, read: str) -> None:
-    assert intent_text(text) == read
