@@ -189,3 +189,28 @@ def test_partials_decoded_together_match_one_at_a_time(engine) -> None:  # type:
     assert [h.text for h in together] == [h.text for h in one_by_one]
     assert together[1].text.startswith("Why should one")  # each keeps its own forced words
     assert len({h.window_s for h in together}) == 1
+
+
+def test_an_unsure_final_is_kept_not_resampled(base_engine, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A final Whisper is unsure of (average log-probability under -1: the AWS customer's
+    half-heard "I'm") is decoded once, at beam 5: resampling it at a temperature drew at
+    random, so one recording came out differently from run to run. Only a text that loops
+    is decoded again."""
+    audio = load_16k("cs_aws_auto_repairs_40_caller.wav")[int(124.0 * 16000) : int(124.8 * 16000)]
+    model = base_engine.model.model
+    temperatures: list[float] = []
+
+    class Counting:
+        def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+            return getattr(model, name)
+
+        def generate(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+            temperatures.append(kwargs.get("sampling_temperature", 0.0))
+            return model.generate(*args, **kwargs)
+
+    monkeypatch.setattr(base_engine.model, "model", Counting())
+    first = base_engine.decode(audio, final=True)
+    assert first.avg_logprob < base_engine.options.log_prob_threshold  # unsure
+    assert temperatures == [0.0] and first.temperature == 0.0
+    again = [base_engine.decode(audio, final=True) for _ in range(2)]
+    assert {h.text for h in again} == {first.text}
