@@ -210,7 +210,8 @@ def test_an_unsure_final_is_kept_not_resampled(base_engine, monkeypatch) -> None
 
     monkeypatch.setattr(base_engine.model, "model", Counting())
     first = base_engine.decode(audio, final=True)
-    assert first.avg_logprob < base_engine.options.log_prob_threshold  # unsure
+    assert first.rejected is None and first.text  # heard as speech ("I'm")
+    assert first.avg_logprob < base_engine.options.log_prob_threshold  # unsure (-1.44 here)
     assert temperatures == [0.0] and first.temperature == 0.0
     again = [base_engine.decode(audio, final=True) for _ in range(2)]
     assert {h.text for h in again} == {first.text}
